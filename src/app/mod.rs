@@ -1,0 +1,276 @@
+//! Composes the application: loads keys and certificate, connects the store,
+//! builds each channel, registers routes, security headers and middleware, and
+//! starts the background tasks. `Application::build` binds (port 0 allowed) and
+//! exposes the port, so every test spawns its own gateway.
+
+mod ops;
+mod tasks;
+
+pub use tasks::BackgroundTasks;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpServer, web};
+
+use crate::bus::{AlertProducer, Store, StoreError, trim_older_than};
+use crate::channels::web::{self as web_channel, WebChannel};
+use crate::config::{ConfigError, ServerMode, Settings};
+use crate::crypto::{KeyError, Keyring};
+use crate::error::AppError;
+use crate::intake::Intake;
+use crate::mediator::MediatorDirectory;
+use crate::privacy::ClientKeyer;
+use crate::ratelimit::ChannelLimiter;
+use crate::telemetry::{self, Metrics};
+use crate::tls::{ReloadingCert, TlsError};
+
+/// Content-Security-Policy of every response: same-origin styles and forms only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), \
+     magnetometer=(), microphone=(), payment=(), usb=(), interest-cohort=()";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("redis.url: {0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "server.host/server.port: cannot listen on {0}: {1}. Fix: choose a free port or stop the other process"
+    )]
+    Bind(String, std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    tasks: BackgroundTasks,
+    store: Store,
+    cert: Option<Arc<ReloadingCert>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        settings.validate()?;
+        let zones = settings.zones()?;
+        let (per_client, global) = settings.web_limits()?;
+        let keyring = Arc::new(Keyring::load(&settings.keys.dir)?);
+        let metrics = Arc::new(Metrics::new()?);
+        let store = Store::new(&settings.redis)?;
+        // Redis may be down at start-up: the gateway still starts, reports
+        // not-ready, and connects once Redis is back.
+        if let Err(e) = store.ping().await {
+            tracing::warn!(error = %e, "redis is not reachable yet; /readyz fails until it is");
+        }
+
+        let intake = Intake::new(
+            keyring.clone(),
+            MediatorDirectory::new(store.clone()),
+            AlertProducer::new(store.clone()),
+            metrics.clone(),
+        );
+        let web = web::Data::new(WebChannel::new(
+            intake,
+            ChannelLimiter::new(per_client, global),
+            ClientKeyer::new(settings.trusted_proxies()?),
+            zones,
+            settings.tips.max_text_chars,
+            settings.server.max_body_bytes,
+        ));
+        let metrics_data = web::Data::from(metrics.clone());
+        let store_data = web::Data::new(store.clone());
+        let access = web::Data::new(ops::MetricsAccess(settings.metrics_allow()?));
+
+        let mut tasks = BackgroundTasks::default();
+        {
+            let store = store.clone();
+            let keep = settings.retention();
+            tasks.every(
+                "retention",
+                Duration::from_secs(settings.retention.sweep_interval_secs),
+                move || {
+                    let store = store.clone();
+                    async move {
+                        let cutoff = unix_now().saturating_sub(keep.as_secs());
+                        match trim_older_than(&store, cutoff).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "retention trim failed; will retry")
+                            }
+                        }
+                    }
+                },
+            );
+        }
+        {
+            let web = web.clone();
+            tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
+                let web = web.clone();
+                async move { web.limiter.forget_idle() }
+            });
+        }
+
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).map_err(|e| StartupError::Bind(addr.clone(), e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(addr.clone(), e))?
+            .port();
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(web.clone())
+                .app_data(metrics_data.clone())
+                .app_data(store_data.clone())
+                .app_data(access.clone())
+                .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .app_data(web::JsonConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .app_data(
+                    web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
+                )
+                .app_data(web::PathConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .wrap(from_fn(telemetry::error_pages))
+                .wrap(security_headers())
+                .wrap(from_fn(telemetry::access_log))
+                .configure(web_channel::routes)
+                .configure(ops::routes)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(AppError::NotFound)
+                }))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(2));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+
+        let cert = match settings.server.mode {
+            ServerMode::Tls => {
+                let cert = Arc::new(ReloadingCert::load(
+                    &settings.tls.cert_path,
+                    &settings.tls.key_path,
+                )?);
+                let tls = crate::tls::server_config(cert.clone())?;
+                server = server
+                    .listen_rustls_0_23(listener, tls)
+                    .map_err(|e| StartupError::Bind(addr.clone(), e))?;
+                let watched = cert.clone();
+                tasks.every("tls-reload", Duration::from_secs(settings.tls.reload_interval_secs), move || {
+                    let watched = watched.clone();
+                    async move {
+                        match watched.reload_if_changed() {
+                            Ok(true) => tracing::info!("tls certificate reloaded"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "new tls certificate refused; keeping the old one"),
+                        }
+                    }
+                });
+                Some(cert)
+            }
+            ServerMode::Plaintext => {
+                server = server
+                    .listen(listener)
+                    .map_err(|e| StartupError::Bind(addr.clone(), e))?;
+                None
+            }
+        };
+        let server = server.disable_signals().run();
+        tracing::info!(port, mode = ?settings.server.mode, "tipwire listening");
+        Ok(Self {
+            port,
+            server,
+            tasks,
+            store,
+            cert,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The reloading certificate, when serving TLS.
+    pub fn certificate(&self) -> Option<Arc<ReloadingCert>> {
+        self.cert.clone()
+    }
+
+    /// Runs until the server is stopped, then stops the background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.tasks.stop().await;
+        result
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully: no new
+    /// connections, in-flight requests finish (each tip is one atomic append,
+    /// so none is ever half-written), then background tasks stop.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        self.run_until_stopped().await
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains",
+        ))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Permissions-Policy", PERMISSIONS_POLICY))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+}

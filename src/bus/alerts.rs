@@ -1,0 +1,232 @@
+//! The alert stream `<prefix>:alerts`: one entry per accepted tip, holding the
+//! sealed envelope and only the plaintext routing needs.
+//!
+//! Entry ids carry time, so they are coarse like the `received` field: the
+//! producer appends with an explicit millisecond part rounded down to the minute
+//! (`<minute-ms>-*`), which Redis completes with a sequence number. A Lua script
+//! keeps ids increasing when replicas' clocks disagree. One script call is one
+//! atomic XADD: a tip is either wholly in the stream or not at all.
+
+use std::collections::HashMap;
+
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{FromRedisValue, Value};
+
+use super::{Store, StoreError};
+use crate::domain::TipId;
+
+/// Appends at `max(minute, last entry's ms)`; if deleted entries left the
+/// stream's last-generated id ahead of every remaining entry, continues after it.
+const APPEND_LUA: &str = r"
+local key = KEYS[1]
+local ms = ARGV[1]
+local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+if last[1] then
+  local lms = string.match(last[1][1], '^(%d+)-')
+  if lms and tonumber(lms) > tonumber(ms) then ms = lms end
+end
+local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', unpack(ARGV, 2))
+if ok then return id end
+local info = redis.call('XINFO', 'STREAM', key)
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then
+    ms = string.match(info[i + 1], '^(%d+)-')
+  end
+end
+return redis.call('XADD', key, ms .. '-*', unpack(ARGV, 2))
+";
+
+/// The fields of one stream entry, as named in DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertEntry {
+    pub tip_id: TipId,
+    pub zone: String,
+    pub priority: String,
+    pub channel: String,
+    /// Unix seconds, rounded down to the minute.
+    pub received: u64,
+    /// Empty for channels without a sender identity (the web page).
+    pub pseudonym: String,
+    pub thread: String,
+    pub key_version: String,
+    pub envelope: Vec<u8>,
+}
+
+/// An entry with its stream id.
+#[derive(Debug, Clone)]
+pub struct StoredAlert {
+    pub id: String,
+    pub entry: AlertEntry,
+}
+
+#[derive(Clone)]
+pub struct AlertProducer {
+    store: Store,
+    script: std::sync::Arc<redis::Script>,
+}
+
+impl AlertProducer {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            script: std::sync::Arc::new(redis::Script::new(APPEND_LUA)),
+        }
+    }
+
+    /// Appends the entry; returns its stream id. Returns only once Redis has
+    /// acknowledged the XADD (and, with AOF, written it to its log).
+    pub async fn append(&self, entry: &AlertEntry) -> Result<String, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let minute_ms = entry.received.saturating_mul(1000);
+        let mut invocation = self.script.key(self.store.keys().alerts());
+        invocation
+            .arg(minute_ms)
+            .arg("tip_id")
+            .arg(entry.tip_id.as_str())
+            .arg("zone")
+            .arg(&entry.zone)
+            .arg("priority")
+            .arg(&entry.priority)
+            .arg("channel")
+            .arg(&entry.channel)
+            .arg("received")
+            .arg(entry.received)
+            .arg("pseudonym")
+            .arg(&entry.pseudonym)
+            .arg("thread")
+            .arg(&entry.thread)
+            .arg("key_version")
+            .arg(&entry.key_version)
+            .arg("envelope")
+            .arg(entry.envelope.as_slice());
+        let id: String = invocation.invoke_async(&mut conn).await?;
+        Ok(id)
+    }
+}
+
+#[derive(Clone)]
+pub struct AlertReader {
+    store: Store,
+}
+
+impl AlertReader {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Entries with ids after `after` (exclusive), oldest first, at most `count`.
+    pub async fn range_after(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<StoredAlert>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let start = format!("({after}");
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.store.keys().alerts())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        reply.ids.into_iter().map(|s| parse(s.id, s.map)).collect()
+    }
+
+    /// Entries from `since_secs` (inclusive) on, oldest first, at most `count`.
+    pub async fn range_since(
+        &self,
+        since_secs: u64,
+        count: usize,
+    ) -> Result<Vec<StoredAlert>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.store.keys().alerts())
+            .arg(since_secs.saturating_mul(1000))
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        reply.ids.into_iter().map(|s| parse(s.id, s.map)).collect()
+    }
+
+    /// The id of the newest entry, or `0-0` for an empty stream.
+    pub async fn last_id(&self) -> Result<String, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.store.keys().alerts())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_owned(), |s| s.id))
+    }
+
+    /// Waits up to `block_ms` for entries after `after`.
+    pub async fn wait_after(
+        &self,
+        after: &str,
+        block_ms: usize,
+        count: usize,
+    ) -> Result<Vec<StoredAlert>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let opts = StreamReadOptions::default().block(block_ms).count(count);
+        let reply: Option<StreamReadReply> = redis::AsyncCommands::xread_options(
+            &mut conn,
+            &[self.store.keys().alerts()],
+            &[after],
+            &opts,
+        )
+        .await?;
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for s in key.ids {
+                out.push(parse(s.id, s.map)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse(id: String, mut map: HashMap<String, Value>) -> Result<StoredAlert, StoreError> {
+    let mut text = |name: &'static str| -> Result<String, StoreError> {
+        map.remove(name)
+            .and_then(|v| String::from_redis_value(&v).ok())
+            .ok_or(StoreError::Corrupt(name))
+    };
+    let tip_id = TipId::parse(&text("tip_id")?).ok_or(StoreError::Corrupt("tip_id"))?;
+    let zone = text("zone")?;
+    let priority = text("priority")?;
+    let channel = text("channel")?;
+    let received = text("received")?
+        .parse()
+        .map_err(|_| StoreError::Corrupt("received"))?;
+    let pseudonym = text("pseudonym")?;
+    let thread = text("thread")?;
+    let key_version = text("key_version")?;
+    let envelope = map
+        .remove("envelope")
+        .and_then(|v| Vec::<u8>::from_redis_value(&v).ok())
+        .ok_or(StoreError::Corrupt("envelope"))?;
+    Ok(StoredAlert {
+        id,
+        entry: AlertEntry {
+            tip_id,
+            zone,
+            priority,
+            channel,
+            received,
+            pseudonym,
+            thread,
+            key_version,
+            envelope,
+        },
+    })
+}

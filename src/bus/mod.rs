@@ -1,0 +1,13 @@
+//! Redis Streams: key names, the connection, the producer that appends one entry
+//! per tip, readers for the admin tools, and retention. Entries read back from
+//! Redis are treated as untrusted (another process may have written them).
+
+mod alerts;
+mod names;
+mod retention;
+mod store;
+
+pub use alerts::{AlertEntry, AlertProducer, AlertReader, StoredAlert};
+pub use names::Keys;
+pub use retention::trim_older_than;
+pub use store::{Store, StoreError};

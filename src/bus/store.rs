@@ -1,0 +1,89 @@
+//! The Redis connection. The gateway starts even when Redis is down and
+//! connects on first use; the connection manager reconnects by itself after
+//! Redis returns, so no restart is ever needed. Every failure maps to
+//! [`StoreError::Unavailable`], which the HTTP edge answers with 503.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::Keys;
+use crate::config::RedisSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis is unavailable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    #[error("redis returned data tipwire did not write: {0}")]
+    Corrupt(&'static str),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    manager: ArcSwapOption<ConnectionManager>,
+    connecting: tokio::sync::Mutex<()>,
+    keys: Keys,
+}
+
+impl Store {
+    pub fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .set_response_timeout(Duration::from_millis(settings.response_timeout_ms))
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                manager: ArcSwapOption::empty(),
+                connecting: tokio::sync::Mutex::new(()),
+                keys: Keys::new(&settings.key_prefix),
+            }),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// A connection handle; connects on first use.
+    pub async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(m) = self.inner.manager.load_full() {
+            return Ok((*m).clone());
+        }
+        let _guard = self.inner.connecting.lock().await;
+        if let Some(m) = self.inner.manager.load_full() {
+            return Ok((*m).clone());
+        }
+        let manager = ConnectionManager::new_with_config(
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        )
+        .await?;
+        self.inner.manager.store(Some(Arc::new(manager.clone())));
+        Ok(manager)
+    }
+
+    /// Round trip used by `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}

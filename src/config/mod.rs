@@ -1,0 +1,441 @@
+//! Typed settings: `config/default.toml` (compiled in), then an optional file
+//! given with `--config`, then `TIPWIRE_` environment variables. All of it is
+//! operator input, validated once by [`Settings::validate`] so the gateway
+//! refuses to start with a message that names the setting and the fix.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::domain::Zone;
+
+/// The shipped defaults, documented line by line.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("{setting}: {problem}. Fix: {fix}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>, fix: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        problem: problem.into(),
+        fix,
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub redis: RedisSettings,
+    pub keys: KeySettings,
+    pub retention: RetentionSettings,
+    pub tips: TipSettings,
+    pub log: LogSettings,
+    pub rate_limits: RateLimitSettings,
+    pub zones: Vec<ZoneSettings>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerMode {
+    Tls,
+    Plaintext,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub mode: ServerMode,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+    pub max_body_bytes: usize,
+    pub trusted_proxies: Vec<String>,
+    pub metrics_allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub reload_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeySettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    pub days: u64,
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TipSettings {
+    pub max_text_chars: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub web: ChannelLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelLimits {
+    pub per_client: QuotaSettings,
+    pub global: QuotaSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct QuotaSettings {
+    pub count: u32,
+    pub per_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ZoneSettings {
+    pub id: String,
+    pub name: String,
+}
+
+/// A quota checked at start-up: a positive count over a positive period.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedQuota {
+    pub count: NonZeroU32,
+    pub period: Duration,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("TIPWIRE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("server.trusted_proxies")
+                .with_list_parse_key("server.metrics_allow"),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every setting that can be checked without touching files or the
+    /// network; files (keys, certificate) are checked where they are loaded.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let host = self.host_ip()?;
+        if self.server.mode == ServerMode::Plaintext && !host.is_loopback() {
+            return Err(invalid(
+                "server.mode",
+                format!("\"plaintext\" is refused on the non-loopback address {host}"),
+                "set server.mode = \"tls\", or bind server.host to 127.0.0.1 or ::1 behind a TLS-terminating proxy or onion service",
+            ));
+        }
+        self.trusted_proxies()?;
+        self.metrics_allow()?;
+        if self.server.shutdown_timeout_secs == 0 {
+            return Err(invalid(
+                "server.shutdown_timeout_secs",
+                "is 0, which would cut in-flight tips off",
+                "set it to a few seconds (default 30)",
+            ));
+        }
+        if self.tips.max_text_chars == 0 {
+            return Err(invalid(
+                "tips.max_text_chars",
+                "is 0",
+                "set a positive number of characters (default 4000)",
+            ));
+        }
+        let needed = self
+            .tips
+            .max_text_chars
+            .saturating_mul(12)
+            .saturating_add(1024);
+        if self.server.max_body_bytes < needed {
+            return Err(invalid(
+                "server.max_body_bytes",
+                format!(
+                    "{} bytes cannot hold a tip of tips.max_text_chars = {} characters once percent-encoded (needs {needed})",
+                    self.server.max_body_bytes, self.tips.max_text_chars
+                ),
+                "raise server.max_body_bytes or lower tips.max_text_chars",
+            ));
+        }
+        if self.tls.reload_interval_secs == 0 {
+            return Err(invalid(
+                "tls.reload_interval_secs",
+                "is 0",
+                "set how often, in seconds, to look for a renewed certificate (default 10)",
+            ));
+        }
+        if redis::Client::open(self.redis.url.as_str()).is_err() {
+            return Err(invalid(
+                "redis.url",
+                "is not a valid Redis URL",
+                "use redis://HOST:PORT/DB or rediss://HOST:PORT/DB",
+            ));
+        }
+        if self.redis.key_prefix.is_empty()
+            || self.redis.key_prefix.len() > 64
+            || self.redis.key_prefix.chars().any(|c| c.is_whitespace())
+        {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must be 1 to 64 characters without spaces",
+                "use the default \"tipwire\", or \"{tipwire}\" for Redis Cluster",
+            ));
+        }
+        if self.redis.connect_timeout_ms == 0 || self.redis.response_timeout_ms == 0 {
+            return Err(invalid(
+                "redis.connect_timeout_ms / redis.response_timeout_ms",
+                "is 0",
+                "set a positive number of milliseconds (defaults 1000 and 2000)",
+            ));
+        }
+        if self.retention.days == 0 {
+            return Err(invalid(
+                "retention.days",
+                "is 0, which would delete every tip at once",
+                "set how many days tips are kept (default 30)",
+            ));
+        }
+        if self.retention.sweep_interval_secs == 0 {
+            return Err(invalid(
+                "retention.sweep_interval_secs",
+                "is 0",
+                "set how often, in seconds, old tips are trimmed (default 300)",
+            ));
+        }
+        self.web_limits()?;
+        self.zones()?;
+        Ok(())
+    }
+
+    pub fn host_ip(&self) -> Result<IpAddr, ConfigError> {
+        self.server.host.parse().map_err(|_| {
+            invalid(
+                "server.host",
+                format!("{:?} is not an IP address", self.server.host),
+                "use an address such as 127.0.0.1, 0.0.0.0 or ::",
+            )
+        })
+    }
+
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        parse_nets(&self.server.trusted_proxies).map_err(|bad| {
+            invalid(
+                "server.trusted_proxies",
+                format!("{bad:?} is not an address or CIDR block"),
+                "list addresses like \"127.0.0.1\" or blocks like \"10.0.0.0/8\"",
+            )
+        })
+    }
+
+    pub fn metrics_allow(&self) -> Result<Vec<IpNet>, ConfigError> {
+        parse_nets(&self.server.metrics_allow).map_err(|bad| {
+            invalid(
+                "server.metrics_allow",
+                format!("{bad:?} is not an address or CIDR block"),
+                "list addresses like \"127.0.0.1\" or blocks like \"10.0.0.0/8\"",
+            )
+        })
+    }
+
+    pub fn web_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
+        let per_client = check_quota(self.rate_limits.web.per_client).ok_or_else(|| {
+            invalid(
+                "rate_limits.web.per_client",
+                "count and per_secs must both be positive",
+                "for example { count = 10, per_secs = 3600 }",
+            )
+        })?;
+        let global = check_quota(self.rate_limits.web.global).ok_or_else(|| {
+            invalid(
+                "rate_limits.web.global",
+                "count and per_secs must both be positive",
+                "for example { count = 600, per_secs = 60 }",
+            )
+        })?;
+        Ok((per_client, global))
+    }
+
+    /// The configured zones, parsed; duplicates and reserved ids are refused.
+    pub fn zones(&self) -> Result<Vec<(Zone, String)>, ConfigError> {
+        if self.zones.is_empty() {
+            return Err(invalid(
+                "zones",
+                "no zone is configured",
+                "add at least one [[zones]] table with an id and a name",
+            ));
+        }
+        let mut out: Vec<(Zone, String)> = Vec::with_capacity(self.zones.len());
+        for z in &self.zones {
+            let zone = Zone::parse(&z.id).map_err(|_| {
+                invalid(
+                    "zones.id",
+                    format!("{:?} is not a valid zone id", z.id),
+                    "use 1 to 32 lowercase letters, digits or dashes, not \"unsure\"",
+                )
+            })?;
+            if z.name.trim().is_empty() || z.name.chars().count() > 80 {
+                return Err(invalid(
+                    "zones.name",
+                    format!("zone {:?} needs a name of 1 to 80 characters", z.id),
+                    "give every [[zones]] table a short name tipsters recognise",
+                ));
+            }
+            if out.iter().any(|(seen, _)| seen == &zone) {
+                return Err(invalid(
+                    "zones.id",
+                    format!("{:?} is listed twice", z.id),
+                    "give each zone a distinct id",
+                ));
+            }
+            out.push((zone, z.name.clone()));
+        }
+        Ok(out)
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention.days.saturating_mul(86_400))
+    }
+}
+
+fn check_quota(q: QuotaSettings) -> Option<CheckedQuota> {
+    let count = NonZeroU32::new(q.count)?;
+    if q.per_secs == 0 {
+        return None;
+    }
+    Some(CheckedQuota {
+        count,
+        period: Duration::from_secs(q.per_secs),
+    })
+}
+
+fn parse_nets(items: &[String]) -> Result<Vec<IpNet>, String> {
+    items
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| s.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        let s: Settings = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn the_shipped_defaults_are_valid() {
+        defaults().validate().unwrap();
+    }
+
+    #[test]
+    fn plaintext_on_a_public_address_is_refused_with_the_setting_named() {
+        let mut s = defaults();
+        s.server.mode = ServerMode::Plaintext;
+        s.server.host = "0.0.0.0".into();
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("server.mode:"), "{msg}");
+        assert!(msg.contains("Fix:"), "{msg}");
+        s.server.host = "::1".into();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn duplicate_and_reserved_zones_are_refused() {
+        let mut s = defaults();
+        s.zones.push(ZoneSettings {
+            id: "north".into(),
+            name: "again".into(),
+        });
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
+        let mut s = defaults();
+        s.zones.push(ZoneSettings {
+            id: "unsure".into(),
+            name: "x".into(),
+        });
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("zones.id")
+        );
+    }
+
+    #[test]
+    fn a_body_limit_too_small_for_the_text_limit_is_refused() {
+        let mut s = defaults();
+        s.server.max_body_bytes = 1000;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("server.max_body_bytes:"), "{msg}");
+    }
+
+    #[test]
+    fn bad_proxy_entries_are_named() {
+        let mut s = defaults();
+        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.contains("proxy.local"), "{msg}");
+    }
+}

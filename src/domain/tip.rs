@@ -1,0 +1,148 @@
+//! The internal inbound-tip type every channel adapter produces, and the
+//! document that is sealed. The text is untrusted and is never logged.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ThreadId, ZoneChoice};
+use crate::privacy::Pseudonym;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Web,
+    Sms,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// How urgent the tipster says the situation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Happening now or about to happen.
+    Now,
+    /// Likely today.
+    Today,
+    /// For the team's information.
+    Fyi,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "now" => Some(Self::Now),
+            "today" => Some(Self::Today),
+            "fyi" => Some(Self::Fyi),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Now => "now",
+            Self::Today => "today",
+            Self::Fyi => "fyi",
+        }
+    }
+}
+
+/// Tip text: non-blank and within the configured length. Kept exactly as sent.
+/// No `Debug` output of the content, so it cannot slip into a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TipText(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TipTextError {
+    #[error("the tip text is empty")]
+    Empty,
+    #[error("the tip text is too long")]
+    TooLong,
+}
+
+impl TipText {
+    pub fn parse(s: String, max_chars: usize) -> Result<Self, TipTextError> {
+        if s.chars().count() > max_chars {
+            return Err(TipTextError::TooLong);
+        }
+        if s.trim().is_empty() {
+            return Err(TipTextError::Empty);
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TipText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TipText({} chars)", self.0.chars().count())
+    }
+}
+
+/// One tip as the channel adapters hand it to the intake pipeline: sender
+/// identity already replaced by a pseudonym (or absent, for the web).
+#[derive(Debug, Clone)]
+pub struct InboundTip {
+    pub channel: Channel,
+    pub zone: ZoneChoice,
+    pub priority: Priority,
+    pub text: TipText,
+    pub pseudonym: Option<Pseudonym>,
+    pub thread: ThreadId,
+}
+
+/// What is sealed: the plaintext inside each age envelope. The routing fields
+/// repeat the stream entry's so an envelope cannot be swapped between entries
+/// unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TipDocument {
+    /// Format version of this document.
+    pub v: u32,
+    pub tip_id: String,
+    pub channel: Channel,
+    pub zone: String,
+    pub priority: Priority,
+    /// Unix seconds, rounded down to the minute.
+    pub received: u64,
+    pub thread: String,
+    pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_and_long_texts_are_refused_and_the_rest_kept_exactly() {
+        assert_eq!(
+            TipText::parse("  \n\t".into(), 10).unwrap_err(),
+            TipTextError::Empty
+        );
+        assert_eq!(
+            TipText::parse("ñññ".into(), 2).unwrap_err(),
+            TipTextError::TooLong
+        );
+        let t = TipText::parse(" two words \r\n".into(), 20).unwrap();
+        assert_eq!(t.as_str(), " two words \r\n");
+        assert_eq!(format!("{t:?}"), "TipText(13 chars)");
+    }
+
+    #[test]
+    fn priorities_round_trip() {
+        for p in [Priority::Now, Priority::Today, Priority::Fyi] {
+            assert_eq!(Priority::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Priority::parse("NOW"), None);
+    }
+}

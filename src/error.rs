@@ -1,0 +1,286 @@
+//! The one error type at the HTTP edge: every failure a client can cause maps to
+//! a status, a stable kebab-case code and a fixed message. Nothing here echoes
+//! request content back, so error bodies cannot leak or reflect a tip.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::channels::web::pages;
+
+/// Every error a request can end in. The variants are the public error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("request body is larger than allowed")]
+    BodyTooLarge,
+    #[error("request body ended before its declared length")]
+    IncompleteBody,
+    #[error("content type is not accepted here")]
+    UnsupportedContentType,
+    #[error("request body is not well-formed")]
+    MalformedBody,
+    #[error("request body is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("a required field is missing")]
+    MissingField,
+    #[error("a field is longer than allowed")]
+    FieldTooLong,
+    #[error("the tip text is empty")]
+    EmptyText,
+    #[error("the zone is not one of the configured zones")]
+    UnknownZone,
+    #[error("the urgency is not one of now, today, fyi")]
+    InvalidUrgency,
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the tip store is unavailable")]
+    StoreUnavailable,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal,
+}
+
+/// What a client is told: code, status and a plain-words message.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ErrorInfo {
+    pub code: &'static str,
+    pub message: &'static str,
+    #[serde(skip)]
+    pub status: StatusCode,
+}
+
+impl AppError {
+    pub fn info(&self) -> ErrorInfo {
+        let (status, code, message) = match self {
+            Self::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Your message is too long to send. Please shorten it and try again.",
+            ),
+            Self::IncompleteBody => (
+                StatusCode::BAD_REQUEST,
+                "incomplete-body",
+                "Your message did not arrive completely. Please try again.",
+            ),
+            Self::UnsupportedContentType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-content-type",
+                "This address accepts only the tip form.",
+            ),
+            Self::MalformedBody => (
+                StatusCode::BAD_REQUEST,
+                "malformed-body",
+                "The form data could not be read. Please try again from the tip page.",
+            ),
+            Self::InvalidUtf8 => (
+                StatusCode::BAD_REQUEST,
+                "invalid-utf8",
+                "The form data contains characters that could not be read.",
+            ),
+            Self::MissingField => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing-field",
+                "A part of the form is missing. Please fill in every question.",
+            ),
+            Self::FieldTooLong => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field-too-long",
+                "A part of the form is longer than allowed. Please shorten it.",
+            ),
+            Self::EmptyText => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty-text",
+                "Please write what is happening before you send.",
+            ),
+            Self::UnknownZone => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-zone",
+                "Please choose a place from the list, or \"Not sure\".",
+            ),
+            Self::InvalidUrgency => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-urgency",
+                "Please choose how urgent this is.",
+            ),
+            Self::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many messages were sent from here in a short time. Please wait a little and try again.",
+            ),
+            Self::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "We could not receive your tip right now. Nothing was saved. Please try again in a few minutes.",
+            ),
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "There is nothing at this address.",
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "This address does not accept that kind of request.",
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong on our side. Nothing was saved. Please try again.",
+            ),
+        };
+        ErrorInfo {
+            code,
+            message,
+            status,
+        }
+    }
+}
+
+/// Marker left in the response so the error-page middleware can render HTML
+/// for browsers without a second mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedError(pub ErrorInfo);
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: ErrorInfo,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.info().status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let info = self.info();
+        let mut builder = HttpResponse::build(info.status);
+        builder.insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Self::RateLimited { retry_after_secs } = self {
+            builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if info.status == StatusCode::SERVICE_UNAVAILABLE {
+            builder.insert_header((header::RETRY_AFTER, "30"));
+        }
+        let mut response = builder.json(ErrorBody { error: info });
+        response.extensions_mut().insert(RenderedError(info));
+        response
+    }
+}
+
+/// Whether the client asked for HTML (a browser) rather than JSON (a program).
+pub fn prefers_html(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let html = accept.find("text/html");
+    let json = accept.find("application/json");
+    match (html, json) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Turns an error response into the plain-words HTML page.
+pub fn html_error_page(info: ErrorInfo) -> String {
+    pages::error_page(info.status.as_u16(), info.message)
+}
+
+impl From<actix_web::error::JsonPayloadError> for AppError {
+    fn from(e: actix_web::error::JsonPayloadError) -> Self {
+        use actix_web::error::JsonPayloadError as E;
+        match e {
+            E::Overflow { .. } | E::OverflowKnownLength { .. } => Self::BodyTooLarge,
+            E::ContentType => Self::UnsupportedContentType,
+            E::Payload(p) => p.into(),
+            _ => Self::MalformedBody,
+        }
+    }
+}
+
+impl From<actix_web::error::UrlencodedError> for AppError {
+    fn from(e: actix_web::error::UrlencodedError) -> Self {
+        use actix_web::error::UrlencodedError as E;
+        match e {
+            E::Overflow { .. } => Self::BodyTooLarge,
+            E::ContentType => Self::UnsupportedContentType,
+            E::Payload(p) => p.into(),
+            _ => Self::MalformedBody,
+        }
+    }
+}
+
+impl From<actix_web::error::PayloadError> for AppError {
+    fn from(e: actix_web::error::PayloadError) -> Self {
+        use actix_web::error::PayloadError as E;
+        match e {
+            E::Overflow => Self::BodyTooLarge,
+            E::Incomplete(_) => Self::IncompleteBody,
+            _ => Self::MalformedBody,
+        }
+    }
+}
+
+impl From<actix_web::error::QueryPayloadError> for AppError {
+    fn from(_: actix_web::error::QueryPayloadError) -> Self {
+        Self::MalformedBody
+    }
+}
+
+impl From<actix_web::error::PathError> for AppError {
+    fn from(_: actix_web::error::PathError) -> Self {
+        Self::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_is_kebab_case_and_distinct() {
+        let all = [
+            AppError::BodyTooLarge,
+            AppError::IncompleteBody,
+            AppError::UnsupportedContentType,
+            AppError::MalformedBody,
+            AppError::InvalidUtf8,
+            AppError::MissingField,
+            AppError::FieldTooLong,
+            AppError::EmptyText,
+            AppError::UnknownZone,
+            AppError::InvalidUrgency,
+            AppError::RateLimited {
+                retry_after_secs: 1,
+            },
+            AppError::StoreUnavailable,
+            AppError::NotFound,
+            AppError::MethodNotAllowed,
+            AppError::Internal,
+        ];
+        let mut codes: Vec<_> = all.iter().map(|e| e.info().code).collect();
+        for code in &codes {
+            assert!(
+                code.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{code}"
+            );
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+
+    #[test]
+    fn browsers_get_html_and_programs_get_json() {
+        let browser = HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8");
+        let program = HeaderValue::from_static("application/json");
+        assert!(prefers_html(Some(&browser)));
+        assert!(!prefers_html(Some(&program)));
+        assert!(!prefers_html(None));
+    }
+}

@@ -1,0 +1,240 @@
+//! The `tipwire` binary: `serve` runs the gateway, the other subcommands are
+//! the admin CLI. All logic lives in the library; this file parses arguments,
+//! loads configuration and prints.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use tipwire::admin;
+use tipwire::app::Application;
+use tipwire::bus::AlertReader;
+use tipwire::config::Settings;
+use tipwire::crypto::{IdentityKey, KeyKind, Keyring};
+use tipwire::mediator::MediatorDirectory;
+
+#[derive(Parser)]
+#[command(
+    name = "tipwire",
+    version,
+    about = "Anonymous tip and conflict-alert gateway"
+)]
+struct Cli {
+    /// Configuration file layered over the built-in defaults (config/default.toml).
+    #[arg(long, global = true, env = "TIPWIRE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Make, list and rotate the gateway's keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Enrol, list and remove mediators (recipients of tips).
+    #[command(subcommand)]
+    Mediator(MediatorCommand),
+    /// Follow the alert stream.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+    /// Write each tip's sealed envelope to DIR/<tip_id>.age.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        /// Unix seconds, an RFC 3339 time, or an age such as 7d.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Development helpers.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make version 1 of every key; refuses to overwrite.
+    Init {
+        /// Where the escrow identity is written (move it offline afterwards).
+        #[arg(long)]
+        escrow_out: Option<PathBuf>,
+    },
+    /// List key versions and fingerprints (never secret bytes).
+    Show,
+    /// Add the next version of one key; older versions stay readable.
+    Rotate {
+        kind: Kind,
+        #[arg(long)]
+        escrow_out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Escrow,
+    Relay,
+    Pseudonym,
+}
+
+#[derive(Subcommand)]
+enum MediatorCommand {
+    /// Enrol a recipient for one or more zones.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Zone id; repeat or separate with commas.
+        #[arg(long)]
+        zone: Vec<String>,
+        /// Receives every zone's tips and escalations.
+        #[arg(long)]
+        supervisor: bool,
+        /// age X25519 public key (age1…).
+        #[arg(long)]
+        recipient: String,
+    },
+    List,
+    Remove {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Print tips as they arrive, opened with an identity file.
+    Tail {
+        #[arg(long)]
+        identity: PathBuf,
+        /// Start from the oldest entry instead of new ones only.
+        #[arg(long)]
+        from_start: bool,
+        /// Exit after this many entries.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Make dev keys, a dev TLS certificate and a demo mediator under DIR.
+    Init {
+        #[arg(long, default_value = ".dev")]
+        dir: PathBuf,
+    },
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            tipwire::telemetry::init(&settings.log.filter, std::io::stderr)
+                .map_err(anyhow::Error::msg)?;
+            let app = Application::build(settings).await?;
+            app.run_until_signalled().await?;
+        }
+        Command::Keys(KeysCommand::Init { escrow_out }) => {
+            let out = escrow_out.unwrap_or_else(|| settings.keys.dir.join("escrow.v1.identity"));
+            let report = Keyring::init(&settings.keys.dir, &out)?;
+            print!("{}", admin::keys::describe_init(&report));
+        }
+        Command::Keys(KeysCommand::Show) => {
+            let ring = Keyring::load(&settings.keys.dir)?;
+            print!("{}", admin::keys::describe_versions(&ring));
+        }
+        Command::Keys(KeysCommand::Rotate { kind, escrow_out }) => {
+            let kind = match kind {
+                Kind::Escrow => KeyKind::Escrow,
+                Kind::Relay => KeyKind::Relay,
+                Kind::Pseudonym => KeyKind::Pseudonym,
+            };
+            if kind == KeyKind::Escrow && escrow_out.is_none() {
+                bail!("keys rotate escrow needs --escrow-out FILE for the new escrow identity");
+            }
+            let out = escrow_out.unwrap_or_default();
+            let report = Keyring::rotate(&settings.keys.dir, kind, &out)?;
+            print!("{}", admin::keys::describe_init(&report));
+            println!("running gateways pick the new version up on restart");
+        }
+        Command::Mediator(cmd) => {
+            let directory = MediatorDirectory::new(admin::store(&settings)?);
+            match cmd {
+                MediatorCommand::Add {
+                    name,
+                    zone,
+                    supervisor,
+                    recipient,
+                } => {
+                    let new = admin::mediators::parse_new(
+                        &settings, name, &zone, supervisor, &recipient,
+                    )?;
+                    let record = directory.add(new, now_secs()).await?;
+                    println!(
+                        "enrolled {} ({}); new tips for its zones are sealed to it",
+                        record.id, record.name
+                    );
+                }
+                MediatorCommand::List => {
+                    print!("{}", admin::mediators::describe(&directory.list().await?))
+                }
+                MediatorCommand::Remove { id } => {
+                    directory.remove(&id).await?;
+                    println!("removed {id}; it is no recipient of new tips");
+                }
+            }
+        }
+        Command::Alerts(AlertsCommand::Tail {
+            identity,
+            from_start,
+            count,
+        }) => {
+            let text = std::fs::read_to_string(&identity)
+                .with_context(|| format!("--identity {}", identity.display()))?;
+            let identities = IdentityKey::parse_file(&text);
+            if identities.is_empty() {
+                bail!(
+                    "--identity {}: no age identity (AGE-SECRET-KEY-1…) in the file",
+                    identity.display()
+                );
+            }
+            let reader = AlertReader::new(admin::store(&settings)?);
+            admin::alerts::tail(&reader, &identities, from_start, count, |s| {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(s.as_bytes());
+                let _ = stdout.flush();
+            })
+            .await?;
+        }
+        Command::Export { out, since } => {
+            let since = match since {
+                Some(s) => admin::export::parse_since(&s, now_secs()).with_context(|| {
+                    format!("--since {s:?}: use unix seconds, an RFC 3339 time or an age like 7d")
+                })?,
+                None => 0,
+            };
+            let reader = AlertReader::new(admin::store(&settings)?);
+            let summary = admin::export::export(&reader, &out, since).await?;
+            println!(
+                "exported {} tips to {} ({} already there); open one with: age -d -i IDENTITY FILE.age",
+                summary.written,
+                out.display(),
+                summary.skipped_existing
+            );
+        }
+        Command::Dev(DevCommand::Init { dir }) => {
+            print!("{}", admin::dev::init(&settings, &dir).await?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The mediator directory: a Redis hash of mediator id → record, holding only
+//! names, zones and public age recipients (never a private key). Records read
+//! back from Redis are re-validated; a damaged record is skipped, not trusted.
+
+use std::collections::BTreeSet;
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{Store, StoreError};
+use crate::crypto::RecipientKey;
+use crate::domain::{Zone, ZoneChoice};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no mediator with id {0}")]
+    NotFound(String),
+    #[error("a mediator needs a name of 1 to 80 characters")]
+    InvalidName,
+    #[error("a mediator needs at least one zone, or --supervisor")]
+    NoZone,
+    #[error("recipient {0} is already enrolled (mediator {1})")]
+    DuplicateRecipient(String, String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MediatorRecord {
+    pub id: String,
+    pub name: String,
+    pub zones: Vec<String>,
+    pub supervisor: bool,
+    pub recipient: String,
+    /// Unix seconds.
+    pub added: u64,
+}
+
+/// A mediator to enrol, already parsed.
+pub struct NewMediator {
+    pub name: String,
+    pub zones: Vec<Zone>,
+    pub supervisor: bool,
+    pub recipient: RecipientKey,
+}
+
+#[derive(Clone)]
+pub struct MediatorDirectory {
+    store: Store,
+}
+
+impl MediatorDirectory {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn add(
+        &self,
+        new: NewMediator,
+        now_secs: u64,
+    ) -> Result<MediatorRecord, DirectoryError> {
+        let name = new.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+            return Err(DirectoryError::InvalidName);
+        }
+        if new.zones.is_empty() && !new.supervisor {
+            return Err(DirectoryError::NoZone);
+        }
+        let recipient = new.recipient.to_string();
+        if let Some(existing) = self
+            .list()
+            .await?
+            .into_iter()
+            .find(|m| m.recipient == recipient)
+        {
+            return Err(DirectoryError::DuplicateRecipient(recipient, existing.id));
+        }
+        let zones: BTreeSet<String> = new.zones.iter().map(|z| z.as_str().to_owned()).collect();
+        let record = MediatorRecord {
+            id: format!(
+                "m_{}",
+                crate::domain::TipId::random()
+                    .as_str()
+                    .get(..12)
+                    .unwrap_or_default()
+            ),
+            name,
+            zones: zones.into_iter().collect(),
+            supervisor: new.supervisor,
+            recipient,
+            added: now_secs,
+        };
+        let json =
+            serde_json::to_string(&record).map_err(|_| StoreError::Corrupt("mediator record"))?;
+        let mut conn = self.store.conn().await?;
+        let _: () = conn
+            .hset(self.store.keys().mediators(), &record.id, json)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(record)
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), DirectoryError> {
+        let mut conn = self.store.conn().await?;
+        let removed: u64 = conn
+            .hdel(self.store.keys().mediators(), id)
+            .await
+            .map_err(StoreError::from)?;
+        if removed == 0 {
+            return Err(DirectoryError::NotFound(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Every valid record, sorted by name.
+    pub async fn list(&self) -> Result<Vec<MediatorRecord>, DirectoryError> {
+        let mut conn = self.store.conn().await?;
+        let raw: Vec<(String, String)> = conn
+            .hgetall(self.store.keys().mediators())
+            .await
+            .map_err(StoreError::from)?;
+        let mut out: Vec<MediatorRecord> = raw
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str::<MediatorRecord>(&json).ok())
+            .filter(|m| RecipientKey::parse(&m.recipient).is_ok())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Who can open a tip about `zone`: its mediators and every supervisor; for
+    /// "not sure", every mediator device, so an urgent tip without a place still
+    /// reaches whoever is on duty. The escrow key is added by the caller.
+    pub async fn recipients_for(
+        &self,
+        zone: &ZoneChoice,
+    ) -> Result<Vec<RecipientKey>, DirectoryError> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for m in self.list().await? {
+            let routed = m.supervisor
+                || match zone {
+                    ZoneChoice::Unsure => true,
+                    ZoneChoice::Known(z) => m.zones.iter().any(|mz| mz == z.as_str()),
+                };
+            if routed
+                && seen.insert(m.recipient.clone())
+                && let Ok(r) = RecipientKey::parse(&m.recipient)
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything that turns a sender into something that cannot identify them:
+//! keyed pseudonyms for phone numbers and addresses, and salted in-memory keys
+//! for network addresses (used only for rate limiting, never stored).
+
+mod client_addr;
+mod pseudonym;
+
+pub use client_addr::{ClientKey, ClientKeyer};
+pub use pseudonym::{Pseudonym, PseudonymKey};

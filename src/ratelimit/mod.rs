@@ -1,0 +1,137 @@
+//! Rate limits with governor: per client (a salted in-memory key, see
+//! `privacy::ClientKey`) and global per channel. Quotas come from configuration.
+//! A refused request learns how long to wait, for `Retry-After`.
+
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+
+use crate::config::CheckedQuota;
+use crate::privacy::ClientKey;
+
+/// Which limit refused the request (a metric label, never an identifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Client,
+    Global,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Global => "global",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub scope: Scope,
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// Whole seconds to wait, rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+/// The limits of one channel.
+pub struct ChannelLimiter {
+    per_client: DefaultKeyedRateLimiter<ClientKey>,
+    global: DefaultDirectRateLimiter,
+    clock: DefaultClock,
+}
+
+fn quota(q: CheckedQuota) -> Quota {
+    // `count` cells replenish evenly over `period`; a full bucket allows a burst
+    // of `count`. The period per cell is at least 1 ns, so with_period succeeds.
+    let per_cell = (q.period / q.count.get()).max(Duration::from_nanos(1));
+    Quota::with_period(per_cell)
+        .unwrap_or_else(|| Quota::per_second(q.count))
+        .allow_burst(q.count)
+}
+
+impl ChannelLimiter {
+    pub fn new(per_client: CheckedQuota, global: CheckedQuota) -> Self {
+        Self {
+            per_client: governor::RateLimiter::keyed(quota(per_client)),
+            global: governor::RateLimiter::direct(quota(global)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one cell from the client's bucket and one from the channel's.
+    pub fn check(&self, client: ClientKey) -> Result<(), Limited> {
+        self.per_client
+            .check_key(&client)
+            .map_err(|not_until| Limited {
+                scope: Scope::Client,
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })?;
+        self.global.check().map_err(|not_until| Limited {
+            scope: Scope::Global,
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        })
+    }
+
+    /// Forgets clients whose buckets are full again, so memory stays bounded
+    /// by recent clients; run periodically.
+    pub fn forget_idle(&self) {
+        self.per_client.retain_recent();
+        self.per_client.shrink_to_fit();
+    }
+
+    pub fn tracked_clients(&self) -> usize {
+        self.per_client.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::ClientKeyer;
+    use std::num::NonZeroU32;
+
+    fn q(count: u32, secs: u64) -> CheckedQuota {
+        CheckedQuota {
+            count: NonZeroU32::new(count).unwrap(),
+            period: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn the_client_after_its_quota_is_refused_and_others_are_not() {
+        let limiter = ChannelLimiter::new(q(3, 3600), q(100, 60));
+        let keyer = ClientKeyer::new(vec![]);
+        let a = keyer.key(Some("1.1.1.1".parse().unwrap()));
+        let b = keyer.key(Some("2.2.2.2".parse().unwrap()));
+        for _ in 0..3 {
+            limiter.check(a).unwrap();
+        }
+        let refused = limiter.check(a).unwrap_err();
+        assert_eq!(refused.scope, Scope::Client);
+        assert!(refused.retry_after_secs() >= 1 && refused.retry_after_secs() <= 1200);
+        limiter.check(b).unwrap();
+    }
+
+    #[test]
+    fn the_global_limit_holds_across_clients() {
+        let limiter = ChannelLimiter::new(q(10, 60), q(2, 60));
+        let keyer = ClientKeyer::new(vec![]);
+        limiter
+            .check(keyer.key(Some("1.1.1.1".parse().unwrap())))
+            .unwrap();
+        limiter
+            .check(keyer.key(Some("2.2.2.2".parse().unwrap())))
+            .unwrap();
+        let refused = limiter
+            .check(keyer.key(Some("3.3.3.3".parse().unwrap())))
+            .unwrap_err();
+        assert_eq!(refused.scope, Scope::Global);
+    }
+}
