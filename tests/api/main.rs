@@ -1,1 +1,13 @@
+//! Integration tests: the real gateway over HTTPS against a real Redis.
 
+mod bad_input;
+mod canary;
+mod cli;
+mod helpers;
+mod pages;
+mod rate_limit;
+mod redis_down;
+mod retention;
+mod round_trip;
+mod shutdown;
+mod tls;

@@ -1,0 +1,276 @@
+//! Spawns a real gateway (TLS on port 0) against the real Redis, each test with
+//! its own key prefix, keys and certificate, so tests run in parallel.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+
+use reqwest::redirect::Policy;
+use tipwire::app::Application;
+use tipwire::bus::{AlertReader, Store, StoredAlert};
+use tipwire::config::{ServerMode, Settings};
+use tipwire::crypto::{IdentityKey, Keyring};
+use tipwire::mediator::{MediatorDirectory, NewMediator};
+use tipwire::tls::DevCert;
+
+/// Everything the gateways in this test binary logged, for canary scans.
+pub static LOGS: LazyLock<Mutex<Vec<u8>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+struct Capture;
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    // The shipped default level, and everything tipwire's own code says.
+    tipwire::telemetry::init("info,tipwire=trace", || Capture).unwrap();
+});
+
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TIPWIRE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Fails (never skips) with instructions when Redis is not there.
+pub fn require_redis(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let ok = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(2))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok();
+    assert!(
+        ok,
+        "tests need a Redis server at {url}: run scripts/test.sh (it starts one), \
+         or start redis-server, or set TIPWIRE_TEST_REDIS_URL"
+    );
+}
+
+pub fn random_hex(n: usize) -> String {
+    let id = tipwire::domain::TipId::random();
+    id.as_str()[..n].to_owned()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub dir: tempfile::TempDir,
+    pub escrow: IdentityKey,
+    /// Enrolled for zone "north" at spawn.
+    pub mediator: IdentityKey,
+    pub store: Store,
+    pub ca_pem: String,
+    pub handle: actix_web::dev::ServerHandle,
+    pub cert: Option<std::sync::Arc<tipwire::tls::ReloadingCert>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Settings for a test: defaults, fresh keys and certificate in a temp dir.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::load(None).unwrap();
+    s.server.host = "127.0.0.1".into();
+    s.server.port = 0;
+    s.server.workers = 1;
+    s.server.shutdown_timeout_secs = 2;
+    s.tls.cert_path = dir.join("tls/cert.pem");
+    s.tls.key_path = dir.join("tls/key.pem");
+    s.keys.dir = dir.join("keys");
+    s.redis.url = redis_url();
+    s.redis.key_prefix = format!("tipwire-test-{}", random_hex(12));
+    s.rate_limits.web.per_client.count = 10_000;
+    s.rate_limits.web.global.count = 10_000;
+    s
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    tweak(&mut settings);
+    require_redis(&settings.redis.url);
+
+    Keyring::init(&settings.keys.dir, &dir.path().join("escrow.identity")).unwrap();
+    let escrow = IdentityKey::parse_file(
+        &std::fs::read_to_string(dir.path().join("escrow.identity")).unwrap(),
+    )
+    .pop()
+    .unwrap();
+    let cert = DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
+    cert.write(&dir.path().join("tls")).unwrap();
+
+    let store = Store::new(&settings.redis).unwrap();
+    let mediator = IdentityKey::generate();
+    if redis_reachable(&settings.redis.url) {
+        MediatorDirectory::new(store.clone())
+            .add(
+                NewMediator {
+                    name: "Test mediator".into(),
+                    zones: vec![tipwire::domain::Zone::parse("north").unwrap()],
+                    supervisor: false,
+                    recipient: mediator.to_public(),
+                },
+                0,
+            )
+            .await
+            .unwrap();
+    }
+
+    let app = Application::build(settings.clone()).await.unwrap();
+    let port = app.port();
+    let handle = app.handle();
+    let cert_handle = app.certificate();
+    tokio::spawn(app.run_until_stopped());
+
+    let scheme = match settings.server.mode {
+        ServerMode::Tls => "https",
+        ServerMode::Plaintext => "http",
+    };
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        address: format!("{scheme}://localhost:{port}"),
+        port,
+        client,
+        settings,
+        dir,
+        escrow,
+        mediator,
+        store,
+        ca_pem: cert.ca_pem,
+        handle,
+        cert: cert_handle,
+    }
+}
+
+fn redis_reachable(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_millis(500)))
+        .is_ok()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Posts the tip form as a program would (JSON answers).
+    pub async fn post_tip(&self, text: &str, zone: &str, urgency: &str) -> reqwest::Response {
+        let body = form_body(&[("text", text), ("zone", zone), ("urgency", urgency)]);
+        self.post_raw(body.into_bytes(), "application/x-www-form-urlencoded")
+            .await
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/tips"))
+            .header("Content-Type", content_type)
+            .header("Accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn alerts(&self) -> Vec<StoredAlert> {
+        let reader = AlertReader::new(self.store.clone());
+        // After a Redis restart the first command on an old connection fails
+        // once while the connection manager reconnects.
+        for _ in 0..20 {
+            if let Ok(alerts) = reader.range_since(0, 10_000).await {
+                return alerts;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        reader.range_since(0, 10_000).await.unwrap()
+    }
+
+    /// A config file for running the CLI binary against this app's Redis and keys.
+    pub fn cli_config(&self) -> PathBuf {
+        let path = self.dir.path().join("cli.toml");
+        let zones: String = self
+            .settings
+            .zones
+            .iter()
+            .map(|z| format!("[[zones]]\nid = \"{}\"\nname = \"{}\"\n", z.id, z.name))
+            .collect();
+        std::fs::write(
+            &path,
+            format!(
+                "[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n[keys]\ndir = \"{}\"\n{zones}",
+                self.settings.redis.url,
+                self.settings.redis.key_prefix,
+                self.settings.keys.dir.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let pattern = format!("{}:*", self.settings.redis.key_prefix);
+        if let Ok(mut conn) = redis::Client::open(self.settings.redis.url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_millis(500)))
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            for key in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut conn);
+            }
+        }
+    }
+}
+
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Opens an entry's envelope and returns the sealed document.
+pub fn open_tip(
+    alert: &StoredAlert,
+    identity: &IdentityKey,
+) -> Option<tipwire::domain::TipDocument> {
+    let plain =
+        tipwire::crypto::open(&alert.entry.envelope, std::slice::from_ref(identity)).ok()?;
+    Some(serde_json::from_slice(&plain).unwrap())
+}
+
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["error"]["code"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,182 @@
+use crate::helpers::{spawn_app, spawn_app_with};
+
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("strict-transport-security", "max-age="),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("content-security-policy", "frame-ancestors 'none'"),
+    ("permissions-policy", "geolocation=()"),
+];
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_no_cookie() {
+    let app = spawn_app().await;
+    let requests = [
+        app.client.get(app.url("/")),
+        app.client.get(app.url("/thanks")),
+        app.client.get(app.url("/static/tipwire.css")),
+        app.client.get(app.url("/healthz")),
+        app.client.get(app.url("/missing")),
+        app.client.post(app.url("/tips")).form(&[
+            ("text", "x"),
+            ("zone", "north"),
+            ("urgency", "now"),
+        ]),
+        app.client.post(app.url("/tips")).body("junk"),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        for (name, expected) in SECURITY_HEADERS {
+            let value = response
+                .headers()
+                .get(*name)
+                .unwrap_or_else(|| panic!("{name} missing on {}", response.url()));
+            assert!(
+                value.to_str().unwrap().contains(expected),
+                "{name}: {value:?}"
+            );
+        }
+        assert!(response.headers().get("set-cookie").is_none());
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(
+            !csp.contains("http"),
+            "no third-party origin in the CSP: {csp}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_tip_page_is_a_plain_form_without_script_or_third_party_assets() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let page = response.text().await.unwrap();
+    assert!(page.contains(r#"<form method="post" action="/tips""#));
+    assert!(page.contains(r#"name="viewport""#));
+    for field in [
+        r#"name="text""#,
+        r#"name="zone""#,
+        r#"name="urgency""#,
+        r#"value="unsure""#,
+        r#"value="north""#,
+    ] {
+        assert!(page.contains(field), "{field}");
+    }
+    for label in [r#"<label for="text">"#, r#"<label for="zone">"#, "<legend>"] {
+        assert!(page.contains(label), "accessible label {label}");
+    }
+    assert!(!page.contains("<script"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no absolute (third-party) URL"
+    );
+}
+
+#[tokio::test]
+async fn browsers_get_plain_html_error_pages_and_programs_get_json() {
+    let app = spawn_app().await;
+    let html = app
+        .client
+        .get(app.url("/missing"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.status(), 404);
+    assert!(
+        html.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        html.text()
+            .await
+            .unwrap()
+            .contains("There is nothing at this address.")
+    );
+    let json = app
+        .client
+        .get(app.url("/missing"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not-found");
+    assert_eq!(
+        body["error"]["message"],
+        "There is nothing at this address."
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.post_tip("counted", "north", "now").await;
+    app.post_tip("", "north", "now").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.text().await.unwrap();
+    for expected in [
+        "tipwire_tips_accepted_total{channel=\"web\"} 1",
+        "tipwire_tips_rejected_total{channel=\"web\",reason=\"empty-text\"} 1",
+        "tipwire_seal_duration_seconds_count 1",
+        "tipwire_ingest_duration_seconds_count{channel=\"web\"} 1",
+        "tipwire_http_responses_total{route=\"/tips\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_hidden_from_addresses_not_allowed() {
+    let app = spawn_app_with(|s| s.server.metrics_allow = vec!["10.0.0.0/8".into()]).await;
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_speaks_http2_over_tls() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let tip = app.post_tip("over h2", "north", "now").await;
+    assert_eq!(tip.version(), reqwest::Version::HTTP_2);
+    assert_eq!(tip.status(), 200);
+}

@@ -1,0 +1,91 @@
+use crate::helpers::{error_code, spawn_app_with};
+
+#[tokio::test]
+async fn the_request_after_the_quota_gets_429_with_retry_after_and_another_client_is_unaffected() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.web.per_client.count = 3;
+        s.rate_limits.web.per_client.per_secs = 3600;
+        // Requests come through a trusted local proxy, which names the client.
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+    })
+    .await;
+    let send = |client_ip: &'static str, accept: &'static str| {
+        app.client
+            .post(app.url("/tips"))
+            .header("X-Forwarded-For", client_ip)
+            .header("Accept", accept)
+            .form(&[("text", "flood"), ("zone", "north"), ("urgency", "fyi")])
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            send("198.51.100.7", "application/json")
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let limited = send("198.51.100.7", "application/json").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1200).contains(&retry), "Retry-After {retry}");
+    assert_eq!(error_code(limited).await, "rate-limited");
+
+    let page = send("198.51.100.7", "text/html").await.unwrap();
+    assert_eq!(page.status(), 429);
+    assert!(page.headers().contains_key("retry-after"));
+    let text = page.text().await.unwrap();
+    assert!(text.contains("Please wait a little"), "{text}");
+
+    assert_eq!(
+        send("198.51.100.8", "application/json")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.alerts().await.len(),
+        4,
+        "refused requests stored nothing"
+    );
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tipwire_rate_limited_total{channel=\"web\",scope=\"client\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_limit() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.web.per_client.count = 2;
+    })
+    .await;
+    for (i, expected) in [200, 200, 429].into_iter().enumerate() {
+        let r = app
+            .client
+            .post(app.url("/tips"))
+            .header("X-Forwarded-For", format!("192.0.2.{i}"))
+            .header("Accept", "application/json")
+            .form(&[("text", "spoof"), ("zone", "north"), ("urgency", "fyi")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected);
+    }
+}

@@ -1,0 +1,164 @@
+//! Redis going away: tips are refused with 503 and nothing is acknowledged;
+//! when Redis is back the same gateway takes tips again, without a restart.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{error_code, spawn_app_with};
+
+/// A private Redis for this test alone, so stopping it disturbs nobody.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_on(port, dir)
+    }
+
+    fn start_on(port: u16, dir: tempfile::TempDir) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs Debian's redis-server)");
+        let url = format!("redis://127.0.0.1:{port}/0");
+        for _ in 0..100 {
+            if let Ok(mut c) = redis::Client::open(url.as_str()).unwrap().get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return Self { port, child, dir };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("private redis-server did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts it again on the same port and data directory (AOF on, so what
+    /// Redis acknowledged before the crash is replayed).
+    pub fn start_again(&mut self) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        // The old process is already reaped; dropping its handle is harmless.
+        *self = Self::start_on(self.port, dir);
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn redis_down_means_503_and_nothing_acknowledged_and_the_gateway_recovers_by_itself() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis.url = url.clone();
+        s.redis.connect_timeout_ms = 300;
+        s.redis.response_timeout_ms = 500;
+    })
+    .await;
+    assert_eq!(
+        app.post_tip("before the outage", "north", "now")
+            .await
+            .status(),
+        200
+    );
+
+    let mut redis = redis;
+    redis.kill();
+    let r = app.post_tip("during the outage", "north", "now").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(error_code(r).await, "store-unavailable");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "/readyz fails while Redis is down");
+    let page = app
+        .client
+        .post(app.url("/tips"))
+        .header("Accept", "text/html")
+        .form(&[("text", "x"), ("zone", "north"), ("urgency", "now")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    assert!(page.headers().get("retry-after").is_some());
+    let text = page.text().await.unwrap();
+    assert!(text.contains("Nothing was saved"), "{text}");
+    redis.start_again();
+
+    // Redis is back (same port, AOF replayed): no restart of the gateway.
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "/readyz recovers without a restart");
+    assert_eq!(
+        app.post_tip("after the outage", "north", "now")
+            .await
+            .status(),
+        200
+    );
+
+    let texts: Vec<String> = app
+        .alerts()
+        .await
+        .iter()
+        .map(|a| crate::helpers::open_tip(a, &app.escrow).unwrap().text)
+        .collect();
+    assert_eq!(
+        texts,
+        ["before the outage", "after the outage"],
+        "the acknowledged tip survived the crash; the refused one is absent"
+    );
+    drop(redis);
+}

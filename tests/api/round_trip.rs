@@ -1,0 +1,238 @@
+use std::process::Command;
+
+use crate::helpers::{open_tip, spawn_app};
+use tipwire::crypto::IdentityKey;
+use tipwire::mediator::{MediatorDirectory, NewMediator};
+
+#[tokio::test]
+async fn a_tip_sent_over_https_opens_for_the_mediator_and_escrow_with_the_exact_text() {
+    let app = spawn_app().await;
+    let text = "Two groups arguing outside the store on 5th,\r\nsomeone said they'd come back tonight. ñ ✓";
+
+    let response = app.post_tip(text, "north", "now").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "received");
+
+    let alerts = app.alerts().await;
+    assert_eq!(alerts.len(), 1);
+    let entry = &alerts[0].entry;
+    assert_eq!(entry.zone, "north");
+    assert_eq!(entry.priority, "now");
+    assert_eq!(entry.channel, "web");
+    assert_eq!(entry.pseudonym, "");
+    assert_eq!(entry.key_version, "e1.p1");
+    assert_eq!(entry.received % 60, 0, "received is rounded to the minute");
+    assert!(
+        alerts[0]
+            .id
+            .starts_with(&format!("{}-", entry.received * 1000)),
+        "{}",
+        alerts[0].id
+    );
+
+    for identity in [&app.mediator, &app.escrow] {
+        let doc = open_tip(&alerts[0], identity).expect("recipient opens the tip");
+        assert_eq!(doc.text, text);
+        assert_eq!(doc.tip_id, entry.tip_id.as_str());
+        assert_eq!(doc.zone, "north");
+    }
+    assert!(open_tip(&alerts[0], &IdentityKey::generate()).is_none());
+}
+
+#[tokio::test]
+async fn a_browser_is_redirected_to_a_thank_you_page_that_does_not_echo_the_tip() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/tips"))
+        .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .form(&[
+            ("text", "canary-echo-7731"),
+            ("zone", "unsure"),
+            ("urgency", "fyi"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/thanks");
+    let page = app
+        .client
+        .get(app.url("/thanks"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Your tip reached the team"));
+    assert!(!page.contains("canary-echo-7731"));
+    assert_eq!(app.alerts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn tips_go_to_their_zone_supervisors_and_escrow_and_unsure_tips_to_everyone() {
+    let app = spawn_app().await;
+    let directory = MediatorDirectory::new(app.store.clone());
+    let south = IdentityKey::generate();
+    let supervisor = IdentityKey::generate();
+    directory
+        .add(
+            NewMediator {
+                name: "South".into(),
+                zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
+                supervisor: false,
+                recipient: south.to_public(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    directory
+        .add(
+            NewMediator {
+                name: "Lead".into(),
+                zones: vec![],
+                supervisor: true,
+                recipient: supervisor.to_public(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        app.post_tip("north thing", "north", "today").await.status(),
+        200
+    );
+    assert_eq!(
+        app.post_tip("somewhere", "unsure", "now").await.status(),
+        200
+    );
+    let alerts = app.alerts().await;
+    let (north, unsure) = (&alerts[0], &alerts[1]);
+    assert!(open_tip(north, &app.mediator).is_some());
+    assert!(open_tip(north, &supervisor).is_some());
+    assert!(open_tip(north, &app.escrow).is_some());
+    assert!(
+        open_tip(north, &south).is_none(),
+        "another zone's mediator cannot open it"
+    );
+    for id in [&app.mediator, &south, &supervisor, &app.escrow] {
+        assert_eq!(open_tip(unsure, id).unwrap().text, "somewhere");
+    }
+}
+
+#[tokio::test]
+async fn a_removed_mediator_is_not_a_recipient_of_the_next_tip() {
+    let app = spawn_app().await;
+    let directory = MediatorDirectory::new(app.store.clone());
+    let id = directory.list().await.unwrap()[0].id.clone();
+    directory.remove(&id).await.unwrap();
+    assert_eq!(
+        app.post_tip("after removal", "north", "today")
+            .await
+            .status(),
+        200
+    );
+    let alerts = app.alerts().await;
+    assert!(open_tip(&alerts[0], &app.mediator).is_none());
+    assert_eq!(
+        open_tip(&alerts[0], &app.escrow).unwrap().text,
+        "after removal"
+    );
+}
+
+#[tokio::test]
+async fn an_exported_tip_opens_with_the_reference_age_tool() {
+    let app = spawn_app().await;
+    let text = "exported tip: meet at the park, 9pm";
+    assert_eq!(app.post_tip(text, "north", "today").await.status(), 200);
+    let tip_id = app.alerts().await[0].entry.tip_id.to_string();
+
+    let out = app.dir.path().join("export");
+    let status = Command::new(env!("CARGO_BIN_EXE_tipwire"))
+        .args([
+            "--config",
+            app.cli_config().to_str().unwrap(),
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--since",
+            "1d",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("exported 1 tips"));
+
+    let identity = app.dir.path().join("mediator.identity");
+    std::fs::write(
+        &identity,
+        format!("{}\n", app.mediator.to_secret_string().as_str()),
+    )
+    .unwrap();
+    let file = out.join(format!("{tip_id}.age"));
+    let age = Command::new("age")
+        .args(["-d", "-i", identity.to_str().unwrap(), file.to_str().unwrap()])
+        .output()
+        .expect("the reference `age` tool is installed (scripts/test.sh installs Debian's package `age`)");
+    assert!(
+        age.status.success(),
+        "{}",
+        String::from_utf8_lossy(&age.stderr)
+    );
+    let doc: tipwire::domain::TipDocument = serde_json::from_slice(&age.stdout).unwrap();
+    assert_eq!(doc.text, text);
+    assert_eq!(doc.tip_id, tip_id);
+}
+
+#[tokio::test]
+async fn alerts_tail_prints_the_decrypted_tip_for_the_operator() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_tip("tail me: fight brewing at the court", "north", "now")
+            .await
+            .status(),
+        200
+    );
+    let identity = app.dir.path().join("mediator.identity");
+    std::fs::write(
+        &identity,
+        format!("# test\n{}\n", app.mediator.to_secret_string().as_str()),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tipwire"))
+        .args([
+            "--config",
+            app.cli_config().to_str().unwrap(),
+            "alerts",
+            "tail",
+            "--identity",
+            identity.to_str().unwrap(),
+            "--from-start",
+            "--count",
+            "1",
+        ])
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), output)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("tail me: fight brewing at the court"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("zone north"), "{stdout}");
+}
