@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bus::{AlertEntry, AlertProducer, StoreError};
+use arc_swap::ArcSwapOption;
+
+use crate::bus::{AlertEntry, AlertProducer, Appended, StoreError};
 use crate::crypto::{Keyring, SealError, seal};
 use crate::domain::{InboundTip, TipDocument, TipId};
-use crate::mediator::{DirectoryError, MediatorDirectory};
+use crate::mediator::{DirectoryError, MediatorDirectory, Routing};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,8 @@ pub enum IntakeError {
     Seal(#[from] SealError),
     #[error("could not encode the tip document")]
     Encode,
+    #[error("the mediator directory kept changing while the tip was sealed")]
+    DirectoryChurn,
 }
 
 impl From<DirectoryError> for IntakeError {
@@ -45,7 +49,13 @@ pub struct Intake {
     directory: MediatorDirectory,
     producer: AlertProducer,
     metrics: Arc<Metrics>,
+    /// Recipients as last read. The append script checks the directory
+    /// version, so a stale cache costs one re-seal, never a wrong recipient.
+    routing: Arc<ArcSwapOption<Routing>>,
 }
+
+/// Attempts to seal under a directory that changes between read and append.
+const MAX_SEAL_ATTEMPTS: usize = 4;
 
 /// Unix seconds rounded down to the minute: all the time precision stored.
 pub fn coarse_time(now: SystemTime) -> u64 {
@@ -65,7 +75,17 @@ impl Intake {
             directory,
             producer,
             metrics,
+            routing: Arc::new(ArcSwapOption::empty()),
         }
+    }
+
+    async fn routing(&self, refresh: bool) -> Result<Arc<Routing>, IntakeError> {
+        if !refresh && let Some(cached) = self.routing.load_full() {
+            return Ok(cached);
+        }
+        let fresh = Arc::new(self.directory.routing().await?);
+        self.routing.store(Some(fresh.clone()));
+        Ok(fresh)
     }
 
     /// Seals the tip to its zone's recipients and the escrow key and appends
@@ -76,15 +96,6 @@ impl Intake {
         let tip_id = TipId::random();
         tracing::Span::current().record("tip_id", tip_id.as_str());
         let received = coarse_time(now);
-
-        let mut recipients = self.directory.recipients_for(&tip.zone).await?;
-        if recipients.is_empty() {
-            tracing::warn!(
-                "no mediator or supervisor can open tips for this zone; only escrow can"
-            );
-        }
-        let (_, escrow) = self.keyring.escrow();
-        recipients.push(escrow.clone());
 
         let document = TipDocument {
             v: 1,
@@ -100,28 +111,52 @@ impl Intake {
             serde_json::to_vec(&document).map_err(|_| IntakeError::Encode)?,
         );
         drop(document);
-        let seal_started = Instant::now();
-        let envelope = seal(&plaintext, &recipients)?;
-        self.metrics
-            .seal_seconds
-            .observe(seal_started.elapsed().as_secs_f64());
 
-        let entry = AlertEntry {
-            tip_id: tip_id.clone(),
-            zone: tip.zone.as_str().to_owned(),
-            priority: tip.priority.as_str().to_owned(),
-            channel: tip.channel.as_str().to_owned(),
-            received,
-            pseudonym: tip
-                .pseudonym
-                .as_ref()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-            thread: tip.thread.to_string(),
-            key_version: self.keyring.key_version(),
-            envelope,
-        };
-        let stream_id = self.producer.append(&entry).await?;
+        let mut stream_id = None;
+        let mut recipient_count = 0;
+        for attempt in 0..MAX_SEAL_ATTEMPTS {
+            let routing = self.routing(attempt > 0).await?;
+            let mut recipients = routing.recipients_for(&tip.zone);
+            if recipients.is_empty() && attempt == 0 {
+                tracing::warn!(
+                    "no mediator or supervisor can open tips for this zone; only escrow can"
+                );
+            }
+            recipients.push(self.keyring.escrow().1.clone());
+            recipient_count = recipients.len();
+
+            let seal_started = Instant::now();
+            let envelope = seal(&plaintext, &recipients)?;
+            self.metrics
+                .seal_seconds
+                .observe(seal_started.elapsed().as_secs_f64());
+
+            let entry = AlertEntry {
+                tip_id: tip_id.clone(),
+                zone: tip.zone.as_str().to_owned(),
+                priority: tip.priority.as_str().to_owned(),
+                channel: tip.channel.as_str().to_owned(),
+                received,
+                pseudonym: tip
+                    .pseudonym
+                    .as_ref()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+                thread: tip.thread.to_string(),
+                key_version: self.keyring.key_version(),
+                envelope,
+            };
+            match self.producer.append(&entry, routing.version).await? {
+                Appended::Stored(id) => {
+                    stream_id = Some(id);
+                    break;
+                }
+                Appended::StaleDirectory => {
+                    tracing::debug!("mediator directory changed; sealing again")
+                }
+            }
+        }
+        let stream_id = stream_id.ok_or(IntakeError::DirectoryChurn)?;
         self.metrics
             .ingest_seconds
             .with_label_values(&[tip.channel.as_str()])
@@ -130,7 +165,7 @@ impl Intake {
             .tips_accepted
             .with_label_values(&[tip.channel.as_str()])
             .inc();
-        tracing::info!(recipients = recipients.len(), "tip sealed and appended");
+        tracing::info!(recipients = recipient_count, "tip sealed and appended");
         Ok(Receipt { tip_id, stream_id })
     }
 }

@@ -15,25 +15,29 @@ use redis::{FromRedisValue, Value};
 use super::{Store, StoreError};
 use crate::domain::TipId;
 
-/// Appends at `max(minute, last entry's ms)`; if deleted entries left the
-/// stream's last-generated id ahead of every remaining entry, continues after it.
+/// Refuses (returns `{0, version}`) when the mediator directory changed since
+/// the tip was sealed. Otherwise appends at `max(minute, last entry's ms)`; if
+/// deleted entries left the stream's last-generated id ahead of every remaining
+/// entry, continues after it. Returns `{1, id}`.
 const APPEND_LUA: &str = r"
 local key = KEYS[1]
-local ms = ARGV[1]
+local version = redis.call('GET', KEYS[2]) or '0'
+if version ~= ARGV[1] then return {0, version} end
+local ms = ARGV[2]
 local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
 if last[1] then
   local lms = string.match(last[1][1], '^(%d+)-')
   if lms and tonumber(lms) > tonumber(ms) then ms = lms end
 end
-local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', unpack(ARGV, 2))
-if ok then return id end
+local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', unpack(ARGV, 3))
+if ok then return {1, id} end
 local info = redis.call('XINFO', 'STREAM', key)
 for i = 1, #info, 2 do
   if info[i] == 'last-generated-id' then
     ms = string.match(info[i + 1], '^(%d+)-')
   end
 end
-return redis.call('XADD', key, ms .. '-*', unpack(ARGV, 2))
+return {1, redis.call('XADD', key, ms .. '-*', unpack(ARGV, 3))}
 ";
 
 /// The fields of one stream entry, as named in DESIGN.md.
@@ -50,6 +54,15 @@ pub struct AlertEntry {
     pub thread: String,
     pub key_version: String,
     pub envelope: Vec<u8>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// In the stream under this id.
+    Stored(String),
+    /// Not appended: the directory is now at another version; seal again.
+    StaleDirectory,
 }
 
 /// An entry with its stream id.
@@ -73,13 +86,20 @@ impl AlertProducer {
         }
     }
 
-    /// Appends the entry; returns its stream id. Returns only once Redis has
-    /// acknowledged the XADD (and, with AOF, written it to its log).
-    pub async fn append(&self, entry: &AlertEntry) -> Result<String, StoreError> {
+    /// Appends the entry if the mediator directory is still at
+    /// `directory_version` (the version its recipients were read at). Returns
+    /// only once Redis has acknowledged the XADD (with AOF, logged it).
+    pub async fn append(
+        &self,
+        entry: &AlertEntry,
+        directory_version: u64,
+    ) -> Result<Appended, StoreError> {
         let mut conn = self.store.conn().await?;
         let minute_ms = entry.received.saturating_mul(1000);
         let mut invocation = self.script.key(self.store.keys().alerts());
         invocation
+            .key(self.store.keys().mediators_version())
+            .arg(directory_version)
             .arg(minute_ms)
             .arg("tip_id")
             .arg(entry.tip_id.as_str())
@@ -99,8 +119,12 @@ impl AlertProducer {
             .arg(&entry.key_version)
             .arg("envelope")
             .arg(entry.envelope.as_slice());
-        let id: String = invocation.invoke_async(&mut conn).await?;
-        Ok(id)
+        let (stored, id): (i64, String) = invocation.invoke_async(&mut conn).await?;
+        Ok(if stored == 1 {
+            Appended::Stored(id)
+        } else {
+            Appended::StaleDirectory
+        })
     }
 }
 

@@ -7,7 +7,7 @@ mod names;
 mod retention;
 mod store;
 
-pub use alerts::{AlertEntry, AlertProducer, AlertReader, StoredAlert};
+pub use alerts::{AlertEntry, AlertProducer, AlertReader, Appended, StoredAlert};
 pub use names::Keys;
 pub use retention::trim_older_than;
 pub use store::{Store, StoreError};

@@ -5,13 +5,19 @@
 pub const ALERTS: &str = "alerts";
 /// Suffix of the mediator directory hash: mediator id → record (public keys only).
 pub const MEDIATORS: &str = "mediators";
+/// Suffix of the directory's version counter, bumped with every change so a
+/// tip sealed under an outdated directory is re-sealed before it is appended.
+pub const MEDIATORS_VERSION: &str = "mediators:version";
 
-/// Full key names for one prefix, built once.
+/// Full key names for one prefix, built once. The append script touches both
+/// the stream and the directory version, so under Redis Cluster the prefix must
+/// be a hash tag (`{tipwire}`) to keep them in one slot.
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
     alerts: String,
     mediators: String,
+    mediators_version: String,
 }
 
 impl Keys {
@@ -20,6 +26,7 @@ impl Keys {
             prefix: prefix.to_owned(),
             alerts: format!("{prefix}:{ALERTS}"),
             mediators: format!("{prefix}:{MEDIATORS}"),
+            mediators_version: format!("{prefix}:{MEDIATORS_VERSION}"),
         }
     }
 
@@ -33,6 +40,10 @@ impl Keys {
 
     pub fn mediators(&self) -> &str {
         &self.mediators
+    }
+
+    pub fn mediators_version(&self) -> &str {
+        &self.mediators_version
     }
 }
 

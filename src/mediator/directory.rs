@@ -2,9 +2,8 @@
 //! names, zones and public age recipients (never a private key). Records read
 //! back from Redis are re-validated; a damaged record is skipped, not trusted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::bus::{Store, StoreError};
@@ -93,8 +92,14 @@ impl MediatorDirectory {
         let json =
             serde_json::to_string(&record).map_err(|_| StoreError::Corrupt("mediator record"))?;
         let mut conn = self.store.conn().await?;
-        let _: () = conn
-            .hset(self.store.keys().mediators(), &record.id, json)
+        let keys = self.store.keys();
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(keys.mediators(), &record.id, json)
+            .ignore()
+            .incr(keys.mediators_version(), 1)
+            .ignore()
+            .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
         Ok(record)
@@ -102,8 +107,13 @@ impl MediatorDirectory {
 
     pub async fn remove(&self, id: &str) -> Result<(), DirectoryError> {
         let mut conn = self.store.conn().await?;
-        let removed: u64 = conn
-            .hdel(self.store.keys().mediators(), id)
+        let keys = self.store.keys();
+        let (removed,): (u64,) = redis::pipe()
+            .atomic()
+            .hdel(keys.mediators(), id)
+            .incr(keys.mediators_version(), 1)
+            .ignore()
+            .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
         if removed == 0 {
@@ -114,9 +124,18 @@ impl MediatorDirectory {
 
     /// Every valid record, sorted by name.
     pub async fn list(&self) -> Result<Vec<MediatorRecord>, DirectoryError> {
+        Ok(self.snapshot().await?.1)
+    }
+
+    /// The records and the directory version they belong to, read atomically.
+    async fn snapshot(&self) -> Result<(u64, Vec<MediatorRecord>), DirectoryError> {
         let mut conn = self.store.conn().await?;
-        let raw: Vec<(String, String)> = conn
-            .hgetall(self.store.keys().mediators())
+        let keys = self.store.keys();
+        let (version, raw): (Option<u64>, Vec<(String, String)>) = redis::pipe()
+            .atomic()
+            .get(keys.mediators_version())
+            .hgetall(keys.mediators())
+            .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
         let mut out: Vec<MediatorRecord> = raw
@@ -125,31 +144,75 @@ impl MediatorDirectory {
             .filter(|m| RecipientKey::parse(&m.recipient).is_ok())
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(out)
+        Ok((version.unwrap_or(0), out))
+    }
+
+    /// Who can open tips, per zone, at the current directory version.
+    pub async fn routing(&self) -> Result<Routing, DirectoryError> {
+        let (version, records) = self.snapshot().await?;
+        Ok(Routing::new(version, &records))
+    }
+
+    /// Who can open a tip about `zone` right now (see [`Routing::recipients_for`]).
+    pub async fn recipients_for(
+        &self,
+        zone: &ZoneChoice,
+    ) -> Result<Vec<RecipientKey>, DirectoryError> {
+        Ok(self.routing().await?.recipients_for(zone))
+    }
+}
+
+/// Recipients by zone at one directory version, parsed once and reused for
+/// every tip until the version changes.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub version: u64,
+    by_zone: HashMap<String, Vec<RecipientKey>>,
+    supervisors: Vec<RecipientKey>,
+    everyone: Vec<RecipientKey>,
+}
+
+impl Routing {
+    fn new(version: u64, records: &[MediatorRecord]) -> Self {
+        let mut by_zone: HashMap<String, Vec<RecipientKey>> = HashMap::new();
+        let mut supervisors = Vec::new();
+        let mut everyone = Vec::new();
+        let mut seen = BTreeSet::new();
+        for m in records {
+            let Ok(key) = RecipientKey::parse(&m.recipient) else {
+                continue;
+            };
+            if !seen.insert(m.recipient.clone()) {
+                continue;
+            }
+            everyone.push(key.clone());
+            if m.supervisor {
+                supervisors.push(key);
+            } else {
+                for zone in &m.zones {
+                    by_zone.entry(zone.clone()).or_default().push(key.clone());
+                }
+            }
+        }
+        Self {
+            version,
+            by_zone,
+            supervisors,
+            everyone,
+        }
     }
 
     /// Who can open a tip about `zone`: its mediators and every supervisor; for
     /// "not sure", every mediator device, so an urgent tip without a place still
     /// reaches whoever is on duty. The escrow key is added by the caller.
-    pub async fn recipients_for(
-        &self,
-        zone: &ZoneChoice,
-    ) -> Result<Vec<RecipientKey>, DirectoryError> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for m in self.list().await? {
-            let routed = m.supervisor
-                || match zone {
-                    ZoneChoice::Unsure => true,
-                    ZoneChoice::Known(z) => m.zones.iter().any(|mz| mz == z.as_str()),
-                };
-            if routed
-                && seen.insert(m.recipient.clone())
-                && let Ok(r) = RecipientKey::parse(&m.recipient)
-            {
-                out.push(r);
+    pub fn recipients_for(&self, zone: &ZoneChoice) -> Vec<RecipientKey> {
+        match zone {
+            ZoneChoice::Unsure => self.everyone.clone(),
+            ZoneChoice::Known(z) => {
+                let mut out = self.by_zone.get(z.as_str()).cloned().unwrap_or_default();
+                out.extend(self.supervisors.iter().cloned());
+                out
             }
         }
-        Ok(out)
     }
 }

@@ -3,4 +3,4 @@
 
 mod directory;
 
-pub use directory::{DirectoryError, MediatorDirectory, MediatorRecord, NewMediator};
+pub use directory::{DirectoryError, MediatorDirectory, MediatorRecord, NewMediator, Routing};

@@ -127,6 +127,13 @@ async fn tips_go_to_their_zone_supervisors_and_escrow_and_unsure_tips_to_everyon
 #[tokio::test]
 async fn a_removed_mediator_is_not_a_recipient_of_the_next_tip() {
     let app = spawn_app().await;
+    // The first tip makes the gateway cache who can open tips for "north".
+    assert_eq!(
+        app.post_tip("before removal", "north", "today")
+            .await
+            .status(),
+        200
+    );
     let directory = MediatorDirectory::new(app.store.clone());
     let id = directory.list().await.unwrap()[0].id.clone();
     directory.remove(&id).await.unwrap();
@@ -137,11 +144,41 @@ async fn a_removed_mediator_is_not_a_recipient_of_the_next_tip() {
         200
     );
     let alerts = app.alerts().await;
-    assert!(open_tip(&alerts[0], &app.mediator).is_none());
     assert_eq!(
-        open_tip(&alerts[0], &app.escrow).unwrap().text,
+        open_tip(&alerts[0], &app.mediator).unwrap().text,
+        "before removal"
+    );
+    assert!(
+        open_tip(&alerts[1], &app.mediator).is_none(),
+        "the cached routing was not used after the change"
+    );
+    assert_eq!(
+        open_tip(&alerts[1], &app.escrow).unwrap().text,
         "after removal"
     );
+}
+
+#[tokio::test]
+async fn a_mediator_added_while_running_receives_the_next_tip() {
+    let app = spawn_app().await;
+    assert_eq!(app.post_tip("first", "south", "today").await.status(), 200);
+    let newcomer = IdentityKey::generate();
+    MediatorDirectory::new(app.store.clone())
+        .add(
+            NewMediator {
+                name: "New".into(),
+                zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
+                supervisor: false,
+                recipient: newcomer.to_public(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.post_tip("second", "south", "today").await.status(), 200);
+    let alerts = app.alerts().await;
+    assert!(open_tip(&alerts[0], &newcomer).is_none());
+    assert_eq!(open_tip(&alerts[1], &newcomer).unwrap().text, "second");
 }
 
 #[tokio::test]
