@@ -13,6 +13,7 @@ pub struct MetricsAccess(pub Vec<IpNet>);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::head().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
 }

@@ -67,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/")
             .route(web::get().to(form_page))
+            .route(web::head().to(form_page))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
