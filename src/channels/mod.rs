@@ -2,4 +2,5 @@
 //! [`crate::domain::InboundTip`] and registers its routes with a function that
 //! takes `&mut ServiceConfig`. SMS and email join here as sibling modules.
 
+pub mod sms;
 pub mod web;

@@ -3,6 +3,7 @@
 //! for network addresses (used only for rate limiting, never stored).
 
 mod client_addr;
+pub mod metadata;
 mod pseudonym;
 
 pub use client_addr::{ClientKey, ClientKeyer};

@@ -1,0 +1,1 @@
+//! SMS provider REST clients (Twilio, Telnyx) at configurable base URLs.

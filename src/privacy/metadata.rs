@@ -1,0 +1,1 @@
+//! Photo metadata stripping (EXIF, GPS, XMP, comments) for JPEG and PNG.
