@@ -40,6 +40,7 @@ fn main() {
         received: 1_700_000_040,
         thread: "fedcba9876543210fedcba9876543210".into(),
         text: "Two groups arguing outside the corner store on 5th; one said they would come back tonight with friends.".into(),
+        attachments: Vec::new(),
     })
     .unwrap();
 

@@ -32,6 +32,14 @@ pub enum AppError {
     UnknownZone,
     #[error("the urgency is not one of now, today, fyi")]
     InvalidUrgency,
+    #[error("the request signature is missing or wrong")]
+    SignatureInvalid,
+    #[error("the request timestamp is too far from now")]
+    TimestampStale,
+    #[error("the sender is not a phone number")]
+    InvalidSender,
+    #[error("the number called is not one of the program's numbers")]
+    UnknownNumber,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
     #[error("the tip store is unavailable")]
@@ -105,6 +113,26 @@ impl AppError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-urgency",
                 "Please choose how urgent this is.",
+            ),
+            Self::SignatureInvalid => (
+                StatusCode::FORBIDDEN,
+                "signature-invalid",
+                "The request signature is missing or does not match.",
+            ),
+            Self::TimestampStale => (
+                StatusCode::FORBIDDEN,
+                "timestamp-stale",
+                "The request timestamp is more than five minutes from now.",
+            ),
+            Self::InvalidSender => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-sender",
+                "The sender is not a phone number in E.164 form.",
+            ),
+            Self::UnknownNumber => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-number",
+                "The number called is not one of this program's numbers.",
             ),
             Self::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -254,6 +282,10 @@ mod tests {
             AppError::EmptyText,
             AppError::UnknownZone,
             AppError::InvalidUrgency,
+            AppError::SignatureInvalid,
+            AppError::TimestampStale,
+            AppError::InvalidSender,
+            AppError::UnknownNumber,
             AppError::RateLimited {
                 retry_after_secs: 1,
             },

@@ -36,6 +36,14 @@ impl From<DirectoryError> for IntakeError {
     }
 }
 
+/// What became of a submitted tip.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    Stored(Receipt),
+    /// A retried or replayed provider message; the first copy is stored.
+    Duplicate,
+}
+
 /// Proof that a tip is in the stream.
 #[derive(Debug, Clone)]
 pub struct Receipt {
@@ -91,7 +99,7 @@ impl Intake {
     /// Seals the tip to its zone's recipients and the escrow key and appends
     /// it. Returns only after Redis acknowledged the append.
     #[tracing::instrument(name = "intake", skip_all, fields(channel = tip.channel.as_str(), zone = tip.zone.as_str(), tip_id))]
-    pub async fn submit(&self, tip: InboundTip, now: SystemTime) -> Result<Receipt, IntakeError> {
+    pub async fn submit(&self, tip: InboundTip, now: SystemTime) -> Result<Submitted, IntakeError> {
         let started = Instant::now();
         let tip_id = TipId::random();
         tracing::Span::current().record("tip_id", tip_id.as_str());
@@ -106,6 +114,7 @@ impl Intake {
             received,
             thread: tip.thread.to_string(),
             text: tip.text.as_str().to_owned(),
+            attachments: tip.attachments.clone(),
         };
         let plaintext = zeroize::Zeroizing::new(
             serde_json::to_vec(&document).map_err(|_| IntakeError::Encode)?,
@@ -146,10 +155,18 @@ impl Intake {
                 key_version: self.keyring.key_version(),
                 envelope,
             };
-            match self.producer.append(&entry, routing.version).await? {
+            match self
+                .producer
+                .append(&entry, routing.version, tip.dedupe.as_deref())
+                .await?
+            {
                 Appended::Stored(id) => {
                     stream_id = Some(id);
                     break;
+                }
+                Appended::Duplicate => {
+                    tracing::info!("provider message already stored; not stored again");
+                    return Ok(Submitted::Duplicate);
                 }
                 Appended::StaleDirectory => {
                     tracing::debug!("mediator directory changed; sealing again")
@@ -166,7 +183,7 @@ impl Intake {
             .with_label_values(&[tip.channel.as_str()])
             .inc();
         tracing::info!(recipients = recipient_count, "tip sealed and appended");
-        Ok(Receipt { tip_id, stream_id })
+        Ok(Submitted::Stored(Receipt { tip_id, stream_id }))
     }
 }
 

@@ -32,5 +32,6 @@ pub mod intake;
 pub mod mediator;
 pub mod privacy;
 pub mod ratelimit;
+pub mod relay;
 pub mod telemetry;
 pub mod tls;

@@ -50,6 +50,14 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Queue a message to the tipster of a thread (sent by the reply relay).
+    Reply {
+        /// Thread id (32 hex digits) from the alert.
+        #[arg(long)]
+        thread: String,
+        #[arg(long)]
+        text: String,
+    },
     /// Development helpers.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -231,6 +239,16 @@ async fn main() -> Result<()> {
                 out.display(),
                 summary.skipped_existing
             );
+        }
+        Command::Reply { thread, text } => {
+            let thread = tipwire::domain::ThreadId::parse(&thread)
+                .context("--thread: a thread id is 32 lowercase hex digits")?;
+            let ring = Keyring::load(&settings.keys.dir)?;
+            let store = admin::store(&settings)?;
+            let id =
+                tipwire::relay::enqueue(&store, &ring, &thread, &text, tipwire::relay::Kind::Reply)
+                    .await?;
+            println!("queued {id}; the reply relay sends it through the tipster's provider");
         }
         Command::Dev(DevCommand::Init { dir }) => {
             print!("{}", admin::dev::init(&settings, &dir).await?);

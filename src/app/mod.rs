@@ -17,6 +17,7 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::bus::{AlertProducer, Store, StoreError, trim_older_than};
+use crate::channels::sms::SmsChannel;
 use crate::channels::web::{self as web_channel, WebChannel};
 use crate::config::{ConfigError, ServerMode, Settings};
 use crate::crypto::{KeyError, Keyring};
@@ -25,6 +26,7 @@ use crate::intake::Intake;
 use crate::mediator::MediatorDirectory;
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::ChannelLimiter;
+use crate::relay::RelayWorker;
 use crate::telemetry::{self, Metrics};
 use crate::tls::{ReloadingCert, TlsError};
 
@@ -58,6 +60,7 @@ pub struct Application {
     tasks: BackgroundTasks,
     store: Store,
     cert: Option<Arc<ReloadingCert>>,
+    relay: Arc<RelayWorker>,
 }
 
 fn unix_now() -> u64 {
@@ -87,12 +90,34 @@ impl Application {
             metrics.clone(),
         );
         let web = web::Data::new(WebChannel::new(
-            intake,
+            intake.clone(),
             ChannelLimiter::new(per_client, global),
             ClientKeyer::new(settings.trusted_proxies()?),
             zones,
             settings.tips.max_text_chars,
             settings.server.max_body_bytes,
+        ));
+        let sms = web::Data::new(SmsChannel::from_settings(
+            &settings,
+            intake,
+            store.clone(),
+            keyring.clone(),
+            metrics.clone(),
+        )?);
+        let relay = Arc::new(RelayWorker::new(
+            store.clone(),
+            keyring.clone(),
+            crate::channels::sms::provider_clients(&settings)?,
+            format!(
+                "gw-{}",
+                crate::domain::TipId::random()
+                    .as_str()
+                    .get(..12)
+                    .unwrap_or_default()
+            ),
+            settings.relay.max_attempts,
+            settings.relay.backoff_base_ms,
+            metrics.clone(),
         ));
         let metrics_data = web::Data::from(metrics.clone());
         let store_data = web::Data::new(store.clone());
@@ -122,10 +147,30 @@ impl Application {
         }
         {
             let web = web.clone();
+            let sms = sms.clone();
             tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
                 let web = web.clone();
-                async move { web.limiter.forget_idle() }
+                let sms = sms.clone();
+                async move {
+                    web.limiter.forget_idle();
+                    sms.limiter.forget_idle();
+                }
             });
+        }
+        if settings.sms.twilio.enabled || settings.sms.telnyx.enabled {
+            let relay = relay.clone();
+            tasks.every(
+                "reply-relay",
+                Duration::from_millis(settings.relay.poll_interval_ms),
+                move || {
+                    let relay = relay.clone();
+                    async move {
+                        if let Err(e) = relay.step().await {
+                            tracing::warn!(error = %e, "reply relay step failed; will retry");
+                        }
+                    }
+                },
+            );
         }
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -138,6 +183,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web.clone())
+                .app_data(sms.clone())
                 .app_data(metrics_data.clone())
                 .app_data(store_data.clone())
                 .app_data(access.clone())
@@ -151,6 +197,7 @@ impl Application {
                 .wrap(security_headers())
                 .wrap(from_fn(telemetry::access_log))
                 .configure(web_channel::routes)
+                .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
@@ -201,6 +248,7 @@ impl Application {
             tasks,
             store,
             cert,
+            relay,
         })
     }
 
@@ -214,6 +262,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The reply relay's delivery worker (tests drive its step directly).
+    pub fn relay(&self) -> Arc<RelayWorker> {
+        self.relay.clone()
     }
 
     /// The reloading certificate, when serving TLS.

@@ -16,13 +16,15 @@ use super::{Store, StoreError};
 use crate::domain::TipId;
 
 /// Refuses (returns `{0, version}`) when the mediator directory changed since
-/// the tip was sealed. Otherwise appends at `max(minute, last entry's ms)`; if
+/// the tip was sealed. With a third key, a dedupe marker kept for a day, refuses
+/// (`{2, ''}`) a message already stored. Otherwise appends at `max(minute, last entry's ms)`; if
 /// deleted entries left the stream's last-generated id ahead of every remaining
 /// entry, continues after it. Returns `{1, id}`.
 const APPEND_LUA: &str = r"
 local key = KEYS[1]
 local version = redis.call('GET', KEYS[2]) or '0'
 if version ~= ARGV[1] then return {0, version} end
+if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then return {2, ''} end
 local ms = ARGV[2]
 local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
 if last[1] then
@@ -63,6 +65,8 @@ pub enum Appended {
     Stored(String),
     /// Not appended: the directory is now at another version; seal again.
     StaleDirectory,
+    /// Not appended: the same provider message was stored before.
+    Duplicate,
 }
 
 /// An entry with its stream id.
@@ -93,6 +97,7 @@ impl AlertProducer {
         &self,
         entry: &AlertEntry,
         directory_version: u64,
+        dedupe: Option<&str>,
     ) -> Result<Appended, StoreError> {
         let mut conn = self.store.conn().await?;
         let minute_ms = entry.received.saturating_mul(1000);
@@ -119,11 +124,14 @@ impl AlertProducer {
             .arg(&entry.key_version)
             .arg("envelope")
             .arg(entry.envelope.as_slice());
-        let (stored, id): (i64, String) = invocation.invoke_async(&mut conn).await?;
-        Ok(if stored == 1 {
-            Appended::Stored(id)
-        } else {
-            Appended::StaleDirectory
+        if let Some(marker) = dedupe {
+            invocation.key(self.store.keys().dedupe(marker));
+        }
+        let (status, id): (i64, String) = invocation.invoke_async(&mut conn).await?;
+        Ok(match status {
+            1 => Appended::Stored(id),
+            2 => Appended::Duplicate,
+            _ => Appended::StaleDirectory,
         })
     }
 }

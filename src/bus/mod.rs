@@ -3,7 +3,7 @@
 //! Redis are treated as untrusted (another process may have written them).
 
 mod alerts;
-mod names;
+pub mod names;
 mod retention;
 mod store;
 

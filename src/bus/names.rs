@@ -9,6 +9,20 @@ pub const MEDIATORS: &str = "mediators";
 /// tip sealed under an outdated directory is re-sealed before it is appended.
 pub const MEDIATORS_VERSION: &str = "mediators:version";
 
+/// Suffix of the one-day markers of provider message ids already stored
+/// (`<prefix>:seen:<keyed hash>`; the id itself is never stored).
+pub const SEEN: &str = "seen";
+/// Suffix of sealed reply addresses by pseudonym (`<prefix>:reply-to:<pseudonym>`).
+pub const REPLY_TO: &str = "reply-to";
+/// Suffix of the set of pseudonyms that opted out of texts.
+pub const OPTED_OUT: &str = "opted-out";
+/// Suffix of the outbound reply stream, its retry schedule and dead letters.
+pub const OUTBOUND: &str = "outbound";
+pub const OUTBOUND_RETRY: &str = "outbound:retry";
+pub const OUTBOUND_DEAD: &str = "outbound:dead";
+/// Consumer group of the delivery workers on the outbound stream.
+pub const RELAY_GROUP: &str = "relay";
+
 /// Full key names for one prefix, built once. The append script touches both
 /// the stream and the directory version, so under Redis Cluster the prefix must
 /// be a hash tag (`{tipwire}`) to keep them in one slot.
@@ -44,6 +58,30 @@ impl Keys {
 
     pub fn mediators_version(&self) -> &str {
         &self.mediators_version
+    }
+
+    pub fn dedupe(&self, marker: &str) -> String {
+        format!("{}:{SEEN}:{marker}", self.prefix)
+    }
+
+    pub fn reply_to(&self, pseudonym: &str) -> String {
+        format!("{}:{REPLY_TO}:{pseudonym}", self.prefix)
+    }
+
+    pub fn opted_out(&self) -> String {
+        format!("{}:{OPTED_OUT}", self.prefix)
+    }
+
+    pub fn outbound(&self) -> String {
+        format!("{}:{OUTBOUND}", self.prefix)
+    }
+
+    pub fn outbound_retry(&self) -> String {
+        format!("{}:{OUTBOUND_RETRY}", self.prefix)
+    }
+
+    pub fn outbound_dead(&self) -> String {
+        format!("{}:{OUTBOUND_DEAD}", self.prefix)
     }
 }
 

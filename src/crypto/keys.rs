@@ -234,6 +234,17 @@ impl Keyring {
         }
     }
 
+    /// Every relay identity, newest first: reply addresses sealed under an
+    /// older version still open after a rotation.
+    pub fn relay_identities(&self) -> impl Iterator<Item = &IdentityKey> {
+        self.relay.iter().rev().map(|(_, id)| id)
+    }
+
+    /// Every pseudonym key, newest first.
+    pub fn pseudonym_keys(&self) -> impl Iterator<Item = &PseudonymKey> {
+        self.pseudonym.iter().rev()
+    }
+
     /// The compact version tag stored beside each tip: escrow and pseudonym.
     pub fn key_version(&self) -> String {
         format!("e{}.p{}", self.escrow().0, self.pseudonym_key().version())

@@ -8,4 +8,4 @@ mod seal;
 
 pub(crate) use keys::write_new;
 pub use keys::{KeyError, KeyKind, Keyring, KeyringReport, VersionInfo};
-pub use seal::{IdentityKey, OpenError, RecipientKey, SealError, open, seal};
+pub use seal::{IdentityKey, OpenError, RecipientKey, SealError, open, open_with, seal};

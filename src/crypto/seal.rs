@@ -117,9 +117,17 @@ pub fn seal(plaintext: &[u8], recipients: &[RecipientKey]) -> Result<Vec<u8>, Se
 
 /// Opens an envelope with any of `identities`.
 pub fn open(envelope: &[u8], identities: &[IdentityKey]) -> Result<Vec<u8>, OpenError> {
+    open_with(envelope, identities.iter())
+}
+
+/// Opens an envelope with any identity the iterator yields.
+pub fn open_with<'a>(
+    envelope: &[u8],
+    identities: impl Iterator<Item = &'a IdentityKey>,
+) -> Result<Vec<u8>, OpenError> {
     let decryptor = age::Decryptor::new_buffered(envelope).map_err(|_| OpenError)?;
     let mut reader = decryptor
-        .decrypt(identities.iter().map(|i| &i.0 as &dyn age::Identity))
+        .decrypt(identities.map(|i| &i.0 as &dyn age::Identity))
         .map_err(|_| OpenError)?;
     let mut out = Vec::with_capacity(envelope.len());
     reader.read_to_end(&mut out).map_err(|_| OpenError)?;

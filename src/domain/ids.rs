@@ -48,6 +48,19 @@ random_id!(
     "Identifies a conversation with one tipster across tips and replies."
 );
 
+impl ThreadId {
+    /// The thread of every message from one pseudonym: stable, and reveals
+    /// nothing the pseudonym does not.
+    pub fn for_pseudonym(pseudonym: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"tipwire thread\0")
+            .chain_update(pseudonym.as_bytes())
+            .finalize();
+        Self(hex::encode(digest.get(..16).unwrap_or(&digest)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,11 @@
 //! as proof that they were checked.
 
 mod ids;
+mod phone;
 mod tip;
 mod zone;
 
 pub use ids::{ThreadId, TipId};
-pub use tip::{Channel, InboundTip, Priority, TipDocument, TipText, TipTextError};
+pub use phone::{InvalidPhoneNumber, PhoneNumber};
+pub use tip::{Attachment, Channel, InboundTip, Priority, TipDocument, TipText, TipTextError};
 pub use zone::{InvalidZone, Zone, ZoneChoice};

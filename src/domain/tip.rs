@@ -100,6 +100,45 @@ pub struct InboundTip {
     pub text: TipText,
     pub pseudonym: Option<Pseudonym>,
     pub thread: ThreadId,
+    /// Photos and files, metadata already stripped.
+    pub attachments: Vec<Attachment>,
+    /// A key derived from the provider's message id, so a retried or replayed
+    /// webhook is stored once. Never the id itself.
+    pub dedupe: Option<String>,
+}
+
+/// A sealed attachment: content type and bytes (base64 inside the document).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub content_type: String,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Attachment({}, {} bytes)",
+            self.content_type,
+            self.data.len()
+        )
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What is sealed: the plaintext inside each age envelope. The routing fields
@@ -117,6 +156,8 @@ pub struct TipDocument {
     pub received: u64,
     pub thread: String,
     pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ pub struct ChannelLimiter {
     clock: DefaultClock,
 }
 
-fn quota(q: CheckedQuota) -> Quota {
+/// A governor quota from a checked setting.
+pub fn quota(q: CheckedQuota) -> Quota {
     // `count` cells replenish evenly over `period`; a full bucket allows a burst
     // of `count`. The period per cell is at least 1 ns, so with_period succeeds.
     let per_cell = (q.period / q.count.get()).max(Duration::from_nanos(1));

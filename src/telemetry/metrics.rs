@@ -13,6 +13,8 @@ pub struct Metrics {
     pub seal_seconds: Histogram,
     pub ingest_seconds: HistogramVec,
     pub http_responses: IntCounterVec,
+    pub replies: IntCounterVec,
+    pub signature_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -56,6 +58,22 @@ impl Metrics {
             ),
             &["route", "status"],
         )?;
+        let replies = IntCounterVec::new(
+            Opts::new(
+                "replies_total",
+                "Messages to tipsters by outcome (sent, retry, dead, suppressed)",
+            ),
+            &["outcome"],
+        )?;
+        let signature_failures = IntCounterVec::new(
+            Opts::new(
+                "webhook_signature_failures_total",
+                "Webhooks refused for a missing, wrong or stale signature",
+            ),
+            &["provider"],
+        )?;
+        registry.register(Box::new(replies.clone()))?;
+        registry.register(Box::new(signature_failures.clone()))?;
         registry.register(Box::new(tips_accepted.clone()))?;
         registry.register(Box::new(tips_rejected.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
@@ -70,6 +88,8 @@ impl Metrics {
             seal_seconds,
             ingest_seconds,
             http_responses,
+            replies,
+            signature_failures,
         })
     }
 

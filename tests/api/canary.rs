@@ -52,7 +52,7 @@ pub fn dump_redis(url: &str) -> Vec<u8> {
     out
 }
 
-fn files_under(dir: &std::path::Path, out: &mut Vec<u8>) {
+pub fn files_under(dir: &std::path::Path, out: &mut Vec<u8>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -63,7 +63,7 @@ fn files_under(dir: &std::path::Path, out: &mut Vec<u8>) {
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())

@@ -72,6 +72,7 @@ pub struct TestApp {
     pub ca_pem: String,
     pub handle: actix_web::dev::ServerHandle,
     pub cert: Option<std::sync::Arc<tipwire::tls::ReloadingCert>>,
+    pub relay: std::sync::Arc<tipwire::relay::RelayWorker>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -132,6 +133,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let port = app.port();
     let handle = app.handle();
     let cert_handle = app.certificate();
+    let relay = app.relay();
     tokio::spawn(app.run_until_stopped());
 
     let scheme = match settings.server.mode {
@@ -155,6 +157,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         ca_pem: cert.ca_pem,
         handle,
         cert: cert_handle,
+        relay,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Integration tests: the real gateway over HTTPS against a real Redis.
 
 mod bad_input;
-mod canary;
+pub mod canary;
 mod cli;
 mod helpers;
 mod pages;
@@ -10,4 +10,6 @@ mod redis_down;
 mod retention;
 mod round_trip;
 mod shutdown;
+mod sms;
+mod sms_helpers;
 mod tls;

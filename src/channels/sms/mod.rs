@@ -1,6 +1,27 @@
 //! The SMS channel: Twilio and Telnyx webhooks in, replies out through the
-//! providers' REST APIs. Everything from the provider is untrusted until its
-//! signature is verified, and even then only the message body and media are kept.
+//! providers' REST APIs (via the reply relay). Everything from the provider is
+//! untrusted until its signature is verified, and even then only the message
+//! body and media are kept: the number becomes a pseudonym (and, sealed to the
+//! relay key, a reply address); account ids, message ids, city/state/zip and
+//! every other field are dropped here.
 
+mod inbound;
+pub mod language;
+mod limits;
 pub mod provider;
 pub mod signature;
+mod telnyx;
+pub mod threads;
+mod twilio;
+
+pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed, provider_clients};
+pub use language::{Keyword, Language, Texts};
+pub use limits::SmsLimiter;
+pub use threads::{Provider, ReplyAddress, Threads};
+
+use actix_web::web;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/sms/twilio", web::post().to(twilio::webhook))
+        .route("/webhooks/sms/telnyx", web::post().to(telnyx::webhook));
+}

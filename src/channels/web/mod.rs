@@ -3,16 +3,15 @@
 //! only in memory, salted, for rate limiting; headers such as User-Agent are
 //! never read. Works without JavaScript; in-browser sealing comes later.
 
-mod form;
 pub mod pages;
 
 use std::time::SystemTime;
 
-use actix_web::http::header::{self, ContentType, HeaderMap};
+use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::BytesMut;
-use futures_util::StreamExt;
 
+use crate::channels::body::{check_content_type, read_body};
+use crate::channels::form::{self, FormError};
 use crate::domain::{
     Channel, InboundTip, Priority, ThreadId, TipText, TipTextError, Zone, ZoneChoice,
 };
@@ -21,8 +20,6 @@ use crate::intake::{Intake, IntakeError};
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::ChannelLimiter;
 use crate::telemetry::Metrics;
-
-pub use form::FormError;
 
 const CSS: &str = include_str!("assets/tipwire.css");
 /// The form has three fields; a few more are tolerated (a named submit button).
@@ -105,51 +102,6 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
-/// Only `application/x-www-form-urlencoded`, in UTF-8 if a charset is named.
-fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AppError::UnsupportedContentType)?;
-    let mut parts = value.split(';').map(str::trim);
-    let essence = parts.next().unwrap_or_default();
-    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(AppError::UnsupportedContentType);
-    }
-    for param in parts {
-        if let Some((name, val)) = param.split_once('=')
-            && name.trim().eq_ignore_ascii_case("charset")
-            && !val.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-        {
-            return Err(AppError::UnsupportedContentType);
-        }
-    }
-    Ok(())
-}
-
-async fn read_body(
-    headers: &HeaderMap,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<BytesMut, AppError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(AppError::BodyTooLarge);
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(AppError::from)?;
-        if body.len() + chunk.len() > limit {
-            return Err(AppError::BodyTooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// Turns the decoded fields into a tip, or the precise reason it is refused.
 fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<InboundTip, AppError> {
     let mut text = None;
@@ -191,6 +143,8 @@ fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<Inbo
         text,
         pseudonym: None,
         thread: ThreadId::random(),
+        attachments: Vec::new(),
+        dedupe: None,
     })
 }
 
@@ -247,7 +201,7 @@ async fn accept_tip(
             retry_after_secs: limited.retry_after_secs(),
         });
     }
-    check_content_type(req.headers())?;
+    check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
     let body = read_body(req.headers(), payload, channel.max_body_bytes).await?;
     let fields = form::parse(&body, MAX_FIELDS).map_err(|e| match e {
         FormError::InvalidUtf8 => AppError::InvalidUtf8,

@@ -1,0 +1,414 @@
+//! What happens to a verified inbound text, whichever provider delivered it:
+//! number check, keywords (STOP/START/HELP), rate limits, media, pseudonym,
+//! sealed reply address, then the intake pipeline. The message content is
+//! untrusted and never logged.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::bus::Store;
+use crate::crypto::Keyring;
+use crate::domain::{
+    Attachment, Channel, InboundTip, PhoneNumber, Priority, ThreadId, TipText, TipTextError,
+    ZoneChoice,
+};
+use crate::error::AppError;
+use crate::intake::{Intake, IntakeError, Submitted};
+use crate::privacy::metadata;
+use crate::telemetry::Metrics;
+
+use super::language::{Keyword, Language, Texts};
+use super::limits::SmsLimiter;
+use super::provider::SmsClient;
+use super::signature::{TelnyxVerifier, TwilioValidator};
+use super::threads::{Provider, Threads};
+
+/// A media item as the provider lists it; fetched only after the limits.
+#[derive(Clone)]
+pub struct MediaRef {
+    pub url: String,
+    pub content_type: String,
+}
+
+/// A verified inbound message, reduced to what tipwire uses.
+pub struct InboundSms {
+    pub from: PhoneNumber,
+    pub to: PhoneNumber,
+    pub body: String,
+    /// The provider's message id: used only to derive the dedupe marker.
+    pub message_id: String,
+    pub media: Vec<MediaRef>,
+}
+
+/// What to text back, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A carrier-required answer (keywords): sent even to opted-out numbers.
+    Compliance(String),
+    /// An acknowledgement or notice: never to an opted-out number.
+    Reply(String),
+    Silent,
+}
+
+/// The SMS settings, parsed and checked.
+pub struct SmsSettingsParsed {
+    pub numbers: Vec<PhoneNumber>,
+    pub program_name: String,
+    pub default_language: Language,
+    pub default_priority: Priority,
+    pub max_body_chars: usize,
+    pub max_media_items: usize,
+    pub max_media_bytes: usize,
+    pub reply_ttl_secs: u64,
+    pub public_base_url: String,
+    pub max_request_bytes: usize,
+}
+
+pub struct TwilioSide {
+    pub validator: TwilioValidator,
+    pub client: SmsClient,
+}
+
+pub struct TelnyxSide {
+    pub verifier: TelnyxVerifier,
+    pub client: SmsClient,
+}
+
+pub struct SmsChannel {
+    pub intake: Intake,
+    pub threads: Threads,
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub settings: SmsSettingsParsed,
+    pub twilio: Option<TwilioSide>,
+    pub telnyx: Option<TelnyxSide>,
+    pub limiter: SmsLimiter,
+    pub metrics: Arc<Metrics>,
+}
+
+impl SmsChannel {
+    fn client(&self, provider: Provider) -> Option<&SmsClient> {
+        match provider {
+            Provider::Twilio => self.twilio.as_ref().map(|t| &t.client),
+            Provider::Telnyx => self.telnyx.as_ref().map(|t| &t.client),
+        }
+    }
+
+    fn refused(&self, e: AppError) -> AppError {
+        self.metrics
+            .tips_rejected
+            .with_label_values(&[Channel::Sms.as_str(), e.info().code])
+            .inc();
+        e
+    }
+
+    /// Handles one verified message and says what to text back.
+    #[tracing::instrument(name = "sms_inbound", skip_all, fields(provider = provider.as_str(), pseudonym))]
+    pub async fn handle(&self, provider: Provider, msg: InboundSms) -> Result<Answer, AppError> {
+        let s = &self.settings;
+        if !s.numbers.contains(&msg.to) {
+            return Err(self.refused(AppError::UnknownNumber));
+        }
+        let pseudonym = self
+            .keyring
+            .pseudonym_key()
+            .pseudonym(msg.from.as_str().as_bytes());
+        tracing::Span::current().record("pseudonym", pseudonym.as_str());
+        let thread = ThreadId::for_pseudonym(pseudonym.as_str());
+        let store_err = |e: crate::bus::StoreError| {
+            tracing::warn!(code = "store-unavailable", error = %e, "sms not handled");
+            AppError::StoreUnavailable
+        };
+
+        if let Some((keyword, lang)) = Keyword::classify(&msg.body) {
+            let lang = lang.unwrap_or(s.default_language);
+            // Keep the address fresh so the confirmation can be delivered.
+            self.threads
+                .remember(
+                    &thread,
+                    &pseudonym,
+                    provider,
+                    &msg.from,
+                    &msg.to,
+                    s.reply_ttl_secs,
+                )
+                .await
+                .map_err(store_err)?;
+            tracing::info!(keyword = ?keyword, "carrier keyword");
+            return Ok(match keyword {
+                Keyword::Stop => {
+                    if self
+                        .threads
+                        .opt_out(pseudonym.as_str())
+                        .await
+                        .map_err(store_err)?
+                    {
+                        Answer::Compliance(Texts::stopped(lang, &s.program_name))
+                    } else {
+                        Answer::Silent
+                    }
+                }
+                Keyword::Start => {
+                    self.threads
+                        .opt_in(pseudonym.as_str())
+                        .await
+                        .map_err(store_err)?;
+                    Answer::Compliance(Texts::started(lang, &s.program_name))
+                }
+                Keyword::Help => Answer::Compliance(Texts::help(lang, &s.program_name)),
+            });
+        }
+
+        let lang = Language::detect(&msg.body, s.default_language);
+        if let Err(limited) = self.limiter.check(pseudonym.as_str(), msg.to.as_str()) {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[Channel::Sms.as_str(), limited.scope.as_str()])
+                .inc();
+            self.refused(AppError::RateLimited {
+                retry_after_secs: limited.retry_after_secs(),
+            });
+            return Ok(if self.limiter.notice_due(pseudonym.as_str()) {
+                Answer::Reply(Texts::slow_down(lang).to_owned())
+            } else {
+                Answer::Silent
+            });
+        }
+        if msg.body.chars().count() > s.max_body_chars {
+            return Err(self.refused(AppError::FieldTooLong));
+        }
+        if msg.body.trim().is_empty() && msg.media.is_empty() {
+            return Err(self.refused(AppError::EmptyText));
+        }
+
+        let (attachments, media_refused) = self.fetch_media(provider, &msg.media).await;
+        let text = if msg.body.trim().is_empty() {
+            "(photo without text)".to_owned()
+        } else {
+            msg.body
+        };
+        let text = TipText::parse(text, s.max_body_chars).map_err(|e| {
+            self.refused(match e {
+                TipTextError::Empty => AppError::EmptyText,
+                TipTextError::TooLong => AppError::FieldTooLong,
+            })
+        })?;
+        self.threads
+            .remember(
+                &thread,
+                &pseudonym,
+                provider,
+                &msg.from,
+                &msg.to,
+                s.reply_ttl_secs,
+            )
+            .await
+            .map_err(store_err)?;
+        let dedupe = self
+            .keyring
+            .pseudonym_key()
+            .pseudonym(format!("message\0{}\0{}", provider.as_str(), msg.message_id).as_bytes());
+        let tip = InboundTip {
+            channel: Channel::Sms,
+            zone: ZoneChoice::Unsure,
+            priority: s.default_priority,
+            text,
+            pseudonym: Some(pseudonym.clone()),
+            thread,
+            attachments,
+            dedupe: Some(dedupe.as_str().to_owned()),
+        };
+        match self.intake.submit(tip, SystemTime::now()).await {
+            Ok(Submitted::Duplicate) => Ok(Answer::Silent),
+            Ok(Submitted::Stored(_)) => {
+                if self
+                    .threads
+                    .is_opted_out(pseudonym.as_str())
+                    .await
+                    .map_err(store_err)?
+                {
+                    return Ok(Answer::Silent);
+                }
+                let mut ack = Texts::received(lang).to_owned();
+                if media_refused {
+                    ack = format!("{} {}", Texts::media_refused(lang), ack);
+                }
+                Ok(Answer::Reply(ack))
+            }
+            Err(IntakeError::Store(e)) => Err(self.refused(store_err(e))),
+            Err(e) => {
+                tracing::error!(code = "internal", error = %e, "sms tip not sealed");
+                Err(self.refused(AppError::Internal))
+            }
+        }
+    }
+
+    /// Fetches, checks and strips the media; returns what was kept and whether
+    /// anything was refused (wrong type, too large, unreachable).
+    async fn fetch_media(&self, provider: Provider, media: &[MediaRef]) -> (Vec<Attachment>, bool) {
+        let s = &self.settings;
+        let mut kept = Vec::new();
+        let mut refused = media.len() > s.max_media_items;
+        let Some(client) = self.client(provider) else {
+            return (kept, !media.is_empty());
+        };
+        for item in media.iter().take(s.max_media_items) {
+            let Some(declared) = metadata::ImageKind::from_content_type(&item.content_type) else {
+                refused = true;
+                continue;
+            };
+            let bytes = match client.fetch_media(&item.url, s.max_media_bytes).await {
+                Ok((_, bytes)) => bytes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "media not fetched");
+                    refused = true;
+                    continue;
+                }
+            };
+            // The declared type must match the bytes, so a PDF or a script
+            // cannot ride in as "image/jpeg".
+            if metadata::sniff(&bytes) != Some(declared) {
+                refused = true;
+                continue;
+            }
+            match metadata::strip(declared, &bytes) {
+                Ok(clean) => kept.push(Attachment {
+                    content_type: declared.content_type().to_owned(),
+                    data: clean,
+                }),
+                Err(_) => refused = true,
+            }
+        }
+        (kept, refused)
+    }
+}
+
+/// Provider clients made from the settings, for the channel (media) and the
+/// relay worker (sending).
+pub fn provider_clients(
+    settings: &crate::config::Settings,
+) -> Result<Vec<(Provider, SmsClient)>, crate::config::ConfigError> {
+    use super::provider::{ProviderConfig, TelnyxConfig, TwilioConfig};
+    use crate::config::Settings;
+    let sms = &settings.sms;
+    let mut out = Vec::new();
+    let client_error = |setting: &'static str| crate::config::ConfigError::Invalid {
+        setting,
+        problem: "the HTTP client could not be built".into(),
+        fix: "check the base URL",
+    };
+    if sms.twilio.enabled {
+        let first = sms
+            .twilio
+            .auth_token_files
+            .first()
+            .ok_or_else(|| client_error("sms.twilio.auth_token_files"))?;
+        let config = ProviderConfig::Twilio(TwilioConfig {
+            base_url: sms.twilio.api_base_url.trim_end_matches('/').to_owned(),
+            account_sid: sms.twilio.account_sid.clone(),
+            auth_token: Settings::read_secret("sms.twilio.auth_token_files", first)?,
+        });
+        out.push((
+            Provider::Twilio,
+            SmsClient::new(config).map_err(|_| client_error("sms.twilio.api_base_url"))?,
+        ));
+    }
+    if sms.telnyx.enabled {
+        let config = ProviderConfig::Telnyx(TelnyxConfig {
+            base_url: sms.telnyx.api_base_url.trim_end_matches('/').to_owned(),
+            api_key: Settings::read_secret("sms.telnyx.api_key_file", &sms.telnyx.api_key_file)?,
+            messaging_profile_id: Some(sms.telnyx.messaging_profile_id.clone())
+                .filter(|s| !s.is_empty()),
+            media_base_url: sms.telnyx.media_base_url.trim_end_matches('/').to_owned(),
+        });
+        out.push((
+            Provider::Telnyx,
+            SmsClient::new(config).map_err(|_| client_error("sms.telnyx.api_base_url"))?,
+        ));
+    }
+    Ok(out)
+}
+
+impl SmsChannel {
+    /// Builds the channel from checked settings; reads the secret files.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        intake: Intake,
+        store: Store,
+        keyring: Arc<Keyring>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::{ConfigError, Settings};
+        let sms = &settings.sms;
+        let invalid = |setting: &'static str, fix: &'static str| ConfigError::Invalid {
+            setting,
+            problem: "is not valid".into(),
+            fix,
+        };
+        let numbers = sms
+            .numbers
+            .iter()
+            .map(|n| {
+                PhoneNumber::parse(n)
+                    .map_err(|_| invalid("sms.numbers", "use E.164, e.g. +15551234567"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut twilio = None;
+        let mut telnyx = None;
+        for (provider, client) in provider_clients(settings)? {
+            match provider {
+                Provider::Twilio => {
+                    let tokens = sms
+                        .twilio
+                        .auth_token_files
+                        .iter()
+                        .map(|f| {
+                            Settings::read_secret("sms.twilio.auth_token_files", f)
+                                .map(|t| t.as_str().to_owned())
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    twilio = Some(TwilioSide {
+                        validator: TwilioValidator::new(tokens),
+                        client,
+                    });
+                }
+                Provider::Telnyx => {
+                    let verifier =
+                        TelnyxVerifier::from_base64(&sms.telnyx.public_key).map_err(|_| {
+                            invalid(
+                                "sms.telnyx.public_key",
+                                "copy the public key from the Telnyx portal",
+                            )
+                        })?;
+                    telnyx = Some(TelnyxSide { verifier, client });
+                }
+            }
+        }
+        let (per_sender, per_number) = settings.sms_limits()?;
+        Ok(Self {
+            threads: Threads::new(store.clone(), keyring.clone()),
+            intake,
+            store,
+            keyring,
+            settings: SmsSettingsParsed {
+                numbers,
+                program_name: sms.program_name.clone(),
+                default_language: Language::parse(&sms.default_language)
+                    .ok_or_else(|| invalid("sms.default_language", "use \"en\" or \"es\""))?,
+                default_priority: Priority::parse(&sms.default_priority).ok_or_else(|| {
+                    invalid("sms.default_priority", "use \"now\", \"today\" or \"fyi\"")
+                })?,
+                max_body_chars: sms.max_body_chars,
+                max_media_items: sms.max_media_items,
+                max_media_bytes: sms.max_media_bytes,
+                reply_ttl_secs: sms.reply_address_days.saturating_mul(86_400),
+                public_base_url: sms.public_base_url.trim_end_matches('/').to_owned(),
+                max_request_bytes: settings.server.max_body_bytes,
+            },
+            twilio,
+            telnyx,
+            limiter: SmsLimiter::new(per_sender, per_number),
+            metrics,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! Per-tipster state of the SMS channel, none of it readable without a key:
+//! the reply address (number, our number, provider) sealed to the relay key
+//! under the thread id with an expiry, and the opt-out set by pseudonym.
+//! Values read back from Redis are untrusted and re-validated after opening.
+
+use std::sync::Arc;
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{Store, StoreError};
+use crate::crypto::{Keyring, open_with, seal};
+use crate::domain::{PhoneNumber, ThreadId};
+use crate::privacy::Pseudonym;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Twilio,
+    Telnyx,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Twilio => "twilio",
+            Self::Telnyx => "telnyx",
+        }
+    }
+}
+
+/// Where a reply goes. Exists in clear only in memory, between opening and sending.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ReplyAddress {
+    pub provider: Provider,
+    /// The tipster's number.
+    pub to: String,
+    /// The program number they texted.
+    pub from: String,
+    pub pseudonym: String,
+}
+
+impl std::fmt::Debug for ReplyAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ReplyAddress({}, {})",
+            self.provider.as_str(),
+            self.pseudonym
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct Threads {
+    store: Store,
+    keyring: Arc<Keyring>,
+}
+
+impl Threads {
+    pub fn new(store: Store, keyring: Arc<Keyring>) -> Self {
+        Self { store, keyring }
+    }
+
+    /// Seals the reply address to the relay key and keeps it for `ttl_secs`,
+    /// restarting the expiry with every message.
+    pub async fn remember(
+        &self,
+        thread: &ThreadId,
+        pseudonym: &Pseudonym,
+        provider: Provider,
+        tipster: &PhoneNumber,
+        program_number: &PhoneNumber,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let address = ReplyAddress {
+            provider,
+            to: tipster.as_str().to_owned(),
+            from: program_number.as_str().to_owned(),
+            pseudonym: pseudonym.as_str().to_owned(),
+        };
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(&address).map_err(|_| StoreError::Corrupt("reply address"))?,
+        );
+        let relay = self.keyring.relay_identity().1.to_public();
+        let sealed = seal(&plain, &[relay]).map_err(|_| StoreError::Corrupt("reply address"))?;
+        let mut conn = self.store.conn().await?;
+        let _: () = conn
+            .set_ex(
+                self.store.keys().reply_to(thread.as_str()),
+                sealed,
+                ttl_secs,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Opens the reply address of a thread, if it has not expired.
+    pub async fn reply_address(
+        &self,
+        thread: &ThreadId,
+    ) -> Result<Option<ReplyAddress>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let sealed: Option<Vec<u8>> = conn
+            .get(self.store.keys().reply_to(thread.as_str()))
+            .await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = open_with(&sealed, self.keyring.relay_identities())
+            .map_err(|_| StoreError::Corrupt("reply address"))?;
+        let plain = zeroize::Zeroizing::new(plain);
+        let address: ReplyAddress =
+            serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("reply address"))?;
+        if PhoneNumber::parse(&address.to).is_err() || PhoneNumber::parse(&address.from).is_err() {
+            return Err(StoreError::Corrupt("reply address"));
+        }
+        Ok(Some(address))
+    }
+
+    /// Returns whether the pseudonym was not opted out before.
+    pub async fn opt_out(&self, pseudonym: &str) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let added: u64 = conn.sadd(self.store.keys().opted_out(), pseudonym).await?;
+        Ok(added == 1)
+    }
+
+    /// Returns whether the pseudonym was opted out before.
+    pub async fn opt_in(&self, pseudonym: &str) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let removed: u64 = conn.srem(self.store.keys().opted_out(), pseudonym).await?;
+        Ok(removed == 1)
+    }
+
+    pub async fn is_opted_out(&self, pseudonym: &str) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        Ok(conn
+            .sismember(self.store.keys().opted_out(), pseudonym)
+            .await?)
+    }
+}

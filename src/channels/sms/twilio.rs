@@ -1,0 +1,123 @@
+//! `POST /webhooks/sms/twilio`: Twilio's inbound-message webhook. The form
+//! body and every header are untrusted until `X-Twilio-Signature` verifies
+//! against the public URL Twilio called. The answer is TwiML.
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::channels::body::{check_content_type, read_body};
+use crate::channels::form::{self, FormError};
+use crate::domain::PhoneNumber;
+use crate::error::AppError;
+
+use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
+use super::threads::Provider;
+
+/// Twilio sends a few dozen parameters; room for 10 media items.
+const MAX_FIELDS: usize = 80;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The TwiML answer: one message, or an empty response (send nothing).
+pub fn twiml(answer: &Answer) -> String {
+    match answer {
+        Answer::Compliance(text) | Answer::Reply(text) => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{}</Message></Response>",
+            xml_escape(text)
+        ),
+        Answer::Silent => "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".to_owned(),
+    }
+}
+
+#[tracing::instrument(name = "twilio_webhook", skip_all)]
+pub async fn webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    channel: web::Data<SmsChannel>,
+) -> Result<HttpResponse, AppError> {
+    let Some(twilio) = channel.twilio.as_ref() else {
+        return Err(AppError::NotFound);
+    };
+    check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
+    let body = read_body(req.headers(), payload, channel.settings.max_request_bytes).await?;
+    let fields = form::parse(&body, MAX_FIELDS).map_err(|e| match e {
+        FormError::InvalidUtf8 => AppError::InvalidUtf8,
+        FormError::Malformed => AppError::MalformedBody,
+    })?;
+    let signature = header(req.headers(), "x-twilio-signature").unwrap_or_default();
+    let mut url = format!("{}{}", channel.settings.public_base_url, req.path());
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    if signature.is_empty() || !twilio.validator.validate_form(&url, &fields, signature) {
+        channel
+            .metrics
+            .signature_failures
+            .with_label_values(&["twilio"])
+            .inc();
+        tracing::warn!(code = "signature-invalid", "twilio webhook refused");
+        return Err(AppError::SignatureInvalid);
+    }
+
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let from = get("From").ok_or(AppError::MissingField)?;
+    let to = get("To").ok_or(AppError::MissingField)?;
+    let message_id = get("MessageSid")
+        .or_else(|| get("SmsSid"))
+        .ok_or(AppError::MissingField)?;
+    let from = PhoneNumber::parse(from).map_err(|_| AppError::InvalidSender)?;
+    let to = PhoneNumber::parse(to).map_err(|_| AppError::UnknownNumber)?;
+    let count: usize = get("NumMedia").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let media = (0..count.min(channel.settings.max_media_items + 1))
+        .filter_map(|i| {
+            Some(MediaRef {
+                url: get(&format!("MediaUrl{i}"))?.to_owned(),
+                content_type: get(&format!("MediaContentType{i}"))
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        })
+        .collect();
+    let msg = InboundSms {
+        from,
+        to,
+        body: get("Body").unwrap_or_default().to_owned(),
+        message_id: message_id.to_owned(),
+        media,
+    };
+    drop(fields);
+    let answer = channel.handle(Provider::Twilio, msg).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(twiml(&answer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twiml_escapes_and_can_say_nothing() {
+        assert_eq!(
+            twiml(&Answer::Reply("a < b & \"c\"".into())),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>a &lt; b &amp; &quot;c&quot;</Message></Response>"
+        );
+        assert!(twiml(&Answer::Silent).ends_with("<Response/>"));
+    }
+}

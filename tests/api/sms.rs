@@ -1,0 +1,505 @@
+//! The SMS channel against the real app, real Redis and a local stand-in for
+//! each provider's REST API.
+
+use crate::helpers::{error_code, open_tip};
+use crate::sms_helpers::{PROGRAM_NUMBER, now, spawn_sms_app, telnyx_event, twilio_params};
+use tipwire::domain::ThreadId;
+use tipwire::relay::{self, Kind};
+
+const TIPSTER: &str = "+15557654321";
+
+/// Webhook parameters, expected status, expected error code.
+type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+
+async fn body(r: reqwest::Response) -> String {
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_twilio_text_becomes_a_sealed_tip_that_opens_to_the_exact_text() {
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let text = "Two crews beefing on Maple & 3rd, said they'd settle it tonight <for real>";
+    let r = app
+        .twilio(&twilio_params(
+            TIPSTER,
+            text,
+            "SM11111111111111111111111111111111",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml")
+    );
+    let twiml = body(r).await;
+    assert!(
+        twiml.contains("<Response><Message>Thank you. Your tip reached the team."),
+        "{twiml}"
+    );
+
+    let alerts = app.alerts().await;
+    assert_eq!(alerts.len(), 1);
+    let e = &alerts[0].entry;
+    assert_eq!((e.channel.as_str(), e.zone.as_str()), ("sms", "unsure"));
+    assert!(e.pseudonym.starts_with("p1_") && !e.pseudonym.contains("5557654321"));
+    assert_eq!(e.thread, ThreadId::for_pseudonym(&e.pseudonym).to_string());
+    for id in [&app.mediator, &app.escrow] {
+        assert_eq!(open_tip(&alerts[0], id).unwrap().text, text);
+    }
+
+    // The same tipster's next text joins the same thread.
+    app.twilio(&twilio_params(
+        TIPSTER,
+        "also: one has a car",
+        "SM22222222222222222222222222222222",
+    ))
+    .await;
+    let alerts = app.alerts().await;
+    assert_eq!(alerts[1].entry.thread, alerts[0].entry.thread);
+}
+
+#[tokio::test]
+async fn spanish_texts_are_acknowledged_in_spanish() {
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let r = app
+        .twilio(&twilio_params(
+            TIPSTER,
+            "Hola, hay una pelea en la esquina ahora",
+            "SM3",
+        ))
+        .await;
+    assert!(body(r).await.contains("Gracias. Su aviso llegó al equipo."));
+}
+
+#[tokio::test]
+async fn a_reply_reaches_the_tipsters_number_through_twilio() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    app.twilio(&twilio_params(TIPSTER, "need someone at the park", "SM4"))
+        .await;
+    let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
+    relay::enqueue(
+        &app.store,
+        &ring,
+        &thread,
+        "We are on our way. Stay safe.",
+        Kind::Reply,
+    )
+    .await
+    .unwrap();
+
+    let report = app.relay.step().await.unwrap();
+    assert_eq!(report.sent, 1);
+    let sent = stand_in.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].provider, sent[0].to.as_str(), sent[0].from.as_str()),
+        ("twilio", TIPSTER, PROGRAM_NUMBER)
+    );
+    assert_eq!(sent[0].body, "We are on our way. Stay safe.");
+    assert_eq!(
+        app.relay.step().await.unwrap(),
+        Default::default(),
+        "sent once"
+    );
+}
+
+#[tokio::test]
+async fn stop_silences_every_further_text_and_start_resumes() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    app.twilio(&twilio_params(TIPSTER, "fight brewing", "SM5"))
+        .await;
+    let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
+
+    let stop = body(app.twilio(&twilio_params(TIPSTER, "STOP", "SM6")).await).await;
+    assert!(stop.contains("you will get no more texts"), "{stop}");
+    let again = body(
+        app.twilio(&twilio_params(TIPSTER, "unsubscribe", "SM7"))
+            .await,
+    )
+    .await;
+    assert!(
+        again.ends_with("<Response/>"),
+        "one confirmation, then silence: {again}"
+    );
+    let tip_after_stop = body(
+        app.twilio(&twilio_params(TIPSTER, "they are here now", "SM8"))
+            .await,
+    )
+    .await;
+    assert!(
+        tip_after_stop.ends_with("<Response/>"),
+        "no acknowledgement to an opted-out number"
+    );
+    assert_eq!(
+        app.alerts().await.len(),
+        2,
+        "tips still arrive; keywords are not tips"
+    );
+
+    relay::enqueue(&app.store, &ring, &thread, "are you safe?", Kind::Reply)
+        .await
+        .unwrap();
+    let report = app.relay.step().await.unwrap();
+    assert_eq!((report.sent, report.suppressed), (0, 1));
+    assert!(stand_in.sent().is_empty());
+
+    let start = body(app.twilio(&twilio_params(TIPSTER, "START", "SM9")).await).await;
+    assert!(start.contains("texts resumed"), "{start}");
+    relay::enqueue(&app.store, &ring, &thread, "are you safe?", Kind::Reply)
+        .await
+        .unwrap();
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    assert_eq!(stand_in.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn help_answers_with_the_program_name_how_to_stop_and_the_rates_notice() {
+    let (app, _stand_in) = spawn_sms_app(|s| s.sms.program_name = "Safe Streets".into()).await;
+    let help = body(app.twilio(&twilio_params(TIPSTER, "HELP", "SM10")).await).await;
+    for part in ["Safe Streets", "STOP", "Msg &amp; data rates may apply"] {
+        assert!(help.contains(part), "{part} in {help}");
+    }
+    assert!(app.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_webhook_is_answered_200_and_stored_once() {
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let params = twilio_params(
+        TIPSTER,
+        "same message twice",
+        "SM12121212121212121212121212121212",
+    );
+    assert_eq!(app.twilio(&params).await.status(), 200);
+    let replay = app.twilio(&params).await;
+    assert_eq!(replay.status(), 200);
+    assert!(body(replay).await.ends_with("<Response/>"));
+    assert_eq!(app.alerts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_forged_or_missing_twilio_signature_gets_403_and_nothing_is_stored() {
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let params = twilio_params(TIPSTER, "forged", "SM13");
+    let forged = crate::sms_helpers::twilio_signature(
+        "not-the-token",
+        "https://tips.example.org/webhooks/sms/twilio",
+        &params,
+    );
+    let r = app.twilio_signed(&params, &forged).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "signature-invalid");
+    let r = app.twilio_signed(&params, "").await;
+    assert_eq!(r.status(), 403);
+    assert!(app.alerts().await.is_empty());
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tipwire_webhook_signature_failures_total{provider=\"twilio\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_telnyx_text_becomes_a_tip_and_the_acknowledgement_goes_through_the_relay() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    let r = app
+        .telnyx(
+            &telnyx_event(TIPSTER, "shots fired last night, more coming", "msg-1"),
+            now(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let alerts = app.alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        open_tip(&alerts[0], &app.escrow).unwrap().text,
+        "shots fired last night, more coming"
+    );
+
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    let sent = stand_in.sent();
+    assert_eq!(
+        (sent[0].provider, sent[0].to.as_str(), sent[0].from.as_str()),
+        ("telnyx", TIPSTER, PROGRAM_NUMBER)
+    );
+    assert!(sent[0].body.starts_with("Thank you."));
+
+    // A replay of the same event is one tip.
+    assert_eq!(
+        app.telnyx(
+            &telnyx_event(TIPSTER, "shots fired last night, more coming", "msg-1"),
+            now()
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(app.alerts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn telnyx_stale_timestamps_and_bad_signatures_are_refused() {
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let event = telnyx_event(TIPSTER, "late", "msg-2");
+    let r = app.telnyx(&event, now() - 301).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "timestamp-stale");
+    let r = app
+        .client
+        .post(app.url("/webhooks/sms/telnyx"))
+        .header("Content-Type", "application/json")
+        .header("telnyx-timestamp", now().to_string())
+        .header("telnyx-signature-ed25519", "AAAA")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "signature-invalid");
+    assert!(app.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_sms_input_is_refused_precisely_and_stores_nothing() {
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let long = "x".repeat(1601);
+    let mut missing_from = twilio_params(TIPSTER, "hi", "SM20");
+    missing_from.retain(|(k, _)| *k != "From");
+    let mut unknown_to = twilio_params(TIPSTER, "hi", "SM21");
+    unknown_to.retain(|(k, _)| *k != "To");
+    unknown_to.push(("To", "+15559999999"));
+    let cases: Vec<Case> = vec![
+        (missing_from, 422, "missing-field"),
+        (
+            twilio_params("5557654321abc", "hi", "SM22"),
+            422,
+            "invalid-sender",
+        ),
+        (twilio_params(TIPSTER, &long, "SM23"), 422, "field-too-long"),
+        (unknown_to, 422, "unknown-number"),
+    ];
+    for (params, status, code) in cases {
+        let r = app.twilio(&params).await;
+        assert_eq!(r.status(), status, "{code}");
+        assert_eq!(error_code(r).await, code);
+    }
+    // Invalid UTF-8 cannot even be signed over: refused before anything else.
+    let r = app
+        .client
+        .post(app.url("/webhooks/sms/twilio"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", "x")
+        .body(b"Body=%FF&From=%2B15557654321".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), error_code(r).await.as_str()),
+        (400, "invalid-utf8")
+    );
+    let r = app.telnyx(b"{\"data\": [not json", now()).await;
+    assert_eq!(
+        (r.status().as_u16(), error_code(r).await.as_str()),
+        (400, "malformed-body")
+    );
+    assert!(app.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_flooding_number_gets_one_polite_notice_per_window_and_costs_nothing_more() {
+    let (app, _stand_in) = spawn_sms_app(|s| s.rate_limits.sms.per_client.count = 2).await;
+    for i in 0..2 {
+        let sid = format!("SM3{i}");
+        assert!(
+            body(app.twilio(&twilio_params(TIPSTER, "flood", &sid)).await)
+                .await
+                .contains("Thank you")
+        );
+    }
+    let third = body(app.twilio(&twilio_params(TIPSTER, "flood", "SM32")).await).await;
+    assert!(third.contains("Please wait a little"), "{third}");
+    let fourth = body(app.twilio(&twilio_params(TIPSTER, "flood", "SM33")).await).await;
+    assert!(fourth.ends_with("<Response/>"), "{fourth}");
+    assert_eq!(app.alerts().await.len(), 2);
+    let other = body(
+        app.twilio(&twilio_params("+15550002222", "different person", "SM34"))
+            .await,
+    )
+    .await;
+    assert!(other.contains("Thank you"));
+}
+
+#[tokio::test]
+async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
+    let (app, stand_in) = spawn_sms_app(|s| s.relay.max_attempts = 3).await;
+    app.twilio(&twilio_params(TIPSTER, "hello", "SM40")).await;
+    let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
+
+    stand_in.state.lock().unwrap().fail_next = 1;
+    relay::enqueue(&app.store, &ring, &thread, "first try fails", Kind::Reply)
+        .await
+        .unwrap();
+    assert_eq!(app.relay.step().await.unwrap().retried, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let report = app.relay.step().await.unwrap();
+    assert_eq!(report.sent, 1, "{report:?}");
+    assert_eq!(stand_in.sent()[0].body, "first try fails");
+
+    stand_in.state.lock().unwrap().fail_next = 100;
+    relay::enqueue(
+        &app.store,
+        &ring,
+        &thread,
+        "never gets through",
+        Kind::Reply,
+    )
+    .await
+    .unwrap();
+    let mut dead = 0;
+    for _ in 0..10 {
+        dead += app.relay.step().await.unwrap().dead;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead, 1);
+    let mut conn = app.store.conn().await.unwrap();
+    let dead_len: u64 = redis::cmd("XLEN")
+        .arg(app.store.keys().outbound_dead())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead_len, 1);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tipwire_replies_total{outcome=\"dead\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn no_canary_from_a_text_reaches_redis_logs_metrics_or_disk() {
+    use crate::canary::{contains, dump_redis, files_under};
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    let run = crate::helpers::random_hex(8);
+    let digits: String = run.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+    let number = format!("+1999{digits}");
+    let sid = format!("SMCANARY{run}");
+    let zip = format!("CANARYZIP{run}");
+    let city = format!("CANARYCITY{run}");
+    let account = format!("ACCANARY{run}");
+    let mut params = twilio_params(&number, "canary tip text", &sid);
+    params.retain(|(k, _)| !["FromZip", "FromCity", "AccountSid"].contains(k));
+    params.extend([
+        ("FromZip", zip.as_str()),
+        ("FromCity", city.as_str()),
+        ("AccountSid", account.as_str()),
+    ]);
+    assert_eq!(app.twilio(&params).await.status(), 200);
+    // The reply path handles the number in clear, in memory only.
+    let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
+    relay::enqueue(&app.store, &ring, &thread, "reply to canary", Kind::Reply)
+        .await
+        .unwrap();
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    assert_eq!(
+        stand_in.sent()[0].to,
+        number,
+        "the reply did reach the number"
+    );
+
+    let redis = dump_redis(&crate::helpers::redis_url());
+    let mut disk = Vec::new();
+    files_under(app.dir.path(), &mut disk);
+    let logs = crate::helpers::logs();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bare = number.trim_start_matches('+').to_owned();
+    for canary in [&number, &bare, &sid, &zip, &city, &account] {
+        assert!(!contains(&redis, canary), "{canary} in Redis");
+        assert!(!contains(&disk, canary), "{canary} on disk");
+        assert!(!logs.contains(canary.as_str()), "{canary} in logs");
+        assert!(!metrics.contains(canary.as_str()), "{canary} in metrics");
+    }
+}
+
+fn jpeg_with_exif(canary: &str) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..16 * 12 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let mut clean = Vec::new();
+    jpeg_encoder::Encoder::new(&mut clean, 90)
+        .encode(&pixels, 16, 12, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    let payload = [b"Exif\0\0".as_slice(), b"GPS ", canary.as_bytes()].concat();
+    let len = u16::try_from(payload.len() + 2).unwrap().to_be_bytes();
+    [&clean[..2], &[0xFF, 0xE1], &len, &payload, &clean[2..]].concat()
+}
+
+#[tokio::test]
+async fn mms_photos_are_sealed_without_their_metadata_and_other_types_are_refused_politely() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    let canary = format!("CANARY-GPS-{}", crate::helpers::random_hex(8));
+    let photo = jpeg_with_exif(&canary);
+    let photo_url = stand_in.serve_media("ME0001", "image/jpeg", photo.clone());
+    let pdf_url = stand_in.serve_media("ME0002", "application/pdf", b"%PDF-1.4 CANARY".to_vec());
+    let mut params = twilio_params(TIPSTER, "photo of the car", "SM50");
+    params.retain(|(k, _)| *k != "NumMedia");
+    params.extend([
+        ("NumMedia", "2"),
+        ("MediaUrl0", photo_url.as_str()),
+        ("MediaContentType0", "image/jpeg"),
+        ("MediaUrl1", pdf_url.as_str()),
+        ("MediaContentType1", "application/pdf"),
+    ]);
+    let twiml = body(app.twilio(&params).await).await;
+    assert!(twiml.contains("We could only take photos"), "{twiml}");
+
+    let alerts = app.alerts().await;
+    let doc = open_tip(&alerts[0], &app.mediator).unwrap();
+    assert_eq!(doc.text, "photo of the car");
+    assert_eq!(doc.attachments.len(), 1);
+    assert_eq!(doc.attachments[0].content_type, "image/jpeg");
+    assert!(
+        !crate::canary::contains(&doc.attachments[0].data, &canary),
+        "EXIF is gone"
+    );
+    assert!(
+        crate::canary::contains(&photo, &canary),
+        "the original carried it"
+    );
+    assert!(doc.attachments[0].data.starts_with(&[0xFF, 0xD8]));
+    let decoded = jpeg_decoder::Decoder::new(doc.attachments[0].data.as_slice())
+        .decode()
+        .unwrap();
+    assert_eq!(
+        decoded.len(),
+        16 * 12 * 3,
+        "the stripped photo still decodes"
+    );
+}
