@@ -503,3 +503,78 @@ async fn mms_photos_are_sealed_without_their_metadata_and_other_types_are_refuse
         "the stripped photo still decodes"
     );
 }
+
+#[tokio::test]
+async fn a_webhook_signed_with_either_token_is_accepted_during_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let second = dir.path().join("second-token");
+    std::fs::write(&second, "the-new-token").unwrap();
+    std::fs::set_permissions(&second, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (app, _stand_in) =
+        spawn_sms_app(|s| s.sms.twilio.auth_token_files.push(second.clone())).await;
+    let url = "https://tips.example.org/webhooks/sms/twilio";
+    let old = twilio_params(TIPSTER, "signed with the old token", "SM60");
+    assert_eq!(app.twilio(&old).await.status(), 200);
+    let new = twilio_params(TIPSTER, "signed with the new token", "SM61");
+    let signature = crate::sms_helpers::twilio_signature("the-new-token", url, &new);
+    assert_eq!(app.twilio_signed(&new, &signature).await.status(), 200);
+    assert_eq!(app.alerts().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_json_webhook_is_verified_by_its_body_hash() {
+    use sha2::Digest;
+    let (app, _stand_in) = spawn_sms_app(|_| {}).await;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "From": TIPSTER, "To": PROGRAM_NUMBER, "Body": "json body tip", "MessageSid": "SM70"
+    }))
+    .unwrap();
+    let hash = hex::encode(sha2::Sha256::digest(&body));
+    let url = format!("https://tips.example.org/webhooks/sms/twilio?bodySHA256={hash}");
+    let signature = crate::sms_helpers::twilio_signature(crate::sms_helpers::AUTH_TOKEN, &url, &[]);
+    let send = |body: Vec<u8>| {
+        app.client
+            .post(app.url(&format!("/webhooks/sms/twilio?bodySHA256={hash}")))
+            .header("Content-Type", "application/json")
+            .header("X-Twilio-Signature", &signature)
+            .body(body)
+            .send()
+    };
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    assert_eq!(send(tampered).await.unwrap().status(), 403);
+    assert_eq!(send(body).await.unwrap().status(), 200);
+    let alerts = app.alerts().await;
+    assert_eq!(
+        open_tip(&alerts[0], &app.escrow).unwrap().text,
+        "json body tip"
+    );
+}
+
+#[tokio::test]
+async fn the_reply_command_queues_a_message_the_relay_delivers() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    app.twilio(&twilio_params(TIPSTER, "please call back", "SM80"))
+        .await;
+    let thread = app.alerts().await[0].entry.thread.clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tipwire"))
+        .args([
+            "--config",
+            app.cli_config().to_str().unwrap(),
+            "reply",
+            "--thread",
+            &thread,
+            "--text",
+            "A mediator will text you soon.",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    assert_eq!(stand_in.sent()[0].body, "A mediator will text you soon.");
+    assert_eq!(stand_in.sent()[0].to, TIPSTER);
+}

@@ -39,6 +39,24 @@ pub fn twiml(answer: &Answer) -> String {
     }
 }
 
+/// A JSON object of string (or number) values, as flat parameters.
+fn json_fields(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| AppError::MalformedBody)?;
+    let object = value.as_object().ok_or(AppError::MalformedBody)?;
+    if object.len() > MAX_FIELDS {
+        return Err(AppError::MalformedBody);
+    }
+    Ok(object
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+            _ => None,
+        })
+        .collect())
+}
+
 #[tracing::instrument(name = "twilio_webhook", skip_all)]
 pub async fn webhook(
     req: HttpRequest,
@@ -48,19 +66,34 @@ pub async fn webhook(
     let Some(twilio) = channel.twilio.as_ref() else {
         return Err(AppError::NotFound);
     };
-    check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
+    // Twilio posts form data; some products post JSON and sign the URL, which
+    // then carries `bodySHA256` of the body.
+    let json = check_content_type(req.headers(), "application/json").is_ok();
+    if !json {
+        check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
+    }
     let body = read_body(req.headers(), payload, channel.settings.max_request_bytes).await?;
-    let fields = form::parse(&body, MAX_FIELDS).map_err(|e| match e {
-        FormError::InvalidUtf8 => AppError::InvalidUtf8,
-        FormError::Malformed => AppError::MalformedBody,
-    })?;
+    let fields = if json {
+        json_fields(&body)?
+    } else {
+        form::parse(&body, MAX_FIELDS).map_err(|e| match e {
+            FormError::InvalidUtf8 => AppError::InvalidUtf8,
+            FormError::Malformed => AppError::MalformedBody,
+        })?
+    };
     let signature = header(req.headers(), "x-twilio-signature").unwrap_or_default();
     let mut url = format!("{}{}", channel.settings.public_base_url, req.path());
     if !req.query_string().is_empty() {
         url.push('?');
         url.push_str(req.query_string());
     }
-    if signature.is_empty() || !twilio.validator.validate_form(&url, &fields, signature) {
+    let valid = !signature.is_empty()
+        && if json {
+            twilio.validator.validate_json(&url, &body, signature)
+        } else {
+            twilio.validator.validate_form(&url, &fields, signature)
+        };
+    if !valid {
         channel
             .metrics
             .signature_failures
