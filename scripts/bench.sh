@@ -3,7 +3,10 @@
 #  (a) POST /tips: tips/s and p50/p99 latency with 1 and 10 recipients,
 #  (b) GET /healthz rate of the same server,
 #  (c) the sealing-only rate for 10 recipients on all cores,
-# and the ratios the targets are stated in (a10/c >= 0.80), plus idle RSS.
+#  (d) signed Twilio webhooks/s (10 recipients) and (e) forged-signature
+#      rejections/s,
+# and the ratios the targets are stated in (a10/c >= 0.80, d/c >= 0.80,
+# e/b >= 0.50), plus idle RSS.
 # Figures vary with the machine's load: compare ratios, not absolutes.
 #
 # The 10-recipient run and the sealing-only run alternate ROUNDS times, and the
@@ -57,7 +60,39 @@ global = { count = 1000000000, per_secs = 1 }
 [[zones]]
 id = "north"
 name = "North"
+[sms]
+public_base_url = "https://tips.bench"
+numbers = ["+15550001111"]
+[sms.twilio]
+enabled = true
+account_sid = "AC00000000000000000000000000000001"
+auth_token_files = ["$work/twilio-token"]
+api_base_url = "http://127.0.0.1:9"
+[rate_limits.sms]
+per_client = { count = 1000000000, per_secs = 1 }
+global = { count = 1000000000, per_secs = 1 }
 TOML
+( umask 077; printf 'bench-auth-token' > "$work/twilio-token" )
+# Signed Twilio webhooks, each with its own MessageSid (a repeated one would be
+# answered as a replay, for almost nothing), one file per round; and the same
+# requests with a wrong signature.
+python3 - "$work" "$rounds" <<'PY'
+import base64, hashlib, hmac, sys, urllib.parse
+work, rounds = sys.argv[1], int(sys.argv[2])
+url = "https://tips.bench/webhooks/sms/twilio"
+text = "Two groups arguing outside the corner store on 5th; one said they would come back tonight with friends."
+for r in list(range(1, rounds + 1)) + ["forged"]:
+    with open(f"{work}/twilio-{r}.tsv", "w") as out:
+        for i in range(40000):
+            params = {"AccountSid": "AC00000000000000000000000000000001", "Body": text,
+                      "From": f"+1555{(i % 5000):07d}", "MessageSid": f"SM{r}x{i:030d}", "NumMedia": "0",
+                      "To": "+15550001111"}
+            data = url + "".join(k + params[k] for k in sorted(params))
+            sig = base64.b64encode(hmac.new(b"bench-auth-token", data.encode(), hashlib.sha1).digest()).decode()
+            if r == "forged":
+                sig = "AAAA" + sig[4:]
+            out.write(sig + "\t" + urllib.parse.urlencode(params) + "\n")
+PY
 export TIPWIRE_CONFIG="$work/bench.toml"
 "$bin" dev init --dir "$work" >/dev/null
 # dev init enrols one demo mediator for "north"; remove it so run A has the
@@ -80,12 +115,29 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Accept"] = "application/json"
 LUA
 
-# run NAME URL [SCRIPT]: prints "rate p50 p99" and fails on any non-2xx.
+cat > "$work/twilio.lua" <<'LUA'
+local lines, i = {}, 0
+init = function(args)
+  for line in io.lines(args[1]) do lines[#lines + 1] = line end
+end
+request = function()
+  i = i % #lines + 1
+  local line = lines[i]
+  local tab = string.find(line, "\t", 1, true)
+  return wrk.format("POST", "/webhooks/sms/twilio", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Twilio-Signature"] = string.sub(line, 1, tab - 1),
+  }, string.sub(line, tab + 1))
+end
+LUA
+
+# run NAME URL [SCRIPT [SCRIPT-ARG]]: prints "rate p50 p99"; fails on any
+# non-2xx unless NAME starts with "forged".
 run() {
   local out
-  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency ${3:+-s "$3"} "$2")
+  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency ${3:+-s "$3"} "$2" ${4:+-- "$4"})
   echo "$out" > "$work/$1.txt"
-  if grep -q "Non-2xx" <<<"$out"; then
+  if [[ "$1" != forged* ]] && grep -q "Non-2xx" <<<"$out"; then
     echo "$out" >&2
     die "$1: some requests failed"
   fi
@@ -105,31 +157,48 @@ for i in $(seq 1 9); do
 done
 seal_bin=$(find "$TIPWIRE_ROOT/target/release/deps" -maxdepth 1 -type f -executable -name 'sealing-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 [ -x "$seal_bin" ] || die "sealing bench binary not built"
+xlen() { redis-cli xlen "$prefix:alerts"; }
 ratios=()
+sms_ratios=()
 for round in $(seq 1 "$rounds"); do
   say "round $round/$rounds: POST /tips, 10 recipients (9 mediators + escrow)"
   read -r a10 a10p50 a10p99 < <(run "post10-$round" "$url/tips" "$work/post.lua")
+  say "round $round/$rounds: signed Twilio webhooks, 10 recipients (tips for \"not sure\" reach every mediator)"
+  before=$(xlen)
+  read -r d dp50 dp99 < <(run "twilio-$round" "$url/webhooks/sms/twilio" "$work/twilio.lua" "$work/twilio-$round.tsv")
+  stored=$(( $(xlen) - before ))
   say "round $round/$rounds: sealing only, 10 recipients, all cores (server idle)"
   c=$("$seal_bin" --recipients 10 --seconds "$secs" | awk -F'rate=' '/seal-only/{sub("/s","",$2); print $2}')
   r=$(python3 -c "print(f'{$a10/$c:.2f}')")
+  rs=$(python3 -c "print(f'{$d/$c:.2f}')")
   ratios+=("$r")
-  printf '  round %s: POST(10) %s tips/s (p50 %s, p99 %s)  seal-only %s tips/s  ratio %s\n' "$round" "$a10" "$a10p50" "$a10p99" "$c" "$r" | tee -a "$work/rounds.txt" >&2
+  sms_ratios+=("$rs")
+  printf '  round %s: POST(10) %s tips/s (p50 %s, p99 %s)  Twilio(10) %s/s (p50 %s, p99 %s; %s tips stored)  seal-only %s tips/s  ratios %s %s\n' \
+    "$round" "$a10" "$a10p50" "$a10p99" "$d" "$dp50" "$dp99" "$stored" "$c" "$r" "$rs" | tee -a "$work/rounds.txt" >&2
 done
+say "forged Twilio webhooks"
+read -r e ep50 ep99 < <(run forged "$url/webhooks/sms/twilio" "$work/twilio.lua" "$work/twilio-forged.tsv")
+grep -q "Non-2xx or 3xx responses" "$work/forged.txt" || die "forged webhooks were not refused"
 say "GET /healthz"
 read -r b bp50 bp99 < <(run healthz "$url/healthz")
 busy_rss_kb=$(awk '/VmRSS/{print $2}' "/proc/$server_pid/status")
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+median_of() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+median=$(median_of "${ratios[@]}")
+sms_median=$(median_of "${sms_ratios[@]}")
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 cat <<REPORT
 
 tipwire benchmark  $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  wrk -t1 -c$conns -d${secs}s over TLS 1.3, HTTP/1.1 keep-alive
   (a) POST /tips  1 recipient : ${a1} tips/s   p50 ${a1p50}  p99 ${a1p99}
-      POST /tips 10 recipients, (c) seal-only 10 recipients on $(nproc) threads, alternating:
+      POST /tips 10 recipients, (d) signed Twilio webhooks 10 recipients, (c) seal-only 10 recipients on $(nproc) threads, alternating:
 $(cat "$work/rounds.txt")
   (b) GET /healthz            : ${b} req/s    p50 ${bp50}  p99 ${bp99}
-  median ratio POST(10) / seal-only(10) = ${median}   (target >= 0.80)
+  (e) forged Twilio webhooks  : ${e} refusals/s   p50 ${ep50}  p99 ${ep99}
+  median ratio POST(10) / seal-only(10)   = ${median}   (target >= 0.80)
+  median ratio Twilio(10) / seal-only(10) = ${sms_median}   (target >= 0.80)
+  ratio forged refusals / healthz         = $(ratio "$e" "$b")   (target >= 0.50)
   ratio POST(1) / healthz = $(ratio "$a1" "$b")
   idle RSS: $((idle_rss_kb / 1024)) MB (target < 30 MB)   RSS after load: $((busy_rss_kb / 1024)) MB
 REPORT

@@ -123,15 +123,7 @@ impl SmsChannel {
         if let Some((keyword, lang)) = Keyword::classify(&msg.body) {
             let lang = lang.unwrap_or(s.default_language);
             // Keep the address fresh so the confirmation can be delivered.
-            self.threads
-                .remember(
-                    &thread,
-                    &pseudonym,
-                    provider,
-                    &msg.from,
-                    &msg.to,
-                    s.reply_ttl_secs,
-                )
+            self.keep_address(&thread, &pseudonym, provider, &msg, s.reply_ttl_secs)
                 .await
                 .map_err(store_err)?;
             tracing::info!(keyword = ?keyword, "carrier keyword");
@@ -185,7 +177,7 @@ impl SmsChannel {
         let text = if msg.body.trim().is_empty() {
             "(photo without text)".to_owned()
         } else {
-            msg.body
+            msg.body.clone()
         };
         let text = TipText::parse(text, s.max_body_chars).map_err(|e| {
             self.refused(match e {
@@ -193,15 +185,8 @@ impl SmsChannel {
                 TipTextError::TooLong => AppError::FieldTooLong,
             })
         })?;
-        self.threads
-            .remember(
-                &thread,
-                &pseudonym,
-                provider,
-                &msg.from,
-                &msg.to,
-                s.reply_ttl_secs,
-            )
+        let opted_out = self
+            .keep_address(&thread, &pseudonym, provider, &msg, s.reply_ttl_secs)
             .await
             .map_err(store_err)?;
         let dedupe = self
@@ -221,12 +206,7 @@ impl SmsChannel {
         match self.intake.submit(tip, SystemTime::now()).await {
             Ok(Submitted::Duplicate) => Ok(Answer::Silent),
             Ok(Submitted::Stored(_)) => {
-                if self
-                    .threads
-                    .is_opted_out(pseudonym.as_str())
-                    .await
-                    .map_err(store_err)?
-                {
+                if opted_out {
                     return Ok(Answer::Silent);
                 }
                 let mut ack = Texts::received(lang).to_owned();
@@ -241,6 +221,25 @@ impl SmsChannel {
                 Err(self.refused(AppError::Internal))
             }
         }
+    }
+
+    /// Refreshes (or, the first time, seals and stores) the reply address;
+    /// returns whether the tipster opted out.
+    async fn keep_address(
+        &self,
+        thread: &ThreadId,
+        pseudonym: &crate::privacy::Pseudonym,
+        provider: Provider,
+        msg: &InboundSms,
+        ttl_secs: u64,
+    ) -> Result<bool, crate::bus::StoreError> {
+        let touched = self.threads.touch(thread, pseudonym, ttl_secs).await?;
+        if !touched.refreshed {
+            self.threads
+                .remember(thread, pseudonym, provider, &msg.from, &msg.to, ttl_secs)
+                .await?;
+        }
+        Ok(touched.opted_out)
     }
 
     /// Fetches, checks and strips the media; returns what was kept and whether

@@ -83,7 +83,8 @@ pub async fn webhook(
             .signature_failures
             .with_label_values(&["telnyx"])
             .inc();
-        tracing::warn!(code = "signature-invalid", reason = ?e, "telnyx webhook refused");
+        // Debug, not warn: a forged flood must not become a log flood.
+        tracing::debug!(code = "signature-invalid", reason = ?e, "telnyx webhook refused");
         return Err(match e {
             TelnyxError::Stale => AppError::TimestampStale,
             _ => AppError::SignatureInvalid,

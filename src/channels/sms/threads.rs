@@ -51,6 +51,14 @@ impl std::fmt::Debug for ReplyAddress {
     }
 }
 
+/// What [`Threads::touch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touched {
+    /// A reply address was stored and its expiry restarted.
+    pub refreshed: bool,
+    pub opted_out: bool,
+}
+
 #[derive(Clone)]
 pub struct Threads {
     store: Store,
@@ -62,8 +70,34 @@ impl Threads {
         Self { store, keyring }
     }
 
-    /// Seals the reply address to the relay key and keeps it for `ttl_secs`,
-    /// restarting the expiry with every message.
+    /// One round trip per message: restarts the expiry of the thread's reply
+    /// address, and says whether there was one to restart and whether the
+    /// tipster opted out. Usually the address is there, which spares an X25519
+    /// seal per message; a tipster keeps the program number they first texted
+    /// until the address expires.
+    pub async fn touch(
+        &self,
+        thread: &ThreadId,
+        pseudonym: &Pseudonym,
+        ttl_secs: u64,
+    ) -> Result<Touched, StoreError> {
+        let keys = self.store.keys();
+        let mut conn = self.store.conn().await?;
+        let (refreshed, opted_out): (bool, bool) = redis::pipe()
+            .expire(
+                keys.reply_to(thread.as_str()),
+                i64::try_from(ttl_secs).unwrap_or(i64::MAX),
+            )
+            .sismember(keys.opted_out(), pseudonym.as_str())
+            .query_async(&mut conn)
+            .await?;
+        Ok(Touched {
+            refreshed,
+            opted_out,
+        })
+    }
+
+    /// Seals the reply address to the relay key and keeps it for `ttl_secs`.
     pub async fn remember(
         &self,
         thread: &ThreadId,
@@ -73,6 +107,7 @@ impl Threads {
         program_number: &PhoneNumber,
         ttl_secs: u64,
     ) -> Result<(), StoreError> {
+        let key = self.store.keys().reply_to(thread.as_str());
         let address = ReplyAddress {
             provider,
             to: tipster.as_str().to_owned(),
@@ -85,13 +120,7 @@ impl Threads {
         let relay = self.keyring.relay_identity().1.to_public();
         let sealed = seal(&plain, &[relay]).map_err(|_| StoreError::Corrupt("reply address"))?;
         let mut conn = self.store.conn().await?;
-        let _: () = conn
-            .set_ex(
-                self.store.keys().reply_to(thread.as_str()),
-                sealed,
-                ttl_secs,
-            )
-            .await?;
+        let _: () = conn.set_ex(key, sealed, ttl_secs).await?;
         Ok(())
     }
 

@@ -99,7 +99,8 @@ pub async fn webhook(
             .signature_failures
             .with_label_values(&["twilio"])
             .inc();
-        tracing::warn!(code = "signature-invalid", "twilio webhook refused");
+        // Debug, not warn: a forged flood must not become a log flood.
+        tracing::debug!(code = "signature-invalid", "twilio webhook refused");
         return Err(AppError::SignatureInvalid);
     }
 
