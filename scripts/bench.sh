@@ -158,23 +158,35 @@ done
 seal_bin=$(find "$TIPWIRE_ROOT/target/release/deps" -maxdepth 1 -type f -executable -name 'sealing-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 [ -x "$seal_bin" ] || die "sealing bench binary not built"
 xlen() { redis-cli xlen "$prefix:alerts"; }
+# CPU seconds the gateway has used (user + system): steal time on a shared
+# host slows the wall clock, not this, so CPU per tip is the steadier figure.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$server_pid/stat"; }
+calc() { python3 -c "print(f'{$1:.${2:-2}f}')"; }
 ratios=()
 sms_ratios=()
+cpu_ratios=()
 for round in $(seq 1 "$rounds"); do
   say "round $round/$rounds: POST /tips, 10 recipients (9 mediators + escrow)"
+  before=$(xlen); cpu0=$(cpu_secs)
   read -r a10 a10p50 a10p99 < <(run "post10-$round" "$url/tips" "$work/post.lua")
+  cpu_web=$(calc "($(cpu_secs) - $cpu0) * 1000 / ($(xlen) - $before)" 3)
   say "round $round/$rounds: signed Twilio webhooks, 10 recipients (tips for \"not sure\" reach every mediator)"
-  before=$(xlen)
+  before=$(xlen); cpu0=$(cpu_secs)
   read -r d dp50 dp99 < <(run "twilio-$round" "$url/webhooks/sms/twilio" "$work/twilio.lua" "$work/twilio-$round.tsv")
   stored=$(( $(xlen) - before ))
+  cpu_sms=$(calc "($(cpu_secs) - $cpu0) * 1000 / $stored" 3)
   say "round $round/$rounds: sealing only, 10 recipients, all cores (server idle)"
-  c=$("$seal_bin" --recipients 10 --seconds "$secs" | awk -F'rate=' '/seal-only/{sub("/s","",$2); print $2}')
-  r=$(python3 -c "print(f'{$a10/$c:.2f}')")
-  rs=$(python3 -c "print(f'{$d/$c:.2f}')")
-  ratios+=("$r")
-  sms_ratios+=("$rs")
-  printf '  round %s: POST(10) %s tips/s (p50 %s, p99 %s)  Twilio(10) %s/s (p50 %s, p99 %s; %s tips stored)  seal-only %s tips/s  ratios %s %s\n' \
+  /usr/bin/time -f '%U %S' -o "$work/seal-time" "$seal_bin" --recipients 10 --seconds "$secs" > "$work/seal-out"
+  c=$(awk -F'rate=' '/seal-only/{sub("/s","",$2); print $2}' "$work/seal-out")
+  sealed=$(awk -F'sealed=' '/seal-only/{split($2, a, " "); print a[1]}' "$work/seal-out")
+  cpu_seal=$(calc "($(awk '{print $1 + $2}' "$work/seal-time")) * 1000 / $sealed" 3)
+  r=$(calc "$a10 / $c"); rs=$(calc "$d / $c")
+  ratios+=("$r"); sms_ratios+=("$rs")
+  cpu_ratios+=("$(calc "$cpu_seal / $cpu_web") $(calc "$cpu_seal / $cpu_sms")")
+  printf '  round %s: POST(10) %s tips/s (p50 %s, p99 %s)  Twilio(10) %s/s (p50 %s, p99 %s; %s tips stored)  seal-only %s tips/s  throughput ratios %s %s\n' \
     "$round" "$a10" "$a10p50" "$a10p99" "$d" "$dp50" "$dp99" "$stored" "$c" "$r" "$rs" | tee -a "$work/rounds.txt" >&2
+  printf '           CPU per tip: web %s ms, Twilio %s ms, seal-only %s ms  CPU ratios (seal-only / gateway) %s %s\n' \
+    "$cpu_web" "$cpu_sms" "$cpu_seal" $(calc "$cpu_seal / $cpu_web") $(calc "$cpu_seal / $cpu_sms") | tee -a "$work/rounds.txt" >&2
 done
 say "forged Twilio webhooks"
 read -r e ep50 ep99 < <(run forged "$url/webhooks/sms/twilio" "$work/twilio.lua" "$work/twilio-forged.tsv")
@@ -186,6 +198,8 @@ kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 median_of() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 median=$(median_of "${ratios[@]}")
 sms_median=$(median_of "${sms_ratios[@]}")
+cpu_web_median=$(median_of $(printf '%s\n' "${cpu_ratios[@]}" | awk '{print $1}'))
+cpu_sms_median=$(median_of $(printf '%s\n' "${cpu_ratios[@]}" | awk '{print $2}'))
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 cat <<REPORT
@@ -199,6 +213,8 @@ $(cat "$work/rounds.txt")
   median ratio POST(10) / seal-only(10)   = ${median}   (target >= 0.80)
   median ratio Twilio(10) / seal-only(10) = ${sms_median}   (target >= 0.80)
   ratio forged refusals / healthz         = $(ratio "$e" "$b")   (target >= 0.50)
+  median CPU ratio seal-only / POST(10)   = ${cpu_web_median}   (CPU time per tip; steal-time free)
+  median CPU ratio seal-only / Twilio(10) = ${cpu_sms_median}
   ratio POST(1) / healthz = $(ratio "$a1" "$b")
   idle RSS: $((idle_rss_kb / 1024)) MB (target < 30 MB)   RSS after load: $((busy_rss_kb / 1024)) MB
 REPORT
