@@ -44,7 +44,7 @@ pub fn describe(alert: &StoredAlert, opened: &Opened) -> String {
         e.tip_id, e.zone, e.priority, e.channel
     );
     if !e.pseudonym.is_empty() {
-        let _ = write!(out, "  from {}", e.pseudonym);
+        let _ = write!(out, "  from {}  thread {}", e.pseudonym, e.thread);
     }
     out.push('\n');
     match opened {
