@@ -16,6 +16,8 @@ pub enum AppError {
     BodyTooLarge,
     #[error("request body ended before its declared length")]
     IncompleteBody,
+    #[error("request body took too long to arrive")]
+    BodyTimeout,
     #[error("content type is not accepted here")]
     UnsupportedContentType,
     #[error("request body is not well-formed")]
@@ -73,6 +75,11 @@ impl AppError {
                 StatusCode::BAD_REQUEST,
                 "incomplete-body",
                 "Your message did not arrive completely. Please try again.",
+            ),
+            Self::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Your message took too long to arrive. Please try again.",
             ),
             Self::UnsupportedContentType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -142,7 +149,7 @@ impl AppError {
             Self::StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
-                "We could not receive your tip right now. Nothing was saved. Please try again in a few minutes.",
+                "We could not confirm that your tip was received. Please try again in a few minutes.",
             ),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -274,6 +281,7 @@ mod tests {
         let all = [
             AppError::BodyTooLarge,
             AppError::IncompleteBody,
+            AppError::BodyTimeout,
             AppError::UnsupportedContentType,
             AppError::MalformedBody,
             AppError::InvalidUtf8,

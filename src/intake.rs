@@ -99,7 +99,11 @@ impl Intake {
     /// Seals the tip to its zone's recipients and the escrow key and appends
     /// it. Returns only after Redis acknowledged the append.
     #[tracing::instrument(name = "intake", skip_all, fields(channel = tip.channel.as_str(), zone = tip.zone.as_str(), tip_id))]
-    pub async fn submit(&self, tip: InboundTip, now: SystemTime) -> Result<Submitted, IntakeError> {
+    pub async fn submit(
+        &self,
+        mut tip: InboundTip,
+        now: SystemTime,
+    ) -> Result<Submitted, IntakeError> {
         let started = Instant::now();
         let tip_id = TipId::random();
         tracing::Span::current().record("tip_id", tip_id.as_str());
@@ -114,7 +118,7 @@ impl Intake {
             received,
             thread: tip.thread.to_string(),
             text: tip.text.as_str().to_owned(),
-            attachments: tip.attachments.clone(),
+            attachments: std::mem::take(&mut tip.attachments),
         };
         let plaintext = zeroize::Zeroizing::new(
             serde_json::to_vec(&document).map_err(|_| IntakeError::Encode)?,

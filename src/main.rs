@@ -67,9 +67,10 @@ enum Command {
 enum KeysCommand {
     /// Make version 1 of every key; refuses to overwrite.
     Init {
-        /// Where the escrow identity is written (move it offline afterwards).
+        /// Where the escrow identity is written: removable media that goes
+        /// offline afterwards, never the gateway's keys directory.
         #[arg(long)]
-        escrow_out: Option<PathBuf>,
+        escrow_out: PathBuf,
     },
     /// List key versions and fingerprints (never secret bytes).
     Show,
@@ -134,6 +135,26 @@ enum DevCommand {
     },
 }
 
+/// The escrow identity opens every tip; the gateway must never hold it.
+fn refuse_escrow_on_gateway(
+    escrow_out: &std::path::Path,
+    keys_dir: &std::path::Path,
+) -> Result<()> {
+    let dir = std::fs::canonicalize(keys_dir).unwrap_or_else(|_| keys_dir.to_owned());
+    let parent = escrow_out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_owned);
+    let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
+    if parent.starts_with(&dir) {
+        bail!(
+            "--escrow-out {}: inside keys.dir, where the gateway would hold a key that opens every tip. Fix: write it to removable media, e.g. --escrow-out /media/usb/escrow.identity",
+            escrow_out.display()
+        );
+    }
+    Ok(())
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -152,8 +173,8 @@ async fn main() -> Result<()> {
             app.run_until_signalled().await?;
         }
         Command::Keys(KeysCommand::Init { escrow_out }) => {
-            let out = escrow_out.unwrap_or_else(|| settings.keys.dir.join("escrow.v1.identity"));
-            let report = Keyring::init(&settings.keys.dir, &out)?;
+            refuse_escrow_on_gateway(&escrow_out, &settings.keys.dir)?;
+            let report = Keyring::init(&settings.keys.dir, &escrow_out)?;
             print!("{}", admin::keys::describe_init(&report));
         }
         Command::Keys(KeysCommand::Show) => {
@@ -170,6 +191,9 @@ async fn main() -> Result<()> {
                 bail!("keys rotate escrow needs --escrow-out FILE for the new escrow identity");
             }
             let out = escrow_out.unwrap_or_default();
+            if kind == KeyKind::Escrow {
+                refuse_escrow_on_gateway(&out, &settings.keys.dir)?;
+            }
             let report = Keyring::rotate(&settings.keys.dir, kind, &out)?;
             print!("{}", admin::keys::describe_init(&report));
             println!("running gateways pick the new version up on restart");

@@ -49,8 +49,20 @@ pub fn describe(alert: &StoredAlert, opened: &Opened) -> String {
     out.push('\n');
     match opened {
         Opened::Tip(doc) => {
+            // Tip text is untrusted: escape sequences must not reach the
+            // operator's terminal.
             for line in doc.text.lines() {
-                let _ = writeln!(out, "   {line}");
+                let safe: String = line
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() && c != '\t' {
+                            '\u{FFFD}'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(out, "   {safe}");
             }
         }
         Opened::NotForThisIdentity => {

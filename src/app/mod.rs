@@ -61,6 +61,7 @@ pub struct Application {
     store: Store,
     cert: Option<Arc<ReloadingCert>>,
     relay: Arc<RelayWorker>,
+    metrics: Arc<Metrics>,
 }
 
 fn unix_now() -> u64 {
@@ -96,6 +97,7 @@ impl Application {
             zones,
             settings.tips.max_text_chars,
             settings.server.max_body_bytes,
+            settings.server.mode == ServerMode::Plaintext && settings.trusted_proxies()?.is_empty(),
         ));
         let sms = web::Data::new(SmsChannel::from_settings(
             &settings,
@@ -249,6 +251,7 @@ impl Application {
             store,
             cert,
             relay,
+            metrics,
         })
     }
 
@@ -262,6 +265,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The gateway's metrics (what `/metrics` renders).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The reply relay's delivery worker (tests drive its step directly).

@@ -15,32 +15,56 @@ use redis::{FromRedisValue, Value};
 use super::{Store, StoreError};
 use crate::domain::TipId;
 
-/// Refuses (returns `{0, version}`) when the mediator directory changed since
-/// the tip was sealed. With a third key, a dedupe marker kept for a day, refuses
-/// (`{2, ''}`) a message already stored. Otherwise appends at `max(minute, last entry's ms)`; if
-/// deleted entries left the stream's last-generated id ahead of every remaining
-/// entry, continues after it. Returns `{1, id}`.
+/// A Lua function appending with an id whose time part is `ms` (a minute
+/// boundary), or the stream's newest time if that is later, so ids stay
+/// increasing when replicas' clocks disagree; if deleted entries left the
+/// last-generated id ahead of every remaining entry, it continues after that.
+/// Stream ids carry time, so every tipwire stream uses this instead of `*`.
+pub const COARSE_XADD_LUA: &str = r"
+local function coarse_xadd(key, ms, fields)
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if last[1] then
+    local lms = string.match(last[1][1], '^(%d+)-')
+    if lms and tonumber(lms) > tonumber(ms) then ms = lms end
+  end
+  local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', unpack(fields))
+  if ok then return id end
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      ms = string.match(info[i + 1], '^(%d+)-')
+    end
+  end
+  return redis.call('XADD', key, ms .. '-*', unpack(fields))
+end
+";
+
+/// Refuses (`{0, version}`) when the mediator directory changed since the tip
+/// was sealed, and (`{2, ''}`) a provider message already stored (third key,
+/// the dedupe marker). Otherwise appends and then sets the marker, so a failed
+/// append never leaves a marker behind. The marker expires a day after the
+/// hour the message came in: its TTL says nothing finer. Returns `{1, id}`.
 const APPEND_LUA: &str = r"
-local key = KEYS[1]
 local version = redis.call('GET', KEYS[2]) or '0'
 if version ~= ARGV[1] then return {0, version} end
-if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then return {2, ''} end
-local ms = ARGV[2]
-local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-if last[1] then
-  local lms = string.match(last[1][1], '^(%d+)-')
-  if lms and tonumber(lms) > tonumber(ms) then ms = lms end
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
+local id = coarse_xadd(KEYS[1], ARGV[2], {unpack(ARGV, 3)})
+if KEYS[3] then
+  local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
+  redis.call('SET', KEYS[3], '1', 'EXAT', hour + 3600 + 86400)
 end
-local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', unpack(ARGV, 3))
-if ok then return {1, id} end
-local info = redis.call('XINFO', 'STREAM', key)
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then
-    ms = string.match(info[i + 1], '^(%d+)-')
-  end
-end
-return {1, redis.call('XADD', key, ms .. '-*', unpack(ARGV, 3))}
+return {1, id}
 ";
+
+/// Appends `ARGV[2..]` to `KEYS[1]` with a coarse id at minute `ARGV[1]` (ms).
+pub const COARSE_APPEND_LUA: &str = r"
+return coarse_xadd(KEYS[1], ARGV[1], {unpack(ARGV, 2)})
+";
+
+/// A script made of [`COARSE_XADD_LUA`] and a body that calls it.
+pub fn coarse_script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{COARSE_XADD_LUA}{body}"))
+}
 
 /// The fields of one stream entry, as named in DESIGN.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +110,7 @@ impl AlertProducer {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            script: std::sync::Arc::new(redis::Script::new(APPEND_LUA)),
+            script: std::sync::Arc::new(coarse_script(APPEND_LUA)),
         }
     }
 

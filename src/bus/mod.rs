@@ -7,7 +7,9 @@ pub mod names;
 mod retention;
 mod store;
 
-pub use alerts::{AlertEntry, AlertProducer, AlertReader, Appended, StoredAlert};
+pub use alerts::{
+    AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, StoredAlert, coarse_script,
+};
 pub use names::Keys;
 pub use retention::trim_older_than;
 pub use store::{Store, StoreError};

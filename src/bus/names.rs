@@ -12,7 +12,7 @@ pub const MEDIATORS_VERSION: &str = "mediators:version";
 /// Suffix of the one-day markers of provider message ids already stored
 /// (`<prefix>:seen:<keyed hash>`; the id itself is never stored).
 pub const SEEN: &str = "seen";
-/// Suffix of sealed reply addresses by pseudonym (`<prefix>:reply-to:<pseudonym>`).
+/// Suffix of sealed reply addresses by thread (`<prefix>:reply-to:<thread>`).
 pub const REPLY_TO: &str = "reply-to";
 /// Suffix of the set of pseudonyms that opted out of texts.
 pub const OPTED_OUT: &str = "opted-out";
@@ -64,8 +64,8 @@ impl Keys {
         format!("{}:{SEEN}:{marker}", self.prefix)
     }
 
-    pub fn reply_to(&self, pseudonym: &str) -> String {
-        format!("{}:{REPLY_TO}:{pseudonym}", self.prefix)
+    pub fn reply_to(&self, thread: &str) -> String {
+        format!("{}:{REPLY_TO}:{thread}", self.prefix)
     }
 
     pub fn opted_out(&self) -> String {

@@ -8,6 +8,9 @@ use futures_util::StreamExt;
 
 use crate::error::AppError;
 
+/// How long a client may take to send its body once the headers are in.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Only the `expected` media type, in UTF-8 if a charset is named.
 pub fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<(), AppError> {
     let value = headers
@@ -44,13 +47,22 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(AppError::BodyTooLarge);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(AppError::from)?;
-        if body.len() + chunk.len() > limit {
-            return Err(AppError::BodyTooLarge);
+    // Grow as bytes arrive rather than trust the declared length up front.
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(8192));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(AppError::from)?;
+            if body.len() + chunk.len() > limit {
+                return Err(AppError::BodyTooLarge);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    // actix's request timeout covers the headers only; a client trickling its
+    // body must not hold a connection and a buffer for ever.
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| AppError::BodyTimeout)??;
     Ok(body)
 }

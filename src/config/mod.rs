@@ -214,8 +214,26 @@ impl Settings {
                 "set server.mode = \"tls\", or bind server.host to 127.0.0.1 or ::1 behind a TLS-terminating proxy or onion service",
             ));
         }
-        self.trusted_proxies()?;
-        self.metrics_allow()?;
+        let proxies = self.trusted_proxies()?;
+        let metrics = self.metrics_allow()?;
+        // Behind a proxy or an onion service every request comes from the
+        // proxy: letting that address read /metrics would let anyone poll the
+        // tip counters and learn when each tip arrived.
+        let proxied = |net: &IpNet| {
+            proxies
+                .iter()
+                .any(|p| p.contains(&net.addr()) || net.contains(&p.addr()))
+                || (self.server.mode == ServerMode::Plaintext && net.addr().is_loopback())
+        };
+        if let Some(net) = metrics.iter().find(|n| proxied(n)) {
+            return Err(invalid(
+                "server.metrics_allow",
+                format!(
+                    "{net} is where proxied (or onion) requests come from, so everyone could read /metrics"
+                ),
+                "set server.metrics_allow to the scraper's own address, or [] to turn /metrics off",
+            ));
+        }
         if self.server.shutdown_timeout_secs == 0 {
             return Err(invalid(
                 "server.shutdown_timeout_secs",
@@ -591,6 +609,10 @@ mod tests {
         assert!(msg.starts_with("server.mode:"), "{msg}");
         assert!(msg.contains("Fix:"), "{msg}");
         s.server.host = "::1".into();
+        // Behind an onion service loopback is everyone: /metrics must not answer it.
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("server.metrics_allow:"), "{msg}");
+        s.server.metrics_allow.clear();
         s.validate().unwrap();
     }
 

@@ -240,6 +240,13 @@ impl Keyring {
         self.relay.iter().rev().map(|(_, id)| id)
     }
 
+    /// The sender's pseudonym under every kept key version, current first.
+    pub fn pseudonyms_of(&self, identifier: &[u8]) -> Vec<crate::privacy::Pseudonym> {
+        self.pseudonym_keys()
+            .map(|k| k.pseudonym(identifier))
+            .collect()
+    }
+
     /// Every pseudonym key, newest first.
     pub fn pseudonym_keys(&self) -> impl Iterator<Item = &PseudonymKey> {
         self.pseudonym.iter().rev()

@@ -39,18 +39,27 @@ impl ClientKeyer {
     }
 
     /// The address a request comes from, looking through trusted proxies only.
+    /// `forwarded_for` holds every `X-Forwarded-For` line, in order.
     pub fn client_ip(
         &self,
         peer: Option<IpAddr>,
-        forwarded_for: Option<&HeaderValue>,
+        forwarded_for: &[&HeaderValue],
     ) -> Option<IpAddr> {
         let peer = peer?;
-        if !self.trusted(peer) {
+        if !self.trusted(peer) || forwarded_for.is_empty() {
             return Some(peer);
         }
-        let Some(list) = forwarded_for.and_then(|v| v.to_str().ok()) else {
+        // A proxy may add its own header line instead of extending the
+        // client's: every line counts, in order, or the client's line would
+        // be read as the proxy's.
+        let Ok(lines) = forwarded_for
+            .iter()
+            .map(|v| v.to_str())
+            .collect::<Result<Vec<_>, _>>()
+        else {
             return Some(peer);
         };
+        let list = lines.join(",");
         // Walk from the nearest hop outwards; the first address that is not one
         // of our proxies is the client. Anything unparsable ends the walk: what
         // lies beyond it was written by the client and cannot be believed.
@@ -101,7 +110,7 @@ mod tests {
         let k = ClientKeyer::new(vec![]);
         let xff = HeaderValue::from_static("1.2.3.4");
         assert_eq!(
-            k.client_ip(Some(ip("9.9.9.9")), Some(&xff)),
+            k.client_ip(Some(ip("9.9.9.9")), &[&xff]),
             Some(ip("9.9.9.9"))
         );
     }
@@ -111,13 +120,24 @@ mod tests {
         let k = ClientKeyer::new(vec!["10.0.0.0/8".parse().unwrap()]);
         let xff = HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7");
         assert_eq!(
-            k.client_ip(Some(ip("10.0.0.1")), Some(&xff)),
+            k.client_ip(Some(ip("10.0.0.1")), &[&xff]),
             Some(ip("1.2.3.4"))
         );
         let junk = HeaderValue::from_static("1.2.3.4, nonsense");
         assert_eq!(
-            k.client_ip(Some(ip("10.0.0.1")), Some(&junk)),
+            k.client_ip(Some(ip("10.0.0.1")), &[&junk]),
             Some(ip("10.0.0.1"))
+        );
+    }
+
+    #[test]
+    fn a_client_line_before_the_proxys_own_line_is_not_taken_for_the_proxys() {
+        let k = ClientKeyer::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let spoofed = HeaderValue::from_static("6.6.6.6");
+        let added = HeaderValue::from_static("1.2.3.4");
+        assert_eq!(
+            k.client_ip(Some(ip("10.0.0.1")), &[&spoofed, &added]),
+            Some(ip("1.2.3.4"))
         );
     }
 

@@ -80,6 +80,15 @@ impl ChannelLimiter {
         })
     }
 
+    /// Takes one cell from the channel's bucket only, for requests whose
+    /// client cannot be told apart from others.
+    pub fn check_global(&self) -> Result<(), Limited> {
+        self.global.check().map_err(|not_until| Limited {
+            scope: Scope::Global,
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        })
+    }
+
     /// Forgets clients whose buckets are full again, so memory stays bounded
     /// by recent clients; run periodically.
     pub fn forget_idle(&self) {

@@ -18,7 +18,7 @@ use redis::streams::{
 use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{Store, StoreError, names::RELAY_GROUP};
+use crate::bus::{COARSE_APPEND_LUA, Store, StoreError, coarse_script, names::RELAY_GROUP};
 use crate::channels::sms::Threads;
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
 use crate::channels::sms::threads::Provider;
@@ -75,36 +75,69 @@ pub async fn enqueue(
         attempts: 0,
     };
     let mut conn = store.conn().await?;
-    let id: String = xadd_cmd(&store.keys().outbound(), &queued)
-        .query_async(&mut conn)
+    let id: String = append_script()
+        .key(store.keys().outbound())
+        .arg(minute_ms())
+        .arg(fields(&queued))
+        .invoke_async(&mut conn)
         .await
         .map_err(StoreError::from)?;
     Ok(id)
 }
 
-fn xadd_cmd(key: &str, q: &Queued) -> redis::Cmd {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(key)
-        .arg("*")
-        .arg("thread")
-        .arg(&q.thread)
-        .arg("text")
-        .arg(&q.text)
-        .arg("kind")
-        .arg(match q.kind {
+/// The stream fields of a queued message, in order.
+fn fields(q: &Queued) -> Vec<String> {
+    vec![
+        "thread".into(),
+        q.thread.clone(),
+        "text".into(),
+        q.text.clone(),
+        "kind".into(),
+        match q.kind {
             Kind::Reply => "reply",
             Kind::Compliance => "compliance",
-        })
-        .arg("attempts")
-        .arg(q.attempts);
-    cmd
+        }
+        .into(),
+        "attempts".into(),
+        q.attempts.to_string(),
+    ]
 }
+
+/// Stream ids carry time; like the alert stream, the outbound stream and its
+/// dead letters get ids rounded to the minute.
+fn minute_ms() -> u64 {
+    let ms = now_ms();
+    ms - ms % 60_000
+}
+
+fn append_script() -> redis::Script {
+    coarse_script(COARSE_APPEND_LUA)
+}
+
+/// Before a send: the entry must still be pending for this consumer (another
+/// replica may have reclaimed it after a long stall); claiming it again resets
+/// its idle time so nobody else reclaims it while it is being sent.
+const OWN_LUA: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not p[1] or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+";
+
+/// Moves an entry to the dead-letter stream: append there (coarse id), ack
+/// and delete here, atomically.
+const DEAD_LUA: &str = r"
+local id = coarse_xadd(KEYS[2], ARGV[3], {unpack(ARGV, 4)})
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return id
+";
 
 const PROMOTE_LUA: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
 for _, m in ipairs(due) do
   local f = cjson.decode(m)
-  redis.call('XADD', KEYS[2], '*', 'thread', f.thread, 'text', f.text, 'kind', f.kind, 'attempts', tostring(f.attempts))
+  coarse_xadd(KEYS[2], ARGV[2], {'thread', f.thread, 'text', f.text, 'kind', f.kind, 'attempts', tostring(f.attempts)})
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
@@ -129,6 +162,8 @@ pub struct RelayWorker {
     backoff_base_ms: u64,
     metrics: Arc<Metrics>,
     promote: redis::Script,
+    own: redis::Script,
+    dead: redis::Script,
 }
 
 fn now_ms() -> u64 {
@@ -160,7 +195,9 @@ impl RelayWorker {
             max_attempts,
             backoff_base_ms,
             metrics,
-            promote: redis::Script::new(PROMOTE_LUA),
+            promote: coarse_script(PROMOTE_LUA),
+            own: redis::Script::new(OWN_LUA),
+            dead: coarse_script(DEAD_LUA),
         }
     }
 
@@ -192,6 +229,7 @@ impl RelayWorker {
             .key(keys.outbound_retry())
             .key(keys.outbound())
             .arg(now_ms())
+            .arg(minute_ms())
             .invoke_async(&mut conn)
             .await?;
         let mut entries = Vec::new();
@@ -255,7 +293,9 @@ impl RelayWorker {
                 .dead(id, Some(&queued), "no-reply-address", report)
                 .await;
         };
-        if queued.kind == Kind::Reply && self.threads.is_opted_out(&address.pseudonym).await? {
+        // Under every kept pseudonym key, so a rotation never lifts an opt-out.
+        let pseudonyms = self.keyring.pseudonyms_of(address.to.as_bytes());
+        if queued.kind == Kind::Reply && self.threads.is_opted_out(&pseudonyms).await? {
             self.finish(id).await?;
             report.suppressed += 1;
             self.outcome("suppressed");
@@ -280,6 +320,19 @@ impl RelayWorker {
             from: &address.from,
             body: &text,
         };
+        let mut conn = self.store.conn().await?;
+        let owned: i64 = self
+            .own
+            .key(self.store.keys().outbound())
+            .arg(RELAY_GROUP)
+            .arg(&self.consumer)
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await?;
+        if owned == 0 {
+            tracing::info!(thread = %thread, "entry reclaimed by another worker; not sending");
+            return Ok(());
+        }
         match client.send(&sms).await {
             Ok(_) => {
                 self.finish(id).await?;
@@ -348,28 +401,19 @@ impl RelayWorker {
     ) -> Result<(), StoreError> {
         let keys = self.store.keys();
         let mut conn = self.store.conn().await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        match queued {
-            // The text stays sealed, so an administrator can look at why and requeue.
-            Some(q) => {
-                pipe.add_command(xadd_cmd(&keys.outbound_dead(), q))
-                    .ignore();
-            }
-            None => {
-                pipe.cmd("XADD")
-                    .arg(keys.outbound_dead())
-                    .arg("*")
-                    .arg("reason")
-                    .arg(reason)
-                    .ignore();
-            }
-        }
-        pipe.xack(keys.outbound(), RELAY_GROUP, &[id])
-            .ignore()
-            .xdel(keys.outbound(), &[id])
-            .ignore();
-        let _: () = pipe.query_async(&mut conn).await?;
+        // The text stays sealed, so an administrator can see why and requeue.
+        let mut fields = queued.map(fields).unwrap_or_default();
+        fields.extend(["reason".to_owned(), reason.to_owned()]);
+        let _: String = self
+            .dead
+            .key(keys.outbound())
+            .key(keys.outbound_dead())
+            .arg(RELAY_GROUP)
+            .arg(id)
+            .arg(minute_ms())
+            .arg(fields)
+            .invoke_async(&mut conn)
+            .await?;
         report.dead += 1;
         self.outcome("dead");
         tracing::warn!(reason, "reply moved to the dead-letter stream");

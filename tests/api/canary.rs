@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use crate::helpers::{form_body, logs, random_hex, redis_url, spawn_app};
+use crate::helpers::{form_body, logs, random_hex, redis_url, spawn_app, spawn_app_with};
 
 fn flatten(value: &Value, out: &mut Vec<u8>) {
     match value {
@@ -170,6 +170,78 @@ async fn no_canary_from_a_tip_request_reaches_redis_logs_metrics_or_disk() {
             listeners.contains(&port),
             "a client address in the logs: {}",
             &logs[i.saturating_sub(200)..i + 30]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forwarded_for_canary_from_a_trusted_proxy_is_used_but_never_stored() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.rate_limits.web.per_client.count = 1;
+        s.rate_limits.web.per_client.per_secs = 3600;
+    })
+    .await;
+    let run = random_hex(10);
+    // Three digits in the last octet, so no other address has this one as a
+    // prefix; 198.51.100.0/24 is TEST-NET-2, nobody's real address.
+    let octet = |hex: &str| 100 + u16::from(u8::from_str_radix(hex, 16).unwrap()) % 150;
+    let client = format!("198.51.100.{}", octet(&run[..2]));
+    let neighbour = format!("198.51.100.{}", octet(&run[..2]) + 1);
+    let text = format!("CANARY-TEXT-{run} fight at the corner");
+    let agent = format!("CANARY-UA-{run}");
+
+    let send = |forwarded: &str| {
+        app.client
+            .post(app.url("/tips"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .header("User-Agent", &agent)
+            .header("X-Forwarded-For", forwarded)
+            .body(form_body(&[
+                ("text", &text),
+                ("zone", "north"),
+                ("urgency", "now"),
+            ]))
+            .send()
+    };
+    assert_eq!(send(&client).await.unwrap().status(), 200);
+    // The forwarded address is believed: the same client is now limited (the
+    // refusal path must not leak it either) and another one is not.
+    assert_eq!(send(&client).await.unwrap().status(), 429);
+    assert_eq!(send(&neighbour).await.unwrap().status(), 200);
+    assert_eq!(app.alerts().await.len(), 2);
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let redis = dump_redis(&redis_url());
+    let mut disk = Vec::new();
+    files_under(app.dir.path(), &mut disk);
+    let logs = logs();
+    assert!(
+        logs.contains("tip sealed and appended"),
+        "the log capture works"
+    );
+    for canary in [
+        &client,
+        &neighbour,
+        &text,
+        &agent,
+        &format!("CANARY-TEXT-{run}"),
+    ] {
+        assert!(!contains(&redis, canary), "{canary} found in Redis");
+        assert!(!contains(&disk, canary), "{canary} found on disk");
+        assert!(!logs.contains(canary.as_str()), "{canary} found in logs");
+        assert!(
+            !metrics.contains(canary.as_str()),
+            "{canary} found in metrics"
         );
     }
 }

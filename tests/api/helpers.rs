@@ -73,6 +73,7 @@ pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
     pub cert: Option<std::sync::Arc<tipwire::tls::ReloadingCert>>,
     pub relay: std::sync::Arc<tipwire::relay::RelayWorker>,
+    pub metrics: std::sync::Arc<tipwire::telemetry::Metrics>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -101,6 +102,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
     tweak(&mut settings);
+    if settings.server.mode == ServerMode::Plaintext || !settings.server.trusted_proxies.is_empty()
+    {
+        // Requests then come through loopback as a proxy would send them, and
+        // the gateway refuses to serve /metrics to proxied addresses; tests
+        // read the metrics through `TestApp::metrics` instead.
+        settings.server.metrics_allow.clear();
+    }
     require_redis(&settings.redis.url);
 
     Keyring::init(&settings.keys.dir, &dir.path().join("escrow.identity")).unwrap();
@@ -134,6 +142,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let handle = app.handle();
     let cert_handle = app.certificate();
     let relay = app.relay();
+    let metrics = app.metrics();
     tokio::spawn(app.run_until_stopped());
 
     let scheme = match settings.server.mode {
@@ -158,6 +167,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         handle,
         cert: cert_handle,
         relay,
+        metrics,
     }
 }
 

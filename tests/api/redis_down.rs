@@ -121,7 +121,10 @@ async fn redis_down_means_503_and_nothing_acknowledged_and_the_gateway_recovers_
     assert_eq!(page.status(), 503);
     assert!(page.headers().get("retry-after").is_some());
     let text = page.text().await.unwrap();
-    assert!(text.contains("Nothing was saved"), "{text}");
+    assert!(
+        text.contains("could not confirm that your tip was received"),
+        "{text}"
+    );
     redis.start_again();
 
     // Redis is back (same port, AOF replayed): no restart of the gateway.

@@ -1,3 +1,6 @@
+//! Retention: alerts older than the configured number of days are trimmed,
+//! on demand and by the gateway's own timer, and newer ones are kept.
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tipwire::bus::trim_older_than;

@@ -1,3 +1,6 @@
+//! Round trips: a tip posted over HTTPS opens for exactly the right mediators
+//! and escrow, as the directory changes, and through the CLI and `age`.
+
 use std::process::Command;
 
 use crate::helpers::{open_tip, spawn_app};

@@ -578,3 +578,161 @@ async fn the_reply_command_queues_a_message_the_relay_delivers() {
     assert_eq!(stand_in.sent()[0].body, "A mediator will text you soon.");
     assert_eq!(stand_in.sent()[0].to, TIPSTER);
 }
+
+#[tokio::test]
+async fn a_telnyx_stop_queues_one_confirmation_and_then_suppresses_replies() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    let tip = telnyx_event(TIPSTER, "crowd gathering at the bus stop", "msg-stop-1");
+    assert_eq!(app.telnyx(&tip, now()).await.status(), 200);
+    // Delivered before the STOP: an acknowledgement still queued when the
+    // tipster opts out is a reply like any other and is suppressed.
+    assert_eq!(
+        app.relay.step().await.unwrap().sent,
+        1,
+        "the acknowledgement"
+    );
+    let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+
+    let stop = telnyx_event(TIPSTER, "STOP", "msg-stop-2");
+    assert_eq!(app.telnyx(&stop, now()).await.status(), 200);
+    let report = app.relay.step().await.unwrap();
+    assert_eq!(
+        (report.sent, report.suppressed),
+        (1, 0),
+        "the confirmation is compliance and goes to the opted-out number"
+    );
+    let sent = stand_in.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].body.starts_with("Thank you."), "{}", sent[0].body);
+    assert!(sent[1].body.contains("no more texts"), "{}", sent[1].body);
+    assert_eq!(
+        (sent[1].provider, sent[1].to.as_str(), sent[1].from.as_str()),
+        ("telnyx", TIPSTER, PROGRAM_NUMBER)
+    );
+    assert_eq!(app.alerts().await.len(), 1, "a keyword is not a tip");
+
+    let again = telnyx_event(TIPSTER, "STOP", "msg-stop-3");
+    assert_eq!(app.telnyx(&again, now()).await.status(), 200);
+    assert_eq!(
+        app.relay.step().await.unwrap(),
+        Default::default(),
+        "one confirmation, then silence"
+    );
+    assert_eq!(stand_in.sent().len(), 2);
+
+    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
+    relay::enqueue(&app.store, &ring, &thread, "are you safe?", Kind::Reply)
+        .await
+        .unwrap();
+    let report = app.relay.step().await.unwrap();
+    assert_eq!((report.sent, report.suppressed), (0, 1));
+    assert_eq!(stand_in.sent().len(), 2, "nothing new reached the provider");
+}
+
+#[tokio::test]
+async fn a_telnyx_help_is_answered_through_the_relay() {
+    let (app, stand_in) = spawn_sms_app(|s| s.sms.program_name = "Safe Streets".into()).await;
+    let r = app
+        .telnyx(&telnyx_event(TIPSTER, "HELP", "msg-help-1"), now())
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        !body(r).await.contains("rates"),
+        "Telnyx gets a bare 200; the answer goes through the relay"
+    );
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    let sent = stand_in.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].provider, sent[0].to.as_str(), sent[0].from.as_str()),
+        ("telnyx", TIPSTER, PROGRAM_NUMBER)
+    );
+    for part in ["Safe Streets", "STOP", "Msg & data rates may apply"] {
+        assert!(sent[0].body.contains(part), "{part} in {}", sent[0].body);
+    }
+    assert!(app.alerts().await.is_empty(), "HELP is not a tip");
+}
+
+#[tokio::test]
+async fn telnyx_fields_never_reach_redis_logs_or_metrics() {
+    use crate::canary::{contains, dump_redis, files_under};
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    let run = crate::helpers::random_hex(8);
+    let digits: String = run.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+    let number = format!("+1999{digits}");
+    let message_id = format!("CANARY-MSG-{run}");
+    let forged_id = format!("CANARY-FORGED-{run}");
+    let stop_id = format!("CANARY-STOP-{run}");
+    let event_id = format!("CANARY-EVENT-{run}");
+    let carrier = format!("CANARY-CARRIER-{run}");
+    let text = format!("CANARY-TEXT-{run} they said tonight at the park");
+    let event = |text: &str, id: &str| {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&telnyx_event(&number, text, id)).unwrap();
+        event["data"]["id"] = event_id.clone().into();
+        event["data"]["payload"]["from"]["carrier"] = carrier.clone().into();
+        serde_json::to_vec(&event).unwrap()
+    };
+
+    assert_eq!(
+        app.telnyx(&event(&text, &message_id), now()).await.status(),
+        200
+    );
+    assert_eq!(app.alerts().await.len(), 1);
+    // The number is handled in clear, in memory only: the acknowledgement
+    // (sent before the STOP, which would suppress it) and the confirmation.
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let forged = app
+        .telnyx_signed_by(&forger, &event("forged tip", &forged_id), now())
+        .await;
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        app.telnyx(&event("STOP", &stop_id), now()).await.status(),
+        200
+    );
+    assert_eq!(
+        app.alerts().await.len(),
+        1,
+        "neither the forgery nor STOP is a tip"
+    );
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    let sent = stand_in.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().all(|s| s.to == number), "{sent:?}");
+
+    let redis = dump_redis(&crate::helpers::redis_url());
+    let mut disk = Vec::new();
+    files_under(app.dir.path(), &mut disk);
+    let logs = crate::helpers::logs();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tipwire_webhook_signature_failures_total{provider=\"telnyx\"} 1"),
+        "the forgery took the refusal path: {metrics}"
+    );
+    let bare = number.trim_start_matches('+').to_owned();
+    for canary in [
+        &number,
+        &bare,
+        &message_id,
+        &forged_id,
+        &stop_id,
+        &event_id,
+        &carrier,
+        &text,
+        &format!("CANARY-TEXT-{run}"),
+    ] {
+        assert!(!contains(&redis, canary), "{canary} in Redis");
+        assert!(!contains(&disk, canary), "{canary} on disk");
+        assert!(!logs.contains(canary.as_str()), "{canary} in logs");
+        assert!(!metrics.contains(canary.as_str()), "{canary} in metrics");
+    }
+}

@@ -326,3 +326,26 @@ pub fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+impl TestApp {
+    /// Posts a Telnyx webhook signed by `key`: with any key but the test key,
+    /// a well-formed forgery.
+    pub async fn telnyx_signed_by(
+        &self,
+        key: &SigningKey,
+        body: &[u8],
+        timestamp: u64,
+    ) -> reqwest::Response {
+        let signed = [timestamp.to_string().as_bytes(), b"|", body].concat();
+        let signature = STANDARD.encode(key.sign(&signed).to_bytes());
+        self.client
+            .post(self.url("/webhooks/sms/telnyx"))
+            .header("Content-Type", "application/json")
+            .header("telnyx-timestamp", timestamp.to_string())
+            .header("telnyx-signature-ed25519", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+}

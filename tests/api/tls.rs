@@ -1,3 +1,6 @@
+//! TLS: protocol versions and suites served, certificate hot reload (a broken
+//! renewal keeps the old one), and the plaintext mode on loopback.
+
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;

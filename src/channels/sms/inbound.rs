@@ -109,50 +109,25 @@ impl SmsChannel {
         if !s.numbers.contains(&msg.to) {
             return Err(self.refused(AppError::UnknownNumber));
         }
-        let pseudonym = self
-            .keyring
-            .pseudonym_key()
-            .pseudonym(msg.from.as_str().as_bytes());
+        // The sender under every kept pseudonym key, current first: opt-outs
+        // recorded before a key rotation still hold.
+        let pseudonyms = self.keyring.pseudonyms_of(msg.from.as_str().as_bytes());
+        let Some(pseudonym) = pseudonyms.first().cloned() else {
+            return Err(self.refused(AppError::Internal));
+        };
         tracing::Span::current().record("pseudonym", pseudonym.as_str());
         let thread = ThreadId::for_pseudonym(pseudonym.as_str());
         let store_err = |e: crate::bus::StoreError| {
             tracing::warn!(code = "store-unavailable", error = %e, "sms not handled");
             AppError::StoreUnavailable
         };
-
-        if let Some((keyword, lang)) = Keyword::classify(&msg.body) {
-            let lang = lang.unwrap_or(s.default_language);
-            // Keep the address fresh so the confirmation can be delivered.
-            self.keep_address(&thread, &pseudonym, provider, &msg, s.reply_ttl_secs)
-                .await
-                .map_err(store_err)?;
-            tracing::info!(keyword = ?keyword, "carrier keyword");
-            return Ok(match keyword {
-                Keyword::Stop => {
-                    if self
-                        .threads
-                        .opt_out(pseudonym.as_str())
-                        .await
-                        .map_err(store_err)?
-                    {
-                        Answer::Compliance(Texts::stopped(lang, &s.program_name))
-                    } else {
-                        Answer::Silent
-                    }
-                }
-                Keyword::Start => {
-                    self.threads
-                        .opt_in(pseudonym.as_str())
-                        .await
-                        .map_err(store_err)?;
-                    Answer::Compliance(Texts::started(lang, &s.program_name))
-                }
-                Keyword::Help => Answer::Compliance(Texts::help(lang, &s.program_name)),
-            });
-        }
-
-        let lang = Language::detect(&msg.body, s.default_language);
-        if let Err(limited) = self.limiter.check(pseudonym.as_str(), msg.to.as_str()) {
+        // Limits first, keywords included: a HELP flood must not become an
+        // outbound flood. STOP is still honoured when limited, silently.
+        let limited = self
+            .limiter
+            .check(pseudonym.as_str(), msg.to.as_str())
+            .err();
+        if let Some(limited) = limited {
             self.metrics
                 .rate_limited
                 .with_label_values(&[Channel::Sms.as_str(), limited.scope.as_str()])
@@ -160,7 +135,61 @@ impl SmsChannel {
             self.refused(AppError::RateLimited {
                 retry_after_secs: limited.retry_after_secs(),
             });
-            return Ok(if self.limiter.notice_due(pseudonym.as_str()) {
+        }
+
+        let keyword = Keyword::classify(&msg.body);
+        // START/YES/UNSTOP are keywords only for a sender who opted out; from
+        // anyone else "Yes" is an answer to a mediator and goes through as a tip.
+        let keyword = match keyword {
+            Some((Keyword::Start, _))
+                if !self
+                    .threads
+                    .is_opted_out(&pseudonyms)
+                    .await
+                    .map_err(store_err)? =>
+            {
+                None
+            }
+            other => other,
+        };
+        if let Some((keyword, lang)) = keyword {
+            let lang = lang.unwrap_or(s.default_language);
+            tracing::info!(keyword = ?keyword, "carrier keyword");
+            let answer = match keyword {
+                Keyword::Stop => {
+                    if self.threads.opt_out(&pseudonyms).await.map_err(store_err)? {
+                        Answer::Compliance(Texts::stopped(lang, &s.program_name))
+                    } else {
+                        Answer::Silent
+                    }
+                }
+                Keyword::Start => {
+                    self.threads.opt_in(&pseudonyms).await.map_err(store_err)?;
+                    Answer::Compliance(Texts::started(lang, &s.program_name))
+                }
+                Keyword::Help => Answer::Compliance(Texts::help(lang, &s.program_name)),
+            };
+            if limited.is_some() && keyword != Keyword::Stop {
+                return Ok(Answer::Silent);
+            }
+            if answer != Answer::Silent {
+                // The confirmation may go through the relay, which needs the address.
+                self.keep_address(&thread, &pseudonyms, provider, &msg, s.reply_ttl_secs)
+                    .await
+                    .map_err(store_err)?;
+            }
+            return Ok(answer);
+        }
+
+        let lang = Language::detect(&msg.body, s.default_language);
+        if limited.is_some() {
+            let notify = self.limiter.notice_due(pseudonym.as_str())
+                && !self
+                    .threads
+                    .is_opted_out(&pseudonyms)
+                    .await
+                    .map_err(store_err)?;
+            return Ok(if notify {
                 Answer::Reply(Texts::slow_down(lang).to_owned())
             } else {
                 Answer::Silent
@@ -186,7 +215,7 @@ impl SmsChannel {
             })
         })?;
         let opted_out = self
-            .keep_address(&thread, &pseudonym, provider, &msg, s.reply_ttl_secs)
+            .keep_address(&thread, &pseudonyms, provider, &msg, s.reply_ttl_secs)
             .await
             .map_err(store_err)?;
         let dedupe = self
@@ -228,15 +257,17 @@ impl SmsChannel {
     async fn keep_address(
         &self,
         thread: &ThreadId,
-        pseudonym: &crate::privacy::Pseudonym,
+        pseudonyms: &[crate::privacy::Pseudonym],
         provider: Provider,
         msg: &InboundSms,
         ttl_secs: u64,
     ) -> Result<bool, crate::bus::StoreError> {
-        let touched = self.threads.touch(thread, pseudonym, ttl_secs).await?;
-        if !touched.refreshed {
+        let touched = self.threads.touch(thread, pseudonyms, ttl_secs).await?;
+        if !touched.refreshed
+            && let Some(current) = pseudonyms.first()
+        {
             self.threads
-                .remember(thread, pseudonym, provider, &msg.from, &msg.to, ttl_secs)
+                .remember(thread, current, provider, &msg.from, &msg.to, ttl_secs)
                 .await?;
         }
         Ok(touched.opted_out)

@@ -90,10 +90,10 @@ impl Texts {
     pub fn received(lang: Language) -> &'static str {
         match lang {
             Language::En => {
-                "Thank you. Your tip reached the team. We do not keep your number with your tip. Reply STOP to stop texts."
+                "Thank you. Your tip reached the team. Your number is kept locked, apart from your tip, only so we can reply. Reply STOP to stop texts."
             }
             Language::Es => {
-                "Gracias. Su aviso llegó al equipo. No guardamos su número con su aviso. Responda STOP para no recibir mensajes."
+                "Gracias. Su aviso llegó al equipo. Su número se guarda cifrado, aparte de su aviso, solo para poder responderle. Responda STOP para no recibir mensajes."
             }
         }
     }
@@ -126,6 +126,17 @@ impl Texts {
             Language::Es => format!(
                 "{program}: envíe un aviso sobre un conflicto por mensaje; es anónimo. Responda STOP para no recibir mensajes. Pueden aplicarse tarifas de mensajes y datos."
             ),
+        }
+    }
+
+    pub fn not_received(lang: Language) -> &'static str {
+        match lang {
+            Language::En => {
+                "Sorry, we could not receive your message just now. Please send it again in a few minutes."
+            }
+            Language::Es => {
+                "Lo sentimos, no pudimos recibir su mensaje ahora. Por favor envíelo de nuevo en unos minutos."
+            }
         }
     }
 

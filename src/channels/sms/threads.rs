@@ -78,22 +78,23 @@ impl Threads {
     pub async fn touch(
         &self,
         thread: &ThreadId,
-        pseudonym: &Pseudonym,
+        pseudonyms: &[Pseudonym],
         ttl_secs: u64,
     ) -> Result<Touched, StoreError> {
         let keys = self.store.keys();
         let mut conn = self.store.conn().await?;
-        let (refreshed, opted_out): (bool, bool) = redis::pipe()
-            .expire(
-                keys.reply_to(thread.as_str()),
-                i64::try_from(ttl_secs).unwrap_or(i64::MAX),
-            )
-            .sismember(keys.opted_out(), pseudonym.as_str())
+        let (refreshed, flags): (bool, Vec<bool>) = redis::pipe()
+            .cmd("EXPIREAT")
+            .arg(keys.reply_to(thread.as_str()))
+            .arg(coarse_expiry(ttl_secs))
+            .cmd("SMISMEMBER")
+            .arg(keys.opted_out())
+            .arg(pseudonyms.iter().map(Pseudonym::as_str).collect::<Vec<_>>())
             .query_async(&mut conn)
             .await?;
         Ok(Touched {
             refreshed,
-            opted_out,
+            opted_out: flags.into_iter().any(|f| f),
         })
     }
 
@@ -120,7 +121,13 @@ impl Threads {
         let relay = self.keyring.relay_identity().1.to_public();
         let sealed = seal(&plain, &[relay]).map_err(|_| StoreError::Corrupt("reply address"))?;
         let mut conn = self.store.conn().await?;
-        let _: () = conn.set_ex(key, sealed, ttl_secs).await?;
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(sealed)
+            .arg("EXAT")
+            .arg(coarse_expiry(ttl_secs))
+            .query_async(&mut conn)
+            .await?;
         Ok(())
     }
 
@@ -147,24 +154,50 @@ impl Threads {
         Ok(Some(address))
     }
 
-    /// Returns whether the pseudonym was not opted out before.
-    pub async fn opt_out(&self, pseudonym: &str) -> Result<bool, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let added: u64 = conn.sadd(self.store.keys().opted_out(), pseudonym).await?;
-        Ok(added == 1)
+    /// Records an opt-out under the current pseudonym; returns whether the
+    /// sender (under any key version) had not opted out before.
+    pub async fn opt_out(&self, pseudonyms: &[Pseudonym]) -> Result<bool, StoreError> {
+        let was = self.is_opted_out(pseudonyms).await?;
+        if let Some(current) = pseudonyms.first() {
+            let mut conn = self.store.conn().await?;
+            let _: u64 = conn
+                .sadd(self.store.keys().opted_out(), current.as_str())
+                .await?;
+        }
+        Ok(!was)
     }
 
-    /// Returns whether the pseudonym was opted out before.
-    pub async fn opt_in(&self, pseudonym: &str) -> Result<bool, StoreError> {
+    /// Lifts the opt-out under every key version; returns whether there was one.
+    pub async fn opt_in(&self, pseudonyms: &[Pseudonym]) -> Result<bool, StoreError> {
         let mut conn = self.store.conn().await?;
-        let removed: u64 = conn.srem(self.store.keys().opted_out(), pseudonym).await?;
-        Ok(removed == 1)
+        let names: Vec<&str> = pseudonyms.iter().map(Pseudonym::as_str).collect();
+        let removed: u64 = conn.srem(self.store.keys().opted_out(), names).await?;
+        Ok(removed > 0)
     }
 
-    pub async fn is_opted_out(&self, pseudonym: &str) -> Result<bool, StoreError> {
+    /// Whether the sender opted out under any of its pseudonyms (one per kept
+    /// pseudonym key version, so a key rotation never lifts an opt-out).
+    pub async fn is_opted_out(&self, pseudonyms: &[Pseudonym]) -> Result<bool, StoreError> {
+        if pseudonyms.is_empty() {
+            return Ok(false);
+        }
         let mut conn = self.store.conn().await?;
-        Ok(conn
-            .sismember(self.store.keys().opted_out(), pseudonym)
-            .await?)
+        let flags: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(self.store.keys().opted_out())
+            .arg(pseudonyms.iter().map(Pseudonym::as_str).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await?;
+        Ok(flags.into_iter().any(|f| f))
     }
+}
+
+/// Expiry as an absolute time rounded up to the hour: a relative TTL would
+/// tell (to the millisecond, and in the AOF as an absolute time) when the
+/// tipster last texted.
+fn coarse_expiry(ttl_secs: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let hour = now - now % 3600 + 3600;
+    hour.saturating_add(ttl_secs)
 }

@@ -11,6 +11,7 @@ use crate::domain::PhoneNumber;
 use crate::error::AppError;
 
 use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
+use super::language::Texts;
 use super::threads::Provider;
 
 /// Twilio sends a few dozen parameters; room for 10 media items.
@@ -73,6 +74,26 @@ pub async fn webhook(
         check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
     }
     let body = read_body(req.headers(), payload, channel.settings.max_request_bytes).await?;
+    let signature = header(req.headers(), "x-twilio-signature").unwrap_or_default();
+    let mut url = format!("{}{}", channel.settings.public_base_url, req.path());
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    let refuse = || {
+        channel
+            .metrics
+            .signature_failures
+            .with_label_values(&["twilio"])
+            .inc();
+        // Debug, not warn: a forged flood must not become a log flood.
+        tracing::debug!(code = "signature-invalid", "twilio webhook refused");
+        AppError::SignatureInvalid
+    };
+    // A JSON body is signed through its hash: verified before it is parsed.
+    if json && (signature.is_empty() || !twilio.validator.validate_json(&url, &body, signature)) {
+        return Err(refuse());
+    }
     let fields = if json {
         json_fields(&body)?
     } else {
@@ -81,27 +102,9 @@ pub async fn webhook(
             FormError::Malformed => AppError::MalformedBody,
         })?
     };
-    let signature = header(req.headers(), "x-twilio-signature").unwrap_or_default();
-    let mut url = format!("{}{}", channel.settings.public_base_url, req.path());
-    if !req.query_string().is_empty() {
-        url.push('?');
-        url.push_str(req.query_string());
-    }
-    let valid = !signature.is_empty()
-        && if json {
-            twilio.validator.validate_json(&url, &body, signature)
-        } else {
-            twilio.validator.validate_form(&url, &fields, signature)
-        };
-    if !valid {
-        channel
-            .metrics
-            .signature_failures
-            .with_label_values(&["twilio"])
-            .inc();
-        // Debug, not warn: a forged flood must not become a log flood.
-        tracing::debug!(code = "signature-invalid", "twilio webhook refused");
-        return Err(AppError::SignatureInvalid);
+    if !json && (signature.is_empty() || !twilio.validator.validate_form(&url, &fields, signature))
+    {
+        return Err(refuse());
     }
 
     let get = |name: &str| {
@@ -136,7 +139,14 @@ pub async fn webhook(
         media,
     };
     drop(fields);
-    let answer = channel.handle(Provider::Twilio, msg).await?;
+    let answer = match channel.handle(Provider::Twilio, msg).await {
+        // Twilio does not retry an inbound-message webhook: say so to the
+        // tipster rather than let the text vanish. Nothing was acknowledged.
+        Err(AppError::StoreUnavailable) => {
+            Answer::Reply(Texts::not_received(channel.settings.default_language).to_owned())
+        }
+        other => other?,
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
         .body(twiml(&answer)))

@@ -35,6 +35,8 @@ pub struct WebChannel {
     pub zones: Vec<(Zone, String)>,
     pub max_text_chars: usize,
     pub max_body_bytes: usize,
+    /// Plain HTTP behind an onion service: loopback is every client at once.
+    pub loopback_is_everyone: bool,
     form_page: String,
 }
 
@@ -46,6 +48,7 @@ impl WebChannel {
         zones: Vec<(Zone, String)>,
         max_text_chars: usize,
         max_body_bytes: usize,
+        loopback_is_everyone: bool,
     ) -> Self {
         let form_page = pages::tip_form(&zones, max_text_chars);
         Self {
@@ -55,6 +58,7 @@ impl WebChannel {
             zones,
             max_text_chars,
             max_body_bytes,
+            loopback_is_everyone,
             form_page,
         }
     }
@@ -188,11 +192,20 @@ async fn accept_tip(
     metrics: &Metrics,
 ) -> Result<(), AppError> {
     // Limits first: a flood costs a hash and a counter, nothing more.
-    let ip = channel.keyer.client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        req.headers().get("x-forwarded-for"),
-    );
-    if let Err(limited) = channel.limiter.check(channel.keyer.key(ip)) {
+    let forwarded: Vec<_> = req.headers().get_all("x-forwarded-for").collect();
+    let ip = channel
+        .keyer
+        .client_ip(req.peer_addr().map(|a| a.ip()), &forwarded);
+    // Behind an onion service every tipster arrives from loopback: one shared
+    // per-client bucket would let one person silence everyone, so only the
+    // channel's global limit applies to them.
+    let shared = channel.loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback());
+    let checked = if shared {
+        channel.limiter.check_global()
+    } else {
+        channel.limiter.check(channel.keyer.key(ip))
+    };
+    if let Err(limited) = checked {
         metrics
             .rate_limited
             .with_label_values(&[Channel::Web.as_str(), limited.scope.as_str()])
