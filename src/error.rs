@@ -46,6 +46,8 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("the tip store is unavailable")]
     StoreUnavailable,
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -150,6 +152,11 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
                 "We could not confirm that your tip was received. Please try again in a few minutes.",
+            ),
+            Self::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "We are restarting. Your tip was not received. Please send it again in a minute.",
             ),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -298,6 +305,7 @@ mod tests {
                 retry_after_secs: 1,
             },
             AppError::StoreUnavailable,
+            AppError::ShuttingDown,
             AppError::NotFound,
             AppError::MethodNotAllowed,
             AppError::Internal,

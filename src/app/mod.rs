@@ -3,9 +3,11 @@
 //! starts the background tasks. `Application::build` binds (port 0 allowed) and
 //! exposes the port, so every test spawns its own gateway.
 
+mod drain;
 mod ops;
 mod tasks;
 
+pub use drain::Drain;
 pub use tasks::BackgroundTasks;
 
 use std::net::TcpListener;
@@ -62,6 +64,8 @@ pub struct Application {
     cert: Option<Arc<ReloadingCert>>,
     relay: Arc<RelayWorker>,
     metrics: Arc<Metrics>,
+    drain: Drain,
+    shutdown_timeout: Duration,
 }
 
 fn unix_now() -> u64 {
@@ -122,6 +126,8 @@ impl Application {
             metrics.clone(),
         ));
         let metrics_data = web::Data::from(metrics.clone());
+        let drain = Drain::default();
+        let drain_data = web::Data::new(drain.clone());
         let store_data = web::Data::new(store.clone());
         let access = web::Data::new(ops::MetricsAccess(settings.metrics_allow()?));
 
@@ -189,12 +195,14 @@ impl Application {
                 .app_data(metrics_data.clone())
                 .app_data(store_data.clone())
                 .app_data(access.clone())
+                .app_data(drain_data.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(web::JsonConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .wrap(from_fn(drain::middleware))
                 .wrap(from_fn(telemetry::error_pages))
                 .wrap(security_headers())
                 .wrap(from_fn(telemetry::access_log))
@@ -252,6 +260,8 @@ impl Application {
             cert,
             relay,
             metrics,
+            drain,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -265,6 +275,15 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Graceful stop: refuse new requests, finish those in flight, then stop.
+    pub fn drain(&self) -> (Drain, ServerHandle, Duration) {
+        (
+            self.drain.clone(),
+            self.server.handle(),
+            self.shutdown_timeout,
+        )
     }
 
     /// The gateway's metrics (what `/metrics` renders).
@@ -293,11 +312,11 @@ impl Application {
     /// connections, in-flight requests finish (each tip is one atomic append,
     /// so none is ever half-written), then background tasks stop.
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
+        let (drain, handle, timeout) = self.drain();
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            handle.stop(true).await;
+            tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
+            drain.stop(handle, timeout).await;
         });
         self.run_until_stopped().await
     }

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub cert: Option<std::sync::Arc<tipwire::tls::ReloadingCert>>,
     pub relay: std::sync::Arc<tipwire::relay::RelayWorker>,
     pub metrics: std::sync::Arc<tipwire::telemetry::Metrics>,
+    /// Graceful stop, as SIGTERM does it.
+    pub drain: tipwire::app::Drain,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -143,6 +145,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let cert_handle = app.certificate();
     let relay = app.relay();
     let metrics = app.metrics();
+    let drain = app.drain().0;
     tokio::spawn(app.run_until_stopped());
 
     let scheme = match settings.server.mode {
@@ -168,6 +171,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         cert: cert_handle,
         relay,
         metrics,
+        drain,
     }
 }
 
