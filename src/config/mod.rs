@@ -62,8 +62,16 @@ pub struct SmsSettings {
     pub max_media_items: usize,
     pub max_media_bytes: usize,
     pub reply_address_days: u64,
+    pub acknowledgement: Acknowledgement,
     pub twilio: TwilioSettings,
     pub telnyx: TelnyxSettings,
+}
+
+/// The per-tip acknowledgement, per language; empty sends none.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Acknowledgement {
+    pub en: String,
+    pub es: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -364,6 +372,18 @@ impl Settings {
                 "is 0",
                 "set positive values (defaults 1600, 30, 5242880)",
             ));
+        }
+        for (lang, text) in [
+            ("en", &sms.acknowledgement.en),
+            ("es", &sms.acknowledgement.es),
+        ] {
+            if text.chars().count() > 320 {
+                return Err(invalid(
+                    "sms.acknowledgement",
+                    format!("the {lang} text is longer than 320 characters (two SMS)"),
+                    "shorten it; one SMS holds 160 characters",
+                ));
+            }
         }
         if sms.twilio.enabled {
             if !sms.twilio.account_sid.starts_with("AC") {

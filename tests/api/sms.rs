@@ -736,3 +736,33 @@ async fn telnyx_fields_never_reach_redis_logs_or_metrics() {
         assert!(!metrics.contains(canary.as_str()), "{canary} in metrics");
     }
 }
+
+#[tokio::test]
+async fn the_acknowledgement_is_configurable_and_can_be_turned_off() {
+    let (app, _stand_in) = spawn_sms_app(|s| {
+        s.sms.acknowledgement.en = "Got it. Stay safe.".into();
+        s.sms.acknowledgement.es = String::new();
+    })
+    .await;
+    let en = body(
+        app.twilio(&twilio_params(
+            TIPSTER,
+            "there is a fight at the corner now",
+            "SM90",
+        ))
+        .await,
+    )
+    .await;
+    assert!(en.contains("<Message>Got it. Stay safe.</Message>"), "{en}");
+    let es = body(
+        app.twilio(&twilio_params(
+            TIPSTER,
+            "Hola, hay una pelea en la esquina ahora",
+            "SM91",
+        ))
+        .await,
+    )
+    .await;
+    assert!(es.ends_with("<Response/>"), "{es}");
+    assert_eq!(app.alerts().await.len(), 2);
+}

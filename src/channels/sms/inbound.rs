@@ -53,6 +53,8 @@ pub enum Answer {
 /// The SMS settings, parsed and checked.
 pub struct SmsSettingsParsed {
     pub numbers: Vec<PhoneNumber>,
+    /// Acknowledgement texts (English, Spanish); empty sends none.
+    pub acknowledgement: (String, String),
     pub program_name: String,
     pub default_language: Language,
     pub default_priority: Priority,
@@ -238,11 +240,16 @@ impl SmsChannel {
                 if opted_out {
                     return Ok(Answer::Silent);
                 }
-                let mut ack = Texts::received(lang).to_owned();
-                if media_refused {
-                    ack = format!("{} {}", Texts::media_refused(lang), ack);
-                }
-                Ok(Answer::Reply(ack))
+                let ack = match lang {
+                    Language::En => &s.acknowledgement.0,
+                    Language::Es => &s.acknowledgement.1,
+                };
+                Ok(match (ack.is_empty(), media_refused) {
+                    (true, false) => Answer::Silent,
+                    (true, true) => Answer::Reply(Texts::media_refused(lang).to_owned()),
+                    (false, false) => Answer::Reply(ack.clone()),
+                    (false, true) => Answer::Reply(format!("{} {ack}", Texts::media_refused(lang))),
+                })
             }
             Err(IntakeError::Store(e)) => Err(self.refused(store_err(e))),
             Err(e) => {
@@ -422,6 +429,10 @@ impl SmsChannel {
             keyring,
             settings: SmsSettingsParsed {
                 numbers,
+                acknowledgement: (
+                    sms.acknowledgement.en.trim().to_owned(),
+                    sms.acknowledgement.es.trim().to_owned(),
+                ),
                 program_name: sms.program_name.clone(),
                 default_language: Language::parse(&sms.default_language)
                     .ok_or_else(|| invalid("sms.default_language", "use \"en\" or \"es\""))?,

@@ -87,17 +87,6 @@ impl Keyword {
 pub struct Texts;
 
 impl Texts {
-    pub fn received(lang: Language) -> &'static str {
-        match lang {
-            Language::En => {
-                "Thank you. Your tip reached the team. Your number is kept locked, apart from your tip, only so we can reply. Reply STOP to stop texts."
-            }
-            Language::Es => {
-                "Gracias. Su aviso llegó al equipo. Su número se guarda cifrado, aparte de su aviso, solo para poder responderle. Responda STOP para no recibir mensajes."
-            }
-        }
-    }
-
     pub fn stopped(lang: Language, program: &str) -> String {
         match lang {
             Language::En => {
