@@ -9,14 +9,16 @@ mod inbound;
 pub mod language;
 mod limits;
 pub mod provider;
+mod setup;
 pub mod signature;
 mod telnyx;
 pub mod threads;
 mod twilio;
 
-pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed, provider_clients};
+pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed};
 pub use language::{Keyword, Language, Texts};
 pub use limits::SmsLimiter;
+pub use setup::provider_clients;
 pub use threads::{Provider, ReplyAddress, Threads};
 
 use actix_web::web;

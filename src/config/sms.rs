@@ -1,0 +1,210 @@
+//! SMS and reply-relay settings and their checks. Operator input; secret files
+//! (tokens, API keys) are read here and must be readable by their owner only.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsSettings {
+    pub public_base_url: String,
+    pub numbers: Vec<String>,
+    pub program_name: String,
+    pub default_language: String,
+    pub default_priority: String,
+    pub max_body_chars: usize,
+    pub max_media_items: usize,
+    pub max_media_bytes: usize,
+    pub reply_address_days: u64,
+    pub acknowledgement: Acknowledgement,
+    pub twilio: TwilioSettings,
+    pub telnyx: TelnyxSettings,
+}
+
+/// The per-tip acknowledgement, per language; empty sends none.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Acknowledgement {
+    pub en: String,
+    pub es: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TwilioSettings {
+    pub enabled: bool,
+    pub account_sid: String,
+    pub auth_token_files: Vec<PathBuf>,
+    pub api_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelnyxSettings {
+    pub enabled: bool,
+    pub public_key: String,
+    pub api_key_file: PathBuf,
+    pub messaging_profile_id: String,
+    pub api_base_url: String,
+    pub media_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelaySettings {
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub poll_interval_ms: u64,
+}
+
+impl Settings {
+    pub(super) fn validate_sms(&self) -> Result<(), ConfigError> {
+        let sms = &self.sms;
+        let url = sms.public_base_url.trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') {
+            return Err(invalid(
+                "sms.public_base_url",
+                format!("{:?} is not an http(s) base URL", sms.public_base_url),
+                "set the public https:// address the provider calls, e.g. https://tips.example.org",
+            ));
+        }
+        for n in &sms.numbers {
+            if crate::domain::PhoneNumber::parse(n).is_err() {
+                return Err(invalid(
+                    "sms.numbers",
+                    format!("{n:?} is not an E.164 number"),
+                    "write numbers as +<country code><number>, e.g. +15551234567",
+                ));
+            }
+        }
+        if crate::channels::sms::Language::parse(&sms.default_language).is_none() {
+            return Err(invalid(
+                "sms.default_language",
+                format!("{:?} is not supported", sms.default_language),
+                "use \"en\" or \"es\"",
+            ));
+        }
+        if crate::domain::Priority::parse(&sms.default_priority).is_none() {
+            return Err(invalid(
+                "sms.default_priority",
+                format!("{:?} is not a priority", sms.default_priority),
+                "use \"now\", \"today\" or \"fyi\"",
+            ));
+        }
+        if sms.max_body_chars == 0 || sms.reply_address_days == 0 || sms.max_media_bytes == 0 {
+            return Err(invalid(
+                "sms.max_body_chars / sms.reply_address_days / sms.max_media_bytes",
+                "is 0",
+                "set positive values (defaults 1600, 30, 5242880)",
+            ));
+        }
+        for (lang, text) in [
+            ("en", &sms.acknowledgement.en),
+            ("es", &sms.acknowledgement.es),
+        ] {
+            if text.chars().count() > 320 {
+                return Err(invalid(
+                    "sms.acknowledgement",
+                    format!("the {lang} text is longer than 320 characters (two SMS)"),
+                    "shorten it; one SMS holds 160 characters",
+                ));
+            }
+        }
+        if sms.twilio.enabled {
+            if !sms.twilio.account_sid.starts_with("AC") {
+                return Err(invalid(
+                    "sms.twilio.account_sid",
+                    "does not start with AC",
+                    "copy the Account SID from the Twilio console",
+                ));
+            }
+            if sms.twilio.auth_token_files.is_empty() {
+                return Err(invalid(
+                    "sms.twilio.auth_token_files",
+                    "is empty",
+                    "list the file (mode 0600) holding the auth token",
+                ));
+            }
+        }
+        if sms.telnyx.enabled {
+            if crate::channels::sms::signature::TelnyxVerifier::from_base64(&sms.telnyx.public_key)
+                .is_err()
+            {
+                return Err(invalid(
+                    "sms.telnyx.public_key",
+                    "is not a base64 Ed25519 public key",
+                    "copy the public key from the Telnyx portal",
+                ));
+            }
+            if sms.telnyx.api_key_file.as_os_str().is_empty() {
+                return Err(invalid(
+                    "sms.telnyx.api_key_file",
+                    "is empty",
+                    "name the file (mode 0600) holding the API key",
+                ));
+            }
+        }
+        if (sms.twilio.enabled || sms.telnyx.enabled) && sms.numbers.is_empty() {
+            return Err(invalid(
+                "sms.numbers",
+                "is empty while an SMS provider is enabled",
+                "list the program's numbers in E.164",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn sms_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
+        let per_client = check_quota(self.rate_limits.sms.per_client).ok_or_else(|| {
+            invalid(
+                "rate_limits.sms.per_client",
+                "count and per_secs must both be positive",
+                "for example { count = 10, per_secs = 3600 }",
+            )
+        })?;
+        let global = check_quota(self.rate_limits.sms.global).ok_or_else(|| {
+            invalid(
+                "rate_limits.sms.global",
+                "count and per_secs must both be positive",
+                "for example { count = 600, per_secs = 60 }",
+            )
+        })?;
+        Ok((per_client, global))
+    }
+
+    /// Reads a secret from a file that only its owner may read.
+    pub fn read_secret(
+        setting: &'static str,
+        path: &Path,
+    ) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            invalid(
+                setting,
+                format!("{}: {e}", path.display()),
+                "create the file with the secret, mode 0600",
+            )
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(invalid(
+                setting,
+                format!("{} is readable by group or others", path.display()),
+                "chmod 600 the file",
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                setting,
+                format!("{}: {e}", path.display()),
+                "make the file readable by the gateway's user",
+            )
+        })?;
+        let secret = zeroize::Zeroizing::new(text.trim().to_owned());
+        if secret.is_empty() {
+            return Err(invalid(
+                setting,
+                format!("{} is empty", path.display()),
+                "put the secret in the file",
+            ));
+        }
+        Ok(secret)
+    }
+}
