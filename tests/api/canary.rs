@@ -113,15 +113,7 @@ async fn no_canary_from_a_tip_request_reaches_redis_logs_metrics_or_disk() {
 
     let alerts = app.alerts().await;
     assert_eq!(alerts.len(), 1);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tipwire_tips_accepted_total{channel=\"web\"} 1"),
         "{metrics}"
@@ -212,15 +204,7 @@ async fn a_forwarded_for_canary_from_a_trusted_proxy_is_used_but_never_stored() 
     assert_eq!(send(&neighbour).await.unwrap().status(), 200);
     assert_eq!(app.alerts().await.len(), 2);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     let redis = dump_redis(&redis_url());
     let mut disk = Vec::new();
     files_under(app.dir.path(), &mut disk);

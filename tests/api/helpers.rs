@@ -204,6 +204,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs `path` and returns the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn alerts(&self) -> Vec<StoredAlert> {
         let reader = AlertReader::new(self.store.clone());
         // After a Redis restart the first command on an old connection fails

@@ -119,17 +119,7 @@ async fn browsers_get_plain_html_error_pages_and_programs_get_json() {
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ok\n"
-    );
+    assert_eq!(app.get_text("/healthz").await, "ok\n");
     assert_eq!(
         app.client
             .get(app.url("/readyz"))

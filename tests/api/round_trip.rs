@@ -60,15 +60,7 @@ async fn a_browser_is_redirected_to_a_thank_you_page_that_does_not_echo_the_tip(
         .unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/thanks");
-    let page = app
-        .client
-        .get(app.url("/thanks"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text("/thanks").await;
     assert!(page.contains("Your tip reached the team"));
     assert!(!page.contains("canary-echo-7731"));
     assert_eq!(app.alerts().await.len(), 1);

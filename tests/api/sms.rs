@@ -4,7 +4,7 @@
 use crate::helpers::{error_code, open_tip};
 use crate::sms_helpers::{PROGRAM_NUMBER, now, spawn_sms_app, telnyx_event, twilio_params};
 use tipwire::domain::ThreadId;
-use tipwire::relay::{self, Kind};
+use tipwire::relay::Kind;
 
 const TIPSTER: &str = "+15557654321";
 
@@ -79,16 +79,8 @@ async fn a_reply_reaches_the_tipsters_number_through_twilio() {
     app.twilio(&twilio_params(TIPSTER, "need someone at the park", "SM4"))
         .await;
     let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
-    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
-    relay::enqueue(
-        &app.store,
-        &ring,
-        &thread,
-        "We are on our way. Stay safe.",
-        Kind::Reply,
-    )
-    .await
-    .unwrap();
+    app.queue_reply(&thread, "We are on our way. Stay safe.", Kind::Reply)
+        .await;
 
     let report = app.relay.step().await.unwrap();
     assert_eq!(report.sent, 1);
@@ -112,7 +104,6 @@ async fn stop_silences_every_further_text_and_start_resumes() {
     app.twilio(&twilio_params(TIPSTER, "fight brewing", "SM5"))
         .await;
     let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
-    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
 
     let stop = body(app.twilio(&twilio_params(TIPSTER, "STOP", "SM6")).await).await;
     assert!(stop.contains("you will get no more texts"), "{stop}");
@@ -140,18 +131,14 @@ async fn stop_silences_every_further_text_and_start_resumes() {
         "tips still arrive; keywords are not tips"
     );
 
-    relay::enqueue(&app.store, &ring, &thread, "are you safe?", Kind::Reply)
-        .await
-        .unwrap();
+    app.queue_reply(&thread, "are you safe?", Kind::Reply).await;
     let report = app.relay.step().await.unwrap();
     assert_eq!((report.sent, report.suppressed), (0, 1));
     assert!(stand_in.sent().is_empty());
 
     let start = body(app.twilio(&twilio_params(TIPSTER, "START", "SM9")).await).await;
     assert!(start.contains("texts resumed"), "{start}");
-    relay::enqueue(&app.store, &ring, &thread, "are you safe?", Kind::Reply)
-        .await
-        .unwrap();
+    app.queue_reply(&thread, "are you safe?", Kind::Reply).await;
     assert_eq!(app.relay.step().await.unwrap().sent, 1);
     assert_eq!(stand_in.sent().len(), 1);
 }
@@ -196,15 +183,7 @@ async fn a_forged_or_missing_twilio_signature_gets_403_and_nothing_is_stored() {
     let r = app.twilio_signed(&params, "").await;
     assert_eq!(r.status(), 403);
     assert!(app.alerts().await.is_empty());
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tipwire_webhook_signature_failures_total{provider=\"twilio\"} 2"),
         "{metrics}"
@@ -346,12 +325,10 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
     let (app, stand_in) = spawn_sms_app(|s| s.relay.max_attempts = 3).await;
     app.twilio(&twilio_params(TIPSTER, "hello", "SM40")).await;
     let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
-    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
 
     stand_in.state.lock().unwrap().fail_next = 1;
-    relay::enqueue(&app.store, &ring, &thread, "first try fails", Kind::Reply)
-        .await
-        .unwrap();
+    app.queue_reply(&thread, "first try fails", Kind::Reply)
+        .await;
     assert_eq!(app.relay.step().await.unwrap().retried, 1);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let report = app.relay.step().await.unwrap();
@@ -359,15 +336,8 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
     assert_eq!(stand_in.sent()[0].body, "first try fails");
 
     stand_in.state.lock().unwrap().fail_next = 100;
-    relay::enqueue(
-        &app.store,
-        &ring,
-        &thread,
-        "never gets through",
-        Kind::Reply,
-    )
-    .await
-    .unwrap();
+    app.queue_reply(&thread, "never gets through", Kind::Reply)
+        .await;
     let mut dead = 0;
     for _ in 0..10 {
         dead += app.relay.step().await.unwrap().dead;
@@ -381,15 +351,7 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
         .await
         .unwrap();
     assert_eq!(dead_len, 1);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tipwire_replies_total{outcome=\"dead\"} 1"),
         "{metrics}"
@@ -417,10 +379,8 @@ async fn no_canary_from_a_text_reaches_redis_logs_metrics_or_disk() {
     assert_eq!(app.twilio(&params).await.status(), 200);
     // The reply path handles the number in clear, in memory only.
     let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
-    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
-    relay::enqueue(&app.store, &ring, &thread, "reply to canary", Kind::Reply)
-        .await
-        .unwrap();
+    app.queue_reply(&thread, "reply to canary", Kind::Reply)
+        .await;
     assert_eq!(app.relay.step().await.unwrap().sent, 1);
     assert_eq!(
         stand_in.sent()[0].to,
@@ -432,15 +392,7 @@ async fn no_canary_from_a_text_reaches_redis_logs_metrics_or_disk() {
     let mut disk = Vec::new();
     files_under(app.dir.path(), &mut disk);
     let logs = crate::helpers::logs();
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     let bare = number.trim_start_matches('+').to_owned();
     for canary in [&number, &bare, &sid, &zip, &city, &account] {
         assert!(!contains(&redis, canary), "{canary} in Redis");
@@ -620,10 +572,7 @@ async fn a_telnyx_stop_queues_one_confirmation_and_then_suppresses_replies() {
     );
     assert_eq!(stand_in.sent().len(), 2);
 
-    let ring = tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap();
-    relay::enqueue(&app.store, &ring, &thread, "are you safe?", Kind::Reply)
-        .await
-        .unwrap();
+    app.queue_reply(&thread, "are you safe?", Kind::Reply).await;
     let report = app.relay.step().await.unwrap();
     assert_eq!((report.sent, report.suppressed), (0, 1));
     assert_eq!(stand_in.sent().len(), 2, "nothing new reached the provider");
@@ -705,15 +654,7 @@ async fn telnyx_fields_never_reach_redis_logs_or_metrics() {
     let mut disk = Vec::new();
     files_under(app.dir.path(), &mut disk);
     let logs = crate::helpers::logs();
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tipwire_webhook_signature_failures_total{provider=\"telnyx\"} 1"),
         "the forgery took the refusal path: {metrics}"

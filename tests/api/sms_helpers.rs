@@ -256,6 +256,19 @@ pub fn twilio_params<'a>(from: &'a str, body: &'a str, sid: &'a str) -> Vec<(&'a
 }
 
 impl TestApp {
+    /// Queues a message to the tipster of `thread`, as `tipwire reply` does.
+    pub async fn queue_reply(
+        &self,
+        thread: &tipwire::domain::ThreadId,
+        text: &str,
+        kind: tipwire::relay::Kind,
+    ) -> String {
+        let ring = tipwire::crypto::Keyring::load(&self.settings.keys.dir).unwrap();
+        tipwire::relay::enqueue(&self.store, &ring, thread, text, kind)
+            .await
+            .unwrap()
+    }
+
     /// Posts a Twilio webhook signed as Twilio would sign it.
     pub async fn twilio(&self, params: &[(&str, &str)]) -> reqwest::Response {
         let signature = twilio_signature(
