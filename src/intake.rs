@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
-use crate::bus::{AlertEntry, AlertProducer, Appended, StoreError};
+use crate::bus::{AlertEntry, AlertProducer, Appended, SenderState, StoreError};
 use crate::crypto::{Keyring, SealError, seal};
 use crate::domain::{InboundTip, TipDocument, TipId};
 use crate::mediator::{DirectoryError, MediatorDirectory, Routing};
@@ -41,7 +41,7 @@ impl From<DirectoryError> for IntakeError {
 pub enum Submitted {
     Stored(Receipt),
     /// A retried or replayed provider message; the first copy is stored.
-    Duplicate,
+    Duplicate(SenderState),
 }
 
 /// Proof that a tip is in the stream.
@@ -49,6 +49,8 @@ pub enum Submitted {
 pub struct Receipt {
     pub tip_id: TipId,
     pub stream_id: String,
+    /// For provider messages: the sender's opt-out and reply-address state.
+    pub sender: SenderState,
 }
 
 #[derive(Clone)]
@@ -126,6 +128,7 @@ impl Intake {
         drop(document);
 
         let mut stream_id = None;
+        let mut sender = SenderState::default();
         let mut recipient_count = 0;
         for attempt in 0..MAX_SEAL_ATTEMPTS {
             let routing = self.routing(attempt > 0).await?;
@@ -159,18 +162,19 @@ impl Intake {
                 key_version: self.keyring.key_version(),
                 envelope,
             };
-            match self
+            let (appended, state) = self
                 .producer
-                .append(&entry, routing.version, tip.dedupe.as_deref())
-                .await?
-            {
+                .append(&entry, routing.version, tip.provider.as_ref())
+                .await?;
+            sender = state;
+            match appended {
                 Appended::Stored(id) => {
                     stream_id = Some(id);
                     break;
                 }
                 Appended::Duplicate => {
                     tracing::info!("provider message already stored; not stored again");
-                    return Ok(Submitted::Duplicate);
+                    return Ok(Submitted::Duplicate(sender));
                 }
                 Appended::StaleDirectory => {
                     tracing::debug!("mediator directory changed; sealing again")
@@ -187,7 +191,11 @@ impl Intake {
             .with_label_values(&[tip.channel.as_str()])
             .inc();
         tracing::info!(recipients = recipient_count, "tip sealed and appended");
-        Ok(Submitted::Stored(Receipt { tip_id, stream_id }))
+        Ok(Submitted::Stored(Receipt {
+            tip_id,
+            stream_id,
+            sender,
+        }))
     }
 }
 

@@ -13,7 +13,7 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{FromRedisValue, Value};
 
 use super::{Store, StoreError};
-use crate::domain::TipId;
+use crate::domain::{ProviderMessage, TipId};
 
 /// A Lua function appending with an id whose time part is `ms` (a minute
 /// boundary), or the stream's newest time if that is later, so ids stay
@@ -44,16 +44,29 @@ end
 /// the dedupe marker). Otherwise appends and then sets the marker, so a failed
 /// append never leaves a marker behind. The marker expires a day after the
 /// hour the message came in: its TTL says nothing finer. Returns `{1, id}`.
+///
+/// For provider messages (`ARGV[3]` not empty) it first restarts the expiry
+/// of the thread's sealed reply address (fourth key) at `ARGV[3]` and checks
+/// the sender's `ARGV[4]` pseudonyms against the opt-out set (fifth key); both
+/// answers are appended to the reply. `ARGV[5 + count..]` are the fields.
 const APPEND_LUA: &str = r"
+local kept, opted = 0, 0
+local count = tonumber(ARGV[4])
+if ARGV[3] ~= '' then
+  kept = redis.call('EXPIREAT', KEYS[4], ARGV[3])
+  for i = 1, count do
+    if redis.call('SISMEMBER', KEYS[5], ARGV[4 + i]) == 1 then opted = 1 end
+  end
+end
 local version = redis.call('GET', KEYS[2]) or '0'
-if version ~= ARGV[1] then return {0, version} end
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
-local id = coarse_xadd(KEYS[1], ARGV[2], {unpack(ARGV, 3)})
+if version ~= ARGV[1] then return {0, version, kept, opted} end
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {2, '', kept, opted} end
+local id = coarse_xadd(KEYS[1], ARGV[2], {unpack(ARGV, 5 + count)})
 if KEYS[3] then
   local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
   redis.call('SET', KEYS[3], '1', 'EXAT', hour + 3600 + 86400)
 end
-return {1, id}
+return {1, id, kept, opted}
 ";
 
 /// Appends `ARGV[2..]` to `KEYS[1]` with a coarse id at minute `ARGV[1]` (ms).
@@ -80,6 +93,14 @@ pub struct AlertEntry {
     pub thread: String,
     pub key_version: String,
     pub envelope: Vec<u8>,
+}
+
+/// What the append found about a provider message's sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderState {
+    /// The thread's sealed reply address existed and its expiry was restarted.
+    pub reply_address_kept: bool,
+    pub opted_out: bool,
 }
 
 /// What an append did.
@@ -121,15 +142,31 @@ impl AlertProducer {
         &self,
         entry: &AlertEntry,
         directory_version: u64,
-        dedupe: Option<&str>,
-    ) -> Result<Appended, StoreError> {
+        provider: Option<&ProviderMessage>,
+    ) -> Result<(Appended, SenderState), StoreError> {
         let mut conn = self.store.conn().await?;
+        let keys = self.store.keys();
         let minute_ms = entry.received.saturating_mul(1000);
-        let mut invocation = self.script.key(self.store.keys().alerts());
+        let mut invocation = self.script.key(keys.alerts());
         invocation
-            .key(self.store.keys().mediators_version())
+            .key(keys.mediators_version())
             .arg(directory_version)
-            .arg(minute_ms)
+            .arg(minute_ms);
+        match provider {
+            Some(p) => {
+                invocation
+                    .key(keys.dedupe(&p.dedupe))
+                    .key(keys.reply_to(&entry.thread))
+                    .key(keys.opted_out())
+                    .arg(p.reply_expire_at)
+                    .arg(p.pseudonyms.len())
+                    .arg(&p.pseudonyms);
+            }
+            None => {
+                invocation.arg("").arg(0);
+            }
+        }
+        invocation
             .arg("tip_id")
             .arg(entry.tip_id.as_str())
             .arg("zone")
@@ -148,15 +185,18 @@ impl AlertProducer {
             .arg(&entry.key_version)
             .arg("envelope")
             .arg(entry.envelope.as_slice());
-        if let Some(marker) = dedupe {
-            invocation.key(self.store.keys().dedupe(marker));
-        }
-        let (status, id): (i64, String) = invocation.invoke_async(&mut conn).await?;
-        Ok(match status {
+        let (status, id, kept, opted): (i64, String, i64, i64) =
+            invocation.invoke_async(&mut conn).await?;
+        let sender = SenderState {
+            reply_address_kept: kept == 1,
+            opted_out: opted == 1,
+        };
+        let appended = match status {
             1 => Appended::Stored(id),
             2 => Appended::Duplicate,
             _ => Appended::StaleDirectory,
-        })
+        };
+        Ok((appended, sender))
     }
 }
 

@@ -8,7 +8,8 @@ mod retention;
 mod store;
 
 pub use alerts::{
-    AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, StoredAlert, coarse_script,
+    AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, SenderState, StoredAlert,
+    coarse_script,
 };
 pub use names::Keys;
 pub use retention::trim_older_than;

@@ -8,5 +8,7 @@ mod zone;
 
 pub use ids::{ThreadId, TipId};
 pub use phone::{InvalidPhoneNumber, PhoneNumber};
-pub use tip::{Attachment, Channel, InboundTip, Priority, TipDocument, TipText, TipTextError};
+pub use tip::{
+    Attachment, Channel, InboundTip, Priority, ProviderMessage, TipDocument, TipText, TipTextError,
+};
 pub use zone::{InvalidZone, Zone, ZoneChoice};

@@ -102,9 +102,22 @@ pub struct InboundTip {
     pub thread: ThreadId,
     /// Photos and files, metadata already stripped.
     pub attachments: Vec<Attachment>,
-    /// A key derived from the provider's message id, so a retried or replayed
-    /// webhook is stored once. Never the id itself.
-    pub dedupe: Option<String>,
+    /// For messages a provider delivered (SMS): what the append also checks
+    /// and refreshes, in the same round trip.
+    pub provider: Option<ProviderMessage>,
+}
+
+/// What a provider-delivered message adds to its append.
+#[derive(Debug, Clone)]
+pub struct ProviderMessage {
+    /// Derived from the provider's message id (a keyed hash), so a retried or
+    /// replayed webhook is stored once. Never the id itself.
+    pub dedupe: String,
+    /// The sender under every kept pseudonym key, checked against the opt-out set.
+    pub pseudonyms: Vec<String>,
+    /// When the thread's sealed reply address should now expire (unix seconds,
+    /// a whole hour).
+    pub reply_expire_at: u64,
 }
 
 /// A sealed attachment: content type and bytes (base64 inside the document).

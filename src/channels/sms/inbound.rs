@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use crate::bus::Store;
 use crate::crypto::Keyring;
 use crate::domain::{
-    Attachment, Channel, InboundTip, PhoneNumber, Priority, ThreadId, TipText, TipTextError,
-    ZoneChoice,
+    Attachment, Channel, InboundTip, PhoneNumber, Priority, ProviderMessage, ThreadId, TipText,
+    TipTextError, ZoneChoice,
 };
 use crate::error::AppError;
 use crate::intake::{Intake, IntakeError, Submitted};
@@ -21,7 +21,7 @@ use super::language::{Keyword, Language, Texts};
 use super::limits::SmsLimiter;
 use super::provider::SmsClient;
 use super::signature::{TelnyxVerifier, TwilioValidator};
-use super::threads::{Provider, Threads};
+use super::threads::{Provider, Threads, coarse_expiry};
 
 /// A media item as the provider lists it; fetched only after the limits.
 #[derive(Clone)]
@@ -216,10 +216,6 @@ impl SmsChannel {
                 TipTextError::TooLong => AppError::FieldTooLong,
             })
         })?;
-        let opted_out = self
-            .keep_address(&thread, &pseudonyms, provider, &msg, s.reply_ttl_secs)
-            .await
-            .map_err(store_err)?;
         let dedupe = self
             .keyring
             .pseudonym_key()
@@ -230,14 +226,47 @@ impl SmsChannel {
             priority: s.default_priority,
             text,
             pseudonym: Some(pseudonym.clone()),
-            thread,
+            thread: thread.clone(),
             attachments,
-            dedupe: Some(dedupe.as_str().to_owned()),
+            // The append also restarts the reply address's expiry and reads
+            // the opt-out flag: one round trip per text.
+            provider: Some(ProviderMessage {
+                dedupe: dedupe.as_str().to_owned(),
+                pseudonyms: pseudonyms.iter().map(|p| p.as_str().to_owned()).collect(),
+                reply_expire_at: coarse_expiry(s.reply_ttl_secs),
+            }),
         };
-        match self.intake.submit(tip, SystemTime::now()).await {
-            Ok(Submitted::Duplicate) => Ok(Answer::Silent),
-            Ok(Submitted::Stored(_)) => {
-                if opted_out {
+        let submitted = self.intake.submit(tip, SystemTime::now()).await;
+        let sender = match &submitted {
+            Ok(Submitted::Stored(receipt)) => Some(receipt.sender),
+            Ok(Submitted::Duplicate(sender)) => Some(*sender),
+            Err(_) => None,
+        };
+        if let Some(sender) = sender
+            && !sender.reply_address_kept
+        {
+            // First text (or the address expired): seal and store it. The tip
+            // is already safe; without an address only replies must wait for
+            // the tipster's next text.
+            if let Err(e) = self
+                .threads
+                .remember(
+                    &thread,
+                    &pseudonym,
+                    provider,
+                    &msg.from,
+                    &msg.to,
+                    s.reply_ttl_secs,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "reply address not stored");
+            }
+        }
+        match submitted {
+            Ok(Submitted::Duplicate(_)) => Ok(Answer::Silent),
+            Ok(Submitted::Stored(receipt)) => {
+                if receipt.sender.opted_out {
                     return Ok(Answer::Silent);
                 }
                 let ack = match lang {

@@ -194,7 +194,7 @@ impl Threads {
 /// Expiry as an absolute time rounded up to the hour: a relative TTL would
 /// tell (to the millisecond, and in the AOF as an absolute time) when the
 /// tipster last texted.
-fn coarse_expiry(ttl_secs: u64) -> u64 {
+pub(crate) fn coarse_expiry(ttl_secs: u64) -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -148,7 +148,7 @@ fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<Inbo
         pseudonym: None,
         thread: ThreadId::random(),
         attachments: Vec::new(),
-        dedupe: None,
+        provider: None,
     })
 }
 
