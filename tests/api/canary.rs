@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use crate::helpers::{form_body, logs, random_hex, redis_url, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, form_body, logs, random_hex, spawn_app, spawn_app_with};
 
 fn flatten(value: &Value, out: &mut Vec<u8>) {
     match value {
@@ -50,6 +50,22 @@ pub fn dump_redis(url: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Fails if any canary appears in Redis (every key and value of the whole
+/// database), the app's files, the captured logs, or what `/metrics` renders.
+pub fn assert_nowhere(app: &TestApp, canaries: &[&str]) {
+    let redis = dump_redis(&app.settings.redis.url);
+    let mut disk = Vec::new();
+    files_under(app.dir.path(), &mut disk);
+    let logs = logs();
+    let metrics = app.metrics.render();
+    for canary in canaries {
+        assert!(!contains(&redis, canary), "{canary} found in Redis");
+        assert!(!contains(&disk, canary), "{canary} found on disk");
+        assert!(!logs.contains(canary), "{canary} found in logs");
+        assert!(!metrics.contains(canary), "{canary} found in metrics");
+    }
 }
 
 pub fn files_under(dir: &std::path::Path, out: &mut Vec<u8>) {
@@ -119,33 +135,24 @@ async fn no_canary_from_a_tip_request_reaches_redis_logs_metrics_or_disk() {
         "{metrics}"
     );
 
-    let redis = dump_redis(&redis_url());
-    let mut disk = Vec::new();
-    files_under(app.dir.path(), &mut disk);
+    assert_nowhere(
+        &app,
+        &[
+            &text,
+            &agent,
+            &forwarded,
+            &forwarded_canary,
+            &extra,
+            &query,
+            &zone,
+            &format!("CANARY-TEXT-{run}"),
+        ],
+    );
     let logs = logs();
     assert!(
         logs.contains("tip sealed and appended"),
         "the log capture works"
     );
-
-    for canary in [
-        &text,
-        &agent,
-        &forwarded,
-        &forwarded_canary,
-        &extra,
-        &query,
-        &zone,
-        &format!("CANARY-TEXT-{run}"),
-    ] {
-        assert!(!contains(&redis, canary), "{canary} found in Redis");
-        assert!(!contains(&disk, canary), "{canary} found on disk");
-        assert!(!logs.contains(canary.as_str()), "{canary} found in logs");
-        assert!(
-            !metrics.contains(canary.as_str()),
-            "{canary} found in metrics"
-        );
-    }
     // The only loopback addresses in the log are listeners the servers
     // announce; a client's ephemeral address would show up as another port.
     let listeners: Vec<&str> = logs
@@ -204,28 +211,18 @@ async fn a_forwarded_for_canary_from_a_trusted_proxy_is_used_but_never_stored() 
     assert_eq!(send(&neighbour).await.unwrap().status(), 200);
     assert_eq!(app.alerts().await.len(), 2);
 
-    let metrics = app.get_text("/metrics").await;
-    let redis = dump_redis(&redis_url());
-    let mut disk = Vec::new();
-    files_under(app.dir.path(), &mut disk);
-    let logs = logs();
     assert!(
-        logs.contains("tip sealed and appended"),
+        logs().contains("tip sealed and appended"),
         "the log capture works"
     );
-    for canary in [
-        &client,
-        &neighbour,
-        &text,
-        &agent,
-        &format!("CANARY-TEXT-{run}"),
-    ] {
-        assert!(!contains(&redis, canary), "{canary} found in Redis");
-        assert!(!contains(&disk, canary), "{canary} found on disk");
-        assert!(!logs.contains(canary.as_str()), "{canary} found in logs");
-        assert!(
-            !metrics.contains(canary.as_str()),
-            "{canary} found in metrics"
-        );
-    }
+    assert_nowhere(
+        &app,
+        &[
+            &client,
+            &neighbour,
+            &text,
+            &agent,
+            &format!("CANARY-TEXT-{run}"),
+        ],
+    );
 }
