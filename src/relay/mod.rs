@@ -296,7 +296,7 @@ impl RelayWorker {
         // Under every kept pseudonym key, so a rotation never lifts an opt-out.
         let pseudonyms = self.keyring.pseudonyms_of(address.to.as_bytes());
         if queued.kind == Kind::Reply && self.threads.is_opted_out(&pseudonyms).await? {
-            self.finish(id).await?;
+            self.finish(id, None).await?;
             report.suppressed += 1;
             self.outcome("suppressed");
             return Ok(());
@@ -335,7 +335,7 @@ impl RelayWorker {
         }
         match client.send(&sms).await {
             Ok(_) => {
-                self.finish(id).await?;
+                self.finish(id, None).await?;
                 report.sent += 1;
                 self.outcome("sent");
                 tracing::info!(thread = %thread, pseudonym = %address.pseudonym, provider = address.provider.as_str(), "reply sent");
@@ -350,21 +350,7 @@ impl RelayWorker {
                     .saturating_mul(1 << next.attempts.min(16));
                 let member =
                     serde_json::to_string(&next).map_err(|_| StoreError::Corrupt("outbound"))?;
-                let keys = self.store.keys();
-                let mut conn = self.store.conn().await?;
-                let _: () = redis::pipe()
-                    .atomic()
-                    .zadd(
-                        keys.outbound_retry(),
-                        member,
-                        now_ms().saturating_add(delay),
-                    )
-                    .ignore()
-                    .xack(keys.outbound(), RELAY_GROUP, &[id])
-                    .ignore()
-                    .xdel(keys.outbound(), &[id])
-                    .ignore()
-                    .query_async(&mut conn)
+                self.finish(id, Some((member, now_ms().saturating_add(delay))))
                     .await?;
                 report.retried += 1;
                 self.outcome("retry");
@@ -378,11 +364,17 @@ impl RelayWorker {
         Ok(())
     }
 
-    async fn finish(&self, id: &str) -> Result<(), StoreError> {
+    /// Acks and deletes the entry; with `retry`, schedules the message again
+    /// (member, due time in ms) in the same transaction.
+    async fn finish(&self, id: &str, retry: Option<(String, u64)>) -> Result<(), StoreError> {
         let keys = self.store.keys();
         let mut conn = self.store.conn().await?;
-        let _: () = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some((member, due)) = retry {
+            pipe.zadd(keys.outbound_retry(), member, due).ignore();
+        }
+        let _: () = pipe
             .xack(keys.outbound(), RELAY_GROUP, &[id])
             .ignore()
             .xdel(keys.outbound(), &[id])
