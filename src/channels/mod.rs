@@ -3,6 +3,7 @@
 //! takes `&mut ServiceConfig`. SMS and email join here as sibling modules.
 
 pub mod body;
+pub mod email;
 pub mod form;
 pub mod sms;
 pub mod web;

@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use crate::domain::Zone;
 
+mod email;
 mod sms;
+pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
 pub use sms::{Acknowledgement, RelaySettings, SmsSettings, TelnyxSettings, TwilioSettings};
 
 /// The shipped defaults, documented line by line.
@@ -56,6 +58,7 @@ pub struct Settings {
     pub zones: Vec<ZoneSettings>,
     pub sms: SmsSettings,
     pub relay: RelaySettings,
+    pub email: EmailSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -117,6 +120,7 @@ pub struct LogSettings {
 pub struct RateLimitSettings {
     pub web: ChannelLimits,
     pub sms: ChannelLimits,
+    pub email: EmailLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +283,7 @@ impl Settings {
         self.sms_limits()?;
         self.zones()?;
         self.validate_sms()?;
+        self.validate_email()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0
             || self.relay.poll_interval_ms == 0

@@ -1,11 +1,13 @@
 //! Domain types, parsed once at the edge from untrusted input and passed inward
 //! as proof that they were checked.
 
+mod email;
 mod ids;
 mod phone;
 mod tip;
 mod zone;
 
+pub use email::{EmailAddress, InvalidEmailAddress};
 pub use ids::{ThreadId, TipId};
 pub use phone::{InvalidPhoneNumber, PhoneNumber};
 pub use tip::{

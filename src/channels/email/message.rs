@@ -1,0 +1,1619 @@
+//! Turns the raw bytes of one inbound email into what is sealed: the sender
+//! (for the pseudonym and replies), threading ids, the subject, the text and
+//! the photo/PDF attachments. Every other header (Received, DKIM-Signature,
+//! X-Originating-IP, User-Agent, Date, To, ...) is dropped here. The message
+//! bytes and the envelope sender are untrusted network input: nothing in this
+//! module panics on them, and no error carries any of their content.
+//!
+//! Rules, chosen to refuse rather than guess:
+//!
+//! - [`MessageError::Malformed`]: the header section is missing (the message
+//!   is empty or starts with a blank line), is not UTF-8 (RFC 6532 allows
+//!   UTF-8 there, nothing else 8-bit), holds a line that is neither a
+//!   `name: value` field (RFC 5322 §2.2 field names: printable ASCII but the
+//!   colon) nor a folded continuation, or holds a control character other
+//!   than tab (NUL included); there is no From with a valid address and no
+//!   envelope sender; a multipart part has no parts, no boundary or nests
+//!   deeper than [`MAX_MIME_DEPTH`]; a text body could not be decoded (bad
+//!   base64, a multipart cut off before its closing boundary); or the text,
+//!   once decoded, is not text: it holds U+FFFD (bytes invalid in the declared
+//!   charset, such as 8-bit garbage labelled UTF-8) or a control character
+//!   other than tab, CR, LF and form feed.
+//! - [`MessageError::Empty`]: the text is blank (after redaction, when on) and
+//!   no attachment was kept.
+//! - [`MessageError::TooLong`]: the text, after HTML is reduced to text and
+//!   before redaction, has more than `max_text_chars` characters.
+//!
+//! The text is every text/plain body part in order (mail-parser's text body
+//! list, so a client that splits the text around a pasted photo loses
+//! nothing), or the text/html body reduced to text when there is no plain one.
+//!
+//! Attachments, inline or not (a photo pasted into the body is still a photo):
+//! image/jpeg (also the common misspellings image/jpg and image/pjpeg),
+//! image/png and image/heic or image/heif are kept when the declared type
+//! matches the magic bytes and [`metadata::strip`] succeeds; JPEG and PNG lose
+//! their EXIF, GPS, XMP and comments, while HEIC passes through unchanged (see
+//! that module). application/pdf is kept as sent when it starts with `%PDF-`:
+//! **PDF metadata (author, producer, creation tool, XMP) is not stripped**,
+//! so it reaches the zone's recipients. Everything else (archives,
+//! executables, calendar invites, forwarded messages, audio, video, declared
+//! types that do not match the bytes, parts past the count or size limits)
+//! is dropped and flagged in [`ParsedMessage::attachments_refused`].
+
+use std::borrow::Cow;
+
+use mail_parser::decoders::html::html_to_text;
+use mail_parser::{Address, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+
+use crate::domain::{Attachment, EmailAddress};
+use crate::privacy::metadata::{self, ImageKind};
+
+/// Deepest MIME nesting accepted: the root is level 0, and a part inside
+/// eight nested multiparts is level 8. Real clients stay under 5.
+pub const MAX_MIME_DEPTH: usize = 8;
+const MAX_SUBJECT_CHARS: usize = 200;
+const MAX_ID_CHARS: usize = 250;
+const MAX_REFERENCES: usize = 10;
+/// Enough for any real display name; bounds the redaction work a hostile
+/// From line can cause.
+const MAX_NAME_WORDS: usize = 32;
+const NO_TEXT: &str = "(attachment without text)";
+const ADDRESS_PLACEHOLDER: &str = "[email address]";
+const NAME_PLACEHOLDER: &str = "[name]";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageLimits {
+    pub max_text_chars: usize,
+    pub max_attachments: usize,
+    pub max_attachment_bytes: usize,
+    /// Remove the sender's address, From display name and trailing signature
+    /// block from the text (and the address and name from the subject).
+    pub redact: bool,
+}
+
+/// What is kept of one message. Its `Debug` shows only sizes and counts.
+pub struct ParsedMessage {
+    /// Where replies go and what the pseudonym is derived from: Reply-To if
+    /// it holds a valid address, else From, else the envelope sender.
+    pub sender: EmailAddress,
+    /// The display name on the From line, if any (used for redaction; never
+    /// sealed).
+    pub sender_name: Option<String>,
+    /// Message-ID of this message without angle brackets, if present and sane
+    /// (at most 250 characters, no whitespace or control characters). Used
+    /// only for reply threading; never put in the tip.
+    pub message_id: Option<String>,
+    /// The References chain (ids without angle brackets, sane as above, at
+    /// most the last 10), for threading; In-Reply-To when References is
+    /// absent.
+    pub references: Vec<String>,
+    /// Subject, decoded (RFC 2047), control characters removed, trimmed, at
+    /// most 200 characters, redacted like the text when `redact` is on; `None`
+    /// if absent or blank.
+    pub subject: Option<String>,
+    /// The text to seal, redacted when `limits.redact`. Never empty: a message
+    /// with only attachments gets "(attachment without text)".
+    pub text: String,
+    /// Kept attachments, metadata stripped (except PDF and HEIC; see the
+    /// module documentation).
+    pub attachments: Vec<Attachment>,
+    /// Some attachment was dropped (wrong type, too big, too many, failed to
+    /// strip, or declared type does not match the bytes).
+    pub attachments_refused: bool,
+}
+
+impl std::fmt::Debug for ParsedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedMessage")
+            .field("sender", &self.sender)
+            .field("has_sender_name", &self.sender_name.is_some())
+            .field("has_message_id", &self.message_id.is_some())
+            .field("references", &self.references.len())
+            .field(
+                "subject_chars",
+                &self.subject.as_ref().map(|s| s.chars().count()),
+            )
+            .field("text_chars", &self.text.chars().count())
+            .field("attachments", &self.attachments)
+            .field("attachments_refused", &self.attachments_refused)
+            .finish()
+    }
+}
+
+/// Why a message was refused. The variants carry no message content.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageError {
+    #[error("the message is not a well-formed email")]
+    Malformed,
+    #[error("the message has no text and no usable attachment")]
+    Empty,
+    #[error("the message text is too long")]
+    TooLong,
+}
+
+/// Parses one received message. `raw` is the DATA payload (dot-unstuffed,
+/// size-limited); `envelope_sender` the MAIL FROM address, if it was not the
+/// null path.
+///
+/// # Errors
+///
+/// [`MessageError`]; the module documentation gives the rules.
+pub fn parse(
+    raw: &[u8],
+    envelope_sender: Option<&EmailAddress>,
+    limits: &MessageLimits,
+) -> Result<ParsedMessage, MessageError> {
+    check_header_section(raw)?;
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or(MessageError::Malformed)?;
+    check_structure(&message)?;
+
+    let from = message.from();
+    let from_address = from.and_then(first_valid_address);
+    if from_address.is_none() && envelope_sender.is_none() {
+        return Err(MessageError::Malformed);
+    }
+    let sender_name = from
+        .and_then(Address::first)
+        .and_then(|addr| addr.name.as_deref())
+        .and_then(clean_name);
+    let sender = message
+        .reply_to()
+        .and_then(first_valid_address)
+        .or_else(|| from_address.clone())
+        .or_else(|| envelope_sender.cloned())
+        .ok_or(MessageError::Malformed)?;
+
+    let text = body_text(&message)?;
+    if text.chars().count() > limits.max_text_chars {
+        return Err(MessageError::TooLong);
+    }
+    let (attachments, attachments_refused) = collect_attachments(&message, limits)?;
+
+    // Every address the sender showed: a signature or the subject may hold
+    // any of them.
+    let mut addresses: Vec<&EmailAddress> = vec![&sender];
+    for candidate in [from_address.as_ref(), envelope_sender]
+        .into_iter()
+        .flatten()
+    {
+        if !addresses
+            .iter()
+            .any(|a| a.canonical() == candidate.canonical())
+        {
+            addresses.push(candidate);
+        }
+    }
+    let name = sender_name.as_deref();
+
+    let mut text = if limits.redact {
+        redact_with(&text, &addresses, name)
+    } else {
+        text
+    };
+    if text.trim().is_empty() {
+        if attachments.is_empty() {
+            return Err(MessageError::Empty);
+        }
+        text = NO_TEXT.to_owned();
+    }
+
+    let subject = message
+        .subject()
+        .and_then(|s| clean_subject(s, limits.redact.then_some((&addresses[..], name))));
+    let message_id = message
+        .message_id()
+        .filter(|id| is_sane_id(id))
+        .map(str::to_owned);
+    // RFC 5256 §2.2: without References, In-Reply-To is the parent.
+    let chain = message
+        .references()
+        .as_text_list()
+        .filter(|ids| !ids.is_empty())
+        .or_else(|| message.in_reply_to().as_text_list())
+        .unwrap_or_default();
+    let mut references: Vec<String> = chain
+        .iter()
+        .filter(|id| is_sane_id(id))
+        .map(ToString::to_string)
+        .collect();
+    references.drain(..references.len().saturating_sub(MAX_REFERENCES));
+
+    Ok(ParsedMessage {
+        sender,
+        sender_name,
+        message_id,
+        references,
+        subject,
+        text,
+        attachments,
+        attachments_refused,
+    })
+}
+
+/// Replaces the address (case-insensitive) with "[email address]", the
+/// display name and each of its words of two or more letters (whole words,
+/// case-insensitive, Unicode-aware) with "[name]", and drops a trailing
+/// signature block: from the last line that is exactly "-- " or "--" to the
+/// end, plus trailing mobile footers ("Sent from my iPhone", "Get Outlook for
+/// Android", "Enviado desde mi iPhone", ...). Everything else is kept byte for
+/// byte, except that trailing blank lines are trimmed.
+#[must_use]
+pub fn redact(text: &str, address: &EmailAddress, name: Option<&str>) -> String {
+    redact_with(text, &[address], name)
+}
+
+fn redact_with(text: &str, addresses: &[&EmailAddress], name: Option<&str>) -> String {
+    replace_identity(drop_signature(text), addresses, name)
+}
+
+// ---------------------------------------------------------------------------
+// Structure
+
+/// The checks mail-parser does not make: it accepts almost anything as a
+/// header section, including 8-bit garbage and NUL bytes.
+fn check_header_section(raw: &[u8]) -> Result<(), MessageError> {
+    // The header section ends at the first empty line (RFC 5322 §2.1); a
+    // message that is only headers has no empty line.
+    let end = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .into_iter()
+        .chain(raw.windows(3).position(|w| w == b"\n\r\n"))
+        .min()
+        .map_or(raw.len(), |pos| pos + 1);
+    let block = raw.get(..end).ok_or(MessageError::Malformed)?;
+    let block = std::str::from_utf8(block).map_err(|_| MessageError::Malformed)?;
+    let mut lines = block.lines().peekable();
+    if lines.peek().is_none_or(|first| first.is_empty()) {
+        return Err(MessageError::Malformed);
+    }
+    for (index, line) in lines.enumerate() {
+        // `lines` strips a CR only before LF; a bare CR is a control here.
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(MessageError::Malformed);
+        }
+        if line.starts_with([' ', '\t']) {
+            if index == 0 {
+                return Err(MessageError::Malformed);
+            }
+            continue;
+        }
+        let (name, _) = line.split_once(':').ok_or(MessageError::Malformed)?;
+        if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err(MessageError::Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// Walks the MIME tree from the root: every multipart has parts, a boundary
+/// and stays within [`MAX_MIME_DEPTH`].
+fn check_structure(message: &Message<'_>) -> Result<(), MessageError> {
+    let mut stack = vec![(0_u32, 0_usize)];
+    while let Some((id, depth)) = stack.pop() {
+        let part = part_by_id(message, id).ok_or(MessageError::Malformed)?;
+        match &part.body {
+            PartType::Multipart(children) => {
+                if children.is_empty() || depth >= MAX_MIME_DEPTH {
+                    return Err(MessageError::Malformed);
+                }
+                for &child in children {
+                    // Children always come after their parent; insisting on it
+                    // rules out cycles.
+                    if child <= id {
+                        return Err(MessageError::Malformed);
+                    }
+                    stack.push((child, depth + 1));
+                }
+            }
+            // mail-parser turns a multipart whose boundary never appears into
+            // a text part.
+            _ if part
+                .content_type()
+                .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")) =>
+            {
+                return Err(MessageError::Malformed);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn part_by_id<'a>(message: &'a Message<'_>, id: u32) -> Option<&'a MessagePart<'a>> {
+    message.parts.get(usize::try_from(id).ok()?)
+}
+
+// ---------------------------------------------------------------------------
+// Headers
+
+fn first_valid_address(address: &Address<'_>) -> Option<EmailAddress> {
+    address
+        .iter()
+        .filter_map(|addr| addr.address.as_deref())
+        .find_map(|a| EmailAddress::parse(a).ok())
+}
+
+fn clean_name(name: &str) -> Option<String> {
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+fn clean_subject(
+    subject: &str,
+    redaction: Option<(&[&EmailAddress], Option<&str>)>,
+) -> Option<String> {
+    let cleaned: String = subject.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = match redaction {
+        Some((addresses, name)) => replace_identity(cleaned.trim(), addresses, name),
+        None => cleaned.trim().to_owned(),
+    };
+    let cut: String = cleaned.chars().take(MAX_SUBJECT_CHARS).collect();
+    let cut = cut.trim_end();
+    (!cut.is_empty()).then(|| cut.to_owned())
+}
+
+/// A Message-ID or References entry that is safe to keep and echo back in a
+/// reply's In-Reply-To.
+fn is_sane_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= MAX_ID_CHARS
+        && !id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+}
+
+// ---------------------------------------------------------------------------
+// Text
+
+fn body_text(message: &Message<'_>) -> Result<String, MessageError> {
+    let mut text = String::new();
+    for &id in &message.text_body {
+        let Some(part) = part_by_id(message, id) else {
+            continue;
+        };
+        let piece: Cow<'_, str> = match &part.body {
+            PartType::Text(t) => Cow::Borrowed(t.as_ref()),
+            PartType::Html(html) => Cow::Owned(html_to_text(html)),
+            // Images pasted between text parts sit in the same list; they are
+            // handled as attachments.
+            _ => continue,
+        };
+        if part.is_encoding_problem || !is_text(&piece) {
+            return Err(MessageError::Malformed);
+        }
+        if !text.is_empty() && !text.ends_with('\n') && !piece.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&piece);
+    }
+    Ok(text)
+}
+
+fn is_text(s: &str) -> bool {
+    !s.chars().any(|c| {
+        c == char::REPLACEMENT_CHARACTER
+            || (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{0C}'))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Attachments
+
+fn collect_attachments(
+    message: &Message<'_>,
+    limits: &MessageLimits,
+) -> Result<(Vec<Attachment>, bool), MessageError> {
+    let mut kept = Vec::new();
+    let mut refused = false;
+    for part in message.attachments() {
+        let declared = declared_type(part);
+        let as_attachment = part
+            .content_disposition()
+            .is_some_and(mail_parser::ContentType::is_attachment);
+        if matches!(part.body, PartType::Text(_) | PartType::Html(_))
+            && matches!(declared.as_str(), "text/plain" | "text/html")
+            && !as_attachment
+        {
+            // An alternative the text was not taken from, or the last part of
+            // a multipart that never closed.
+            if part.is_encoding_problem {
+                return Err(MessageError::Malformed);
+            }
+            continue;
+        }
+        match accept_attachment(part, &declared, limits, kept.len()) {
+            Some(attachment) => kept.push(attachment),
+            None => refused = true,
+        }
+    }
+    Ok((kept, refused))
+}
+
+/// The attachment to seal, or `None` when it is refused.
+fn accept_attachment(
+    part: &MessagePart<'_>,
+    declared: &str,
+    limits: &MessageLimits,
+    already_kept: usize,
+) -> Option<Attachment> {
+    let bytes = match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) if !part.is_encoding_problem => b,
+        _ => return None,
+    };
+    if bytes.len() > limits.max_attachment_bytes || already_kept >= limits.max_attachments {
+        return None;
+    }
+    if declared == "application/pdf" {
+        return bytes.starts_with(b"%PDF-").then(|| Attachment {
+            content_type: "application/pdf".to_owned(),
+            data: bytes.to_vec(),
+        });
+    }
+    let kind = image_kind(declared)?;
+    if metadata::sniff(bytes) != Some(kind) {
+        return None;
+    }
+    let data = metadata::strip(kind, bytes).ok()?;
+    Some(Attachment {
+        content_type: kind.content_type().to_owned(),
+        data,
+    })
+}
+
+/// `type/subtype`, lowercased, without parameters. RFC 2045 §5.2: a part
+/// without Content-Type is text/plain.
+fn declared_type(part: &MessagePart<'_>) -> String {
+    part.content_type().map_or_else(
+        || "text/plain".to_owned(),
+        |ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default()).to_ascii_lowercase(),
+    )
+}
+
+fn image_kind(declared: &str) -> Option<ImageKind> {
+    match declared {
+        // Not registered types, but some mail clients send them for JPEGs.
+        "image/jpg" | "image/pjpeg" => Some(ImageKind::Jpeg),
+        other => ImageKind::from_content_type(other),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redaction
+
+/// Mobile and webmail footers, matched on a whole trailing line, lowercased,
+/// without a final full stop.
+const FOOTERS: [&str; 11] = [
+    "get outlook for ios",
+    "get outlook for android",
+    "obtener outlook para ios",
+    "obtener outlook para android",
+    "sent from outlook",
+    "sent from mail for windows",
+    "sent from yahoo mail",
+    "sent from proton mail",
+    "sent with proton mail secure email",
+    "enviado desde outlook",
+    "enviado desde yahoo mail",
+];
+/// "Sent from my <device> ...": the device word must be one of these, so a
+/// tip that ends "Sent from my window I saw..." keeps its last line.
+const DEVICE_PREFIXES: [&str; 2] = ["sent from my ", "enviado desde mi "];
+const DEVICES: [&str; 30] = [
+    "iphone",
+    "ipad",
+    "android",
+    "samsung",
+    "galaxy",
+    "huawei",
+    "honor",
+    "pixel",
+    "xiaomi",
+    "redmi",
+    "motorola",
+    "moto",
+    "oneplus",
+    "oppo",
+    "nokia",
+    "lg",
+    "sony",
+    "htc",
+    "blackberry",
+    "verizon",
+    "t-mobile",
+    "mobile",
+    "phone",
+    "smartphone",
+    "tablet",
+    "móvil",
+    "movil",
+    "teléfono",
+    "telefono",
+    "celular",
+];
+/// Longer lines are text, whatever they start with.
+const MAX_FOOTER_CHARS: usize = 60;
+
+/// Drops the signature block and trailing footers, then trailing blank lines.
+fn drop_signature(text: &str) -> &str {
+    let mut offset = 0;
+    let mut signature_start = None;
+    for line in text.split_inclusive('\n') {
+        let content = line.strip_suffix('\n').unwrap_or(line);
+        let content = content.strip_suffix('\r').unwrap_or(content);
+        if content == "-- " || content == "--" {
+            signature_start = Some(offset);
+        }
+        offset += line.len();
+    }
+    let mut kept = signature_start
+        .and_then(|start| text.get(..start))
+        .unwrap_or(text);
+    loop {
+        kept = trim_trailing_blank_lines(kept);
+        let body = kept.trim_end_matches(['\r', '\n']);
+        let start = body.rfind('\n').map_or(0, |pos| pos + 1);
+        match body.get(start..) {
+            Some(last) if is_footer(last) => kept = kept.get(..start).unwrap_or_default(),
+            _ => return kept,
+        }
+    }
+}
+
+fn trim_trailing_blank_lines(text: &str) -> &str {
+    let mut end = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        offset += line.len();
+        if !line.trim().is_empty() {
+            end = offset;
+        }
+    }
+    text.get(..end).unwrap_or(text)
+}
+
+fn is_footer(line: &str) -> bool {
+    let line = line.trim();
+    if line.is_empty() || line.chars().count() > MAX_FOOTER_CHARS {
+        return false;
+    }
+    let lower = line.trim_end_matches('.').to_lowercase();
+    if FOOTERS.iter().any(|f| lower.starts_with(f)) {
+        return true;
+    }
+    DEVICE_PREFIXES.iter().any(|prefix| {
+        lower.strip_prefix(prefix).is_some_and(|rest| {
+            rest.split_whitespace()
+                .next()
+                .map(|word| word.trim_matches(|c: char| !c.is_alphanumeric() && c != '-'))
+                .is_some_and(|word| DEVICES.contains(&word))
+        })
+    })
+}
+
+struct Needle {
+    chars: Vec<char>,
+    replacement: &'static str,
+    whole_word: bool,
+}
+
+/// One left-to-right pass over the text, so a placeholder is never matched
+/// again (a sender named "Email Address" does not mangle "[email address]").
+fn replace_identity(text: &str, addresses: &[&EmailAddress], name: Option<&str>) -> String {
+    let mut needles: Vec<Needle> = addresses
+        .iter()
+        .map(|a| Needle {
+            chars: a.as_str().chars().collect(),
+            replacement: ADDRESS_PLACEHOLDER,
+            whole_word: false,
+        })
+        .collect();
+    needles.extend(
+        name.map(name_words)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|word| Needle {
+                chars: word,
+                replacement: NAME_PLACEHOLDER,
+                whole_word: true,
+            }),
+    );
+    needles.retain(|n| !n.chars.is_empty());
+    if needles.is_empty() {
+        return text.to_owned();
+    }
+
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match needles.iter().find(|n| matches_at(&chars, i, n)) {
+            Some(needle) => {
+                out.push_str(needle.replacement);
+                i += needle.chars.len();
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The whole name and each of its words of two or more letters ("Ruiz-López"
+/// also yields "Ruiz" and "López"), longest first so the whole name wins.
+fn name_words(name: &str) -> Vec<Vec<char>> {
+    let enough_letters = |s: &str| s.chars().filter(|c| c.is_alphabetic()).count() >= 2;
+    let mut words: Vec<&str> = Vec::new();
+    let full = name.trim();
+    words.push(full);
+    for token in full.split_whitespace() {
+        let token = token.trim_matches(|c: char| !c.is_alphanumeric());
+        words.push(token);
+        words.extend(token.split(|c: char| !c.is_alphanumeric()));
+    }
+    let mut unique: Vec<Vec<char>> = Vec::new();
+    for word in words.into_iter().filter(|w| enough_letters(w)) {
+        let lower = word.to_lowercase();
+        if !unique
+            .iter()
+            .any(|u| u.iter().collect::<String>().to_lowercase() == lower)
+        {
+            unique.push(word.chars().collect());
+        }
+        if unique.len() >= MAX_NAME_WORDS {
+            break;
+        }
+    }
+    unique.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    unique
+}
+
+fn matches_at(chars: &[char], i: usize, needle: &Needle) -> bool {
+    let len = needle.chars.len();
+    let Some(window) = chars.get(i..i.saturating_add(len)) else {
+        return false;
+    };
+    if !window
+        .iter()
+        .zip(&needle.chars)
+        .all(|(&a, &b)| a == b || a.to_lowercase().eq(b.to_lowercase()))
+    {
+        return false;
+    }
+    if !needle.whole_word {
+        return true;
+    }
+    let before = i.checked_sub(1).and_then(|j| chars.get(j));
+    let after = chars.get(i.saturating_add(len));
+    !before.is_some_and(|c| c.is_alphanumeric()) && !after.is_some_and(|c| c.is_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    fn limits() -> MessageLimits {
+        MessageLimits {
+            max_text_chars: 5_000,
+            max_attachments: 3,
+            max_attachment_bytes: 1_000_000,
+            redact: false,
+        }
+    }
+
+    fn address(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
+    }
+
+    /// Test messages are written with `\n`; mail arrives with CRLF.
+    fn crlf(s: &str) -> Vec<u8> {
+        s.replace('\n', "\r\n").into_bytes()
+    }
+
+    fn parse_ok(raw: &[u8]) -> ParsedMessage {
+        parse(raw, None, &limits()).unwrap()
+    }
+
+    fn parse_err(raw: &[u8]) -> MessageError {
+        parse(raw, None, &limits()).unwrap_err()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        let encoded = STANDARD.encode(bytes);
+        encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    /// A multipart/mixed message from Ana with a text part and one base64
+    /// part per `(content type header value, bytes)`.
+    fn with_attachments(text: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut raw = String::from(
+            "From: Ana Ruiz <ana@example.org>\r\n\
+             Subject: photos\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+             \r\n\
+             --b1\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\
+             \r\n",
+        );
+        raw.push_str(text);
+        raw.push_str("\r\n");
+        for (i, (content_type, bytes)) in parts.iter().enumerate() {
+            raw.push_str(&format!(
+                "--b1\r\nContent-Type: {content_type}\r\n\
+                 Content-Disposition: attachment; filename=\"f{i}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+                b64(bytes)
+            ));
+        }
+        raw.push_str("--b1--\r\n");
+        raw.into_bytes()
+    }
+
+    fn rgb_pixels() -> Vec<u8> {
+        (0..16_u8)
+            .flat_map(|y| (0..16_u8).map(move |x| (x, y)))
+            .flat_map(|(x, y)| [x * 16, y * 16, x.wrapping_add(y) * 8])
+            .collect()
+    }
+
+    const EXIF_CANARY: &[u8] = b"GPS-CANARY-40.7128N-74.0060W";
+    const PNG_CANARY: &str = "PNG-TEXT-CANARY-Ana-Ruiz-phone";
+
+    /// A JPEG as a phone writes it: an APP1 EXIF segment right after SOI.
+    fn jpeg_with_exif() -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&rgb_pixels(), 16, 16, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let mut payload = b"Exif\0\0".to_vec();
+        payload.extend_from_slice(EXIF_CANARY);
+        let mut segment = vec![0xFF, 0xE1];
+        segment.extend_from_slice(&u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+        segment.extend_from_slice(&payload);
+        jpeg.splice(2..2, segment);
+        jpeg
+    }
+
+    fn png_with_text() -> Vec<u8> {
+        let mut png = Vec::new();
+        let mut encoder = png::Encoder::new(&mut png, 16, 16);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .add_text_chunk("Author".into(), PNG_CANARY.into())
+            .unwrap();
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&rgb_pixels()).unwrap();
+        writer.finish().unwrap();
+        png
+    }
+
+    const PDF: &[u8] =
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    // -- text ---------------------------------------------------------------
+
+    #[test]
+    fn a_plain_text_message_keeps_its_text_subject_sender_and_thread_ids() {
+        let m = parse_ok(&crlf(
+            "From: Ana Ruiz <ana@example.org>\n\
+             To: tips@tipwire.example\n\
+             Subject: Fight tonight\n\
+             Message-ID: <m1@example.org>\n\
+             References: <r1@example.org> <r2@example.org>\n\
+             \n\
+             There will be a fight at the park tonight.\n",
+        ));
+        assert_eq!(m.text, "There will be a fight at the park tonight.\r\n");
+        assert_eq!(m.subject.as_deref(), Some("Fight tonight"));
+        assert_eq!(m.sender.as_str(), "ana@example.org");
+        assert_eq!(m.sender_name.as_deref(), Some("Ana Ruiz"));
+        assert_eq!(m.message_id.as_deref(), Some("m1@example.org"));
+        assert_eq!(m.references, ["r1@example.org", "r2@example.org"]);
+        assert!(m.attachments.is_empty());
+        assert!(!m.attachments_refused);
+    }
+
+    #[test]
+    fn multipart_alternative_takes_the_text_part_not_the_html() {
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\n\
+             Content-Type: multipart/alternative; boundary=alt\n\
+             \n\
+             --alt\n\
+             Content-Type: text/plain; charset=utf-8\n\
+             \n\
+             plain words\n\
+             --alt\n\
+             Content-Type: text/html; charset=utf-8\n\
+             \n\
+             <p>html words</p>\n\
+             --alt--\n",
+        ));
+        assert_eq!(m.text, "plain words");
+        assert!(m.attachments.is_empty());
+        assert!(!m.attachments_refused);
+    }
+
+    #[test]
+    fn an_html_only_message_is_reduced_to_text() {
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\n\
+             Content-Type: text/html; charset=utf-8\n\
+             \n\
+             <html><head><style>p{color:red}</style></head><body>\
+             <p>Meet at <b>5th</b> &amp; Main</p><script>alert(1)</script>\
+             </body></html>\n",
+        ));
+        assert!(m.text.contains("Meet at 5th & Main"), "{:?}", m.text);
+        for gone in ["<", "color", "alert", "&amp;"] {
+            assert!(!m.text.contains(gone), "{gone} survived in {:?}", m.text);
+        }
+    }
+
+    #[test]
+    fn quoted_printable_and_base64_spanish_text_decode_exactly() {
+        let expected =
+            "Hubo disparos en la esquina de José y España, ¿alguien vio el camión? Año 2024.";
+        let qp = parse_ok(&crlf(
+            "From: ana@example.org\n\
+             Content-Type: text/plain; charset=utf-8\n\
+             Content-Transfer-Encoding: quoted-printable\n\
+             \n\
+             Hubo disparos en la esquina de Jos=C3=A9 y Espa=C3=B1a, =C2=BFalguien vio =\n\
+             el cami=C3=B3n? A=C3=B1o 2024.",
+        ));
+        assert_eq!(qp.text, expected);
+
+        let raw = format!(
+            "From: ana@example.org\r\n\
+             Content-Type: text/plain; charset=UTF-8\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             \r\n\
+             {}\r\n",
+            b64(expected.as_bytes())
+        );
+        assert_eq!(parse_ok(raw.as_bytes()).text, expected);
+    }
+
+    #[test]
+    fn iso_8859_1_text_is_decoded() {
+        let mut raw = crlf(
+            "From: ana@example.org\n\
+             Content-Type: text/plain; charset=iso-8859-1\n\
+             Content-Transfer-Encoding: 8bit\n\
+             \n",
+        );
+        raw.extend_from_slice(b"Ma\xf1ana en la esquina del caf\xe9, \xbfsabes?");
+        assert_eq!(
+            parse_ok(&raw).text,
+            "Mañana en la esquina del café, ¿sabes?"
+        );
+    }
+
+    #[test]
+    fn an_rfc_2047_subject_is_decoded_cleaned_and_cut() {
+        let raw = format!(
+            "From: ana@example.org\r\n\
+             Subject: =?UTF-8?B?{}?= en la =?ISO-8859-1?Q?ma=F1ana?= =?UTF-8?Q?_bell=07here?=\r\n\
+             \r\n\
+             text\r\n",
+            STANDARD.encode("¡Urgente!")
+        );
+        assert_eq!(
+            parse_ok(raw.as_bytes()).subject.as_deref(),
+            Some("¡Urgente! en la mañana bellhere")
+        );
+
+        let long = format!(
+            "From: ana@example.org\r\nSubject:  {} \r\n\r\ntext\r\n",
+            "ñ".repeat(300)
+        );
+        let subject = parse_ok(long.as_bytes()).subject.unwrap();
+        assert_eq!(subject, "ñ".repeat(200));
+
+        let blank = parse_ok(&crlf("From: ana@example.org\nSubject:    \n\ntext\n"));
+        assert_eq!(blank.subject, None);
+        let absent = parse_ok(&crlf("From: ana@example.org\n\ntext\n"));
+        assert_eq!(absent.subject, None);
+    }
+
+    // -- attachments --------------------------------------------------------
+
+    #[test]
+    fn a_jpeg_attachment_loses_its_exif_gps_segment() {
+        let jpeg = jpeg_with_exif();
+        assert!(contains(&jpeg, EXIF_CANARY));
+        let m = parse_ok(&with_attachments(
+            "photo attached",
+            &[("image/jpeg", &jpeg)],
+        ));
+        assert_eq!(m.attachments.len(), 1);
+        let kept = &m.attachments[0];
+        assert_eq!(kept.content_type, "image/jpeg");
+        assert!(kept.data.starts_with(&[0xFF, 0xD8]));
+        assert!(!contains(&kept.data, EXIF_CANARY));
+        assert!(!contains(&kept.data, b"Exif"));
+        assert!(!m.attachments_refused);
+        assert_eq!(m.text, "photo attached");
+    }
+
+    #[test]
+    fn a_png_attachment_loses_its_text_chunk() {
+        let png = png_with_text();
+        assert!(contains(&png, PNG_CANARY.as_bytes()));
+        let m = parse_ok(&with_attachments(
+            "see png",
+            &[("image/png; name=\"a.png\"", &png)],
+        ));
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].content_type, "image/png");
+        assert!(m.attachments[0].data.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert!(!contains(&m.attachments[0].data, PNG_CANARY.as_bytes()));
+        assert!(!contains(&m.attachments[0].data, b"tEXt"));
+    }
+
+    #[test]
+    fn a_zip_attachment_is_refused_and_the_text_kept() {
+        let zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00payload.exe";
+        let m = parse_ok(&with_attachments("zip here", &[("application/zip", zip)]));
+        assert!(m.attachments.is_empty());
+        assert!(m.attachments_refused);
+        assert_eq!(m.text, "zip here");
+    }
+
+    #[test]
+    fn a_pdf_declared_as_png_is_refused() {
+        let m = parse_ok(&with_attachments("fake png", &[("image/png", PDF)]));
+        assert!(m.attachments.is_empty());
+        assert!(m.attachments_refused);
+    }
+
+    #[test]
+    fn a_jpeg_declared_as_png_is_refused() {
+        let m = parse_ok(&with_attachments(
+            "mismatch",
+            &[("image/png", &jpeg_with_exif())],
+        ));
+        assert!(m.attachments.is_empty());
+        assert!(m.attachments_refused);
+    }
+
+    #[test]
+    fn a_pdf_is_kept_byte_for_byte_and_a_fake_pdf_refused() {
+        let m = parse_ok(&with_attachments("report", &[("application/pdf", PDF)]));
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].content_type, "application/pdf");
+        assert_eq!(m.attachments[0].data, PDF);
+        assert!(!m.attachments_refused);
+
+        let fake = parse_ok(&with_attachments(
+            "report",
+            &[("application/pdf", b"MZ\x90\x00exe")],
+        ));
+        assert!(fake.attachments.is_empty());
+        assert!(fake.attachments_refused);
+    }
+
+    #[test]
+    fn attachments_past_the_count_or_size_limit_are_refused() {
+        let three = with_attachments(
+            "three pdfs",
+            &[
+                ("application/pdf", PDF),
+                ("application/pdf", PDF),
+                ("application/pdf", PDF),
+            ],
+        );
+        let two = MessageLimits {
+            max_attachments: 2,
+            ..limits()
+        };
+        let m = parse(&three, None, &two).unwrap();
+        assert_eq!(m.attachments.len(), 2);
+        assert!(m.attachments_refused);
+
+        let small = MessageLimits {
+            max_attachment_bytes: PDF.len() - 1,
+            ..limits()
+        };
+        let m = parse(
+            &with_attachments("big", &[("application/pdf", PDF)]),
+            None,
+            &small,
+        )
+        .unwrap();
+        assert!(m.attachments.is_empty());
+        assert!(m.attachments_refused);
+        let exact = MessageLimits {
+            max_attachment_bytes: PDF.len(),
+            ..limits()
+        };
+        let m = parse(
+            &with_attachments("fits", &[("application/pdf", PDF)]),
+            None,
+            &exact,
+        )
+        .unwrap();
+        assert_eq!(m.attachments.len(), 1);
+    }
+
+    #[test]
+    fn other_types_such_as_calendars_and_forwarded_messages_are_refused() {
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\n\
+             Content-Type: multipart/mixed; boundary=b\n\
+             \n\
+             --b\n\
+             Content-Type: text/plain\n\
+             \n\
+             see below\n\
+             --b\n\
+             Content-Type: text/calendar; method=REQUEST\n\
+             \n\
+             BEGIN:VCALENDAR\n\
+             --b\n\
+             Content-Type: message/rfc822\n\
+             \n\
+             From: someone-else@example.net\n\
+             Subject: FORWARDED-CANARY\n\
+             \n\
+             forwarded body canary\n\
+             --b\n\
+             Content-Type: text/plain; name=notes.txt\n\
+             Content-Disposition: attachment; filename=notes.txt\n\
+             \n\
+             attached notes canary\n\
+             --b--\n",
+        ));
+        assert_eq!(m.text, "see below");
+        assert!(m.attachments.is_empty());
+        assert!(m.attachments_refused);
+    }
+
+    #[test]
+    fn a_photo_pasted_inline_in_an_html_body_is_kept_as_an_attachment() {
+        let raw = format!(
+            "From: ana@example.org\r\n\
+             Content-Type: multipart/related; boundary=rel\r\n\
+             \r\n\
+             --rel\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\
+             \r\n\
+             <p>look</p><img src=\"cid:img1\">\r\n\
+             --rel\r\n\
+             Content-Type: image/jpeg\r\n\
+             Content-Disposition: inline\r\n\
+             Content-ID: <img1>\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             \r\n\
+             {}\r\n\
+             --rel--\r\n",
+            b64(&jpeg_with_exif())
+        );
+        let m = parse_ok(raw.as_bytes());
+        assert!(m.text.contains("look"));
+        assert_eq!(m.attachments.len(), 1);
+        assert!(!contains(&m.attachments[0].data, EXIF_CANARY));
+        assert!(!m.attachments_refused);
+    }
+
+    #[test]
+    fn a_message_with_only_an_attachment_gets_placeholder_text() {
+        let m = parse_ok(&with_attachments("  ", &[("image/png", &png_with_text())]));
+        assert_eq!(m.text, "(attachment without text)");
+        assert_eq!(m.attachments.len(), 1);
+    }
+
+    // -- sender -------------------------------------------------------------
+
+    #[test]
+    fn reply_to_is_preferred_over_from_when_valid() {
+        let m = parse_ok(&crlf(
+            "From: Ana Ruiz <ana@example.org>\n\
+             Reply-To: Other Name <replies@example.net>\n\
+             \n\
+             text\n",
+        ));
+        assert_eq!(m.sender.as_str(), "replies@example.net");
+        assert_eq!(m.sender_name.as_deref(), Some("Ana Ruiz"));
+
+        let invalid = parse_ok(&crlf(
+            "From: Ana Ruiz <ana@example.org>\n\
+             Reply-To: not an address\n\
+             \n\
+             text\n",
+        ));
+        assert_eq!(invalid.sender.as_str(), "ana@example.org");
+    }
+
+    #[test]
+    fn the_envelope_sender_is_used_when_from_is_missing_or_invalid() {
+        let envelope = address("bounce@mail.example.org");
+        for raw in [
+            crlf("Subject: no from\n\ntext\n"),
+            crlf("From: Ana Ruiz <not an address>\n\ntext\n"),
+            crlf("From: \"quoted local\"@example.org\n\ntext\n"),
+        ] {
+            let m = parse(&raw, Some(&envelope), &limits()).unwrap();
+            assert_eq!(m.sender.as_str(), "bounce@mail.example.org");
+        }
+        let with_from = parse(
+            &crlf("From: ana@example.org\n\ntext\n"),
+            Some(&envelope),
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(with_from.sender.as_str(), "ana@example.org");
+    }
+
+    // -- refusals -----------------------------------------------------------
+
+    #[test]
+    fn eight_bit_garbage_is_malformed() {
+        let mut state = 0x2545_f491_u32;
+        let garbage: Vec<u8> = (0..512)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                0x80 | (state >> 24) as u8
+            })
+            .collect();
+        assert_eq!(parse_err(&garbage), MessageError::Malformed);
+        let envelope = address("ana@example.org");
+        assert_eq!(
+            parse(&garbage, Some(&envelope), &limits()).unwrap_err(),
+            MessageError::Malformed
+        );
+        let mut lines = garbage.clone();
+        lines.splice(100..100, b"\r\n\r\n".iter().copied());
+        assert_eq!(parse_err(&lines), MessageError::Malformed);
+    }
+
+    #[test]
+    fn broken_header_sections_are_malformed() {
+        let envelope = address("ana@example.org");
+        for raw in [
+            b"".to_vec(),
+            crlf("\nFrom: ana@example.org\n\ntext\n"),
+            crlf("just some words\nand more\n"),
+            crlf(" From: ana@example.org\n\ntext\n"),
+            crlf("From ana@example.org Mon Jan 1\nFrom: ana@example.org\n\ntext\n"),
+            crlf("From: ana@example.org\nX-Bad Name: 1\n\ntext\n"),
+            b"From: ana@example.org\r\nX-Nul: a\x00b\r\n\r\ntext\r\n".to_vec(),
+            b"From: ana@example.org\r\nX-Cr: a\rb\r\n\r\ntext\r\n".to_vec(),
+            b"From: ana@example.org\r\nSubject: caf\xe9\r\n\r\ntext\r\n".to_vec(),
+        ] {
+            assert_eq!(
+                parse(&raw, Some(&envelope), &limits()).unwrap_err(),
+                MessageError::Malformed,
+                "{:?}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_block_without_from_or_envelope_is_malformed() {
+        assert_eq!(
+            parse_err(&crlf("Subject: hi\nTo: tips@tipwire.example\n\ntext\n")),
+            MessageError::Malformed
+        );
+        assert_eq!(
+            parse_err(&crlf("From: nobody\nReply-To: ana@example.org\n\ntext\n")),
+            MessageError::Malformed
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_text_are_malformed() {
+        for raw in [
+            b"From: ana@example.org\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi \xff\xfe\x80 there\r\n".to_vec(),
+            b"From: ana@example.org\r\n\r\nhi\x00there\r\n".to_vec(),
+            b"From: ana@example.org\r\n\r\nescape \x1b[2J\r\n".to_vec(),
+            crlf(
+                "From: ana@example.org\n\
+                 Content-Transfer-Encoding: base64\n\
+                 \n\
+                 !!!not base64###\n",
+            ),
+            crlf("From: ana@example.org\nContent-Type: text/html\n\n<p>a&#0;b</p>\n"),
+        ] {
+            assert_eq!(
+                parse_err(&raw),
+                MessageError::Malformed,
+                "{:?}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut raw = String::from("From: ana@example.org\r\n");
+        for level in 0..levels {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=n{level}\r\n\r\n--n{level}\r\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\r\n\r\ndeep\r\n");
+        for level in (0..levels).rev() {
+            raw.push_str(&format!("--n{level}--\r\n"));
+        }
+        raw.into_bytes()
+    }
+
+    #[test]
+    fn mime_nesting_deeper_than_eight_is_malformed() {
+        assert_eq!(parse_ok(&nested(MAX_MIME_DEPTH)).text, "deep");
+        assert_eq!(
+            parse_err(&nested(MAX_MIME_DEPTH + 1)),
+            MessageError::Malformed
+        );
+    }
+
+    #[test]
+    fn a_multipart_without_parts_or_boundary_is_malformed() {
+        for raw in [
+            crlf("From: ana@example.org\nContent-Type: multipart/mixed; boundary=x\n\n--x--\n"),
+            crlf(
+                "From: ana@example.org\nContent-Type: multipart/mixed; boundary=x\n\nno parts here\n",
+            ),
+            crlf("From: ana@example.org\nContent-Type: multipart/mixed\n\nno boundary\n"),
+            crlf(
+                "From: ana@example.org\nContent-Type: multipart/mixed; boundary=x\n\n\
+                 --x\nContent-Type: text/plain\n\nnever closed\n",
+            ),
+        ] {
+            assert_eq!(
+                parse_err(&raw),
+                MessageError::Malformed,
+                "{:?}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+
+    #[test]
+    fn a_blank_body_without_attachments_is_empty() {
+        for raw in [
+            crlf("From: ana@example.org\nSubject: x\n\n   \n\n"),
+            crlf("From: ana@example.org\nSubject: only headers\n"),
+            with_attachments(" ", &[("application/zip", b"PK\x03\x04")]),
+        ] {
+            assert_eq!(parse_err(&raw), MessageError::Empty);
+        }
+        let redacted_away = MessageLimits {
+            redact: true,
+            ..limits()
+        };
+        assert_eq!(
+            parse(
+                &crlf("From: ana@example.org\n\n-- \nAna\n"),
+                None,
+                &redacted_away
+            )
+            .unwrap_err(),
+            MessageError::Empty
+        );
+    }
+
+    #[test]
+    fn text_over_the_limit_is_too_long() {
+        let tight = MessageLimits {
+            max_text_chars: 10,
+            ..limits()
+        };
+        let over = format!("From: ana@example.org\r\n\r\n{}", "ñ".repeat(11));
+        assert_eq!(
+            parse(over.as_bytes(), None, &tight).unwrap_err(),
+            MessageError::TooLong
+        );
+        let exact = format!("From: ana@example.org\r\n\r\n{}", "ñ".repeat(10));
+        assert_eq!(
+            parse(exact.as_bytes(), None, &tight).unwrap().text,
+            "ñ".repeat(10)
+        );
+        // Counted after html→text ("aaaaaaaaa\n"): markup does not count.
+        let html = format!(
+            "From: ana@example.org\r\nContent-Type: text/html\r\n\r\n<p><b>{}</b></p>",
+            "a".repeat(9)
+        );
+        assert!(parse(html.as_bytes(), None, &tight).is_ok());
+    }
+
+    // -- thread ids ---------------------------------------------------------
+
+    #[test]
+    fn odd_message_ids_are_dropped_and_references_keep_the_last_ten() {
+        let refs: Vec<String> = (1..=12).map(|i| format!("<r{i}@example.org>")).collect();
+        let raw = format!(
+            "From: ana@example.org\r\nMessage-ID: <{}@example.org>\r\nReferences: {}\r\n\r\ntext\r\n",
+            "x".repeat(300),
+            refs.join(" ")
+        );
+        let m = parse_ok(raw.as_bytes());
+        assert_eq!(m.message_id, None);
+        let expected: Vec<String> = (3..=12).map(|i| format!("r{i}@example.org")).collect();
+        assert_eq!(m.references, expected);
+
+        let reply = parse_ok(&crlf(
+            "From: ana@example.org\n\
+             Message-ID: <ok@example.org>\n\
+             In-Reply-To: <parent@tipwire.example>\n\
+             \n\
+             text\n",
+        ));
+        assert_eq!(reply.message_id.as_deref(), Some("ok@example.org"));
+        assert_eq!(reply.references, ["parent@tipwire.example"]);
+
+        let spaced = parse_ok(&crlf(
+            "From: ana@example.org\nMessage-ID: not an id at all\nReferences: <a b@x> <ok@x>\n\ntext\n",
+        ));
+        assert_eq!(spaced.message_id, None);
+        assert!(spaced.references.iter().all(|id| !id.contains(' ')));
+    }
+
+    // -- redaction ----------------------------------------------------------
+
+    #[test]
+    fn redaction_removes_address_name_parts_signature_and_footers_keeping_the_rest_exact() {
+        let ana = address("ana.ruiz@example.org");
+        let text = "Hi,  two men   near the SCHOOL at 5pm.\r\n\
+                    Write to Ana.Ruiz@Example.ORG or ask ANA; Ruiz-López knows.\r\n\
+                    Anabel and Ruizes are other people.\r\n\
+                    \r\n\
+                    -- \r\n\
+                    Ana María Ruiz-López\r\n\
+                    ana.ruiz@example.org\r\n";
+        assert_eq!(
+            redact(text, &ana, Some("Ana María Ruiz-López")),
+            "Hi,  two men   near the SCHOOL at 5pm.\r\n\
+             Write to [email address] or ask [name]; [name] knows.\r\n\
+             Anabel and Ruizes are other people.\r\n"
+        );
+
+        for footer in [
+            "Sent from my iPhone",
+            "Sent from my Android",
+            "Sent from my Samsung Galaxy smartphone.",
+            "Get Outlook for iOS",
+            "Get Outlook for Android<https://aka.ms/ghei36>",
+            "Enviado desde mi iPhone",
+        ] {
+            let text = format!("Tiroteo en la calle 5.\n\n{footer}\n\n");
+            assert_eq!(
+                redact(&text, &ana, None),
+                "Tiroteo en la calle 5.\n",
+                "{footer}"
+            );
+        }
+        let both = "Look out.\n--\nAna\nSent from my iPhone\n";
+        assert_eq!(redact(both, &ana, None), "Look out.\n");
+        let kept = "Sent from my window I saw two cars.\nThat is all.";
+        assert_eq!(redact(kept, &ana, None), kept);
+        let not_a_signature = "a -- b\n--- \n -- \nend";
+        assert_eq!(redact(not_a_signature, &ana, None), not_a_signature);
+    }
+
+    #[test]
+    fn redaction_never_rewrites_its_own_placeholders() {
+        let a = address("x@example.org");
+        assert_eq!(
+            redact(
+                "mail x@example.org, Email Name",
+                &a,
+                Some("Email Address Name")
+            ),
+            "mail [email address], [name] [name]"
+        );
+        assert_eq!(redact("Name here", &a, Some("Name")), "[name] here");
+        // One-letter initials are not words to redact.
+        assert_eq!(redact("J. went left", &a, Some("J. Smith")), "J. went left");
+    }
+
+    #[test]
+    fn parse_redacts_when_asked_and_keeps_everything_when_not() {
+        let raw = crlf(
+            "From: \"Ana Ruiz\" <ana@example.org>\n\
+             Reply-To: replies@example.net\n\
+             Subject: From Ana Ruiz\n\
+             \n\
+             Ana here. Reply to replies@example.net or ana@example.org.\n\
+             -- \n\
+             Ana Ruiz, 555-0100\n\
+             Sent from my iPhone\n",
+        );
+        let on = parse(
+            &raw,
+            None,
+            &MessageLimits {
+                redact: true,
+                ..limits()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            on.text,
+            "[name] here. Reply to [email address] or [email address].\r\n"
+        );
+        assert_eq!(on.subject.as_deref(), Some("From [name]"));
+
+        let off = parse_ok(&raw);
+        assert_eq!(
+            off.text,
+            "Ana here. Reply to replies@example.net or ana@example.org.\r\n\
+             -- \r\n\
+             Ana Ruiz, 555-0100\r\n\
+             Sent from my iPhone\r\n"
+        );
+        assert_eq!(off.subject.as_deref(), Some("From Ana Ruiz"));
+    }
+
+    // -- privacy ------------------------------------------------------------
+
+    #[test]
+    fn header_canaries_never_reach_the_text_subject_or_attachments() {
+        let raw = format!(
+            "Received: from CANARY-RCVD-HOST (CANARY-RCVD-HOST [203.0.113.77])\r\n\
+             \tby mx.tipwire.example with ESMTPS id CANARY-RCVD-ID\r\n\
+             DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=CANARY-DKIM;\r\n\
+             \tb=CANARYDKIMSIG\r\n\
+             X-Originating-IP: [198.51.100.23]\r\n\
+             User-Agent: CANARY-AGENT/1.0 (Linux)\r\n\
+             Message-ID: <CANARY-MSGID@example.org>\r\n\
+             From: Ana <ana@example.org>\r\n\
+             Subject: a tip\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\
+             \r\n\
+             --b\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\
+             \r\n\
+             <p>there is a tip</p>\r\n\
+             --b\r\n\
+             Content-Type: image/png\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             \r\n\
+             {}\r\n\
+             --b--\r\n",
+            b64(&png_with_text())
+        );
+        let m = parse_ok(raw.as_bytes());
+        assert_eq!(m.message_id.as_deref(), Some("CANARY-MSGID@example.org"));
+        assert_eq!(m.attachments.len(), 1);
+        let mut sealed = m.text.clone().into_bytes();
+        sealed.extend_from_slice(m.subject.as_deref().unwrap_or_default().as_bytes());
+        for a in &m.attachments {
+            sealed.extend_from_slice(a.content_type.as_bytes());
+            sealed.extend_from_slice(&a.data);
+        }
+        for canary in [
+            "CANARY",
+            "203.0.113.77",
+            "198.51.100.23",
+            "Linux",
+            "ESMTPS",
+            "rsa-sha256",
+        ] {
+            assert!(!contains(&sealed, canary.as_bytes()), "{canary} leaked");
+        }
+    }
+
+    #[test]
+    fn debug_output_shows_only_sizes_and_counts() {
+        let m = parse_ok(&crlf(
+            "From: Ana Ruiz <ana@example.org>\n\
+             Subject: secret subject\n\
+             Message-ID: <secret-id@example.org>\n\
+             \n\
+             secret text\n",
+        ));
+        let debug = format!("{m:?}");
+        for secret in ["Ana", "ana@", "secret"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("text_chars: 13"), "{debug}");
+    }
+
+    // -- properties ---------------------------------------------------------
+
+    const MIME_LINES: &[&str] = &[
+        "",
+        "--b",
+        "--b--",
+        "--c",
+        "--c--",
+        "Content-Type: multipart/mixed; boundary=b",
+        "Content-Type: multipart/alternative; boundary=c",
+        "Content-Type: multipart/related; boundary=b",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Type: text/plain; charset=iso-8859-1",
+        "Content-Type: text/html",
+        "Content-Type: image/png",
+        "Content-Type: image/jpeg",
+        "Content-Type: application/pdf",
+        "Content-Type: message/rfc822",
+        "Content-Transfer-Encoding: base64",
+        "Content-Transfer-Encoding: quoted-printable",
+        "Content-Disposition: attachment; filename=a",
+        "Content-Disposition: inline",
+        "From: Ana <ana@example.org>",
+        "Subject: =?utf-8?q?caf=C3=A9?=",
+        "iVBORw0KGgo=",
+        "/9j/4AAQ",
+        "JVBERi0xLjQ=",
+        "=C3=A9=",
+        "<p>x &amp; y</p>",
+        "-- ",
+        "hello",
+    ];
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_on_arbitrary_bytes(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let envelope = address("ana@example.org");
+            let _ = parse(&raw, None, &limits());
+            let _ = parse(&raw, Some(&envelope), &limits());
+        }
+
+        #[test]
+        fn parse_never_panics_on_arbitrary_bytes_after_a_valid_header_block(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            redact in any::<bool>(),
+        ) {
+            let mut raw = crlf(
+                "From: Ana Ruiz <ana@example.org>\n\
+                 Subject: s\n\
+                 Content-Type: multipart/mixed; boundary=b\n\n",
+            );
+            raw.extend_from_slice(&body);
+            let _ = parse(&raw, None, &MessageLimits { redact, ..limits() });
+        }
+
+        #[test]
+        fn parse_never_panics_on_mime_shaped_input(
+            picks in proptest::collection::vec(0..MIME_LINES.len(), 0..40),
+            redact in any::<bool>(),
+        ) {
+            let mut raw = String::from("From: Ana Ruiz <ana@example.org>\r\n");
+            for i in picks {
+                raw.push_str(MIME_LINES.get(i).copied().unwrap_or_default());
+                raw.push_str("\r\n");
+            }
+            let tight = MessageLimits { redact, max_attachments: 1, max_text_chars: 50, ..limits() };
+            if let Ok(m) = parse(raw.as_bytes(), None, &tight) {
+                prop_assert!(!m.text.trim().is_empty());
+                prop_assert!(m.text.chars().count() <= 50 || m.text == NO_TEXT);
+                prop_assert!(m.attachments.len() <= 1);
+            }
+        }
+
+        #[test]
+        fn redaction_never_leaves_the_address_or_name(
+            before in "[a-zA-Z0-9 .,ñé\n-]{0,40}",
+            after in "[a-zA-Z0-9 .,ñé\n-]{0,40}",
+        ) {
+            let a = address("Ana.Ruiz@example.org");
+            let text = format!("{before} ANA.RUIZ@EXAMPLE.ORG {after} ana.ruiz@example.org Ruiz");
+            let out = redact(&text, &a, Some("Ana Ruiz"));
+            prop_assert!(!out.to_lowercase().contains("ana.ruiz@example.org"));
+            prop_assert!(!out.to_lowercase().contains(" ruiz"));
+        }
+    }
+}

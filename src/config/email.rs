@@ -1,0 +1,250 @@
+//! Email channel settings (the SMTP listener, the outbound relay) and their
+//! checks. Operator input; the outbound password is read from a file that only
+//! its owner may read.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    pub enabled: bool,
+    /// The tip addresses; mail for anything else is refused with 550.
+    pub addresses: Vec<String>,
+    pub host: String,
+    pub port: u16,
+    /// Name in the greeting and the EHLO answer.
+    pub hostname: String,
+    pub starttls: bool,
+    pub require_tls: bool,
+    pub implicit_tls: bool,
+    pub implicit_tls_port: u16,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_line_bytes: usize,
+    pub max_commands: usize,
+    pub max_connections: usize,
+    pub idle_timeout_secs: u64,
+    pub session_timeout_secs: u64,
+    pub max_text_chars: usize,
+    pub max_attachments: usize,
+    pub max_attachment_bytes: usize,
+    pub redact: bool,
+    pub default_priority: String,
+    pub reply_address_days: u64,
+    pub outbound: OutboundSettings,
+}
+
+/// How the outbound connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundTls {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587/25).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS: only to a relay on a loopback address.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboundSettings {
+    pub enabled: bool,
+    pub relay_host: String,
+    pub relay_port: u16,
+    pub tls: OutboundTls,
+    /// PEM file of extra trusted root certificates (a private relay's CA).
+    pub ca_file: PathBuf,
+    pub username: String,
+    pub password_file: PathBuf,
+    /// Display name on the From line of replies and nudges.
+    pub from_name: String,
+    /// The address nudges to mediators come from.
+    pub nudge_from: String,
+    pub timeout_secs: u64,
+}
+
+impl Settings {
+    pub(super) fn validate_email(&self) -> Result<(), ConfigError> {
+        let email = &self.email;
+        self.email_limits()?;
+        if !email.enabled {
+            return self.validate_outbound();
+        }
+        if email.addresses.is_empty() {
+            return Err(invalid(
+                "email.addresses",
+                "is empty",
+                "list the tip addresses this gateway receives mail for, e.g. [\"tips@example.org\"]",
+            ));
+        }
+        for a in &email.addresses {
+            if crate::domain::EmailAddress::parse(a).is_err() {
+                return Err(invalid(
+                    "email.addresses",
+                    format!("{a:?} is not an email address"),
+                    "write plain addresses such as tips@example.org",
+                ));
+            }
+        }
+        if email.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(
+                "email.host",
+                format!("{:?} is not an IP address", email.host),
+                "use an address such as 0.0.0.0 (every interface) or 127.0.0.1",
+            ));
+        }
+        if email.hostname.is_empty()
+            || !email
+                .hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(invalid(
+                "email.hostname",
+                format!("{:?} is not a host name", email.hostname),
+                "use the name your MX record points at, e.g. mx.tips.example.org",
+            ));
+        }
+        if (email.starttls || email.implicit_tls || email.require_tls)
+            && self.server.mode != super::ServerMode::Tls
+        {
+            return Err(invalid(
+                "email.starttls / email.implicit_tls",
+                "need the gateway's certificate, but server.mode is not \"tls\"",
+                "set server.mode = \"tls\" with tls.cert_path and tls.key_path, or turn SMTP TLS off",
+            ));
+        }
+        if email.require_tls && !(email.starttls || email.implicit_tls) {
+            return Err(invalid(
+                "email.require_tls",
+                "is on but neither STARTTLS nor implicit TLS is offered",
+                "set email.starttls = true",
+            ));
+        }
+        if email.max_line_bytes < 1000 {
+            return Err(invalid(
+                "email.max_line_bytes",
+                format!(
+                    "{} is below the 1,000 octets RFC 5321 requires",
+                    email.max_line_bytes
+                ),
+                "set 1000 or more (default 8192)",
+            ));
+        }
+        for (name, value) in [
+            ("email.max_message_bytes", email.max_message_bytes as u64),
+            ("email.max_recipients", email.max_recipients as u64),
+            ("email.max_commands", email.max_commands as u64),
+            ("email.max_connections", email.max_connections as u64),
+            ("email.idle_timeout_secs", email.idle_timeout_secs),
+            ("email.session_timeout_secs", email.session_timeout_secs),
+            ("email.max_text_chars", email.max_text_chars as u64),
+            (
+                "email.max_attachment_bytes",
+                email.max_attachment_bytes as u64,
+            ),
+            ("email.reply_address_days", email.reply_address_days),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    setting: name,
+                    problem: "is 0".into(),
+                    fix: "set a positive value (see config/default.toml for the defaults)",
+                });
+            }
+        }
+        if crate::domain::Priority::parse(&email.default_priority).is_none() {
+            return Err(invalid(
+                "email.default_priority",
+                format!("{:?} is not a priority", email.default_priority),
+                "use \"now\", \"today\" or \"fyi\"",
+            ));
+        }
+        self.validate_outbound()
+    }
+
+    fn validate_outbound(&self) -> Result<(), ConfigError> {
+        let out = &self.email.outbound;
+        if !out.enabled {
+            return Ok(());
+        }
+        if out.relay_host.is_empty() || out.relay_port == 0 {
+            return Err(invalid(
+                "email.outbound.relay_host / relay_port",
+                "is empty",
+                "name the SMTP relay that sends the program's mail, e.g. smtp.example.org and 587",
+            ));
+        }
+        if out.tls == OutboundTls::None
+            && !out
+                .relay_host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            && out.relay_host != "localhost"
+        {
+            return Err(invalid(
+                "email.outbound.tls",
+                "is \"none\" for a relay that is not on this machine",
+                "use \"starttls\" (port 587) or \"implicit\" (port 465); \"none\" is only for a relay on 127.0.0.1",
+            ));
+        }
+        if crate::domain::EmailAddress::parse(&out.nudge_from).is_err() {
+            return Err(invalid(
+                "email.outbound.nudge_from",
+                format!("{:?} is not an email address", out.nudge_from),
+                "set the address mediator nudges come from, e.g. alerts@example.org",
+            ));
+        }
+        if out.from_name.contains(['\r', '\n', '"', '<', '>']) {
+            return Err(invalid(
+                "email.outbound.from_name",
+                "holds a line break, quote or angle bracket",
+                "use plain words, e.g. Community tip line",
+            ));
+        }
+        if !out.username.is_empty() && out.password_file.as_os_str().is_empty() {
+            return Err(invalid(
+                "email.outbound.password_file",
+                "is empty while a username is set",
+                "point it at a file (mode 0600) holding the relay password",
+            ));
+        }
+        if out.timeout_secs == 0 {
+            return Err(invalid(
+                "email.outbound.timeout_secs",
+                "is 0",
+                "set how long a send may take, in seconds (default 30)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Per sender (pseudonym), per connecting address, and for the channel.
+    pub fn email_limits(&self) -> Result<(CheckedQuota, CheckedQuota, CheckedQuota), ConfigError> {
+        let l = &self.rate_limits.email;
+        let check = |q, name: &'static str| {
+            check_quota(q).ok_or_else(|| {
+                invalid(
+                    name,
+                    "count and per_secs must both be positive",
+                    "for example { count = 10, per_secs = 3600 }",
+                )
+            })
+        };
+        Ok((
+            check(l.per_client, "rate_limits.email.per_client")?,
+            check(l.per_address, "rate_limits.email.per_address")?,
+            check(l.global, "rate_limits.email.global")?,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailLimits {
+    pub per_client: super::QuotaSettings,
+    pub per_address: super::QuotaSettings,
+    pub global: super::QuotaSettings,
+}
