@@ -39,6 +39,7 @@ fn main() {
         priority: Priority::Now,
         received: 1_700_000_040,
         thread: "fedcba9876543210fedcba9876543210".into(),
+        subject: None,
         text: "Two groups arguing outside the corner store on 5th; one said they would come back tonight with friends.".into(),
         attachments: Vec::new(),
     })

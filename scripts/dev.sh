@@ -18,6 +18,7 @@ export TIPWIRE_CONFIG="$TIPWIRE_ROOT/config/dev.toml"
 cat >&2 <<MSG
 
   tip page:        https://localhost:8443/   (dev CA: .dev/tls/ca.pem)
+  tips by email:   tips@localhost via SMTP at 127.0.0.1:2525 (STARTTLS)
   demo mediator:   .dev/demo-mediator.identity  (zone "demo")
   read tips:       TIPWIRE_CONFIG=config/dev.toml $bin alerts tail --identity .dev/demo-mediator.identity
   metrics:         https://localhost:8443/metrics

@@ -54,6 +54,38 @@ ensure_redis() {
   die "redis-server did not start; see $dir/redis.log"
 }
 
+# ensure_test_python: a virtualenv under .dev/test-python with the test-only
+# peers of tests/peers/requirements.txt (aiosmtpd, ...), remade when that file
+# changes; exports TIPWIRE_TEST_PYTHON for the integration tests.
+ensure_test_python() {
+  local venv="$TIPWIRE_ROOT/.dev/test-python"
+  local wanted="$TIPWIRE_ROOT/tests/peers/requirements.txt"
+  if ! [ -x "$venv/bin/python" ] || ! cmp -s "$wanted" "$venv/requirements.txt"; then
+    ensure_command python3 python3
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      ensure_apt_package python3-venv
+    fi
+    say "making the test peers' Python environment in $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$wanted"
+    cp "$wanted" "$venv/requirements.txt"
+  fi
+  export TIPWIRE_TEST_PYTHON="$venv/bin/python"
+}
+
+# ensure_apt_package PACKAGE: installs a Debian package that provides no command.
+ensure_apt_package() {
+  dpkg -s "$1" >/dev/null 2>&1 && return 0
+  command -v apt-get >/dev/null 2>&1 || die "$1 is missing and this is not a Debian system: install it yourself"
+  say "installing $1"
+  if [ -z "$APT_UPDATED" ]; then
+    as_root apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$1" >/dev/null
+}
+
 # tipwire_bin: the installed binary, else the newest one built here.
 tipwire_bin() {
   if [ -n "${TIPWIRE_BIN:-}" ]; then echo "$TIPWIRE_BIN"; return; fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, and the
 # integration suite against a real Redis (started here if none is running) with
-# the reference age tool (installed from Debian's packages if missing).
+# the reference age tool (installed from Debian's packages if missing) and the
+# Python SMTP peers (aiosmtpd, smtplib) in a virtualenv under .dev/.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$TIPWIRE_ROOT"
@@ -9,6 +10,7 @@ cd "$TIPWIRE_ROOT"
 ensure_rust
 ensure_redis
 ensure_command age age
+ensure_test_python
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

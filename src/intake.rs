@@ -119,6 +119,7 @@ impl Intake {
             priority: tip.priority,
             received,
             thread: tip.thread.to_string(),
+            subject: tip.subject.take(),
             text: tip.text.as_str().to_owned(),
             attachments: std::mem::take(&mut tip.attachments),
         };

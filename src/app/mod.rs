@@ -17,12 +17,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
+use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{AlertProducer, Store, StoreError, trim_older_than};
-use crate::channels::sms::SmsChannel;
+use crate::channels::email::outbound::MailSender;
+use crate::channels::email::session::{Limits, Policy};
+use crate::channels::email::{EmailChannel, SmtpListeners};
+use crate::channels::sms::{SmsChannel, Threads};
 use crate::channels::web::{self as web_channel, WebChannel};
 use crate::config::{ConfigError, ServerMode, Settings};
 use crate::crypto::{KeyError, Keyring};
+use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::intake::Intake;
 use crate::mediator::MediatorDirectory;
@@ -63,6 +68,7 @@ pub struct Application {
     store: Store,
     cert: Option<Arc<ReloadingCert>>,
     relay: Arc<RelayWorker>,
+    smtp: Option<Arc<SmtpListeners>>,
     metrics: Arc<Metrics>,
     drain: Drain,
     shutdown_timeout: Duration,
@@ -105,15 +111,32 @@ impl Application {
         ));
         let sms = web::Data::new(SmsChannel::from_settings(
             &settings,
-            intake,
+            intake.clone(),
             store.clone(),
             keyring.clone(),
             metrics.clone(),
         )?);
+        let email = if settings.email.enabled {
+            Some(Arc::new(EmailChannel::from_settings(
+                &settings,
+                intake.clone(),
+                Threads::new(store.clone(), keyring.clone()),
+                keyring.clone(),
+                metrics.clone(),
+            )?))
+        } else {
+            None
+        };
+        let mail = if settings.email.outbound.enabled {
+            Some(MailSender::from_settings(&settings.email.outbound)?)
+        } else {
+            None
+        };
         let relay = Arc::new(RelayWorker::new(
             store.clone(),
             keyring.clone(),
             crate::channels::sms::provider_clients(&settings)?,
+            mail,
             format!(
                 "gw-{}",
                 crate::domain::TipId::random()
@@ -156,16 +179,24 @@ impl Application {
         {
             let web = web.clone();
             let sms = sms.clone();
+            let email = email.clone();
             tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
                 let web = web.clone();
                 let sms = sms.clone();
+                let email = email.clone();
                 async move {
                     web.limiter.forget_idle();
                     sms.limiter.forget_idle();
+                    if let Some(email) = email {
+                        email.limiter.forget_idle();
+                    }
                 }
             });
         }
-        if settings.sms.twilio.enabled || settings.sms.telnyx.enabled {
+        if settings.sms.twilio.enabled
+            || settings.sms.telnyx.enabled
+            || settings.email.outbound.enabled
+        {
             let relay = relay.clone();
             tasks.every(
                 "reply-relay",
@@ -180,6 +211,20 @@ impl Application {
                 },
             );
         }
+
+        let cert = match settings.server.mode {
+            ServerMode::Tls => Some(Arc::new(ReloadingCert::load(
+                &settings.tls.cert_path,
+                &settings.tls.key_path,
+            )?)),
+            ServerMode::Plaintext => None,
+        };
+        let smtp = match email {
+            Some(channel) => Some(Arc::new(
+                start_smtp(&settings, cert.clone(), channel, metrics.clone()).await?,
+            )),
+            None => None,
+        };
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr).map_err(|e| StartupError::Bind(addr.clone(), e))?;
@@ -220,12 +265,8 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
 
-        let cert = match settings.server.mode {
-            ServerMode::Tls => {
-                let cert = Arc::new(ReloadingCert::load(
-                    &settings.tls.cert_path,
-                    &settings.tls.key_path,
-                )?);
+        match &cert {
+            Some(cert) => {
                 let tls = crate::tls::server_config(cert.clone())?;
                 server = server
                     .listen_rustls_0_23(listener, tls)
@@ -241,15 +282,13 @@ impl Application {
                         }
                     }
                 });
-                Some(cert)
             }
-            ServerMode::Plaintext => {
+            None => {
                 server = server
                     .listen(listener)
                     .map_err(|e| StartupError::Bind(addr.clone(), e))?;
-                None
             }
-        };
+        }
         let server = server.disable_signals().run();
         tracing::info!(port, mode = ?settings.server.mode, "tipwire listening");
         Ok(Self {
@@ -259,6 +298,7 @@ impl Application {
             store,
             cert,
             relay,
+            smtp,
             metrics,
             drain,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
@@ -267,6 +307,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The SMTP port and implicit-TLS port, when email is on.
+    pub fn smtp_ports(&self) -> Option<(u16, Option<u16>)> {
+        self.smtp.as_ref().map(|s| (s.port(), s.tls_port()))
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -304,6 +349,9 @@ impl Application {
     /// Runs until the server is stopped, then stops the background tasks.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(smtp) = &self.smtp {
+            smtp.stop(self.shutdown_timeout).await;
+        }
         self.tasks.stop().await;
         result
     }
@@ -313,10 +361,16 @@ impl Application {
     /// so none is ever half-written), then background tasks stop.
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
         let (drain, handle, timeout) = self.drain();
+        let smtp = self.smtp.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
-            drain.stop(handle, timeout).await;
+            let smtp_stop = async {
+                if let Some(smtp) = smtp {
+                    smtp.stop(timeout).await;
+                }
+            };
+            tokio::join!(drain.stop(handle, timeout), smtp_stop);
         });
         self.run_until_stopped().await
     }
@@ -338,6 +392,58 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Starts the SMTP listeners, offering STARTTLS (and implicit TLS) with the
+/// gateway's own certificate.
+async fn start_smtp(
+    settings: &Settings,
+    cert: Option<Arc<ReloadingCert>>,
+    channel: Arc<EmailChannel>,
+    metrics: Arc<Metrics>,
+) -> Result<SmtpListeners, StartupError> {
+    let e = &settings.email;
+    let tls = match cert {
+        Some(cert) if e.starttls || e.implicit_tls => Some(TlsAcceptor::from(Arc::new(
+            crate::tls::server_config(cert)?,
+        ))),
+        _ => None,
+    };
+    let addresses = e
+        .addresses
+        .iter()
+        .filter_map(|a| EmailAddress::parse(a).ok())
+        .collect();
+    let ip: std::net::IpAddr = e.host.parse().map_err(|_| ConfigError::Invalid {
+        setting: "email.host",
+        problem: format!("{:?} is not an IP address", e.host),
+        fix: "use an address such as 0.0.0.0 or 127.0.0.1",
+    })?;
+    let policy = Policy {
+        hostname: e.hostname.clone(),
+        addresses,
+        limits: Limits {
+            max_message_bytes: e.max_message_bytes,
+            max_recipients: e.max_recipients,
+            max_line_bytes: e.max_line_bytes,
+            max_commands: e.max_commands,
+            idle: Duration::from_secs(e.idle_timeout_secs),
+            session: Duration::from_secs(e.session_timeout_secs),
+        },
+        tls: if e.starttls || e.implicit_tls {
+            tls
+        } else {
+            None
+        },
+        require_tls: e.require_tls,
+    };
+    let plain = std::net::SocketAddr::new(ip, e.port);
+    let wrapped = e
+        .implicit_tls
+        .then(|| std::net::SocketAddr::new(ip, e.implicit_tls_port));
+    SmtpListeners::start(plain, wrapped, policy, e.max_connections, channel, metrics)
+        .await
+        .map_err(|err| StartupError::Bind(plain.to_string(), err))
 }
 
 fn security_headers() -> DefaultHeaders {

@@ -98,6 +98,8 @@ pub struct InboundTip {
     pub zone: ZoneChoice,
     pub priority: Priority,
     pub text: TipText,
+    /// The subject line of an emailed tip; every other header is dropped.
+    pub subject: Option<String>,
     pub pseudonym: Option<Pseudonym>,
     pub thread: ThreadId,
     /// Photos and files, metadata already stripped.
@@ -168,6 +170,9 @@ pub struct TipDocument {
     /// Unix seconds, rounded down to the minute.
     pub received: u64,
     pub thread: String,
+    /// Emailed tips only: the subject line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     pub text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,

@@ -6,6 +6,8 @@
 //! sent to an opted-out pseudonym except the one opt-out confirmation. Only the
 //! outcome is recorded. Stream entries are untrusted and re-validated.
 
+pub mod threads;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,12 +21,12 @@ use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::bus::{COARSE_APPEND_LUA, Store, StoreError, coarse_script, names::RELAY_GROUP};
-use crate::channels::sms::Threads;
+use crate::channels::email::outbound::{MailError, MailReply, MailSender};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
-use crate::channels::sms::threads::Provider;
 use crate::crypto::{Keyring, open_with, seal};
-use crate::domain::ThreadId;
+use crate::domain::{EmailAddress, ThreadId};
 use crate::telemetry::Metrics;
+use threads::{Provider, ReplyAddress, Threads};
 
 /// Why a message is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +145,48 @@ end
 return #due
 ";
 
+/// How a message leaves: the tipster's SMS provider, or the mail relay.
+enum Courier<'a> {
+    Sms(&'a SmsClient),
+    Mail(&'a MailSender),
+}
+
+impl Courier<'_> {
+    async fn send(&self, address: &ReplyAddress, text: &str) -> Result<(), SendError> {
+        match self {
+            Self::Sms(client) => {
+                let sms = OutboundSms {
+                    to: &address.to,
+                    from: &address.from,
+                    body: text,
+                };
+                client.send(&sms).await.map(|_| ())
+            }
+            Self::Mail(sender) => {
+                let (Ok(to), Ok(from)) = (
+                    EmailAddress::parse(&address.to),
+                    EmailAddress::parse(&address.from),
+                ) else {
+                    return Err(SendError::Permanent("unusable reply address".into()));
+                };
+                let threading = address.email.clone().unwrap_or_default();
+                let reply = MailReply {
+                    to: &to,
+                    from: &from,
+                    subject: threading.subject.as_deref(),
+                    in_reply_to: threading.message_id.as_deref(),
+                    references: &threading.references,
+                    body: text,
+                };
+                sender.send_reply(&reply).await.map_err(|e| match e {
+                    MailError::Transient(why) => SendError::Transient(why),
+                    MailError::Permanent(why) => SendError::Permanent(why),
+                })
+            }
+        }
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StepReport {
@@ -157,6 +201,7 @@ pub struct RelayWorker {
     keyring: Arc<Keyring>,
     threads: Threads,
     clients: HashMap<&'static str, SmsClient>,
+    mail: Option<MailSender>,
     consumer: String,
     max_attempts: u32,
     backoff_base_ms: u64,
@@ -181,6 +226,7 @@ impl RelayWorker {
         store: Store,
         keyring: Arc<Keyring>,
         clients: Vec<(Provider, SmsClient)>,
+        mail: Option<MailSender>,
         consumer: String,
         max_attempts: u32,
         backoff_base_ms: u64,
@@ -191,6 +237,7 @@ impl RelayWorker {
             store,
             keyring,
             clients: clients.into_iter().map(|(p, c)| (p.as_str(), c)).collect(),
+            mail,
             consumer,
             max_attempts,
             backoff_base_ms,
@@ -310,15 +357,14 @@ impl RelayWorker {
         let Some(text) = text else {
             return self.dead(id, Some(&queued), "unreadable", report).await;
         };
-        let Some(client) = self.clients.get(address.provider.as_str()) else {
+        let courier = match address.provider {
+            Provider::Email => self.mail.as_ref().map(Courier::Mail),
+            sms => self.clients.get(sms.as_str()).map(Courier::Sms),
+        };
+        let Some(courier) = courier else {
             return self
                 .dead(id, Some(&queued), "provider-disabled", report)
                 .await;
-        };
-        let sms = OutboundSms {
-            to: &address.to,
-            from: &address.from,
-            body: &text,
         };
         let mut conn = self.store.conn().await?;
         let owned: i64 = self
@@ -333,8 +379,8 @@ impl RelayWorker {
             tracing::info!(thread = %thread, "entry reclaimed by another worker; not sending");
             return Ok(());
         }
-        match client.send(&sms).await {
-            Ok(_) => {
+        match courier.send(&address, &text).await {
+            Ok(()) => {
                 self.finish(id, None).await?;
                 report.sent += 1;
                 self.outcome("sent");

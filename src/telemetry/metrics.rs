@@ -15,6 +15,7 @@ pub struct Metrics {
     pub http_responses: IntCounterVec,
     pub replies: IntCounterVec,
     pub signature_failures: IntCounterVec,
+    pub smtp_sessions: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -72,6 +73,14 @@ impl Metrics {
             ),
             &["provider"],
         )?;
+        let smtp_sessions = IntCounterVec::new(
+            Opts::new(
+                "smtp_sessions_total",
+                "SMTP connections by how they ended (quit, idle-timeout, busy, ...)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(smtp_sessions.clone()))?;
         registry.register(Box::new(replies.clone()))?;
         registry.register(Box::new(signature_failures.clone()))?;
         registry.register(Box::new(tips_accepted.clone()))?;
@@ -90,6 +99,7 @@ impl Metrics {
             http_responses,
             replies,
             signature_failures,
+            smtp_sessions,
         })
     }
 

@@ -76,6 +76,8 @@ pub struct TestApp {
     pub metrics: std::sync::Arc<tipwire::telemetry::Metrics>,
     /// Graceful stop, as SIGTERM does it.
     pub drain: tipwire::app::Drain,
+    /// The SMTP port and implicit-TLS port, when email is on.
+    pub smtp: Option<(u16, Option<u16>)>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -146,6 +148,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let relay = app.relay();
     let metrics = app.metrics();
     let drain = app.drain().0;
+    let smtp = app.smtp_ports();
     tokio::spawn(app.run_until_stopped());
 
     let scheme = match settings.server.mode {
@@ -172,6 +175,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         relay,
         metrics,
         drain,
+        smtp,
     }
 }
 

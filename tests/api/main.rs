@@ -3,6 +3,8 @@
 mod bad_input;
 pub mod canary;
 mod cli;
+mod email;
+mod email_helpers;
 mod helpers;
 mod pages;
 mod rate_limit;
@@ -10,6 +12,6 @@ mod redis_down;
 mod retention;
 mod round_trip;
 mod shutdown;
-mod sms;
+pub mod sms;
 mod sms_helpers;
 mod tls;

@@ -391,7 +391,7 @@ async fn no_canary_from_a_text_reaches_redis_logs_metrics_or_disk() {
     crate::canary::assert_nowhere(&app, &[&number, &bare, &sid, &zip, &city, &account]);
 }
 
-fn jpeg_with_exif(canary: &str) -> Vec<u8> {
+pub fn jpeg_with_exif(canary: &str) -> Vec<u8> {
     let pixels: Vec<u8> = (0..16 * 12 * 3).map(|i| (i * 7 % 251) as u8).collect();
     let mut clean = Vec::new();
     jpeg_encoder::Encoder::new(&mut clean, 90)

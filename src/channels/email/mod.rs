@@ -5,6 +5,11 @@
 //! tip to the intake pipeline. Replies and mediator nudges leave through
 //! lettre. Everything a client sends is untrusted.
 
+mod inbound;
+mod listener;
 pub mod message;
 pub mod outbound;
 pub mod session;
+
+pub use inbound::{EmailChannel, EmailLimiter};
+pub use listener::SmtpListeners;

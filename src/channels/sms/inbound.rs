@@ -21,7 +21,7 @@ use super::language::{Keyword, Language, Texts};
 use super::limits::SmsLimiter;
 use super::provider::SmsClient;
 use super::signature::{TelnyxVerifier, TwilioValidator};
-use super::threads::{Provider, Threads, coarse_expiry};
+use crate::relay::threads::{Provider, Threads, coarse_expiry};
 
 /// A media item as the provider lists it; fetched only after the limits.
 #[derive(Clone)]
@@ -93,6 +93,7 @@ impl SmsChannel {
         match provider {
             Provider::Twilio => self.twilio.as_ref().map(|t| &t.client),
             Provider::Telnyx => self.telnyx.as_ref().map(|t| &t.client),
+            Provider::Email => None,
         }
     }
 
@@ -225,6 +226,7 @@ impl SmsChannel {
             zone: ZoneChoice::Unsure,
             priority: s.default_priority,
             text,
+            subject: None,
             pseudonym: Some(pseudonym.clone()),
             thread: thread.clone(),
             attachments,

@@ -12,14 +12,13 @@ pub mod provider;
 mod setup;
 pub mod signature;
 mod telnyx;
-pub mod threads;
 mod twilio;
 
+pub use crate::relay::threads::{Provider, ReplyAddress, Threads};
 pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed};
 pub use language::{Keyword, Language, Texts};
 pub use limits::SmsLimiter;
 pub use setup::provider_clients;
-pub use threads::{Provider, ReplyAddress, Threads};
 
 use actix_web::web;
 

@@ -15,7 +15,7 @@ use super::language::Language;
 use super::limits::SmsLimiter;
 use super::provider::SmsClient;
 use super::signature::{TelnyxVerifier, TwilioValidator};
-use super::threads::{Provider, Threads};
+use crate::relay::threads::{Provider, Threads};
 
 /// Provider clients made from the settings, for the channel (media) and the
 /// relay worker (sending).
@@ -116,6 +116,8 @@ impl SmsChannel {
                         })?;
                     telnyx = Some(TelnyxSide { verifier, client });
                 }
+                // provider_clients lists SMS providers only.
+                Provider::Email => {}
             }
         }
         let (per_sender, per_number) = settings.sms_limits()?;

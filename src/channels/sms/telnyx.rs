@@ -15,7 +15,7 @@ use crate::relay::{self, Kind};
 
 use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 use super::signature::TelnyxError;
-use super::threads::Provider;
+use crate::relay::threads::Provider;
 
 #[derive(Deserialize)]
 struct Event {

@@ -12,7 +12,7 @@ use crate::error::AppError;
 
 use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 use super::language::Texts;
-use super::threads::Provider;
+use crate::relay::threads::Provider;
 
 /// Twilio sends a few dozen parameters; room for 10 media items.
 const MAX_FIELDS: usize = 80;

@@ -145,6 +145,7 @@ fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<Inbo
         zone,
         priority,
         text,
+        subject: None,
         pseudonym: None,
         thread: ThreadId::random(),
         attachments: Vec::new(),

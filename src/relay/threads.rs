@@ -1,6 +1,7 @@
-//! Per-tipster state of the SMS channel, none of it readable without a key:
-//! the reply address (number, our number, provider) sealed to the relay key
-//! under the thread id with an expiry, and the opt-out set by pseudonym.
+//! Per-tipster state of the SMS and email channels, none of it readable
+//! without a key: the reply address (number or address, ours, provider, and
+//! for email the threading headers) sealed to the relay key under the thread
+//! id with an expiry, and the opt-out set by pseudonym.
 //! Values read back from Redis are untrusted and re-validated after opening.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::{Store, StoreError};
 use crate::crypto::{Keyring, open_with, seal};
-use crate::domain::{PhoneNumber, ThreadId};
+use crate::domain::{EmailAddress, PhoneNumber, ThreadId};
 use crate::privacy::Pseudonym;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,8 @@ use crate::privacy::Pseudonym;
 pub enum Provider {
     Twilio,
     Telnyx,
+    /// Mail, sent through the configured outbound relay.
+    Email,
 }
 
 impl Provider {
@@ -25,6 +28,7 @@ impl Provider {
         match self {
             Self::Twilio => "twilio",
             Self::Telnyx => "telnyx",
+            Self::Email => "email",
         }
     }
 }
@@ -33,11 +37,23 @@ impl Provider {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ReplyAddress {
     pub provider: Provider,
-    /// The tipster's number.
+    /// The tipster's number or address.
     pub to: String,
-    /// The program number they texted.
+    /// The program number they texted, or the tip address they wrote to.
     pub from: String,
     pub pseudonym: String,
+    /// For email: what the reply needs to join the tipster's thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailThreading>,
+}
+
+/// The headers a reply copies so the tipster's mail client threads it: the
+/// subject and the ids of the tipster's latest message and its ancestors.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct EmailThreading {
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
 }
 
 impl std::fmt::Debug for ReplyAddress {
@@ -108,15 +124,27 @@ impl Threads {
         program_number: &PhoneNumber,
         ttl_secs: u64,
     ) -> Result<(), StoreError> {
-        let key = self.store.keys().reply_to(thread.as_str());
         let address = ReplyAddress {
             provider,
             to: tipster.as_str().to_owned(),
             from: program_number.as_str().to_owned(),
             pseudonym: pseudonym.as_str().to_owned(),
+            email: None,
         };
+        self.remember_address(thread, &address, ttl_secs).await
+    }
+
+    /// Seals any reply address to the relay key and keeps it for `ttl_secs`
+    /// (replacing the one before: for email it carries the latest message id).
+    pub async fn remember_address(
+        &self,
+        thread: &ThreadId,
+        address: &ReplyAddress,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let key = self.store.keys().reply_to(thread.as_str());
         let plain = zeroize::Zeroizing::new(
-            serde_json::to_vec(&address).map_err(|_| StoreError::Corrupt("reply address"))?,
+            serde_json::to_vec(address).map_err(|_| StoreError::Corrupt("reply address"))?,
         );
         let relay = self.keyring.relay_identity().1.to_public();
         let sealed = seal(&plain, &[relay]).map_err(|_| StoreError::Corrupt("reply address"))?;
@@ -148,7 +176,16 @@ impl Threads {
         let plain = zeroize::Zeroizing::new(plain);
         let address: ReplyAddress =
             serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("reply address"))?;
-        if PhoneNumber::parse(&address.to).is_err() || PhoneNumber::parse(&address.from).is_err() {
+        let valid = match address.provider {
+            Provider::Email => {
+                EmailAddress::parse(&address.to).is_ok()
+                    && EmailAddress::parse(&address.from).is_ok()
+            }
+            Provider::Twilio | Provider::Telnyx => {
+                PhoneNumber::parse(&address.to).is_ok() && PhoneNumber::parse(&address.from).is_ok()
+            }
+        };
+        if !valid {
             return Err(StoreError::Corrupt("reply address"));
         }
         Ok(Some(address))

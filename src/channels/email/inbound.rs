@@ -1,0 +1,244 @@
+//! What happens to a received message: rate limits, MIME parsing and
+//! redaction, pseudonym, sealed reply address, then the intake pipeline. The
+//! SMTP reply is positive only after the tip is in the stream; on Redis
+//! trouble the client gets a 451 and its server retries later. The message
+//! and its envelope are untrusted and never logged.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
+
+use crate::config::{CheckedQuota, ConfigError, Settings};
+use crate::crypto::Keyring;
+use crate::domain::{
+    Channel, InboundTip, Priority, ProviderMessage, ThreadId, TipText, ZoneChoice,
+};
+use crate::intake::{Intake, IntakeError, Submitted};
+use crate::privacy::ClientKey;
+use crate::ratelimit::{Scope, quota};
+use crate::relay::threads::{EmailThreading, Provider, ReplyAddress, Threads, coarse_expiry};
+use crate::telemetry::Metrics;
+
+use super::message::{self, MessageError, MessageLimits};
+use super::session::{Envelope, Mailbox, Reply};
+
+const ACCEPTED: Reply = Reply::new(250, (2, 0, 0), "Message accepted");
+const ACCEPTED_PARTLY: Reply = Reply::new(
+    250,
+    (2, 0, 0),
+    "Message accepted; some attachments were not kept (only photos and PDFs within the size limit)",
+);
+const MALFORMED: Reply = Reply::new(
+    550,
+    (5, 6, 0),
+    "Message refused: not a well-formed message with a From address",
+);
+const EMPTY: Reply = Reply::new(550, (5, 6, 0), "Message refused: no text and no attachment");
+const TEXT_TOO_LONG: Reply = Reply::new(552, (5, 3, 4), "Message refused: text too long");
+const SLOW_DOWN: Reply = Reply::new(450, (4, 7, 1), "Too many messages; try again later");
+const TRY_LATER: Reply = Reply::new(
+    451,
+    (4, 3, 0),
+    "Temporary failure; the message was not stored, try again later",
+);
+
+/// Rate limits: per sender (pseudonym), per connecting address, and for the
+/// whole channel. Keys are salted hashes, in memory only.
+pub struct EmailLimiter {
+    per_sender: DefaultKeyedRateLimiter<u64>,
+    per_address: DefaultKeyedRateLimiter<ClientKey>,
+    global: DefaultDirectRateLimiter,
+    salt: std::hash::RandomState,
+}
+
+impl EmailLimiter {
+    pub fn new(per_sender: CheckedQuota, per_address: CheckedQuota, global: CheckedQuota) -> Self {
+        Self {
+            per_sender: governor::RateLimiter::keyed(quota(per_sender)),
+            per_address: governor::RateLimiter::keyed(quota(per_address)),
+            global: governor::RateLimiter::direct(quota(global)),
+            salt: std::hash::RandomState::new(),
+        }
+    }
+
+    fn check_client(&self, client: ClientKey) -> Result<(), Scope> {
+        self.per_address
+            .check_key(&client)
+            .map_err(|_| Scope::Client)?;
+        self.global.check().map_err(|_| Scope::Global)
+    }
+
+    fn check_sender(&self, pseudonym: &str) -> bool {
+        self.per_sender
+            .check_key(&self.salt.hash_one(pseudonym))
+            .is_ok()
+    }
+
+    pub fn forget_idle(&self) {
+        self.per_sender.retain_recent();
+        self.per_sender.shrink_to_fit();
+        self.per_address.retain_recent();
+        self.per_address.shrink_to_fit();
+    }
+}
+
+pub struct EmailChannel {
+    intake: Intake,
+    threads: Threads,
+    keyring: Arc<Keyring>,
+    limits: MessageLimits,
+    pub limiter: EmailLimiter,
+    metrics: Arc<Metrics>,
+    priority: Priority,
+    reply_ttl_secs: u64,
+}
+
+impl EmailChannel {
+    pub fn from_settings(
+        settings: &Settings,
+        intake: Intake,
+        threads: Threads,
+        keyring: Arc<Keyring>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ConfigError> {
+        let e = &settings.email;
+        let (per_sender, per_address, global) = settings.email_limits()?;
+        Ok(Self {
+            intake,
+            threads,
+            keyring,
+            limits: MessageLimits {
+                max_text_chars: e.max_text_chars,
+                max_attachments: e.max_attachments,
+                max_attachment_bytes: e.max_attachment_bytes,
+                redact: e.redact,
+            },
+            limiter: EmailLimiter::new(per_sender, per_address, global),
+            metrics,
+            priority: Priority::parse(&e.default_priority).unwrap_or(Priority::Today),
+            reply_ttl_secs: e.reply_address_days.saturating_mul(86_400),
+        })
+    }
+
+    fn refused(&self, code: &str, reply: Reply) -> Reply {
+        self.metrics
+            .tips_rejected
+            .with_label_values(&[Channel::Email.as_str(), code])
+            .inc();
+        reply
+    }
+
+    fn limited(&self, scope: Scope) -> Reply {
+        self.metrics
+            .rate_limited
+            .with_label_values(&[Channel::Email.as_str(), scope.as_str()])
+            .inc();
+        self.refused("rate-limited", SLOW_DOWN)
+    }
+}
+
+impl Mailbox for EmailChannel {
+    fn admit(&self, client: ClientKey) -> Result<(), Reply> {
+        self.limiter
+            .check_client(client)
+            .map_err(|scope| self.limited(scope))
+    }
+
+    #[tracing::instrument(name = "email_inbound", skip_all, fields(pseudonym))]
+    async fn receive(&self, envelope: Envelope, raw: Vec<u8>) -> Reply {
+        let raw = zeroize::Zeroizing::new(raw);
+        let parsed = match message::parse(&raw, envelope.sender.as_ref(), &self.limits) {
+            Ok(parsed) => parsed,
+            Err(MessageError::Malformed) => return self.refused("malformed-message", MALFORMED),
+            Err(MessageError::Empty) => return self.refused("empty-text", EMPTY),
+            Err(MessageError::TooLong) => return self.refused("field-too-long", TEXT_TOO_LONG),
+        };
+        drop(raw);
+        let pseudonyms = self
+            .keyring
+            .pseudonyms_of(parsed.sender.canonical().as_bytes());
+        let Some(pseudonym) = pseudonyms.first().cloned() else {
+            return self.refused("internal", TRY_LATER);
+        };
+        tracing::Span::current().record("pseudonym", pseudonym.as_str());
+        if !self.limiter.check_sender(pseudonym.as_str()) {
+            return self.limited(Scope::Client);
+        }
+        let Ok(text) = TipText::parse(parsed.text.clone(), usize::MAX) else {
+            return self.refused("empty-text", EMPTY);
+        };
+        let thread = ThreadId::for_pseudonym(pseudonym.as_str());
+        // A server that lost our 250 sends the message again: the same
+        // sender and Message-ID (or, without one, the same text) is stored once.
+        let dedupe_source = match &parsed.message_id {
+            Some(id) => format!("message\0email\0{}\0{id}", parsed.sender.canonical()),
+            None => format!(
+                "text\0email\0{}\0{}",
+                parsed.sender.canonical(),
+                parsed.text
+            ),
+        };
+        let dedupe = self
+            .keyring
+            .pseudonym_key()
+            .pseudonym(dedupe_source.as_bytes());
+        let tip_address = envelope.recipients.first().cloned();
+        let tip = InboundTip {
+            channel: Channel::Email,
+            zone: ZoneChoice::Unsure,
+            priority: self.priority,
+            text,
+            subject: parsed.subject.clone(),
+            pseudonym: Some(pseudonym.clone()),
+            thread: thread.clone(),
+            attachments: parsed.attachments,
+            provider: Some(ProviderMessage {
+                dedupe: dedupe.as_str().to_owned(),
+                pseudonyms: pseudonyms.iter().map(|p| p.as_str().to_owned()).collect(),
+                reply_expire_at: coarse_expiry(self.reply_ttl_secs),
+            }),
+        };
+        let stored = match self.intake.submit(tip, SystemTime::now()).await {
+            Ok(Submitted::Stored(_)) => true,
+            Ok(Submitted::Duplicate(_)) => false,
+            Err(IntakeError::Store(e)) => {
+                tracing::warn!(code = "store-unavailable", error = %e, "email tip not stored");
+                return self.refused("store-unavailable", TRY_LATER);
+            }
+            Err(e) => {
+                tracing::error!(code = "internal", error = %e, "email tip not sealed");
+                return self.refused("internal", TRY_LATER);
+            }
+        };
+        // Every message carries a new Message-ID, so the sealed reply address
+        // is replaced each time: replies join the tipster's latest message.
+        if stored && let Some(tip_address) = tip_address {
+            let address = ReplyAddress {
+                provider: Provider::Email,
+                to: parsed.sender.as_str().to_owned(),
+                from: tip_address.as_str().to_owned(),
+                pseudonym: pseudonym.as_str().to_owned(),
+                email: Some(EmailThreading {
+                    subject: parsed.subject,
+                    message_id: parsed.message_id,
+                    references: parsed.references,
+                }),
+            };
+            if let Err(e) = self
+                .threads
+                .remember_address(&thread, &address, self.reply_ttl_secs)
+                .await
+            {
+                // The tip is safe; only replies wait for the next message.
+                tracing::warn!(error = %e, "reply address not stored");
+            }
+        }
+        if parsed.attachments_refused {
+            ACCEPTED_PARTLY
+        } else {
+            ACCEPTED
+        }
+    }
+}
