@@ -12,16 +12,21 @@ as_root() {
 }
 
 APT_UPDATED=""
-# ensure_command CMD PACKAGE: installs Debian's PACKAGE when CMD is missing.
-ensure_command() {
-  command -v "$1" >/dev/null 2>&1 && return 0
-  command -v apt-get >/dev/null 2>&1 || die "$1 is missing and this is not a Debian system: install $2 yourself"
-  say "installing $2 (for $1)"
+# apt_install PACKAGE WHAT: installs Debian's PACKAGE (needed for WHAT).
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "$2 is missing and this is not a Debian system: install $1 yourself"
+  say "installing $1 (for $2)"
   if [ -z "$APT_UPDATED" ]; then
     as_root apt-get update -qq >/dev/null
     APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$2" >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$1" >/dev/null
+}
+
+# ensure_command CMD PACKAGE: installs Debian's PACKAGE when CMD is missing.
+ensure_command() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  apt_install "$2" "$1"
   command -v "$1" >/dev/null 2>&1 || die "installing $2 did not provide $1"
 }
 
@@ -77,13 +82,7 @@ ensure_test_python() {
 # ensure_apt_package PACKAGE: installs a Debian package that provides no command.
 ensure_apt_package() {
   dpkg -s "$1" >/dev/null 2>&1 && return 0
-  command -v apt-get >/dev/null 2>&1 || die "$1 is missing and this is not a Debian system: install it yourself"
-  say "installing $1"
-  if [ -z "$APT_UPDATED" ]; then
-    as_root apt-get update -qq >/dev/null
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$1" >/dev/null
+  apt_install "$1" "$1"
 }
 
 # tipwire_bin: the installed binary, else the newest one built here.

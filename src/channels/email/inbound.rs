@@ -22,27 +22,10 @@ use crate::relay::threads::{EmailThreading, Provider, ReplyAddress, Threads, coa
 use crate::telemetry::Metrics;
 
 use super::message::{self, MessageError, MessageLimits};
-use super::session::{Envelope, Mailbox, Reply};
-
-const ACCEPTED: Reply = Reply::new(250, (2, 0, 0), "Message accepted");
-const ACCEPTED_PARTLY: Reply = Reply::new(
-    250,
-    (2, 0, 0),
-    "Message accepted; some attachments were not kept (only photos and PDFs within the size limit)",
-);
-const MALFORMED: Reply = Reply::new(
-    550,
-    (5, 6, 0),
-    "Message refused: not a well-formed message with a From address",
-);
-const EMPTY: Reply = Reply::new(550, (5, 6, 0), "Message refused: no text and no attachment");
-const TEXT_TOO_LONG: Reply = Reply::new(552, (5, 3, 4), "Message refused: text too long");
-const SLOW_DOWN: Reply = Reply::new(450, (4, 7, 1), "Too many messages; try again later");
-const TRY_LATER: Reply = Reply::new(
-    451,
-    (4, 3, 0),
-    "Temporary failure; the message was not stored, try again later",
-);
+use super::replies::{
+    ACCEPTED, ACCEPTED_PARTLY, EMPTY, MALFORMED, Reply, SLOW_DOWN, TEXT_TOO_LONG, TRY_LATER,
+};
+use super::session::{Envelope, Mailbox};
 
 /// Rate limits: per sender (pseudonym), per connecting address, and for the
 /// whole channel. Keys are salted hashes, in memory only.

@@ -9,6 +9,7 @@ mod inbound;
 mod listener;
 pub mod message;
 pub mod outbound;
+mod replies;
 pub mod session;
 
 pub use inbound::{EmailChannel, EmailLimiter};
