@@ -405,3 +405,43 @@ async fn with_redis_down_the_client_gets_451_and_its_retry_is_stored_once_redis_
     );
     redis.stop();
 }
+
+#[tokio::test]
+async fn a_nudge_reaches_a_mediator_through_a_real_relay_and_names_only_zone_and_urgency() {
+    use tipwire::channels::email::outbound::{MailSender, Nudge};
+    let sink = Sink::start(0);
+    let mut settings = tipwire::config::Settings::load(None).unwrap();
+    let out = &mut settings.email.outbound;
+    out.enabled = true;
+    out.relay_host = "localhost".into();
+    out.relay_port = sink.port;
+    out.ca_file = sink.ca_file();
+    out.nudge_from = "alerts@tips.example.org".into();
+    let sender = MailSender::from_settings(&settings.email.outbound).unwrap();
+    let mediator = tipwire::domain::EmailAddress::parse("dee@program.example").unwrap();
+    sender
+        .send_nudge(&Nudge {
+            to: &mediator,
+            zone_name: "North side",
+            priority: tipwire::domain::Priority::Now,
+        })
+        .await
+        .unwrap();
+
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    let (envelope, raw) = &received[0];
+    assert_eq!(
+        envelope.lines().collect::<Vec<_>>(),
+        ["alerts@tips.example.org", "dee@program.example"]
+    );
+    let raw = String::from_utf8(raw.clone()).unwrap();
+    let (headers, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(headers.contains("Auto-Submitted: auto-generated"));
+    // Nothing but the zone and the urgency: no tip id, thread or text.
+    assert_eq!(
+        body.replace("\r\n", "\n").trim_end(),
+        "A new urgent alert for zone North side. Open tipwire.\n\
+         The details are in the app, never in email."
+    );
+}
