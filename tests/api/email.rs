@@ -445,3 +445,32 @@ async fn a_nudge_reaches_a_mediator_through_a_real_relay_and_names_only_zone_and
          The details are in the app, never in email."
     );
 }
+
+#[tokio::test]
+async fn on_shutdown_a_half_sent_message_gets_421_and_is_not_stored_and_the_port_closes() {
+    let app = spawn_email_app(|_| {}).await;
+    let mut client = app.raw_smtp().await;
+    client.begin(TIPSTER).await;
+    client
+        .send(format!("From: <{TIPSTER}>\r\nSubject: half\r\n\r\nhalf of a ti").as_bytes())
+        .await;
+    app.drain
+        .stop(app.handle.clone(), Duration::from_secs(1))
+        .await;
+    let last = client.reply().await;
+    assert!(last.starts_with("421 4.3.2"), "{last}");
+    // The listener no longer accepts.
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", app.smtp_port()))
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the SMTP port still accepts after shutdown");
+    assert!(app.alerts().await.is_empty());
+}
