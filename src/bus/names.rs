@@ -1,6 +1,8 @@
 //! Every Redis key tipwire uses, in one place. The prefix is configuration
 //! (`redis.key_prefix`, default `tipwire`); the suffixes are fixed here.
 
+use crate::domain::TipId;
+
 /// Suffix of the alert stream: one entry per tip.
 pub const ALERTS: &str = "alerts";
 /// Suffix of the mediator directory hash: mediator id → record (public keys only).
@@ -22,6 +24,17 @@ pub const OUTBOUND_RETRY: &str = "outbound:retry";
 pub const OUTBOUND_DEAD: &str = "outbound:dead";
 /// Consumer group of the delivery workers on the outbound stream.
 pub const RELAY_GROUP: &str = "relay";
+
+/// Suffix of the per-alert state hashes (`<prefix>:alert-state:<tip id>`):
+/// open, claimed or resolved, by which device, with what outcome.
+pub const ALERT_STATE: &str = "alert-state";
+/// Suffix of the stream of alert state changes, one entry per change, in order.
+pub const ALERT_EVENTS: &str = "alert-events";
+/// Suffix of the sorted set of escalation deadlines (member `<tip id>:<stage>`,
+/// score the due time in unix milliseconds).
+pub const ESCALATIONS: &str = "escalations";
+/// Suffix of the stream of escalation stages that fired, for the push worker.
+pub const ESCALATION_EVENTS: &str = "escalation-events";
 
 /// Full key names for one prefix, built once. The append script touches both
 /// the stream and the directory version, so under Redis Cluster the prefix must
@@ -83,6 +96,22 @@ impl Keys {
     pub fn outbound_dead(&self) -> String {
         format!("{}:{OUTBOUND_DEAD}", self.prefix)
     }
+
+    pub fn alert_state(&self, tip_id: &TipId) -> String {
+        format!("{}:{ALERT_STATE}:{tip_id}", self.prefix)
+    }
+
+    pub fn alert_events(&self) -> String {
+        format!("{}:{ALERT_EVENTS}", self.prefix)
+    }
+
+    pub fn escalations(&self) -> String {
+        format!("{}:{ESCALATIONS}", self.prefix)
+    }
+
+    pub fn escalation_events(&self) -> String {
+        format!("{}:{ESCALATION_EVENTS}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +122,18 @@ mod tests {
     fn the_default_prefix_gives_the_documented_stream_name() {
         assert_eq!(Keys::new("tipwire").alerts(), "tipwire:alerts");
         assert_eq!(Keys::new("{tw}").mediators(), "{tw}:mediators");
+    }
+
+    #[test]
+    fn alert_state_keys_share_the_prefix_of_the_streams_they_are_scripted_with() {
+        let keys = Keys::new("{tw}");
+        let tip = TipId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            keys.alert_state(&tip),
+            "{tw}:alert-state:0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(keys.alert_events(), "{tw}:alert-events");
+        assert_eq!(keys.escalations(), "{tw}:escalations");
+        assert_eq!(keys.escalation_events(), "{tw}:escalation-events");
     }
 }

@@ -14,8 +14,10 @@ use serde::Deserialize;
 use crate::domain::Zone;
 
 mod email;
+mod escalation;
 mod sms;
 pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
+pub use escalation::{EscalationDelays, EscalationSettings};
 pub use sms::{Acknowledgement, RelaySettings, SmsSettings, TelnyxSettings, TwilioSettings};
 
 /// The shipped defaults, documented line by line.
@@ -59,6 +61,7 @@ pub struct Settings {
     pub sms: SmsSettings,
     pub relay: RelaySettings,
     pub email: EmailSettings,
+    pub escalation: EscalationSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -284,6 +287,7 @@ impl Settings {
         self.zones()?;
         self.validate_sms()?;
         self.validate_email()?;
+        self.validate_escalation()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0
             || self.relay.poll_interval_ms == 0

@@ -1,6 +1,17 @@
-//! Mediators and their devices. For now: the directory of enrolled recipients
-//! (public age keys) by zone, which decides who can open a tip.
+//! Mediators and their devices: the directory of enrolled recipients (public
+//! age keys) by zone, which decides who can open a tip; the alert state
+//! machine (claim, release, resolve, reassign); and escalation when nobody
+//! claims an alert in time.
 
+pub mod claims;
 mod directory;
+pub mod escalation;
 
+pub use claims::{
+    AlertEvent, AlertState, AlertStates, AlertStatus, Claim, ClaimError, DeviceId, Outcome,
+    UnknownOutcome,
+};
 pub use directory::{DirectoryError, MediatorDirectory, MediatorRecord, NewMediator, Routing};
+pub use escalation::{
+    EscalationError, EscalationPolicy, EscalationWorker, Escalations, Fired, Stage,
+};

@@ -5,6 +5,7 @@ pub mod canary;
 mod cli;
 mod email;
 mod email_helpers;
+mod escalation;
 mod helpers;
 mod pages;
 mod rate_limit;

@@ -1,0 +1,454 @@
+//! Escalation: when nobody claims an alert in time, stage 1 alerts the
+//! supervisors and, if it is still unclaimed after a second delay, stage 2
+//! alerts everyone on duty.
+//!
+//! Deadlines live in Redis, in the sorted set `<prefix>:escalations` (member
+//! `<tip id>:<stage number>`, score the due time in unix milliseconds), so a
+//! restarted worker, or any other replica's, fires them. [`Escalations::schedule`]
+//! runs when a tip is appended; it also writes the tip's zone and priority into
+//! the alert's state hash (see [`super::claims`]), which is what the worker
+//! reports when a stage fires, and which marks the tip as scheduled: scheduling
+//! the same tip again adds nothing, even after a stage has already fired.
+//!
+//! [`EscalationWorker::step`] takes the due members in one Lua script that
+//! removes each with `ZREM` before acting on it, so across any number of
+//! workers and replicas each stage fires at most once; it fires only while the
+//! alert is open (unclaimed, or released), and drops the stage otherwise. Each
+//! fired stage is appended to the stream `<prefix>:escalation-events` (fields
+//! `tip_id`, `zone`, `priority`, `stage`; coarse minute ids) by the same
+//! script, so a crash after the script but before the caller acted still
+//! leaves a durable record. The push worker (not built yet) consumes that
+//! stream with its own consumer group — read, push and nudge, then `XACK`,
+//! with `XAUTOCLAIM` for entries a crashed consumer left — which makes delivery
+//! at least once; [`Fired::event_id`] is the idempotency key. The list `step`
+//! returns is for the caller's logs and metrics; a caller that pushes from it
+//! directly must not also consume the stream, or devices hear twice.
+//!
+//! Untrusted: members, hashes and stream entries read back from Redis are
+//! re-validated; a member tipwire did not write is removed and skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::streams::StreamRangeReply;
+use redis::{FromRedisValue, Value};
+
+use crate::bus::{Store, StoreError, coarse_script};
+use crate::config::EscalationSettings;
+use crate::domain::{Priority, TipId, Zone, ZoneChoice};
+
+/// Due members handled per step; a larger backlog drains over the next steps.
+const BATCH: usize = 256;
+
+/// Who an escalation stage alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Stage 1: the supervisors.
+    Supervisors,
+    /// Stage 2: every mediator on duty.
+    Everyone,
+}
+
+impl Stage {
+    /// The stage number as written in members and events: `1` or `2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Supervisors => "1",
+            Self::Everyone => "2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "1" => Some(Self::Supervisors),
+            "2" => Some(Self::Everyone),
+            _ => None,
+        }
+    }
+}
+
+fn member(tip_id: &TipId, stage: Stage) -> String {
+    format!("{tip_id}:{}", stage.as_str())
+}
+
+fn parse_member(member: &str) -> Option<(TipId, Stage)> {
+    let (tip, stage) = member.split_once(':')?;
+    Some((TipId::parse(tip)?, Stage::parse(stage)?))
+}
+
+fn parse_zone(s: &str) -> Option<ZoneChoice> {
+    if s == ZoneChoice::Unsure.as_str() {
+        Some(ZoneChoice::Unsure)
+    } else {
+        Zone::parse(s).ok().map(ZoneChoice::Known)
+    }
+}
+
+/// The delays per priority: arrival → stage 1, then stage 1 → stage 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscalationPolicy {
+    now: Option<(Duration, Duration)>,
+    today: Option<(Duration, Duration)>,
+    fyi: Option<(Duration, Duration)>,
+}
+
+impl Default for EscalationPolicy {
+    /// The shipped defaults: `now` after 120 s then 120 s more, `today` after
+    /// 900 s then 900 s more, `fyi` never.
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        Self {
+            now: Some((secs(120), secs(120))),
+            today: Some((secs(900), secs(900))),
+            fyi: None,
+        }
+    }
+}
+
+impl EscalationPolicy {
+    /// From checked settings (`Settings::validate` ran at start-up).
+    pub fn from_settings(settings: &EscalationSettings) -> Self {
+        Self {
+            now: settings.now.stages(),
+            today: settings.today.stages(),
+            fyi: settings.fyi.stages(),
+        }
+    }
+
+    /// When each stage of a tip of `priority` that arrived at `now_ms` is due
+    /// (unix milliseconds), in stage order; empty if it never escalates.
+    pub fn deadlines(&self, priority: Priority, now_ms: u64) -> Vec<(Stage, u64)> {
+        let delays = match priority {
+            Priority::Now => self.now,
+            Priority::Today => self.today,
+            Priority::Fyi => self.fyi,
+        };
+        let Some((first, second)) = delays else {
+            return Vec::new();
+        };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let supervisors = now_ms.saturating_add(ms(first));
+        vec![
+            (Stage::Supervisors, supervisors),
+            (Stage::Everyone, supervisors.saturating_add(ms(second))),
+        ]
+    }
+}
+
+/// A stage that fired: alert these devices about this tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub tip_id: TipId,
+    pub zone: ZoneChoice,
+    pub priority: Priority,
+    pub stage: Stage,
+    /// The entry in `<prefix>:escalation-events` recording it.
+    pub event_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EscalationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `KEYS[1]` the deadlines, `KEYS[2]` the alert's state hash; `ARGV[1]` the
+/// hash's expiry (seconds), `ARGV[2]` zone, `ARGV[3]` priority, then pairs of
+/// due time and member. The zone field doubles as the "scheduled" marker, so a
+/// second call adds nothing even once the first call's stages have fired and
+/// left the set; `ZADD NX` alone could not tell. A claim that got in first
+/// keeps its state: only missing fields are filled in.
+const SCHEDULE_LUA: &str = r"
+if redis.call('HSETNX', KEYS[2], 'zone', ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'priority', ARGV[3])
+redis.call('HSETNX', KEYS[2], 'state', 'open')
+redis.call('HSETNX', KEYS[2], 'version', '0')
+if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+local added = 0
+for i = 4, #ARGV, 2 do
+  added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[i], ARGV[i + 1])
+end
+return added
+";
+
+/// `KEYS[1]` the deadlines, `KEYS[2]` the escalation-events stream, `KEYS[3..]`
+/// the state hash of each candidate member `ARGV[4..]` (`KEYS[i - 1]` goes with
+/// `ARGV[i]`); `ARGV[1]` now (ms), `ARGV[2]` the minute (ms) for event ids,
+/// `ARGV[3]` the trim cutoff (ms). Another worker may have taken a candidate
+/// since it was listed, so each is checked again and removed here: only the
+/// script whose `ZREM` removed it may fire it. Fires only for an open alert
+/// whose zone is known; a missing hash means the tip is gone.
+const FIRE_LUA: &str = r"
+local fired = {}
+for i = 4, #ARGV do
+  local member = ARGV[i]
+  local due = redis.call('ZSCORE', KEYS[1], member)
+  if due and tonumber(due) <= tonumber(ARGV[1]) and redis.call('ZREM', KEYS[1], member) == 1 then
+    local h = redis.call('HMGET', KEYS[i - 1], 'state', 'zone', 'priority')
+    if h[2] and h[3] and (not h[1] or h[1] == 'open') then
+      local tip, stage = string.match(member, '^(.*):(.*)$')
+      local id = coarse_xadd(KEYS[2], ARGV[2],
+        {'tip_id', tip, 'zone', h[2], 'priority', h[3], 'stage', stage})
+      fired[#fired + 1] = {member, h[2], h[3], id}
+    end
+  end
+end
+if #fired > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3]) end
+return fired
+";
+
+/// Schedules deadlines for new tips and reads the record of fired stages.
+#[derive(Clone)]
+pub struct Escalations {
+    store: Store,
+    policy: EscalationPolicy,
+    retention_secs: u64,
+    script: Arc<redis::Script>,
+}
+
+impl Escalations {
+    /// `retention_secs`: how long the alert's state hash lives (the tip
+    /// retention), as in [`super::AlertStates::new`].
+    pub fn new(store: Store, policy: EscalationPolicy, retention_secs: u64) -> Self {
+        Self {
+            store,
+            policy,
+            retention_secs: retention_secs.max(1),
+            script: Arc::new(redis::Script::new(SCHEDULE_LUA)),
+        }
+    }
+
+    /// Adds the tip's stages (none for a priority that never escalates) and
+    /// returns how many were added: 0 when the tip was scheduled before.
+    pub async fn schedule(
+        &self,
+        tip_id: &TipId,
+        priority: Priority,
+        zone: &ZoneChoice,
+        now_ms: u64,
+    ) -> Result<usize, EscalationError> {
+        let keys = self.store.keys();
+        let mut invocation = self.script.key(keys.escalations());
+        invocation
+            .key(keys.alert_state(tip_id))
+            .arg(self.retention_secs)
+            .arg(zone.as_str())
+            .arg(priority.as_str());
+        for (stage, due) in self.policy.deadlines(priority, now_ms) {
+            invocation.arg(due).arg(member(tip_id, stage));
+        }
+        let mut conn = self.store.conn().await?;
+        let added: usize = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(added)
+    }
+
+    /// Fired stages after stream id `after` (exclusive; `0-0` for all),
+    /// oldest first, at most `count`.
+    pub async fn events_after(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<Fired>, EscalationError> {
+        let mut conn = self.store.conn().await?;
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.store.keys().escalation_events())
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|s| parse_event(s.id, s.map))
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// Fires due stages. One per replica is fine: they share the work safely.
+pub struct EscalationWorker {
+    store: Store,
+    retention_secs: u64,
+    script: redis::Script,
+}
+
+impl EscalationWorker {
+    /// `retention_secs` bounds the escalation-events stream.
+    pub fn new(store: Store, retention_secs: u64) -> Self {
+        Self {
+            store,
+            retention_secs,
+            script: coarse_script(FIRE_LUA),
+        }
+    }
+
+    /// One round at `now_ms` (unix milliseconds): fires every due stage of an
+    /// open alert, drops due stages of claimed, resolved or vanished alerts.
+    /// Never sleeps.
+    pub async fn step(&self, now_ms: u64) -> Result<Vec<Fired>, EscalationError> {
+        let keys = self.store.keys();
+        let mut conn = self.store.conn().await?;
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys.escalations())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(BATCH)
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let (candidates, foreign): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .map(|m| (parse_member(&m), m))
+            .partition(|(parsed, _)| parsed.is_some());
+        if !foreign.is_empty() {
+            // Not written by tipwire; left in place it would sit at the front
+            // of every step forever.
+            let foreign: Vec<String> = foreign.into_iter().map(|(_, m)| m).collect();
+            tracing::warn!(
+                count = foreign.len(),
+                "removed escalation deadlines tipwire did not write"
+            );
+            let _: usize = redis::cmd("ZREM")
+                .arg(keys.escalations())
+                .arg(&foreign)
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.script.key(keys.escalations());
+        invocation
+            .key(keys.escalation_events())
+            .arg(now_ms)
+            .arg(now_ms - now_ms % 60_000)
+            .arg(now_ms.saturating_sub(self.retention_secs.saturating_mul(1000)));
+        for (parsed, m) in &candidates {
+            if let Some((tip_id, _)) = parsed {
+                invocation.key(keys.alert_state(tip_id)).arg(m);
+            }
+        }
+        let fired: Vec<(String, String, String, String)> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let mut out = Vec::with_capacity(fired.len());
+        for (m, zone, priority, event_id) in fired {
+            match fired_from(&m, &zone, &priority, event_id) {
+                Some(f) => {
+                    tracing::info!(
+                        tip_id = %f.tip_id,
+                        zone = f.zone.as_str(),
+                        stage = f.stage.as_str(),
+                        "escalation fired"
+                    );
+                    out.push(f);
+                }
+                // Recorded in the stream all the same; its consumer re-checks.
+                None => tracing::warn!("an escalation fired for an alert with damaged state"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn fired_from(member: &str, zone: &str, priority: &str, event_id: String) -> Option<Fired> {
+    let (tip_id, stage) = parse_member(member)?;
+    Some(Fired {
+        tip_id,
+        zone: parse_zone(zone)?,
+        priority: Priority::parse(priority)?,
+        stage,
+        event_id,
+    })
+}
+
+fn parse_event(id: String, mut map: HashMap<String, Value>) -> Result<Fired, StoreError> {
+    let mut text = |name: &'static str| -> Result<String, StoreError> {
+        map.remove(name)
+            .and_then(|v| String::from_redis_value(&v).ok())
+            .ok_or(StoreError::Corrupt(name))
+    };
+    let tip_id = TipId::parse(&text("tip_id")?).ok_or(StoreError::Corrupt("tip_id"))?;
+    let zone = parse_zone(&text("zone")?).ok_or(StoreError::Corrupt("zone"))?;
+    let priority = Priority::parse(&text("priority")?).ok_or(StoreError::Corrupt("priority"))?;
+    let stage = Stage::parse(&text("stage")?).ok_or(StoreError::Corrupt("stage"))?;
+    Ok(Fired {
+        tip_id,
+        zone,
+        priority,
+        stage,
+        event_id: id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn the_default_policy_escalates_urgent_tips_after_two_minutes_then_two_more() {
+        let p = EscalationPolicy::default();
+        assert_eq!(
+            p.deadlines(Priority::Now, T0),
+            vec![
+                (Stage::Supervisors, T0 + 120_000),
+                (Stage::Everyone, T0 + 240_000)
+            ]
+        );
+        assert_eq!(
+            p.deadlines(Priority::Today, T0),
+            vec![
+                (Stage::Supervisors, T0 + 900_000),
+                (Stage::Everyone, T0 + 1_800_000)
+            ]
+        );
+        assert!(p.deadlines(Priority::Fyi, T0).is_empty());
+    }
+
+    #[test]
+    fn the_policy_follows_the_shipped_settings() {
+        let settings = crate::config::Settings::load(None).unwrap();
+        assert_eq!(
+            EscalationPolicy::from_settings(&settings.escalation),
+            EscalationPolicy::default()
+        );
+    }
+
+    #[test]
+    fn members_round_trip_and_foreign_ones_are_refused() {
+        let tip = TipId::random();
+        for stage in [Stage::Supervisors, Stage::Everyone] {
+            assert_eq!(
+                parse_member(&member(&tip, stage)),
+                Some((tip.clone(), stage))
+            );
+        }
+        assert_eq!(parse_member("nonsense"), None);
+        assert_eq!(parse_member(&format!("{tip}:3")), None);
+        assert_eq!(parse_member(&format!("{tip}:1:1")), None);
+        assert_eq!(parse_member("../x:1"), None);
+    }
+
+    #[test]
+    fn a_fired_stage_with_damaged_fields_is_not_reported() {
+        let tip = TipId::random();
+        let m = member(&tip, Stage::Everyone);
+        let ok = fired_from(&m, "unsure", "now", "1-0".into()).unwrap();
+        assert_eq!(ok.zone, ZoneChoice::Unsure);
+        assert_eq!(ok.stage, Stage::Everyone);
+        assert!(fired_from(&m, "North Side", "now", "1-0".into()).is_none());
+        assert!(fired_from(&m, "north", "urgent", "1-0".into()).is_none());
+    }
+}
