@@ -31,6 +31,7 @@ pub mod error;
 pub mod intake;
 pub mod mediator;
 pub mod privacy;
+pub mod push;
 pub mod ratelimit;
 pub mod relay;
 pub mod telemetry;

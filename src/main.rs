@@ -75,6 +75,7 @@ enum KeysCommand {
     /// List key versions and fingerprints (never secret bytes).
     Show,
     /// Add the next version of one key; older versions stay readable.
+    /// Rotating `vapid` invalidates every mediator's push subscription.
     Rotate {
         kind: Kind,
         #[arg(long)]
@@ -87,6 +88,8 @@ enum Kind {
     Escrow,
     Relay,
     Pseudonym,
+    /// Web Push (VAPID) key; makes version 1 on a keyring that has none.
+    Vapid,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +189,7 @@ async fn main() -> Result<()> {
                 Kind::Escrow => KeyKind::Escrow,
                 Kind::Relay => KeyKind::Relay,
                 Kind::Pseudonym => KeyKind::Pseudonym,
+                Kind::Vapid => KeyKind::Vapid,
             };
             if kind == KeyKind::Escrow && escrow_out.is_none() {
                 bail!("keys rotate escrow needs --escrow-out FILE for the new escrow identity");
@@ -197,6 +201,9 @@ async fn main() -> Result<()> {
             let report = Keyring::rotate(&settings.keys.dir, kind, &out)?;
             print!("{}", admin::keys::describe_init(&report));
             println!("running gateways pick the new version up on restart");
+            if let Some(warning) = admin::keys::rotation_warning(kind) {
+                println!("{warning}");
+            }
         }
         Command::Mediator(cmd) => {
             let directory = MediatorDirectory::new(admin::store(&settings)?);

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::crypto::{Keyring, KeyringReport, VersionInfo};
+use crate::crypto::{KeyKind, Keyring, KeyringReport, VersionInfo};
 
 pub fn describe_init(report: &KeyringReport) -> String {
     let mut out = String::new();
@@ -39,4 +39,16 @@ pub fn describe_versions(ring: &Keyring) -> String {
     }
     let _ = writeln!(out, "stream key_version tag: {}", ring.key_version());
     out
+}
+
+/// What an administrator must know after `keys rotate KIND`, beyond the files.
+pub fn rotation_warning(kind: KeyKind) -> Option<&'static str> {
+    match kind {
+        KeyKind::Vapid => Some(
+            "rotating the VAPID key invalidates every existing push subscription: \
+             after the gateways restart, each mediator's phone must turn notifications \
+             off and on again (subscribe anew) to get push alerts",
+        ),
+        KeyKind::Escrow | KeyKind::Relay | KeyKind::Pseudonym => None,
+    }
 }

@@ -6,43 +6,58 @@
 //! | `escrow.vN.pub` | escrow recipient (public; its identity lives offline) | 0644 |
 //! | `relay.vN.key` | relay identity, seals reply addresses | 0600 |
 //! | `pseudonym.vN.key` | pseudonym secret, 32 bytes hex | 0600 |
+//! | `vapid.vN.key` | VAPID key for Web Push, P-256 in PKCS#8 PEM | 0600 |
 //!
 //! The highest version of each is current; older versions stay so that old
 //! reply addresses still open and old pseudonyms stay recognisable. The files are
 //! operator input: a secret file readable by group or others is refused.
+//!
+//! The VAPID key is optional: keyrings made before Web Push load without it,
+//! and [`Keyring::vapid`] is then `None` (push disabled) until
+//! `tipwire keys rotate vapid` writes `vapid.v1.key`. Only its current version
+//! signs: browsers bind each push subscription to the public key they were
+//! given, so rotating it invalidates every existing subscription and every
+//! mediator's phone must subscribe again. The PEM file is what `openssl
+//! genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` writes, so an
+//! operator can bring one.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::RngCore;
 
 use super::{IdentityKey, RecipientKey};
 use crate::privacy::PseudonymKey;
+use crate::push::VapidKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Escrow,
     Relay,
     Pseudonym,
+    /// Signs Web Push requests (RFC 8292). Optional: see the module docs.
+    Vapid,
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 3] = [Self::Escrow, Self::Relay, Self::Pseudonym];
+    pub const ALL: [KeyKind; 4] = [Self::Escrow, Self::Relay, Self::Pseudonym, Self::Vapid];
 
     fn stem(self) -> &'static str {
         match self {
             Self::Escrow => "escrow",
             Self::Relay => "relay",
             Self::Pseudonym => "pseudonym",
+            Self::Vapid => "vapid",
         }
     }
 
     fn suffix(self) -> &'static str {
         match self {
             Self::Escrow => "pub",
-            Self::Relay | Self::Pseudonym => "key",
+            Self::Relay | Self::Pseudonym | Self::Vapid => "key",
         }
     }
 
@@ -111,6 +126,7 @@ pub struct Keyring {
     escrow: Vec<(u32, RecipientKey)>,
     relay: Vec<(u32, IdentityKey)>,
     pseudonym: Vec<PseudonymKey>,
+    vapid: Vec<(u32, Arc<VapidKey>)>,
 }
 
 impl Keyring {
@@ -119,6 +135,7 @@ impl Keyring {
         let mut escrow = Vec::new();
         let mut relay = Vec::new();
         let mut pseudonym = Vec::new();
+        let mut vapid = Vec::new();
         for (kind, version, path) in scan(dir)? {
             let text =
                 fs::read_to_string(&path).map_err(|e| KeyError::Unreadable(path.clone(), e))?;
@@ -146,11 +163,18 @@ impl Keyring {
                         .map_err(|_| KeyError::Invalid(path.clone(), kind))?;
                     pseudonym.push(PseudonymKey::new(version, secret));
                 }
+                KeyKind::Vapid => {
+                    check_private(&path)?;
+                    let key = VapidKey::from_pkcs8_pem(&text)
+                        .map_err(|_| KeyError::Invalid(path.clone(), kind))?;
+                    vapid.push((version, Arc::new(key)));
+                }
             }
         }
         escrow.sort_by_key(|(v, _)| *v);
         relay.sort_by_key(|(v, _)| *v);
         pseudonym.sort_by_key(PseudonymKey::version);
+        vapid.sort_by_key(|(v, _)| *v);
         if escrow.is_empty() {
             return Err(KeyError::Missing(dir.to_owned(), KeyKind::Escrow));
         }
@@ -160,10 +184,12 @@ impl Keyring {
         if pseudonym.is_empty() {
             return Err(KeyError::Missing(dir.to_owned(), KeyKind::Pseudonym));
         }
+        // No VAPID key is allowed: see the module docs.
         Ok(Self {
             escrow,
             relay,
             pseudonym,
+            vapid,
         })
     }
 
@@ -189,6 +215,8 @@ impl Keyring {
     }
 
     /// Adds the next version of `kind`; older versions stay for reading.
+    /// For [`KeyKind::Vapid`] the first rotation of an older keyring writes
+    /// version 1, and any rotation invalidates every push subscription.
     pub fn rotate(dir: &Path, kind: KeyKind, escrow_out: &Path) -> Result<KeyringReport, KeyError> {
         let current = Self::load(dir)?;
         let next = current
@@ -252,6 +280,12 @@ impl Keyring {
         self.pseudonym.iter().rev()
     }
 
+    /// The current VAPID key, or `None` when the keyring has none (push
+    /// disabled until `tipwire keys rotate vapid`).
+    pub fn vapid(&self) -> Option<Arc<VapidKey>> {
+        self.vapid.last().map(|(_, k)| Arc::clone(k))
+    }
+
     /// The compact version tag stored beside each tip: escrow and pseudonym.
     pub fn key_version(&self) -> String {
         format!("e{}.p{}", self.escrow().0, self.pseudonym_key().version())
@@ -284,6 +318,15 @@ impl Keyring {
                 version: k.version(),
                 fingerprint: k.fingerprint(),
                 current: k.version() == last_p,
+            });
+        }
+        let last_v = self.vapid.last().map(|(v, _)| *v);
+        for (v, key) in &self.vapid {
+            out.push(VersionInfo {
+                kind: KeyKind::Vapid,
+                version: *v,
+                fingerprint: key.fingerprint(),
+                current: Some(*v) == last_v,
             });
         }
         out
@@ -394,6 +437,20 @@ fn write_version(
             let encoded = zeroize::Zeroizing::new(hex::encode(secret.as_slice()));
             write_new(&path, &format!("{}\n", encoded.as_str()), 0o600)?;
         }
+        KeyKind::Vapid => {
+            let key = VapidKey::generate();
+            let pem = key
+                .to_pkcs8_pem()
+                .map_err(|_| KeyError::Invalid(path.clone(), kind))?;
+            let body = zeroize::Zeroizing::new(format!(
+                "# tipwire VAPID key (Web Push), version {version}\n\
+                 # public key (applicationServerKey): {}\n\
+                 # Replacing it invalidates every mediator's push subscription.\n{}",
+                key.public_key_base64url(),
+                pem.as_str()
+            ));
+            write_new(&path, &body, 0o600)?;
+        }
     }
     report.written.push(path);
     Ok(())
@@ -409,8 +466,8 @@ mod tests {
         let keys = dir.path().join("keys");
         let escrow = dir.path().join("escrow.identity");
         let report = Keyring::init(&keys, &escrow).unwrap();
-        assert_eq!(report.written.len(), 3);
-        for name in ["relay.v1.key", "pseudonym.v1.key"] {
+        assert_eq!(report.written.len(), 4);
+        for name in ["relay.v1.key", "pseudonym.v1.key", "vapid.v1.key"] {
             let mode = fs::metadata(keys.join(name)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
@@ -443,8 +500,88 @@ mod tests {
         assert_eq!(ring.key_version(), "e2.p2");
         let v = ring.versions();
         assert_eq!(v.iter().filter(|i| i.kind == KeyKind::Escrow).count(), 2);
-        assert_eq!(v.iter().filter(|i| i.current).count(), 3);
+        assert_eq!(v.iter().filter(|i| i.current).count(), 4);
         assert!(!dir.path().join("unused").exists());
+    }
+
+    #[test]
+    fn init_writes_a_vapid_key_that_keys_show_lists_by_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        Keyring::init(&keys, &dir.path().join("e")).unwrap();
+        let ring = Keyring::load(&keys).unwrap();
+        let vapid = ring.vapid().unwrap();
+        let listed: Vec<_> = ring
+            .versions()
+            .into_iter()
+            .filter(|v| v.kind == KeyKind::Vapid)
+            .collect();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].fingerprint, vapid.fingerprint());
+        assert!(listed[0].current);
+        let file = fs::read_to_string(keys.join("vapid.v1.key")).unwrap();
+        assert!(file.contains("-----BEGIN PRIVATE KEY-----"));
+        assert!(file.contains(&vapid.public_key_base64url()));
+    }
+
+    #[test]
+    fn a_keyring_without_a_vapid_key_loads_with_push_disabled_until_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        Keyring::init(&keys, &dir.path().join("e")).unwrap();
+        fs::remove_file(keys.join("vapid.v1.key")).unwrap();
+        let old = Keyring::load(&keys).unwrap();
+        assert!(old.vapid().is_none());
+        assert!(old.versions().iter().all(|v| v.kind != KeyKind::Vapid));
+
+        let report = Keyring::rotate(&keys, KeyKind::Vapid, &dir.path().join("unused")).unwrap();
+        assert_eq!(report.written, vec![keys.join("vapid.v1.key")]);
+        assert!(Keyring::load(&keys).unwrap().vapid().is_some());
+    }
+
+    #[test]
+    fn vapid_rotation_adds_a_version_and_the_newest_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        Keyring::init(&keys, &dir.path().join("e")).unwrap();
+        let first = Keyring::load(&keys)
+            .unwrap()
+            .vapid()
+            .unwrap()
+            .public_key_base64url();
+        Keyring::rotate(&keys, KeyKind::Vapid, &dir.path().join("unused")).unwrap();
+        let ring = Keyring::load(&keys).unwrap();
+        let current = ring.vapid().unwrap();
+        assert_ne!(current.public_key_base64url(), first);
+        let vapid: Vec<_> = ring
+            .versions()
+            .into_iter()
+            .filter(|v| v.kind == KeyKind::Vapid)
+            .map(|v| (v.version, v.current))
+            .collect();
+        assert_eq!(vapid, [(1, false), (2, true)]);
+        assert_eq!(ring.key_version(), "e1.p1");
+    }
+
+    #[test]
+    fn a_broken_or_open_vapid_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        Keyring::init(&keys, &dir.path().join("e")).unwrap();
+        let path = keys.join("vapid.v1.key");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(Keyring::load(&keys), Err(KeyError::TooOpen(..))));
+        fs::remove_file(&path).unwrap();
+        write_new(
+            &path,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            0o600,
+        )
+        .unwrap();
+        assert!(matches!(
+            Keyring::load(&keys),
+            Err(KeyError::Invalid(_, KeyKind::Vapid))
+        ));
     }
 
     #[test]
@@ -464,6 +601,10 @@ mod tests {
             Some((KeyKind::Relay, 3))
         );
         assert_eq!(KeyKind::parse_file_name("relay.v0.key"), None);
+        assert_eq!(
+            KeyKind::parse_file_name("vapid.v2.key"),
+            Some((KeyKind::Vapid, 2))
+        );
         assert_eq!(KeyKind::parse_file_name("relay.v3.pub"), None);
         assert_eq!(KeyKind::parse_file_name("escrow.v1.pub.bak"), None);
     }

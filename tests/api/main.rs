@@ -8,6 +8,7 @@ mod email_helpers;
 mod escalation;
 mod helpers;
 mod pages;
+mod push;
 mod rate_limit;
 mod redis_down;
 mod retention;
