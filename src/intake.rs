@@ -119,7 +119,7 @@ impl Intake {
             priority: tip.priority,
             received,
             thread: tip.thread.to_string(),
-            subject: tip.subject.take(),
+            subject: tip.subject.take().map(|s| s.as_str().to_owned()),
             text: tip.text.as_str().to_owned(),
             attachments: std::mem::take(&mut tip.attachments),
         };

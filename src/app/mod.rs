@@ -441,9 +441,17 @@ async fn start_smtp(
     let wrapped = e
         .implicit_tls
         .then(|| std::net::SocketAddr::new(ip, e.implicit_tls_port));
-    SmtpListeners::start(plain, wrapped, policy, e.max_connections, channel, metrics)
-        .await
-        .map_err(|err| StartupError::Bind(plain.to_string(), err))
+    SmtpListeners::start(
+        plain,
+        wrapped,
+        policy,
+        e.max_connections,
+        e.max_connections_per_address,
+        channel,
+        metrics,
+    )
+    .await
+    .map_err(|err| StartupError::Bind(plain.to_string(), err))
 }
 
 fn security_headers() -> DefaultHeaders {

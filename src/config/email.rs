@@ -26,6 +26,7 @@ pub struct EmailSettings {
     pub max_line_bytes: usize,
     pub max_commands: usize,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub idle_timeout_secs: u64,
     pub session_timeout_secs: u64,
     pub max_text_chars: usize,
@@ -139,6 +140,10 @@ impl Settings {
             ("email.max_recipients", email.max_recipients as u64),
             ("email.max_commands", email.max_commands as u64),
             ("email.max_connections", email.max_connections as u64),
+            (
+                "email.max_connections_per_address",
+                email.max_connections_per_address as u64,
+            ),
             ("email.idle_timeout_secs", email.idle_timeout_secs),
             ("email.session_timeout_secs", email.session_timeout_secs),
             ("email.max_text_chars", email.max_text_chars as u64),

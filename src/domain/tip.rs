@@ -99,7 +99,7 @@ pub struct InboundTip {
     pub priority: Priority,
     pub text: TipText,
     /// The subject line of an emailed tip; every other header is dropped.
-    pub subject: Option<String>,
+    pub subject: Option<TipText>,
     pub pseudonym: Option<Pseudonym>,
     pub thread: ThreadId,
     /// Photos and files, metadata already stripped.

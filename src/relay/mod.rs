@@ -341,7 +341,15 @@ impl RelayWorker {
                 .await;
         };
         // Under every kept pseudonym key, so a rotation never lifts an opt-out.
-        let pseudonyms = self.keyring.pseudonyms_of(address.to.as_bytes());
+        // The same identifier the inbound side hashed: email addresses
+        // lowercased, numbers as stored.
+        let identifier = match address.provider {
+            Provider::Email => EmailAddress::parse(&address.to)
+                .map(|a| a.canonical())
+                .unwrap_or_else(|_| address.to.clone()),
+            Provider::Twilio | Provider::Telnyx => address.to.clone(),
+        };
+        let pseudonyms = self.keyring.pseudonyms_of(identifier.as_bytes());
         if queued.kind == Kind::Reply && self.threads.is_opted_out(&pseudonyms).await? {
             self.finish(id, None).await?;
             report.suppressed += 1;

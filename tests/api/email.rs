@@ -193,7 +193,9 @@ async fn a_reply_reaches_the_tipster_threaded_from_the_tip_address_with_no_media
         format!("\"Community tip line\" <{TIP_ADDRESS}>")
     );
     assert_eq!(header("To").unwrap(), TIPSTER);
-    assert_eq!(header("Subject").unwrap(), "Re: Fight tonight");
+    // The subject is part of the tip, so it is not kept for replies; the
+    // tipster's client threads by In-Reply-To and References.
+    assert_eq!(header("Subject").unwrap(), "Re: your message");
     assert_eq!(header("In-Reply-To").unwrap(), format!("<{original_id}>"));
     assert_eq!(header("References").unwrap(), format!("<{original_id}>"));
     assert!(
@@ -473,4 +475,165 @@ async fn on_shutdown_a_half_sent_message_gets_421_and_is_not_stored_and_the_port
     }
     assert!(refused, "the SMTP port still accepts after shutdown");
     assert!(app.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_forwarded_message_bomb_is_refused_and_the_gateway_keeps_serving() {
+    let app = spawn_email_app(|_| {}).await;
+    let mut c = app.raw_smtp().await;
+    c.begin(TIPSTER).await;
+    // 100,000 nested message/rfc822 levels in 3.3 MB: mail-parser alone
+    // would overflow the stack and abort the process.
+    let mut bomb = format!("From: <{TIPSTER}>\r\n").into_bytes();
+    for _ in 0..100_000 {
+        bomb.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    bomb.extend_from_slice(b"Subject: x\r\n\r\nbody\r\n.\r\n");
+    c.send(&bomb).await;
+    assert_eq!(code(&c.reply().await), "550");
+    let ok = app
+        .send_with_lettre(&message(TIPSTER, "After the bomb", "Still serving."))
+        .await
+        .unwrap();
+    assert!(ok.starts_with("250"));
+    assert_eq!(only_tip(&app).await.text.trim_end(), "Still serving.");
+}
+
+#[tokio::test]
+async fn commands_pipelined_behind_starttls_close_the_connection() {
+    let app = spawn_email_app(|_| {}).await;
+    let mut c = app.raw_smtp().await;
+    assert_eq!(c.command("EHLO client.example").await, "250");
+    // Sent in clear after STARTTLS: anyone on the path could have added them.
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n")
+        .await;
+    assert_eq!(code(&c.reply().await), "554");
+    assert_eq!(c.reply().await, "", "the connection is closed");
+}
+
+#[tokio::test]
+async fn a_sender_over_its_limit_gets_450_and_so_does_a_flooding_address() {
+    let app = spawn_email_app(|s| {
+        s.rate_limits.email.per_client.count = 2;
+        s.rate_limits.email.per_address.count = 4;
+    })
+    .await;
+    let mut replies = Vec::new();
+    for i in 0..3 {
+        let mail = message(TIPSTER, "limit", &format!("message {i}"));
+        replies.push(app.send_with_lettre(&mail).await);
+    }
+    assert!(replies[0].as_ref().unwrap().starts_with("250"));
+    assert!(replies[1].as_ref().unwrap().starts_with("250"));
+    assert!(
+        replies[2].as_ref().unwrap_err().contains("450"),
+        "{replies:?}"
+    );
+    // Another sender from the same address: two more, then the address's
+    // own limit (checked at MAIL FROM) refuses.
+    let other = "neighbour@example.net";
+    assert!(
+        app.send_with_lettre(&message(other, "a", "one"))
+            .await
+            .is_ok()
+    );
+    let refused = app.send_with_lettre(&message(other, "b", "two")).await;
+    assert!(refused.unwrap_err().contains("450"));
+    assert_eq!(app.alerts().await.len(), 3);
+    assert!(
+        app.metrics
+            .render()
+            .contains("tipwire_rate_limited_total{channel=\"email\"")
+    );
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let app = spawn_email_app(|s| s.email.max_connections_per_address = 2).await;
+    let _first = app.raw_smtp().await;
+    let _second = app.raw_smtp().await;
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", app.smtp_port()))
+        .await
+        .unwrap();
+    let mut greeting = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut third, &mut greeting)
+        .await
+        .unwrap();
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    drop(_first);
+    // The slot is given back when a connection ends.
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.smtp_port()))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 3];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut buf)
+            .await
+            .unwrap();
+        if &buf == b"220" {
+            again = Some(s);
+            break;
+        }
+    }
+    assert!(again.is_some());
+}
+
+#[tokio::test]
+async fn auto_replies_and_mail_from_the_tip_address_itself_are_refused() {
+    let app = spawn_email_app(|_| {}).await;
+    let auto = format!(
+        "From: <{TIPSTER}>\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\n\
+         I am away until Monday. Call me at 555-0199.\r\n"
+    );
+    let answer = app
+        .send_with_smtplib(TIPSTER, TIP_ADDRESS, auto.as_bytes())
+        .await;
+    assert!(answer.starts_with("refused 550"), "{answer}");
+    let looped = format!("From: <{TIP_ADDRESS}>\r\nSubject: loop\r\n\r\nhello\r\n");
+    let answer = app
+        .send_with_smtplib(TIPSTER, TIP_ADDRESS, looped.as_bytes())
+        .await;
+    assert!(answer.starts_with("refused 550"), "{answer}");
+    assert!(app.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn stop_by_email_suppresses_replies_until_start() {
+    let sink = Sink::start(0);
+    let ca_file = sink.ca_file();
+    let app = spawn_email_app(|s| {
+        s.email.outbound.enabled = true;
+        s.email.outbound.relay_host = "localhost".into();
+        s.email.outbound.relay_port = sink.port;
+        s.email.outbound.ca_file = ca_file;
+    })
+    .await;
+    // Mixed case: the opt-out must hold for the address however it is written.
+    let sender = "Resident.Tipster@Example.net";
+    assert!(
+        app.send_with_lettre(&message(sender, "tip", "A tip."))
+            .await
+            .is_ok()
+    );
+    let thread = tipwire::domain::ThreadId::parse(&only_tip(&app).await.thread).unwrap();
+    let stop = app
+        .send_with_lettre(&message(sender, "", "STOP"))
+        .await
+        .unwrap();
+    assert!(stop.contains("no more mail"), "{stop}");
+    app.queue_reply(&thread, "Are you safe?", tipwire::relay::Kind::Reply)
+        .await;
+    assert_eq!(app.relay.step().await.unwrap().suppressed, 1);
+    let start = app
+        .send_with_lettre(&message(&sender.to_lowercase(), "", "start"))
+        .await
+        .unwrap();
+    assert!(start.contains("reach this address again"), "{start}");
+    app.queue_reply(&thread, "Are you safe?", tipwire::relay::Kind::Reply)
+        .await;
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    assert_eq!(sink.received().len(), 1);
+    assert_eq!(app.alerts().await.len(), 1, "STOP and START are not tips");
 }

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
+use sha2::{Digest as _, Sha256};
 
+use crate::channels::sms::Keyword;
 use crate::config::{CheckedQuota, ConfigError, Settings};
 use crate::crypto::Keyring;
 use crate::domain::{
-    Channel, InboundTip, Priority, ProviderMessage, ThreadId, TipText, ZoneChoice,
+    Channel, EmailAddress, InboundTip, Priority, ProviderMessage, ThreadId, TipText, ZoneChoice,
 };
 use crate::intake::{Intake, IntakeError, Submitted};
 use crate::privacy::ClientKey;
@@ -21,9 +23,10 @@ use crate::ratelimit::{Scope, quota};
 use crate::relay::threads::{EmailThreading, Provider, ReplyAddress, Threads, coarse_expiry};
 use crate::telemetry::Metrics;
 
-use super::message::{self, MessageError, MessageLimits};
+use super::message::{self, MessageError, MessageLimits, ParsedMessage};
 use super::replies::{
-    ACCEPTED, ACCEPTED_PARTLY, EMPTY, MALFORMED, Reply, SLOW_DOWN, TEXT_TOO_LONG, TRY_LATER,
+    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, OPTED_IN, OPTED_OUT, OWN_ADDRESS,
+    Reply, SLOW_DOWN, TEXT_TOO_LONG, TRY_LATER,
 };
 use super::session::{Envelope, Mailbox};
 
@@ -53,9 +56,9 @@ impl EmailLimiter {
         self.global.check().map_err(|_| Scope::Global)
     }
 
-    fn check_sender(&self, pseudonym: &str) -> bool {
+    fn check_sender(&self, pseudonym: &str, client: ClientKey) -> bool {
         self.per_sender
-            .check_key(&self.salt.hash_one(pseudonym))
+            .check_key(&self.salt.hash_one((pseudonym, client)))
             .is_ok()
     }
 
@@ -76,7 +79,12 @@ pub struct EmailChannel {
     metrics: Arc<Metrics>,
     priority: Priority,
     reply_ttl_secs: u64,
+    tip_addresses: Vec<EmailAddress>,
+    parsers: tokio::sync::Semaphore,
 }
+
+/// Messages parsed at once; more wait their turn.
+const PARSERS: usize = 2;
 
 impl EmailChannel {
     pub fn from_settings(
@@ -102,6 +110,12 @@ impl EmailChannel {
             metrics,
             priority: Priority::parse(&e.default_priority).unwrap_or(Priority::Today),
             reply_ttl_secs: e.reply_address_days.saturating_mul(86_400),
+            tip_addresses: e
+                .addresses
+                .iter()
+                .filter_map(|a| EmailAddress::parse(a).ok())
+                .collect(),
+            parsers: tokio::sync::Semaphore::new(PARSERS),
         })
     }
 
@@ -122,6 +136,39 @@ impl EmailChannel {
     }
 }
 
+impl EmailChannel {
+    /// MIME parsing, photo stripping and redaction on a blocking thread, at
+    /// most `PARSERS` at once: they take milliseconds of CPU per message,
+    /// which must not stall the runtime that serves every other client.
+    /// Also returns the SHA-256 of the raw message, for dedupe.
+    async fn parse(
+        &self,
+        raw: Vec<u8>,
+        envelope_sender: Option<EmailAddress>,
+    ) -> Result<(ParsedMessage, [u8; 32]), Reply> {
+        let Ok(_permit) = self.parsers.acquire().await else {
+            return Err(self.refused("internal", TRY_LATER));
+        };
+        let limits = self.limits;
+        let parsed = tokio::task::spawn_blocking(move || {
+            let raw = zeroize::Zeroizing::new(raw);
+            let digest: [u8; 32] = Sha256::digest(raw.as_slice()).into();
+            message::parse(&raw, envelope_sender.as_ref(), &limits).map(|p| (p, digest))
+        })
+        .await;
+        match parsed {
+            Ok(Ok(parsed)) => Ok(parsed),
+            Ok(Err(MessageError::Malformed)) => Err(self.refused("malformed-message", MALFORMED)),
+            Ok(Err(MessageError::Empty)) => Err(self.refused("empty-text", EMPTY)),
+            Ok(Err(MessageError::TooLong)) => Err(self.refused("field-too-long", TEXT_TOO_LONG)),
+            Err(_) => {
+                tracing::error!(code = "internal", "email parser task failed");
+                Err(self.refused("internal", TRY_LATER))
+            }
+        }
+    }
+}
+
 impl Mailbox for EmailChannel {
     fn admit(&self, client: ClientKey) -> Result<(), Reply> {
         self.limiter
@@ -131,14 +178,22 @@ impl Mailbox for EmailChannel {
 
     #[tracing::instrument(name = "email_inbound", skip_all, fields(pseudonym))]
     async fn receive(&self, envelope: Envelope, raw: Vec<u8>) -> Reply {
-        let raw = zeroize::Zeroizing::new(raw);
-        let parsed = match message::parse(&raw, envelope.sender.as_ref(), &self.limits) {
+        let parsed = match self.parse(raw, envelope.sender.clone()).await {
             Ok(parsed) => parsed,
-            Err(MessageError::Malformed) => return self.refused("malformed-message", MALFORMED),
-            Err(MessageError::Empty) => return self.refused("empty-text", EMPTY),
-            Err(MessageError::TooLong) => return self.refused("field-too-long", TEXT_TOO_LONG),
+            Err(reply) => return reply,
         };
-        drop(raw);
+        let (parsed, digest) = parsed;
+        if parsed.auto_submitted {
+            return self.refused("auto-submitted", AUTOMATIC);
+        }
+        if self
+            .tip_addresses
+            .iter()
+            .any(|a| a.canonical() == parsed.sender.canonical())
+        {
+            // Mail "from" the tip line itself: a loop or a forgery.
+            return self.refused("invalid-sender", OWN_ADDRESS);
+        }
         let pseudonyms = self
             .keyring
             .pseudonyms_of(parsed.sender.canonical().as_bytes());
@@ -146,22 +201,49 @@ impl Mailbox for EmailChannel {
             return self.refused("internal", TRY_LATER);
         };
         tracing::Span::current().record("pseudonym", pseudonym.as_str());
-        if !self.limiter.check_sender(pseudonym.as_str()) {
+        // Keyed by sender and connecting address together: a stranger who
+        // forges a tipster's From line can neither use up the tipster's
+        // allowance nor learn from a 450 that the tipster wrote recently.
+        if !self
+            .limiter
+            .check_sender(pseudonym.as_str(), envelope.client)
+        {
             return self.limited(Scope::Client);
+        }
+        let store_err = |e: crate::bus::StoreError| {
+            tracing::warn!(code = "store-unavailable", error = %e, "email not handled");
+            self.refused("store-unavailable", TRY_LATER)
+        };
+        match Keyword::classify(&parsed.text).map(|(k, _)| k) {
+            Some(Keyword::Stop) => {
+                return match self.threads.opt_out(&pseudonyms).await {
+                    Ok(_) => OPTED_OUT,
+                    Err(e) => store_err(e),
+                };
+            }
+            Some(Keyword::Start) => match self.threads.is_opted_out(&pseudonyms).await {
+                // START is a keyword only for someone who opted out; from
+                // anyone else "Yes" is an answer to a mediator.
+                Ok(true) => {
+                    return match self.threads.opt_in(&pseudonyms).await {
+                        Ok(_) => OPTED_IN,
+                        Err(e) => store_err(e),
+                    };
+                }
+                Ok(false) => {}
+                Err(e) => return store_err(e),
+            },
+            Some(Keyword::Help) | None => {}
         }
         let Ok(text) = TipText::parse(parsed.text.clone(), usize::MAX) else {
             return self.refused("empty-text", EMPTY);
         };
         let thread = ThreadId::for_pseudonym(pseudonym.as_str());
-        // A server that lost our 250 sends the message again: the same
-        // sender and Message-ID (or, without one, the same text) is stored once.
+        // A server that lost our 250 sends the same message again: the same
+        // sender and Message-ID (or, without one, the same bytes) is stored once.
         let dedupe_source = match &parsed.message_id {
             Some(id) => format!("message\0email\0{}\0{id}", parsed.sender.canonical()),
-            None => format!(
-                "text\0email\0{}\0{}",
-                parsed.sender.canonical(),
-                parsed.text
-            ),
+            None => format!("bytes\0email\0{}", hex::encode(digest)),
         };
         let dedupe = self
             .keyring
@@ -173,7 +255,10 @@ impl Mailbox for EmailChannel {
             zone: ZoneChoice::Unsure,
             priority: self.priority,
             text,
-            subject: parsed.subject.clone(),
+            subject: parsed
+                .subject
+                .clone()
+                .and_then(|s| TipText::parse(s, usize::MAX).ok()),
             pseudonym: Some(pseudonym.clone()),
             thread: thread.clone(),
             attachments: parsed.attachments,
@@ -186,10 +271,7 @@ impl Mailbox for EmailChannel {
         let stored = match self.intake.submit(tip, SystemTime::now()).await {
             Ok(Submitted::Stored(_)) => true,
             Ok(Submitted::Duplicate(_)) => false,
-            Err(IntakeError::Store(e)) => {
-                tracing::warn!(code = "store-unavailable", error = %e, "email tip not stored");
-                return self.refused("store-unavailable", TRY_LATER);
-            }
+            Err(IntakeError::Store(e)) => return store_err(e),
             Err(e) => {
                 tracing::error!(code = "internal", error = %e, "email tip not sealed");
                 return self.refused("internal", TRY_LATER);
@@ -203,8 +285,11 @@ impl Mailbox for EmailChannel {
                 to: parsed.sender.as_str().to_owned(),
                 from: tip_address.as_str().to_owned(),
                 pseudonym: pseudonym.as_str().to_owned(),
+                // No subject: it is part of the tip, and the relay key must
+                // open addresses, never tip content. Replies thread by
+                // In-Reply-To and References.
                 email: Some(EmailThreading {
-                    subject: parsed.subject,
+                    subject: None,
                     message_id: parsed.message_id,
                     references: parsed.references,
                 }),

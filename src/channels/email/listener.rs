@@ -5,6 +5,7 @@
 //! stored finishes first. Peer addresses become salted keys for the rate
 //! limits and are never logged.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::privacy::ClientKeyer;
+use crate::privacy::{ClientKey, ClientKeyer};
 use crate::telemetry::Metrics;
 
 use super::inbound::EmailChannel;
@@ -32,6 +33,9 @@ pub struct SmtpListeners {
 
 struct Shared {
     policy: Policy,
+    /// Open connections per client key, so one address cannot take every slot.
+    per_client: std::sync::Mutex<HashMap<ClientKey, usize>>,
+    max_per_client: usize,
     channel: Arc<EmailChannel>,
     keyer: ClientKeyer,
     slots: Arc<Semaphore>,
@@ -42,11 +46,16 @@ struct Shared {
 
 impl SmtpListeners {
     /// Binds the listeners (port 0 picks a free one) and starts accepting.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "plain wiring, called from one place"
+    )]
     pub async fn start(
         addr: SocketAddr,
         implicit_tls: Option<SocketAddr>,
         policy: Policy,
         max_connections: usize,
+        max_per_client: usize,
         channel: Arc<EmailChannel>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
@@ -64,6 +73,8 @@ impl SmtpListeners {
         let sessions = TaskTracker::new();
         let shared = Arc::new(Shared {
             policy,
+            per_client: std::sync::Mutex::new(HashMap::new()),
+            max_per_client,
             channel,
             // SMTP peers are mail servers or clients connecting directly: no
             // proxy header exists to trust.
@@ -151,6 +162,17 @@ async fn connection(
         return;
     };
     let client = shared.keyer.key(Some(peer.ip()));
+    let Some(_held) = ClientSlot::take(&shared, client) else {
+        let _ = stream
+            .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
+            .await;
+        shared
+            .metrics
+            .smtp_sessions
+            .with_label_values(&["busy"])
+            .inc();
+        return;
+    };
     let s = &shared;
     let ended = match tls {
         None => session::serve(stream, false, client, &s.policy, &*s.channel, &s.cancel).await,
@@ -168,4 +190,41 @@ async fn connection(
         .smtp_sessions
         .with_label_values(&[ended.as_str()])
         .inc();
+}
+
+/// One of a client's connections, given back when dropped.
+struct ClientSlot<'a> {
+    shared: &'a Shared,
+    client: ClientKey,
+}
+
+impl<'a> ClientSlot<'a> {
+    fn take(shared: &'a Shared, client: ClientKey) -> Option<Self> {
+        let mut open = shared
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(client).or_insert(0);
+        if *count >= shared.max_per_client {
+            return None;
+        }
+        *count += 1;
+        Some(Self { shared, client })
+    }
+}
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self
+            .shared
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }

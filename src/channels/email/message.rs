@@ -52,6 +52,14 @@ use crate::privacy::redaction;
 /// Deepest MIME nesting accepted: the root is level 0, and a part inside
 /// eight nested multiparts is level 8. Real clients stay under 5.
 pub const MAX_MIME_DEPTH: usize = 8;
+/// Content-Type headers per message: far more than any real message holds.
+const MAX_CONTENT_TYPES: usize = 100;
+/// Lines starting with "--" (boundary candidates) per message.
+const MAX_BOUNDARY_LINES: usize = 1000;
+/// Longest display name used for redaction, in characters.
+const MAX_NAME_CHARS: usize = 200;
+/// Share of U+FFFD above which decoded text is taken for binary garbage.
+const MAX_REPLACEMENT_SHARE: f64 = 0.05;
 const MAX_SUBJECT_CHARS: usize = 200;
 const MAX_ID_CHARS: usize = 250;
 const MAX_REFERENCES: usize = 10;
@@ -93,6 +101,9 @@ pub struct ParsedMessage {
     /// Kept attachments, metadata stripped (except PDF and HEIC; see the
     /// module documentation).
     pub attachments: Vec<Attachment>,
+    /// The message says it was sent automatically (RFC 3834 Auto-Submitted),
+    /// such as an out-of-office answer to a mediator's reply.
+    pub auto_submitted: bool,
     /// Some attachment was dropped (wrong type, too big, too many, failed to
     /// strip, or declared type does not match the bytes).
     pub attachments_refused: bool,
@@ -140,6 +151,7 @@ pub fn parse(
     limits: &MessageLimits,
 ) -> Result<ParsedMessage, MessageError> {
     check_header_section(raw)?;
+    check_complexity(raw)?;
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(MessageError::Malformed)?;
@@ -188,16 +200,21 @@ pub fn parse(
     } else {
         text
     };
-    if text.trim().is_empty() {
-        if attachments.is_empty() {
-            return Err(MessageError::Empty);
-        }
-        text = NO_TEXT.to_owned();
-    }
-
     let subject = message
         .subject()
         .and_then(|s| clean_subject(s, limits.redact.then_some((&addresses[..], name))));
+    if text.trim().is_empty() {
+        // A tip written in the subject line alone is still a tip.
+        text = match (&subject, attachments.is_empty()) {
+            (Some(subject), _) => subject.clone(),
+            (None, false) => NO_TEXT.to_owned(),
+            (None, true) => return Err(MessageError::Empty),
+        };
+    }
+    // RFC 3834: out-of-office and other automatic answers say so.
+    let auto_submitted = message
+        .header_raw("Auto-Submitted")
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"));
     let message_id = message
         .message_id()
         .filter(|id| is_sane_id(id))
@@ -225,6 +242,7 @@ pub fn parse(
         text,
         attachments,
         attachments_refused,
+        auto_submitted,
     })
 }
 
@@ -282,6 +300,60 @@ fn check_header_section(raw: &[u8]) -> Result<(), MessageError> {
 
 /// Walks the MIME tree from the root: every multipart has parts, a boundary
 /// and stays within [`MAX_MIME_DEPTH`].
+/// Bounds what mail-parser is asked to do, before it runs. Nested messages
+/// (message/rfc822, message/global, and the parts of multipart/digest, whose
+/// default type is message/rfc822) are parsed recursively by mail-parser:
+/// tens of thousands of levels fit in a 2 MB message and overflow the stack,
+/// which aborts the whole process. A nested message is always declared in a
+/// header of the outer message, visible here, so refusing those declarations
+/// refuses all nesting. The part count is bounded too (mail-parser allocates
+/// one structure per part: a million empty parts cost 200 MB).
+fn check_complexity(raw: &[u8]) -> Result<(), MessageError> {
+    let mut content_types = 0_usize;
+    let mut boundaries = 0_usize;
+    let mut lines = raw.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with(b"--") {
+            boundaries += 1;
+        }
+        let Some(value) = header_value(line, b"content-type") else {
+            continue;
+        };
+        content_types += 1;
+        let mut value = value.to_ascii_lowercase();
+        // Folded continuation lines belong to the same header.
+        while let Some(next) = lines.peek()
+            && next.first().is_some_and(|b| *b == b' ' || *b == b'\t')
+        {
+            value.extend(next.to_ascii_lowercase());
+            lines.next();
+        }
+        let value = String::from_utf8_lossy(&value);
+        let essence = value.split(';').next().unwrap_or_default();
+        let essence: String = essence.chars().filter(|c| !c.is_whitespace()).collect();
+        if essence.starts_with("message/") || essence == "multipart/digest" {
+            return Err(MessageError::Malformed);
+        }
+    }
+    if content_types > MAX_CONTENT_TYPES || boundaries > MAX_BOUNDARY_LINES {
+        return Err(MessageError::Malformed);
+    }
+    Ok(())
+}
+
+/// The value of a header line named `name` (case-insensitive, optional
+/// whitespace before the colon, as RFC 5322's obsolete syntax allows).
+fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let head = line.get(..name.len())?;
+    if !head.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let rest = line.get(name.len()..)?;
+    let start = rest.iter().position(|b| *b != b' ' && *b != b'\t')?;
+    let rest = rest.get(start..)?;
+    rest.strip_prefix(b":")
+}
+
 fn check_structure(message: &Message<'_>) -> Result<(), MessageError> {
     let mut stack = vec![(0_u32, 0_usize)];
     while let Some((id, depth)) = stack.pop() {
@@ -329,7 +401,11 @@ fn first_valid_address(address: &Address<'_>) -> Option<EmailAddress> {
 }
 
 fn clean_name(name: &str) -> Option<String> {
-    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
     let name = name.trim();
     (!name.is_empty()).then(|| name.to_owned())
 }
@@ -338,7 +414,12 @@ fn clean_subject(
     subject: &str,
     redaction: Option<(&[&EmailAddress], Option<&str>)>,
 ) -> Option<String> {
-    let cleaned: String = subject.chars().filter(|c| !c.is_control()).collect();
+    // Cut first: redaction costs time in proportion to the text.
+    let cleaned: String = subject
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_SUBJECT_CHARS)
+        .collect();
     let cleaned = match redaction {
         Some((addresses, name)) => redaction::replace_identity(cleaned.trim(), addresses, name),
         None => cleaned.trim().to_owned(),
@@ -385,11 +466,22 @@ fn body_text(message: &Message<'_>) -> Result<String, MessageError> {
     Ok(text)
 }
 
+/// Text, not binary: no control characters but tab, CR, LF and form feed, and
+/// few U+FFFD (bytes invalid in the declared charset). A stray "�" in a
+/// forwarded text is fine; a body that is mostly "�" is 8-bit garbage.
 fn is_text(s: &str) -> bool {
-    !s.chars().any(|c| {
-        c == char::REPLACEMENT_CHARACTER
-            || (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{0C}'))
-    })
+    let mut total = 0_usize;
+    let mut replaced = 0_usize;
+    for c in s.chars() {
+        if c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{0C}') {
+            return false;
+        }
+        total += 1;
+        replaced += usize::from(c == char::REPLACEMENT_CHARACTER);
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a ratio of counts")]
+    let share = replaced as f64 / total.max(1) as f64;
+    share <= MAX_REPLACEMENT_SHARE
 }
 
 // ---------------------------------------------------------------------------
@@ -837,7 +929,7 @@ mod tests {
     }
 
     #[test]
-    fn other_types_such_as_calendars_and_forwarded_messages_are_refused() {
+    fn other_types_such_as_calendars_and_text_files_are_refused() {
         let m = parse_ok(&crlf(
             "From: ana@example.org\n\
              Content-Type: multipart/mixed; boundary=b\n\
@@ -850,13 +942,6 @@ mod tests {
              Content-Type: text/calendar; method=REQUEST\n\
              \n\
              BEGIN:VCALENDAR\n\
-             --b\n\
-             Content-Type: message/rfc822\n\
-             \n\
-             From: someone-else@example.net\n\
-             Subject: FORWARDED-CANARY\n\
-             \n\
-             forwarded body canary\n\
              --b\n\
              Content-Type: text/plain; name=notes.txt\n\
              Content-Disposition: attachment; filename=notes.txt\n\
@@ -899,8 +984,81 @@ mod tests {
     #[test]
     fn a_message_with_only_an_attachment_gets_placeholder_text() {
         let m = parse_ok(&with_attachments("  ", &[("image/png", &png_with_text())]));
-        assert_eq!(m.text, "(attachment without text)");
+        // The subject stands in for the missing text.
+        assert_eq!(m.text, "photos");
         assert_eq!(m.attachments.len(), 1);
+        let no_subject =
+            String::from_utf8(with_attachments("  ", &[("image/png", &png_with_text())]))
+                .unwrap()
+                .replace("Subject: photos\r\n", "");
+        let m = parse_ok(no_subject.as_bytes());
+        assert_eq!(m.text, "(attachment without text)");
+    }
+
+    #[test]
+    fn a_tip_in_the_subject_alone_is_kept_as_the_text() {
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\nSubject: Shooting planned behind 5th St market at 9pm\n\n\n",
+        ));
+        assert_eq!(m.text, "Shooting planned behind 5th St market at 9pm");
+    }
+
+    #[test]
+    fn nested_messages_are_refused_before_parsing_however_deep() {
+        for ct in [
+            "message/rfc822",
+            "Message/Global",
+            "multipart/digest; boundary=d",
+        ] {
+            let raw = crlf(&format!(
+                "From: ana@example.org\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+                 Content-Type: text/plain\n\nsee below\n--b\nContent-Type:\n {ct}\n\n\
+                 From: x@example.net\n\nforwarded\n--b--\n"
+            ));
+            assert_eq!(parse_err(&raw), MessageError::Malformed, "{ct}");
+        }
+        // 100,000 levels: refused at once, where mail-parser alone would
+        // overflow the stack and abort the process.
+        let mut raw = b"From: ana@example.org\r\n".to_vec();
+        for _ in 0..100_000 {
+            raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        raw.extend_from_slice(b"Subject: x\r\n\r\nbody\r\n");
+        assert_eq!(parse_err(&raw), MessageError::Malformed);
+    }
+
+    #[test]
+    fn a_million_empty_parts_are_refused_before_parsing() {
+        let mut raw =
+            b"From: ana@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..1_000_000 {
+            raw.extend_from_slice(b"--b\r\n\r\n");
+        }
+        raw.extend_from_slice(b"--b--\r\n");
+        assert_eq!(parse_err(&raw), MessageError::Malformed);
+    }
+
+    #[test]
+    fn a_stray_replacement_character_is_text_but_mostly_garbage_is_not() {
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\n\nhe said \u{FFFD} whatever\n",
+        ));
+        assert!(m.text.contains('\u{FFFD}'));
+        let garbage: String = std::iter::repeat_n('\u{FFFD}', 40).collect();
+        let raw = crlf(&format!("From: ana@example.org\n\nok {garbage}\n"));
+        assert_eq!(parse_err(&raw), MessageError::Malformed);
+    }
+
+    #[test]
+    fn auto_submitted_mail_is_flagged_and_auto_submitted_no_is_not() {
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\nAuto-Submitted: auto-replied\n\nI am away\n",
+        ));
+        assert!(m.auto_submitted);
+        let m = parse_ok(&crlf(
+            "From: ana@example.org\nAuto-Submitted: no\n\nhello\n",
+        ));
+        assert!(!m.auto_submitted);
     }
 
     // -- sender -------------------------------------------------------------
@@ -1073,9 +1231,12 @@ mod tests {
     #[test]
     fn a_blank_body_without_attachments_is_empty() {
         for raw in [
-            crlf("From: ana@example.org\nSubject: x\n\n   \n\n"),
-            crlf("From: ana@example.org\nSubject: only headers\n"),
-            with_attachments(" ", &[("application/zip", b"PK\x03\x04")]),
+            crlf("From: ana@example.org\nSubject:  \n\n   \n\n"),
+            crlf("From: ana@example.org\nTo: tips@example.org\n"),
+            String::from_utf8(with_attachments(" ", &[("application/zip", b"PK\x03\x04")]))
+                .unwrap()
+                .replace("Subject: photos\r\n", "")
+                .into_bytes(),
         ] {
             assert_eq!(parse_err(&raw), MessageError::Empty);
         }

@@ -17,7 +17,12 @@ impl Reply {
 
     pub(super) fn render(&self) -> String {
         let (a, b, c) = self.status;
-        format!("{} {a}.{b}.{c} {}\r\n", self.code, self.text)
+        // RFC 2034 §3: enhanced codes go on 2xx, 4xx and 5xx replies only.
+        if a == 0 {
+            format!("{} {}\r\n", self.code, self.text)
+        } else {
+            format!("{} {a}.{b}.{c} {}\r\n", self.code, self.text)
+        }
     }
 
     pub fn is_positive(&self) -> bool {
@@ -99,4 +104,24 @@ pub const TRY_LATER: Reply = Reply::new(
     451,
     (4, 3, 0),
     "Temporary failure; the message was not stored, try again later",
+);
+pub const AUTOMATIC: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "Message refused: automatic replies (Auto-Submitted) are not accepted",
+);
+pub const OWN_ADDRESS: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "Message refused: it claims to come from this tip line's own address",
+);
+pub const OPTED_OUT: Reply = Reply::new(
+    250,
+    (2, 0, 0),
+    "Message accepted; this address will get no more mail from the tip line (send START to undo)",
+);
+pub const OPTED_IN: Reply = Reply::new(
+    250,
+    (2, 0, 0),
+    "Message accepted; replies from the tip line will reach this address again",
 );

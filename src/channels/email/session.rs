@@ -92,6 +92,7 @@ pub enum Ended {
     TlsPipelined,
     TlsHandshake,
     ShuttingDown,
+    BareNewline,
     Io,
 }
 
@@ -106,6 +107,7 @@ impl Ended {
             Self::TlsPipelined => "starttls-pipelined",
             Self::TlsHandshake => "tls-handshake-failed",
             Self::ShuttingDown => "shutting-down",
+            Self::BareNewline => "bare-newline",
             Self::Io => "io-error",
         }
     }
@@ -341,6 +343,12 @@ impl<M: Mailbox> Conversation<'_, M> {
             if reply(&mut io, &answer).await.is_err() {
                 return Next::Ended(Ended::Io);
             }
+            if answer == BARE_NEWLINE {
+                // smtp-proto also ends DATA at CRLF "." CR... LF; such a
+                // message holds a bare CR and is refused, and whatever the
+                // client sent after it is not read as commands.
+                return Next::Ended(Ended::BareNewline);
+            }
         }
     }
 
@@ -387,9 +395,12 @@ impl<M: Mailbox> Conversation<'_, M> {
         self.mailbox.receive(envelope, data.bytes).await
     }
 
-    /// Waits for more input, within the idle and session limits.
-    async fn fill<S: AsyncRead + Unpin>(&self, io: &mut BufReader<S>) -> Result<usize, Ended> {
-        let idle = Instant::now() + self.policy.limits.idle;
+    /// Waits for more input, until `idle` (or the session's end).
+    async fn fill<S: AsyncRead + Unpin>(
+        &self,
+        io: &mut BufReader<S>,
+        idle: Instant,
+    ) -> Result<usize, Ended> {
         let (until, why) = if idle < self.deadline {
             (idle, Ended::Idle)
         } else {
@@ -412,8 +423,11 @@ impl<M: Mailbox> Conversation<'_, M> {
         let max = self.policy.limits.max_line_bytes;
         let mut line = Vec::new();
         let mut too_long = false;
+        // The whole line within the idle time: a client trickling a byte at a
+        // time does not hold the connection open for longer.
+        let idle = Instant::now() + self.policy.limits.idle;
         loop {
-            self.fill(io).await?;
+            self.fill(io, idle).await?;
             let buf = io.buffer();
             let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
                 Some(at) => (buf.get(..=at).unwrap_or(buf), true),
@@ -451,7 +465,10 @@ impl<M: Mailbox> Conversation<'_, M> {
         receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
         let mut too_big = false;
         loop {
-            self.fill(io).await?;
+            // A large message on a slow link may take longer than the idle
+            // time: here the limit is on silence, within the session's limit.
+            self.fill(io, Instant::now() + self.policy.limits.idle)
+                .await?;
             let buf = io.buffer();
             let mut rest = buf.iter();
             let done = receiver.ingest(&mut rest, &mut bytes);
@@ -606,11 +623,10 @@ mod tests {
             b"Subject: a\r\n\r\nfirst\n.\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<tips@example.org>\r\nDATA\r\nsmuggled\r\n.\n\r\n.\r\nQUIT\r\n",
         ]
         .concat();
-        let (out, got, _) = converse(policy(10_000, 100, 5_000), &input).await;
-        assert_eq!(
-            codes(&out),
-            ["220", "250", "250", "250", "354", "554", "221"]
-        );
+        let (out, got, ended) = converse(policy(10_000, 100, 5_000), &input).await;
+        // Refused, and nothing after it is read as a command.
+        assert_eq!(codes(&out), ["220", "250", "250", "250", "354", "554"]);
+        assert_eq!(ended, Ended::BareNewline);
         assert!(got.is_empty());
     }
 
