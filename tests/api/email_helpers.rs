@@ -171,8 +171,8 @@ pub fn python() -> PathBuf {
         });
     assert!(
         path.exists(),
-        "the email tests need Python with aiosmtpd at {}: run scripts/test.sh (it makes it), \
-         or set TIPWIRE_TEST_PYTHON",
+        "the integration tests need Python with the peers of tests/peers/requirements.txt \
+         at {}: run scripts/test.sh (it makes it), or set TIPWIRE_TEST_PYTHON",
         path.display()
     );
     path

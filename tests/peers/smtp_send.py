@@ -1,7 +1,9 @@
 """Sends one message with Python's smtplib, a client independent of tipwire's
 Rust stack. Usage: smtp_send.py HOST PORT CA_FILE MAIL_FROM RCPT_TO < message
 The message bytes come on stdin. Upgrades with STARTTLS, trusting CA_FILE.
-Prints the server's final reply code and text, or "refused CODE TEXT"."""
+Prints "sent 250" when the message was accepted (smtplib raises on any other
+answer to DATA; the 250 printed is the NOOP's that follows, proving the
+session still works), or "refused CODE TEXT" with the server's refusal."""
 
 import smtplib
 import ssl
