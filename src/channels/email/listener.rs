@@ -150,10 +150,15 @@ async fn connection(
     shared: Arc<Shared>,
 ) {
     let _ = stream.set_nodelay(true);
+    // On the implicit-TLS port a clear-text 421 would read as a broken
+    // handshake; closing says the same to a client that retries.
+    let plain = tls.is_none();
     let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
-        let _ = stream
-            .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
-            .await;
+        if plain {
+            let _ = stream
+                .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
+                .await;
+        }
         shared
             .metrics
             .smtp_sessions
@@ -163,9 +168,11 @@ async fn connection(
     };
     let client = shared.keyer.key(Some(peer.ip()));
     let Some(_held) = ClientSlot::take(&shared, client) else {
-        let _ = stream
-            .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
-            .await;
+        if plain {
+            let _ = stream
+                .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
+                .await;
+        }
         shared
             .metrics
             .smtp_sessions
