@@ -48,6 +48,28 @@ pub enum AppError {
     StoreUnavailable,
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("the enrolment invite is unknown, used or expired")]
+    InviteInvalid,
+    #[error("the age recipient is not an X25519 age public key")]
+    InvalidAgeRecipient,
+    #[error("the signing key is not a P-256 public key in base64url SPKI")]
+    InvalidSigningKey,
+    #[error("the device name is too long or holds control characters")]
+    InvalidDeviceName,
+    #[error("this age recipient is already enrolled")]
+    RecipientAlreadyEnrolled,
+    #[error("no enrolled device has this id")]
+    UnknownDevice,
+    #[error("the login challenge is unknown, used, expired or for another device")]
+    ChallengeInvalid,
+    #[error("no session cookie")]
+    SessionRequired,
+    #[error("the session expired or was ended")]
+    SessionExpired,
+    #[error("the CSRF token is missing or wrong")]
+    CsrfFailed,
+    #[error("the request came from another origin")]
+    OriginMismatch,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -157,6 +179,61 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",
                 "We are restarting. Your tip was not received. Please send it again in a minute.",
+            ),
+            Self::InviteInvalid => (
+                StatusCode::FORBIDDEN,
+                "invite-invalid",
+                "This enrolment link was already used, has expired or is mistyped. Ask for a new one.",
+            ),
+            Self::InvalidAgeRecipient => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-age-recipient",
+                "The device's encryption key is not an age X25519 public key (age1...).",
+            ),
+            Self::InvalidSigningKey => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-signing-key",
+                "The device's signing key is not an ECDSA P-256 public key in base64url SPKI form.",
+            ),
+            Self::InvalidDeviceName => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-device-name",
+                "The device name must be at most 64 characters, without control characters.",
+            ),
+            Self::RecipientAlreadyEnrolled => (
+                StatusCode::CONFLICT,
+                "recipient-already-enrolled",
+                "This device's encryption key is already enrolled. The invite was not used.",
+            ),
+            Self::UnknownDevice => (
+                StatusCode::UNAUTHORIZED,
+                "unknown-device",
+                "This device is not enrolled, or was revoked. Ask for a new enrolment link.",
+            ),
+            Self::ChallengeInvalid => (
+                StatusCode::UNAUTHORIZED,
+                "challenge-invalid",
+                "The sign-in challenge was already used, has expired or is not for this device. Ask for a new one.",
+            ),
+            Self::SessionRequired => (
+                StatusCode::UNAUTHORIZED,
+                "session-required",
+                "Please sign in first.",
+            ),
+            Self::SessionExpired => (
+                StatusCode::UNAUTHORIZED,
+                "session-expired",
+                "Your session has ended. Please sign in again.",
+            ),
+            Self::CsrfFailed => (
+                StatusCode::FORBIDDEN,
+                "csrf-failed",
+                "The request did not carry this session's X-CSRF-Token header.",
+            ),
+            Self::OriginMismatch => (
+                StatusCode::FORBIDDEN,
+                "origin-mismatch",
+                "The request came from a page of another site.",
             ),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -306,6 +383,17 @@ mod tests {
             },
             AppError::StoreUnavailable,
             AppError::ShuttingDown,
+            AppError::InviteInvalid,
+            AppError::InvalidAgeRecipient,
+            AppError::InvalidSigningKey,
+            AppError::InvalidDeviceName,
+            AppError::RecipientAlreadyEnrolled,
+            AppError::UnknownDevice,
+            AppError::ChallengeInvalid,
+            AppError::SessionRequired,
+            AppError::SessionExpired,
+            AppError::CsrfFailed,
+            AppError::OriginMismatch,
             AppError::NotFound,
             AppError::MethodNotAllowed,
             AppError::Internal,

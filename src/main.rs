@@ -13,7 +13,8 @@ use tipwire::app::Application;
 use tipwire::bus::AlertReader;
 use tipwire::config::Settings;
 use tipwire::crypto::{IdentityKey, KeyKind, Keyring};
-use tipwire::mediator::MediatorDirectory;
+use tipwire::mediator::devices::{Devices, Invites};
+use tipwire::mediator::{DeviceId, MediatorDirectory};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +112,25 @@ enum MediatorCommand {
     List,
     Remove {
         id: String,
+    },
+    /// Make a one-time enrolment link (with a QR code) for a mediator's phone.
+    /// The phone makes its own keys and registers only their public halves.
+    Invite {
+        #[arg(long)]
+        name: String,
+        /// Zone ids, comma-separated (or repeat the option).
+        #[arg(long = "zones", alias = "zone")]
+        zones: Vec<String>,
+        /// Receives every zone's tips and escalations.
+        #[arg(long)]
+        supervisor: bool,
+    },
+    /// List enrolled devices: id, name, zones, on duty.
+    Devices,
+    /// End a device at once: its sessions, and its recipient status from the
+    /// next tip on.
+    Revoke {
+        device_id: String,
     },
 }
 
@@ -229,6 +249,50 @@ async fn main() -> Result<()> {
                 MediatorCommand::Remove { id } => {
                     directory.remove(&id).await?;
                     println!("removed {id}; it is no recipient of new tips");
+                }
+                MediatorCommand::Invite {
+                    name,
+                    zones,
+                    supervisor,
+                } => {
+                    let zones = admin::mediators::parse_zones(&settings, &zones)?;
+                    let invites = Invites::new(
+                        admin::store(&settings)?,
+                        &settings.mediator.base_url()?,
+                        settings.mediator.invite_ttl(),
+                    );
+                    let invite = invites
+                        .create(&name, &zones, supervisor, invites.default_ttl())
+                        .await?;
+                    print!(
+                        "{}",
+                        admin::mediators::describe_invite(&invite, name.trim())
+                    );
+                }
+                MediatorCommand::Devices => {
+                    let devices = Devices::new(admin::store(&settings)?);
+                    print!(
+                        "{}",
+                        admin::mediators::describe_devices(&devices.list().await?)
+                    );
+                }
+                MediatorCommand::Revoke { device_id } => {
+                    let id = DeviceId::parse(device_id.trim()).with_context(|| {
+                        format!("{device_id:?}: a device id is what `tipwire mediator devices` lists (d_…)")
+                    })?;
+                    let devices = Devices::new(admin::store(&settings)?);
+                    let revoked = devices
+                        .revoke(&id)
+                        .await
+                        .with_context(|| format!("revoke {id}"))?;
+                    println!(
+                        "revoked {id}: {} session(s) ended; it is no recipient of new tips{}",
+                        revoked.sessions_ended,
+                        revoked
+                            .mediator_id
+                            .map(|m| format!(" (directory entry {m} removed)"))
+                            .unwrap_or_default()
+                    );
                 }
             }
         }

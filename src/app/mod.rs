@@ -153,6 +153,10 @@ impl Application {
         let drain_data = web::Data::new(drain.clone());
         let store_data = web::Data::new(store.clone());
         let access = web::Data::new(ops::MetricsAccess(settings.metrics_allow()?));
+        let devices = web::Data::new(crate::mediator::devices::DeviceApi::from_settings(
+            &settings,
+            store.clone(),
+        )?);
 
         let mut tasks = BackgroundTasks::default();
         {
@@ -241,6 +245,7 @@ impl Application {
                 .app_data(store_data.clone())
                 .app_data(access.clone())
                 .app_data(drain_data.clone())
+                .app_data(devices.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(web::JsonConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(
@@ -254,6 +259,7 @@ impl Application {
                 .configure(web_channel::routes)
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
+                .configure(crate::mediator::devices::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
                 }))

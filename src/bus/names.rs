@@ -36,6 +36,24 @@ pub const ESCALATIONS: &str = "escalations";
 /// Suffix of the stream of escalation stages that fired, for the push worker.
 pub const ESCALATION_EVENTS: &str = "escalation-events";
 
+/// Suffix of one-time enrolment invites (`<prefix>:invite:<sha256 of the
+/// code, hex>`), each with its expiry; redeemed with GETDEL, so once only.
+pub const INVITE: &str = "invite";
+/// Suffix of enrolled device records (`<prefix>:device:<device id>`): public
+/// keys, zones, on-duty flag. Never a private key.
+pub const DEVICE: &str = "device";
+/// Suffix of the set of enrolled device ids.
+pub const DEVICES: &str = "devices";
+/// Suffix of the per-device sets of session hashes
+/// (`<prefix>:device-sessions:<device id>`), so revoking ends every session.
+pub const DEVICE_SESSIONS: &str = "device-sessions";
+/// Suffix of login challenges (`<prefix>:challenge:<sha256 hex>` → device id),
+/// single use, a minute each.
+pub const CHALLENGE: &str = "challenge";
+/// Suffix of device sessions (`<prefix>:session:<sha256 of the token, hex>`);
+/// the token itself is only in the device's cookie.
+pub const SESSION: &str = "session";
+
 /// Full key names for one prefix, built once. The append script touches both
 /// the stream and the directory version, so under Redis Cluster the prefix must
 /// be a hash tag (`{tipwire}`) to keep them in one slot.
@@ -111,6 +129,30 @@ impl Keys {
 
     pub fn escalation_events(&self) -> String {
         format!("{}:{ESCALATION_EVENTS}", self.prefix)
+    }
+
+    pub fn invite(&self, code_hash: &str) -> String {
+        format!("{}:{INVITE}:{code_hash}", self.prefix)
+    }
+
+    pub fn device(&self, device_id: &str) -> String {
+        format!("{}:{DEVICE}:{device_id}", self.prefix)
+    }
+
+    pub fn devices(&self) -> String {
+        format!("{}:{DEVICES}", self.prefix)
+    }
+
+    pub fn device_sessions(&self, device_id: &str) -> String {
+        format!("{}:{DEVICE_SESSIONS}:{device_id}", self.prefix)
+    }
+
+    pub fn challenge(&self, challenge_hash: &str) -> String {
+        format!("{}:{CHALLENGE}:{challenge_hash}", self.prefix)
+    }
+
+    pub fn session(&self, token_hash: &str) -> String {
+        format!("{}:{SESSION}:{token_hash}", self.prefix)
     }
 }
 

@@ -15,9 +15,11 @@ use crate::domain::Zone;
 
 mod email;
 mod escalation;
+mod mediator;
 mod sms;
 pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
 pub use escalation::{EscalationDelays, EscalationSettings};
+pub use mediator::MediatorSettings;
 pub use sms::{Acknowledgement, RelaySettings, SmsSettings, TelnyxSettings, TwilioSettings};
 
 /// The shipped defaults, documented line by line.
@@ -62,6 +64,7 @@ pub struct Settings {
     pub relay: RelaySettings,
     pub email: EmailSettings,
     pub escalation: EscalationSettings,
+    pub mediator: MediatorSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -288,6 +291,7 @@ impl Settings {
         self.validate_sms()?;
         self.validate_email()?;
         self.validate_escalation()?;
+        self.validate_mediator()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0
             || self.relay.poll_interval_ms == 0

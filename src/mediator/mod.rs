@@ -1,9 +1,11 @@
 //! Mediators and their devices: the directory of enrolled recipients (public
 //! age keys) by zone, which decides who can open a tip; the alert state
-//! machine (claim, release, resolve, reassign); and escalation when nobody
-//! claims an alert in time.
+//! machine (claim, release, resolve, reassign); escalation when nobody
+//! claims an alert in time; and the devices themselves (enrolment from an
+//! invite, challenge-signature login, sessions, revocation).
 
 pub mod claims;
+pub mod devices;
 mod directory;
 pub mod escalation;
 

@@ -3,6 +3,7 @@
 mod bad_input;
 pub mod canary;
 mod cli;
+mod devices;
 mod email;
 mod email_helpers;
 mod escalation;

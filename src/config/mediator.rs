@@ -1,0 +1,205 @@
+//! Mediator app settings: the public address the app is served from (used in
+//! enrolment links and as the only `Origin` state-changing API calls may come
+//! from), and how long invites and device sessions last. Operator input,
+//! checked at start-up.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::{ConfigError, Settings, invalid};
+
+/// The longest an invite may stay redeemable: a day. An invite is a bearer
+/// credential that makes its holder a recipient of tips.
+const MAX_INVITE_TTL_SECS: u64 = 86_400;
+/// The longest a session may live, idle or not: a week.
+const MAX_SESSION_SECS: u64 = 7 * 86_400;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediatorSettings {
+    /// `https://host[:port]` the mediator app is reached at, without a path.
+    pub public_base_url: String,
+    /// Seconds an enrolment invite stays redeemable.
+    pub invite_ttl_secs: u64,
+    /// Seconds a session lives without use; every authenticated call restarts it.
+    pub session_ttl_secs: u64,
+    /// Seconds a session lives at most, however busy (the cookie's Max-Age).
+    pub session_max_secs: u64,
+}
+
+impl MediatorSettings {
+    /// The base URL, checked, without a trailing slash.
+    pub fn base_url(&self) -> Result<String, ConfigError> {
+        let url = self.parsed_base_url()?;
+        Ok(url.as_str().trim_end_matches('/').to_owned())
+    }
+
+    /// The origin (`scheme://host[:port]`) browsers send in `Origin` from the app.
+    pub fn public_origin(&self) -> Result<String, ConfigError> {
+        Ok(self.parsed_base_url()?.origin().ascii_serialization())
+    }
+
+    pub fn invite_ttl(&self) -> Duration {
+        Duration::from_secs(self.invite_ttl_secs)
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    pub fn session_max(&self) -> Duration {
+        Duration::from_secs(self.session_max_secs)
+    }
+
+    fn parsed_base_url(&self) -> Result<Url, ConfigError> {
+        const FIX: &str = "set the https:// address phones open the app at, e.g. https://tips.example.org (no path)";
+        let url = Url::parse(self.public_base_url.trim()).map_err(|_| {
+            invalid(
+                "mediator.public_base_url",
+                format!("{:?} is not a URL", self.public_base_url),
+                FIX,
+            )
+        })?;
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        // Session cookies are `Secure` and `__Host-`: over plain http only a
+        // browser on the gateway's own machine would keep them.
+        let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+        if !scheme_ok {
+            return Err(invalid(
+                "mediator.public_base_url",
+                format!("{:?} is not an https:// URL", self.public_base_url),
+                FIX,
+            ));
+        }
+        // `__Host-` cookies are for the whole origin (Path=/), and the app and
+        // its API live at fixed paths: the base URL is an origin, nothing more.
+        if url.host().is_none()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(invalid(
+                "mediator.public_base_url",
+                format!(
+                    "{:?} has a path, query, fragment or user name",
+                    self.public_base_url
+                ),
+                FIX,
+            ));
+        }
+        Ok(url)
+    }
+}
+
+impl Settings {
+    pub(super) fn validate_mediator(&self) -> Result<(), ConfigError> {
+        let m = &self.mediator;
+        m.parsed_base_url()?;
+        if m.invite_ttl_secs == 0 || m.invite_ttl_secs > MAX_INVITE_TTL_SECS {
+            return Err(invalid(
+                "mediator.invite_ttl_secs",
+                format!("{} is not between 1 second and a day", m.invite_ttl_secs),
+                "set how long an enrolment invite stays valid, in seconds (default 900)",
+            ));
+        }
+        if m.session_ttl_secs < 60 || m.session_ttl_secs > MAX_SESSION_SECS {
+            return Err(invalid(
+                "mediator.session_ttl_secs",
+                format!(
+                    "{} is not between 60 seconds and a week",
+                    m.session_ttl_secs
+                ),
+                "set how long an unused session lives, in seconds (default 1800)",
+            ));
+        }
+        if m.session_max_secs < m.session_ttl_secs || m.session_max_secs > MAX_SESSION_SECS {
+            return Err(invalid(
+                "mediator.session_max_secs",
+                format!(
+                    "{} is not between mediator.session_ttl_secs ({}) and a week",
+                    m.session_max_secs, m.session_ttl_secs
+                ),
+                "set the longest a session may last, in seconds (default 43200, a night shift)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(
+                super::super::DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_shipped_mediator_defaults_are_the_documented_ones() {
+        let s = defaults();
+        s.validate_mediator().unwrap();
+        assert_eq!(s.mediator.invite_ttl_secs, 900);
+        assert_eq!(s.mediator.session_ttl_secs, 1800);
+        assert_eq!(
+            s.mediator.public_origin().unwrap(),
+            "https://localhost:8443"
+        );
+        assert_eq!(s.mediator.base_url().unwrap(), "https://localhost:8443");
+    }
+
+    #[test]
+    fn a_base_url_with_a_path_or_plain_http_to_a_public_host_is_refused() {
+        for bad in [
+            "tips.example.org",
+            "http://tips.example.org",
+            "https://tips.example.org/app",
+            "https://tips.example.org/?x=1",
+            "https://user@tips.example.org",
+            "ftp://tips.example.org",
+        ] {
+            let mut s = defaults();
+            s.mediator.public_base_url = bad.into();
+            let msg = s.validate().unwrap_err().to_string();
+            assert!(msg.starts_with("mediator.public_base_url:"), "{bad}: {msg}");
+        }
+        for good in [
+            "https://tips.example.org",
+            "https://tips.example.org/",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+        ] {
+            let mut s = defaults();
+            s.mediator.public_base_url = good.into();
+            s.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn zero_or_inverted_lifetimes_are_refused_with_the_setting_named() {
+        let mut s = defaults();
+        s.mediator.invite_ttl_secs = 0;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("mediator.invite_ttl_secs:"), "{msg}");
+        let mut s = defaults();
+        s.mediator.session_max_secs = s.mediator.session_ttl_secs - 1;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("mediator.session_max_secs:"), "{msg}");
+    }
+}

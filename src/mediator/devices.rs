@@ -1,0 +1,580 @@
+//! Mediator devices: enrolment from a one-time invite, login by signing a
+//! challenge, sessions, the on-duty switch and revocation.
+//!
+//! A phone enrols with the public halves of two keys it made and keeps: an age
+//! X25519 recipient (tips are sealed to it) and an ECDSA P-256 signing key
+//! (it logs in with it; see [`keys`] for the exact formats). The gateway never
+//! receives a private key: the API has no field that could carry one. An
+//! enrolled device is a [`MediatorDirectory`] recipient for the invite's zones,
+//! so the directory version moves and the next tip is sealed to it; revoking
+//! removes it from the directory the same way and ends its sessions.
+//!
+//! Redis holds, under the configured prefix: `device:<id>` (a JSON
+//! [`DeviceRecord`]), `devices` (the set of ids), `device-sessions:<id>` (the
+//! hashes of the device's session tokens), `invite:<hash>`, `challenge:<hash>`
+//! and `session:<hash>`: hashes of bearer secrets, never the secrets.
+//!
+//! Untrusted: every request field (parsed once into [`Enrolment`] and the
+//! session types), and every record read back from Redis (parsed again).
+
+mod extract;
+mod invites;
+pub mod keys;
+mod routes;
+mod sessions;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{Store, StoreError};
+use crate::config::{ConfigError, Settings};
+use crate::crypto::RecipientKey;
+use crate::mediator::{DeviceId, DirectoryError, MediatorDirectory, NewMediator};
+
+pub use extract::AuthenticatedDevice;
+pub use invites::{Invite, InviteCode, InviteGrant, Invites, check_grant};
+pub use keys::{DeviceSigningKey, InvalidSigningKey, SESSION_CONTEXT, login_message};
+pub use routes::routes;
+pub use sessions::{Challenge, NewSession, SESSION_COOKIE, Session, Sessions};
+
+/// Bytes of a login challenge.
+pub const CHALLENGE_LEN: usize = 32;
+/// Longest device name, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// An age X25519 recipient is 62 characters; longer input is refused unread.
+const MAX_RECIPIENT_CHARS: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a mediator needs a name of 1 to 80 characters, without control characters")]
+    InvalidName,
+    #[error("an invite needs at least one zone, or --supervisor")]
+    NoZone,
+    #[error("the invite is unknown, used or expired")]
+    InviteInvalid,
+    #[error("the age recipient is not an X25519 age public key")]
+    InvalidRecipient,
+    #[error("the signing key is not an ECDSA P-256 public key in base64url SPKI")]
+    InvalidSigningKey,
+    #[error(
+        "the device name is over {MAX_DEVICE_NAME_CHARS} characters or holds control characters"
+    )]
+    InvalidDeviceName,
+    #[error("this age recipient is already enrolled")]
+    RecipientTaken,
+    #[error("no enrolled device has this id")]
+    UnknownDevice,
+    #[error("the challenge is unknown, used, expired or for another device")]
+    ChallengeInvalid,
+    #[error("the signature does not verify with the device's key")]
+    SignatureInvalid,
+    #[error("no session cookie")]
+    SessionRequired,
+    #[error("the session expired or was ended")]
+    SessionExpired,
+    #[error("the X-CSRF-Token header is missing or wrong")]
+    CsrfFailed,
+    #[error("the Origin header is not the mediator app's origin")]
+    OriginMismatch,
+    #[error("too many challenges for this device")]
+    RateLimited { retry_after_secs: u64 },
+}
+
+impl From<DirectoryError> for DeviceError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Store(s) => Self::Store(s),
+            DirectoryError::DuplicateRecipient(..) => Self::RecipientTaken,
+            DirectoryError::InvalidName => Self::InvalidName,
+            DirectoryError::NoZone => Self::NoZone,
+            DirectoryError::NotFound(_) => Self::UnknownDevice,
+        }
+    }
+}
+
+/// An enrolled device, as stored. Only public keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    /// Its entry in the [`MediatorDirectory`].
+    pub mediator_id: String,
+    /// The mediator's name, from the invite.
+    pub name: String,
+    /// What the phone calls itself ("Pixel 7"), if it said.
+    pub device_name: Option<String>,
+    pub zones: Vec<String>,
+    pub supervisor: bool,
+    /// age X25519 recipient (`age1…`).
+    pub recipient: String,
+    /// Base64url of the uncompressed SEC1 point ([`DeviceSigningKey::to_stored`]).
+    pub signing_key: String,
+    /// Off-duty devices get no push.
+    pub on_duty: bool,
+    /// Unix seconds, rounded down to the day.
+    pub created: u64,
+}
+
+impl DeviceRecord {
+    /// Parses a record read back from Redis; a damaged one is not trusted.
+    fn parse(json: &str, expected: &DeviceId) -> Option<Self> {
+        let record: Self = serde_json::from_str(json).ok()?;
+        let ok = record.device_id == expected.as_str()
+            && DeviceSigningKey::from_stored(&record.signing_key).is_ok()
+            && RecipientKey::parse(&record.recipient).is_ok();
+        ok.then_some(record)
+    }
+
+    pub fn id(&self) -> Option<DeviceId> {
+        DeviceId::parse(&self.device_id)
+    }
+
+    pub fn signing_key(&self) -> Result<DeviceSigningKey, DeviceError> {
+        DeviceSigningKey::from_stored(&self.signing_key)
+            .map_err(|_| StoreError::Corrupt("device signing key").into())
+    }
+}
+
+/// An enrolment request, parsed: only public keys.
+pub struct Enrolment {
+    pub invite: InviteCode,
+    pub recipient: RecipientKey,
+    pub signing_key: DeviceSigningKey,
+    pub device_name: Option<String>,
+}
+
+impl Enrolment {
+    /// Checks every field before anything is looked up or used up, so a
+    /// malformed request changes nothing (the invite stays redeemable).
+    pub fn parse(
+        invite: &str,
+        age_recipient: &str,
+        signing_key: &str,
+        device_name: Option<&str>,
+    ) -> Result<Self, DeviceError> {
+        if age_recipient.len() > MAX_RECIPIENT_CHARS {
+            return Err(DeviceError::InvalidRecipient);
+        }
+        let recipient =
+            RecipientKey::parse(age_recipient).map_err(|_| DeviceError::InvalidRecipient)?;
+        let signing_key = DeviceSigningKey::from_spki_b64url(signing_key)
+            .map_err(|_| DeviceError::InvalidSigningKey)?;
+        let device_name = match device_name.map(str::trim) {
+            None | Some("") => None,
+            Some(n)
+                if n.chars().count() <= MAX_DEVICE_NAME_CHARS
+                    && !n.chars().any(char::is_control) =>
+            {
+                Some(n.to_owned())
+            }
+            Some(_) => return Err(DeviceError::InvalidDeviceName),
+        };
+        let invite = InviteCode::parse(invite).ok_or(DeviceError::InviteInvalid)?;
+        Ok(Self {
+            invite,
+            recipient,
+            signing_key,
+            device_name,
+        })
+    }
+}
+
+fn unix_secs(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn new_device_id() -> Result<DeviceId, DeviceError> {
+    let bytes: [u8; 12] = rand::random();
+    DeviceId::parse(&format!("d_{}", hex::encode(bytes)))
+        .ok_or(DeviceError::Store(StoreError::Corrupt("device id")))
+}
+
+/// The enrolled devices.
+#[derive(Clone)]
+pub struct Devices {
+    store: Store,
+    directory: MediatorDirectory,
+}
+
+impl Devices {
+    pub fn new(store: Store) -> Self {
+        Self {
+            directory: MediatorDirectory::new(store.clone()),
+            store,
+        }
+    }
+
+    /// Redeems the invite and enrols the device as a recipient of its zones.
+    /// A recipient that is already enrolled is refused before the invite is
+    /// used up; if that races, the invite is put back.
+    pub async fn enrol(
+        &self,
+        invites: &Invites,
+        enrolment: Enrolment,
+        now: SystemTime,
+    ) -> Result<DeviceRecord, DeviceError> {
+        let recipient = enrolment.recipient.to_string();
+        if self
+            .directory
+            .list()
+            .await?
+            .iter()
+            .any(|m| m.recipient == recipient)
+        {
+            return Err(DeviceError::RecipientTaken);
+        }
+        let grant = invites.redeem(&enrolment.invite).await?;
+        let day = unix_secs(now) / 86_400 * 86_400;
+        let zones = grant.parsed_zones()?;
+        let added = match self
+            .directory
+            .add(
+                NewMediator {
+                    name: grant.name.clone(),
+                    zones,
+                    supervisor: grant.supervisor,
+                    recipient: enrolment.recipient,
+                },
+                day,
+            )
+            .await
+        {
+            Ok(added) => added,
+            Err(DirectoryError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                // Refused for what the phone sent, not for the invite.
+                invites.restore(&enrolment.invite, &grant).await?;
+                return Err(e.into());
+            }
+        };
+        let record = DeviceRecord {
+            device_id: new_device_id()?.to_string(),
+            mediator_id: added.id.clone(),
+            name: added.name,
+            device_name: enrolment.device_name,
+            zones: added.zones,
+            supervisor: added.supervisor,
+            recipient: added.recipient,
+            signing_key: enrolment.signing_key.to_stored(),
+            on_duty: true,
+            created: day,
+        };
+        if let Err(e) = self.insert(&record).await {
+            // No recipient without a device record to revoke it by.
+            if let Err(undo) = self.directory.remove(&added.id).await {
+                tracing::error!(error = %undo, "enrolment half done: directory entry left without device; run `tipwire mediator list` and remove it");
+            }
+            return Err(e);
+        }
+        tracing::info!(zones = ?record.zones, supervisor = record.supervisor, "mediator device enrolled");
+        Ok(record)
+    }
+
+    async fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
+        let json = serde_json::to_string(record).map_err(|_| StoreError::Corrupt("device"))?;
+        let keys = self.store.keys();
+        let mut conn = self.store.conn().await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(keys.device(&record.device_id))
+            .arg(json)
+            .arg("NX")
+            .ignore()
+            .sadd(keys.devices(), &record.device_id)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// The device's record; `None` when it is not (or no longer) enrolled, or
+    /// its record is damaged.
+    pub async fn get(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
+        let mut conn = self.store.conn().await?;
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(self.store.keys().device(id.as_str()))
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(raw.and_then(|json| DeviceRecord::parse(&json, id)))
+    }
+
+    /// Every enrolled device with an intact record, by name.
+    pub async fn list(&self) -> Result<Vec<DeviceRecord>, DeviceError> {
+        let keys = self.store.keys();
+        let mut conn = self.store.conn().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys.devices())
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let ids: Vec<DeviceId> = ids.iter().filter_map(|i| DeviceId::parse(i)).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut get = redis::cmd("MGET");
+        for id in &ids {
+            get.arg(keys.device(id.as_str()));
+        }
+        let raw: Vec<Option<String>> =
+            get.query_async(&mut conn).await.map_err(StoreError::from)?;
+        let mut out: Vec<DeviceRecord> = ids
+            .iter()
+            .zip(raw)
+            .filter_map(|(id, json)| json.and_then(|j| DeviceRecord::parse(&j, id)))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.device_id.cmp(&b.device_id)));
+        Ok(out)
+    }
+
+    /// Turns push on or off for the device. Never brings a revoked record back.
+    pub async fn set_on_duty(
+        &self,
+        id: &DeviceId,
+        on_duty: bool,
+    ) -> Result<DeviceRecord, DeviceError> {
+        let mut record = self.get(id).await?.ok_or(DeviceError::UnknownDevice)?;
+        record.on_duty = on_duty;
+        let json = serde_json::to_string(&record).map_err(|_| StoreError::Corrupt("device"))?;
+        let mut conn = self.store.conn().await?;
+        // XX: if a revocation deleted the record meanwhile, write nothing.
+        let written: Option<String> = redis::cmd("SET")
+            .arg(self.store.keys().device(id.as_str()))
+            .arg(json)
+            .arg("XX")
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        match written {
+            Some(_) => Ok(record),
+            None => Err(DeviceError::UnknownDevice),
+        }
+    }
+
+    /// Ends the device: it is no recipient of the next tip (the directory
+    /// version moves), its record is gone and so is every session, so the
+    /// next request with an old cookie gets 401. Safe to run again after a
+    /// failure half-way.
+    pub async fn revoke(&self, id: &DeviceId) -> Result<RevokedDevice, DeviceError> {
+        #[derive(Deserialize)]
+        struct Lenient {
+            mediator_id: Option<String>,
+        }
+        let keys = self.store.keys();
+        let mut conn = self.store.conn().await?;
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(keys.device(id.as_str()))
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let Some(raw) = raw else {
+            return Err(DeviceError::UnknownDevice);
+        };
+        // Recipient status first: when this fails the record is still there
+        // to retry with. A damaged record still gets its sessions deleted.
+        let mediator_id = serde_json::from_str::<Lenient>(&raw)
+            .ok()
+            .and_then(|l| l.mediator_id);
+        if let Some(mediator_id) = &mediator_id {
+            match self.directory.remove(mediator_id).await {
+                Ok(()) | Err(DirectoryError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let sessions: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys.device_sessions(id.as_str()))
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(keys.device(id.as_str()))
+            .ignore()
+            .srem(keys.devices(), id.as_str())
+            .ignore()
+            .del(keys.device_sessions(id.as_str()))
+            .ignore();
+        let session_keys: Vec<String> = sessions
+            .iter()
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|h| keys.session(h))
+            .collect();
+        if !session_keys.is_empty() {
+            pipe.del(&session_keys).ignore();
+        }
+        let _: () = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        tracing::info!(sessions = session_keys.len(), "mediator device revoked");
+        Ok(RevokedDevice {
+            mediator_id,
+            sessions_ended: session_keys.len(),
+        })
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedDevice {
+    /// The directory entry removed (none if the record was damaged).
+    pub mediator_id: Option<String>,
+    /// Sessions deleted (some may already have expired).
+    pub sessions_ended: usize,
+}
+
+/// Everything the device routes need, registered once as app data.
+pub struct DeviceApi {
+    pub devices: Devices,
+    pub invites: Invites,
+    pub sessions: Sessions,
+    /// `scheme://host[:port]` of `mediator.public_base_url`.
+    origin: String,
+}
+
+impl DeviceApi {
+    pub fn from_settings(settings: &Settings, store: Store) -> Result<Self, ConfigError> {
+        let m = &settings.mediator;
+        Ok(Self {
+            devices: Devices::new(store.clone()),
+            invites: Invites::new(store.clone(), &m.base_url()?, m.invite_ttl()),
+            sessions: Sessions::new(store, m.session_ttl(), m.session_max()),
+            origin: m.public_origin()?,
+        })
+    }
+
+    /// Whether a state-changing request may proceed: browsers send `Origin`
+    /// on every cross-origin and every same-origin non-GET fetch; when it is
+    /// there it must be the app's own. (Programs such as the CLI's tests send
+    /// none.)
+    pub fn origin_allowed(&self, headers: &actix_web::http::header::HeaderMap) -> bool {
+        headers
+            .get_all(actix_web::http::header::ORIGIN)
+            .all(|v| v.as_bytes() == self.origin.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use p256::pkcs8::EncodePublicKey;
+
+    use super::*;
+    use crate::crypto::IdentityKey;
+
+    fn spki() -> String {
+        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        keys::B64URL.encode(key.verifying_key().to_public_key_der().unwrap().as_bytes())
+    }
+
+    const CODE: &str = "abcdefghijklmnopqrstuvwxyz";
+
+    #[test]
+    fn an_enrolment_with_two_public_keys_parses() {
+        let identity = IdentityKey::generate();
+        let e = Enrolment::parse(
+            CODE,
+            &identity.to_public().to_string(),
+            &spki(),
+            Some(" Pixel 7 "),
+        )
+        .unwrap();
+        assert_eq!(e.device_name.as_deref(), Some("Pixel 7"));
+        assert_eq!(e.recipient, identity.to_public());
+    }
+
+    #[test]
+    fn a_private_key_in_either_field_is_refused() {
+        let identity = IdentityKey::generate();
+        let secret = identity.to_secret_string();
+        assert!(matches!(
+            Enrolment::parse(CODE, &secret, &spki(), None),
+            Err(DeviceError::InvalidRecipient)
+        ));
+        let signing = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let pkcs8 = {
+            use p256::pkcs8::EncodePrivateKey;
+            keys::B64URL.encode(signing.to_pkcs8_der().unwrap().as_bytes())
+        };
+        assert!(matches!(
+            Enrolment::parse(CODE, &identity.to_public().to_string(), &pkcs8, None),
+            Err(DeviceError::InvalidSigningKey)
+        ));
+    }
+
+    #[test]
+    fn malformed_fields_are_refused_each_with_its_own_error() {
+        let recipient = IdentityKey::generate().to_public().to_string();
+        assert!(matches!(
+            Enrolment::parse(CODE, "age1notakey", &spki(), None),
+            Err(DeviceError::InvalidRecipient)
+        ));
+        assert!(matches!(
+            Enrolment::parse(CODE, &"a".repeat(500), &spki(), None),
+            Err(DeviceError::InvalidRecipient)
+        ));
+        assert!(matches!(
+            Enrolment::parse(CODE, &recipient, "AAAA", None),
+            Err(DeviceError::InvalidSigningKey)
+        ));
+        assert!(matches!(
+            Enrolment::parse(CODE, &recipient, &spki(), Some(&"x".repeat(65))),
+            Err(DeviceError::InvalidDeviceName)
+        ));
+        assert!(matches!(
+            Enrolment::parse(CODE, &recipient, &spki(), Some("a\nb")),
+            Err(DeviceError::InvalidDeviceName)
+        ));
+        assert!(matches!(
+            Enrolment::parse("short", &recipient, &spki(), None),
+            Err(DeviceError::InviteInvalid)
+        ));
+        assert!(
+            Enrolment::parse(CODE, &recipient, &spki(), Some(""))
+                .unwrap()
+                .device_name
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_misfiled_device_record_is_not_trusted() {
+        let id = DeviceId::parse("d_1").unwrap();
+        let key = DeviceSigningKey::from_spki_b64url(&spki()).unwrap();
+        let record = DeviceRecord {
+            device_id: "d_1".into(),
+            mediator_id: "m_1".into(),
+            name: "Ana".into(),
+            device_name: None,
+            zones: vec!["north".into()],
+            supervisor: false,
+            recipient: IdentityKey::generate().to_public().to_string(),
+            signing_key: key.to_stored(),
+            on_duty: true,
+            created: 0,
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(DeviceRecord::parse(&json, &id), Some(record.clone()));
+        let other = DeviceId::parse("d_2").unwrap();
+        assert_eq!(DeviceRecord::parse(&json, &other), None);
+        let bad_key = DeviceRecord {
+            signing_key: "AAAA".into(),
+            ..record.clone()
+        };
+        let json = serde_json::to_string(&bad_key).unwrap();
+        assert_eq!(DeviceRecord::parse(&json, &id), None);
+        assert_eq!(DeviceRecord::parse("{", &id), None);
+    }
+
+    #[test]
+    fn new_device_ids_are_valid_and_distinct() {
+        let a = new_device_id().unwrap();
+        let b = new_device_id().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 26);
+    }
+}
