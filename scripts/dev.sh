@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the gateway locally at https://localhost:8443: starts Redis if none is
-# running (installing it from Debian's packages if missing), builds tipwire,
+# running (installing it from Debian's packages if missing), builds the
+# mediator app (web/mediator/dist) and tipwire,
 # makes dev keys, a dev TLS certificate and a demo mediator under .dev/, then
 # serves with config/dev.toml until Ctrl-C.
 set -euo pipefail
@@ -9,6 +10,7 @@ cd "$TIPWIRE_ROOT"
 
 ensure_rust
 ensure_redis
+ensure_web
 say "building tipwire"
 cargo build --quiet --bin tipwire
 bin="$TIPWIRE_ROOT/target/debug/tipwire"

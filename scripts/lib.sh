@@ -85,6 +85,48 @@ ensure_apt_package() {
   apt_install "$1" "$1"
 }
 
+# ensure_node: Node.js 20 or newer with npm (Debian's nodejs and npm
+# packages when missing), for the mediator app's build and the browser tests.
+ensure_node() {
+  ensure_command node nodejs
+  ensure_command npm npm
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old: the mediator app's build and browser tests need Node.js 20 or newer"
+}
+
+# web_stale DIR STAMP: whether any source under DIR (node_modules and dist
+# aside) is newer than the file STAMP, or STAMP is missing.
+web_stale() {
+  [ -e "$2" ] || return 0
+  [ -n "$(find "$1" \( -name node_modules -o -name dist \) -prune -o -type f -newer "$2" -print -quit)" ]
+}
+
+# ensure_web: builds the mediator app (scripts/build-web.sh) when
+# web/mediator/dist is missing or older than its sources or lockfile; the
+# gateway embeds dist at compile time, so this runs before cargo.
+ensure_web() {
+  local app="$TIPWIRE_ROOT/web/mediator"
+  if web_stale "$app" "$app/dist/index.html"; then
+    "$TIPWIRE_ROOT/scripts/build-web.sh"
+  fi
+}
+
+# ensure_browser_tests: Debian's Chromium and the browser tests' npm packages
+# (tests/browser: playwright-core, pinned), installed when missing or when
+# the lockfile changed; exports TIPWIRE_TEST_CHROMIUM for the integration tests.
+ensure_browser_tests() {
+  ensure_node
+  ensure_command chromium chromium
+  local dir="$TIPWIRE_ROOT/tests/browser"
+  if ! [ -d "$dir/node_modules" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock-installed.json"; then
+    say "npm ci (tests/browser: playwright-core)"
+    (cd "$dir" && npm_config_cache="$TIPWIRE_ROOT/.dev/npm-cache" npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$dir/node_modules/.package-lock-installed.json"
+  fi
+  export TIPWIRE_TEST_CHROMIUM="${TIPWIRE_TEST_CHROMIUM:-$(command -v chromium)}"
+}
+
 # tipwire_bin: the installed binary, else the newest one built here.
 tipwire_bin() {
   if [ -n "${TIPWIRE_BIN:-}" ]; then echo "$TIPWIRE_BIN"; return; fi

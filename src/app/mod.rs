@@ -260,6 +260,7 @@ impl Application {
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
                 .configure(crate::mediator::devices::routes)
+                .configure(crate::mediator::app_assets::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
                 }))

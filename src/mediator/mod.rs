@@ -4,6 +4,7 @@
 //! claims an alert in time; and the devices themselves (enrolment from an
 //! invite, challenge-signature login, sessions, revocation).
 
+pub mod app_assets;
 pub mod claims;
 pub mod devices;
 mod directory;

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway over HTTPS against a real Redis.
 
 mod bad_input;
+mod browser;
 pub mod canary;
 mod cli;
 mod devices;
