@@ -70,6 +70,32 @@ pub enum AppError {
     CsrfFailed,
     #[error("the request came from another origin")]
     OriginMismatch,
+    #[error("push notifications are not enabled on this gateway")]
+    PushDisabled,
+    #[error("the push subscription is not a usable PushSubscription")]
+    InvalidPushSubscription,
+    #[error("a nudge address is not an email address or E.164 number")]
+    InvalidNudgeContact,
+    #[error("nudges by this channel are not set up on this gateway")]
+    NudgeChannelUnavailable,
+    #[error("the alert is claimed by another device")]
+    AlertClaimed,
+    #[error("the alert is already resolved")]
+    AlertResolved,
+    #[error("the alert is not claimed")]
+    AlertNotClaimed,
+    #[error("the alert is claimed by another device")]
+    NotClaimant,
+    #[error("only a supervisor can do this")]
+    NotSupervisor,
+    #[error("the outcome is not one of the outcome codes")]
+    UnknownOutcome,
+    #[error("the device to assign is not enrolled or cannot open this alert")]
+    InvalidAssignee,
+    #[error("the reply text is empty or too long")]
+    InvalidReplyText,
+    #[error("the tipster of this thread cannot be written to")]
+    NoReplyChannel,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -235,6 +261,71 @@ impl AppError {
                 "origin-mismatch",
                 "The request came from a page of another site.",
             ),
+            Self::PushDisabled => (
+                StatusCode::NOT_FOUND,
+                "push-disabled",
+                "Push notifications are not turned on for this tip line.",
+            ),
+            Self::InvalidPushSubscription => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-push-subscription",
+                "The browser's push subscription could not be used: it needs an https endpoint of a push service and P-256 and auth keys.",
+            ),
+            Self::InvalidNudgeContact => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-nudge-contact",
+                "The nudge email must be an email address and the SMS number a number in E.164 form (+15551234567).",
+            ),
+            Self::NudgeChannelUnavailable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "nudge-channel-unavailable",
+                "This tip line cannot send nudges that way. Ask the administrator, or use the other channel.",
+            ),
+            Self::AlertClaimed => (
+                StatusCode::CONFLICT,
+                "alert-claimed",
+                "Someone else on the team already claimed this alert.",
+            ),
+            Self::AlertResolved => (
+                StatusCode::CONFLICT,
+                "alert-resolved",
+                "This alert is already resolved.",
+            ),
+            Self::AlertNotClaimed => (
+                StatusCode::CONFLICT,
+                "alert-not-claimed",
+                "This alert is not claimed; claim it first.",
+            ),
+            Self::NotClaimant => (
+                StatusCode::FORBIDDEN,
+                "not-claimant",
+                "Only the device that claimed this alert can do that.",
+            ),
+            Self::NotSupervisor => (
+                StatusCode::FORBIDDEN,
+                "not-supervisor",
+                "Only a supervisor can do that.",
+            ),
+            Self::UnknownOutcome => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-outcome",
+                "The outcome must be one of mediated, referred, no-conflict, unreachable, duplicate, other.",
+            ),
+            Self::InvalidAssignee => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-assignee",
+                "That device is not enrolled, or cannot open alerts of this zone.",
+            ),
+            Self::InvalidReplyText => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-reply-text",
+                "A reply needs some text, at most 1,600 characters.",
+            ),
+            Self::NoReplyChannel => (
+                StatusCode::CONFLICT,
+                "no-reply-channel",
+                "This tipster cannot be written to: the tip came without a way back, or the way back has expired.",
+            ),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
                 "not-found",
@@ -394,6 +485,19 @@ mod tests {
             AppError::SessionExpired,
             AppError::CsrfFailed,
             AppError::OriginMismatch,
+            AppError::PushDisabled,
+            AppError::InvalidPushSubscription,
+            AppError::InvalidNudgeContact,
+            AppError::NudgeChannelUnavailable,
+            AppError::AlertClaimed,
+            AppError::AlertResolved,
+            AppError::AlertNotClaimed,
+            AppError::NotClaimant,
+            AppError::NotSupervisor,
+            AppError::UnknownOutcome,
+            AppError::InvalidAssignee,
+            AppError::InvalidReplyText,
+            AppError::NoReplyChannel,
             AppError::NotFound,
             AppError::MethodNotAllowed,
             AppError::Internal,

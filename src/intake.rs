@@ -1,5 +1,6 @@
 //! The intake pipeline every channel ends in: route (who may open it), seal
-//! with age, append to the alert stream. The tip was parsed by its channel
+//! with age, append to the alert stream (with the tip's escalation deadlines,
+//! in the same script). The tip was parsed by its channel
 //! adapter and passed the rate limits; here nothing is untrusted any more, but
 //! the text is still never logged.
 
@@ -11,7 +12,7 @@ use arc_swap::ArcSwapOption;
 use crate::bus::{AlertEntry, AlertProducer, Appended, SenderState, StoreError};
 use crate::crypto::{Keyring, SealError, seal};
 use crate::domain::{InboundTip, TipDocument, TipId};
-use crate::mediator::{DirectoryError, MediatorDirectory, Routing};
+use crate::mediator::{DirectoryError, EscalationPolicy, MediatorDirectory, Routing};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,9 @@ pub struct Intake {
     keyring: Arc<Keyring>,
     directory: MediatorDirectory,
     producer: AlertProducer,
+    /// Delays from `escalation.*`: the append schedules each tip's deadlines
+    /// in the same script as its XADD.
+    escalation: EscalationPolicy,
     metrics: Arc<Metrics>,
     /// Recipients as last read. The append script checks the directory
     /// version, so a stale cache costs one re-seal, never a wrong recipient.
@@ -78,12 +82,14 @@ impl Intake {
         keyring: Arc<Keyring>,
         directory: MediatorDirectory,
         producer: AlertProducer,
+        escalation: EscalationPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             keyring,
             directory,
             producer,
+            escalation,
             metrics,
             routing: Arc::new(ArcSwapOption::empty()),
         }
@@ -128,6 +134,13 @@ impl Intake {
         );
         drop(document);
 
+        // From the exact arrival, not the coarse `received`: a deadline
+        // rounded to the minute could fire up to a minute early.
+        let now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let deadlines = self.escalation.scheduled(&tip_id, tip.priority, now_ms);
+
         let mut stream_id = None;
         let mut sender = SenderState::default();
         let mut recipient_count = 0;
@@ -165,7 +178,7 @@ impl Intake {
             };
             let (appended, state) = self
                 .producer
-                .append(&entry, routing.version, tip.provider.as_ref())
+                .append(&entry, routing.version, tip.provider.as_ref(), &deadlines)
                 .await?;
             sender = state;
             match appended {

@@ -30,7 +30,9 @@ use crate::crypto::{KeyError, Keyring};
 use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::intake::Intake;
-use crate::mediator::MediatorDirectory;
+use crate::mediator::alerts_api::AlertsApi;
+use crate::mediator::live::LiveFeed;
+use crate::mediator::{EscalationPolicy, EscalationWorker, MediatorDirectory};
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::ChannelLimiter;
 use crate::relay::RelayWorker;
@@ -97,7 +99,8 @@ impl Application {
         let intake = Intake::new(
             keyring.clone(),
             MediatorDirectory::new(store.clone()),
-            AlertProducer::new(store.clone()),
+            AlertProducer::new(store.clone(), settings.retention()),
+            EscalationPolicy::from_settings(&settings.escalation),
             metrics.clone(),
         );
         let web = web::Data::new(WebChannel::new(
@@ -159,6 +162,45 @@ impl Application {
         )?);
 
         let mut tasks = BackgroundTasks::default();
+        let live = Arc::new(LiveFeed::new(store.clone()));
+        {
+            let live = live.clone();
+            tasks.spawn("live-alerts", move |stop| live.run(stop));
+        }
+        let alerts_api = web::Data::new(AlertsApi::new(
+            &settings,
+            store.clone(),
+            keyring.clone(),
+            live,
+        ));
+        {
+            let worker = Arc::new(EscalationWorker::new(
+                store.clone(),
+                settings.retention().as_secs(),
+            ));
+            tasks.every(
+                "escalation",
+                settings.escalation.poll_interval(),
+                move || {
+                    let worker = worker.clone();
+                    async move {
+                        let now_ms = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                        if let Err(e) = worker.step(now_ms).await {
+                            tracing::warn!(error = %e, "escalation step failed; will retry");
+                        }
+                    }
+                },
+            );
+        }
+        let push = crate::push::start(
+            &settings,
+            store.clone(),
+            keyring.clone(),
+            metrics.clone(),
+            &mut tasks,
+        )?;
         {
             let store = store.clone();
             let keep = settings.retention();
@@ -246,6 +288,7 @@ impl Application {
                 .app_data(access.clone())
                 .app_data(drain_data.clone())
                 .app_data(devices.clone())
+                .app_data(push.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(web::JsonConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(
@@ -260,6 +303,8 @@ impl Application {
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
                 .configure(crate::mediator::devices::routes)
+                .configure(|cfg| crate::mediator::alerts_api::routes(cfg, alerts_api.clone()))
+                .configure(crate::push::routes)
                 .configure(crate::mediator::app_assets::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)

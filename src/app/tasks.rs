@@ -35,6 +35,17 @@ impl BackgroundTasks {
         self.handles.push((name, handle));
     }
 
+    /// Runs `task` once, handing it the stop signal: for tasks with a loop of
+    /// their own (a blocking stream reader) that return when it fires.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(task(self.cancel.clone()));
+        self.handles.push((name, handle));
+    }
+
     /// Stops every task and waits for each to finish its current step.
     pub async fn stop(self) {
         self.cancel.cancel();

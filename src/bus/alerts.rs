@@ -8,12 +8,14 @@
 //! atomic XADD: a tip is either wholly in the stream or not at all.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{FromRedisValue, Value};
 
 use super::{Store, StoreError};
 use crate::domain::{ProviderMessage, TipId};
+use crate::mediator::escalation::SCHEDULE_FN_LUA;
 
 /// A Lua function appending with an id whose time part is `ms` (a minute
 /// boundary), or the stream's newest time if that is later, so ids stay
@@ -40,34 +42,59 @@ end
 ";
 
 /// Refuses (`{0, version}`) when the mediator directory changed since the tip
-/// was sealed, and (`{2, ''}`) a provider message already stored (third key,
-/// the dedupe marker). Otherwise appends and then sets the marker, so a failed
-/// append never leaves a marker behind. The marker expires a day after the
-/// hour the message came in: its TTL says nothing finer. Returns `{1, id}`.
+/// was sealed, and (`{2, ''}`) a provider message already stored (seventh key,
+/// the dedupe marker). Otherwise appends and, in the same script, schedules
+/// the tip's escalation deadlines (`schedule_escalation`, shared with
+/// `mediator::escalation`), indexes the entry by tip id and by thread, and
+/// then sets the marker, so a failed append never leaves a marker behind. The
+/// marker expires a day after the hour the message came in: its TTL says
+/// nothing finer. Returns `{1, id}`.
 ///
-/// For provider messages (`ARGV[3]` not empty) it first restarts the expiry
-/// of the thread's sealed reply address (fourth key) at `ARGV[3]` and checks
-/// the sender's `ARGV[4]` pseudonyms against the opt-out set (fifth key); both
-/// answers are appended to the reply. `ARGV[5 + count..]` are the fields.
+/// Keys: 1 the stream, 2 the directory version, 3 the escalation deadlines,
+/// 4 the alert's state hash, 5 its index entry, 6 the thread's list of entries;
+/// for provider messages also 7 the dedupe marker, 8 the thread's sealed reply
+/// address and 9 the opt-out set.
+///
+/// Arguments: 1 the directory version the tip was sealed at, 2 the minute (ms)
+/// for the id, 3 the reply address's new expiry (`''` for other tips), 4 the
+/// expiry of the state hash and indexes (unix seconds: the minute plus the
+/// retention), 5 zone, 6 priority, 7 the number `n` of sender pseudonyms, 8
+/// the number `m` of deadlines, then the `n` pseudonyms, `m` pairs of due time
+/// and member, and the fields.
+///
+/// For provider messages it first restarts the expiry of the reply address
+/// and checks the sender's pseudonyms against the opt-out set; both answers
+/// are appended to the reply.
 const APPEND_LUA: &str = r"
 local kept, opted = 0, 0
-local count = tonumber(ARGV[4])
+local n, m = tonumber(ARGV[7]), tonumber(ARGV[8])
 if ARGV[3] ~= '' then
-  kept = redis.call('EXPIREAT', KEYS[4], ARGV[3])
-  for i = 1, count do
-    if redis.call('SISMEMBER', KEYS[5], ARGV[4 + i]) == 1 then opted = 1 end
+  kept = redis.call('EXPIREAT', KEYS[8], ARGV[3])
+  for i = 1, n do
+    if redis.call('SISMEMBER', KEYS[9], ARGV[8 + i]) == 1 then opted = 1 end
   end
 end
 local version = redis.call('GET', KEYS[2]) or '0'
 if version ~= ARGV[1] then return {0, version, kept, opted} end
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {2, '', kept, opted} end
-local id = coarse_xadd(KEYS[1], ARGV[2], {unpack(ARGV, 5 + count)})
-if KEYS[3] then
+if KEYS[7] and redis.call('EXISTS', KEYS[7]) == 1 then return {2, '', kept, opted} end
+local first = 9 + n
+local id = coarse_xadd(KEYS[1], ARGV[2], {unpack(ARGV, first + 2 * m)})
+schedule_escalation(KEYS[4], KEYS[3], ARGV[4], ARGV[5], ARGV[6],
+  {unpack(ARGV, first, first + 2 * m - 1)})
+redis.call('SET', KEYS[5], id, 'EXAT', ARGV[4])
+redis.call('RPUSH', KEYS[6], id)
+redis.call('LTRIM', KEYS[6], -MAX_THREAD_TIPS, -1)
+redis.call('EXPIREAT', KEYS[6], ARGV[4])
+if KEYS[7] then
   local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
-  redis.call('SET', KEYS[3], '1', 'EXAT', hour + 3600 + 86400)
+  redis.call('SET', KEYS[7], '1', 'EXAT', hour + 3600 + 86400)
 end
 return {1, id, kept, opted}
 ";
+
+/// Entries a thread's index keeps (the newest); older ones stay in the
+/// stream until retention but drop out of the thread view.
+pub const MAX_THREAD_TIPS: usize = 1000;
 
 /// Appends `ARGV[2..]` to `KEYS[1]` with a coarse id at minute `ARGV[1]` (ms).
 pub const COARSE_APPEND_LUA: &str = r"
@@ -125,46 +152,69 @@ pub struct StoredAlert {
 pub struct AlertProducer {
     store: Store,
     script: std::sync::Arc<redis::Script>,
+    retention_secs: u64,
 }
 
 impl AlertProducer {
-    pub fn new(store: Store) -> Self {
+    /// `retention`: how long tips are kept (`retention.days`); the alert's
+    /// state hash and its index entries expire with the entry.
+    pub fn new(store: Store, retention: Duration) -> Self {
+        let body = APPEND_LUA.replace("MAX_THREAD_TIPS", &MAX_THREAD_TIPS.to_string());
         Self {
             store,
-            script: std::sync::Arc::new(coarse_script(APPEND_LUA)),
+            script: std::sync::Arc::new(coarse_script(&format!("{SCHEDULE_FN_LUA}{body}"))),
+            retention_secs: retention.as_secs().max(1),
         }
     }
 
     /// Appends the entry if the mediator directory is still at
-    /// `directory_version` (the version its recipients were read at). Returns
-    /// only once Redis has acknowledged the XADD (with AOF, logged it).
+    /// `directory_version` (the version its recipients were read at), with
+    /// its escalation `deadlines` (`(due ms, member)` pairs from
+    /// `EscalationPolicy::scheduled`) in the same script. Returns only once
+    /// Redis has acknowledged the XADD (with AOF, logged it).
     pub async fn append(
         &self,
         entry: &AlertEntry,
         directory_version: u64,
         provider: Option<&ProviderMessage>,
+        deadlines: &[(u64, String)],
     ) -> Result<(Appended, SenderState), StoreError> {
         let mut conn = self.store.conn().await?;
         let keys = self.store.keys();
         let minute_ms = entry.received.saturating_mul(1000);
+        let expire_at = entry.received.saturating_add(self.retention_secs);
         let mut invocation = self.script.key(keys.alerts());
         invocation
             .key(keys.mediators_version())
+            .key(keys.escalations())
+            .key(keys.alert_state(&entry.tip_id))
+            .key(keys.alert_index(&entry.tip_id))
+            .key(keys.thread_tips(&entry.thread))
             .arg(directory_version)
             .arg(minute_ms);
-        match provider {
+        let pseudonyms: &[String] = match provider {
             Some(p) => {
                 invocation
                     .key(keys.dedupe(&p.dedupe))
                     .key(keys.reply_to(&entry.thread))
                     .key(keys.opted_out())
-                    .arg(p.reply_expire_at)
-                    .arg(p.pseudonyms.len())
-                    .arg(&p.pseudonyms);
+                    .arg(p.reply_expire_at);
+                &p.pseudonyms
             }
             None => {
-                invocation.arg("").arg(0);
+                invocation.arg("");
+                &[]
             }
+        };
+        invocation
+            .arg(expire_at)
+            .arg(&entry.zone)
+            .arg(&entry.priority)
+            .arg(pseudonyms.len())
+            .arg(deadlines.len())
+            .arg(pseudonyms);
+        for (due, member) in deadlines {
+            invocation.arg(*due).arg(member);
         }
         invocation
             .arg("tip_id")
@@ -226,7 +276,11 @@ impl AlertReader {
             .arg(count)
             .query_async(&mut conn)
             .await?;
-        reply.ids.into_iter().map(|s| parse(s.id, s.map)).collect()
+        reply
+            .ids
+            .into_iter()
+            .map(|s| parse_entry(s.id, s.map))
+            .collect()
     }
 
     /// Entries from `since_secs` (inclusive) on, oldest first, at most `count`.
@@ -244,7 +298,11 @@ impl AlertReader {
             .arg(count)
             .query_async(&mut conn)
             .await?;
-        reply.ids.into_iter().map(|s| parse(s.id, s.map)).collect()
+        reply
+            .ids
+            .into_iter()
+            .map(|s| parse_entry(s.id, s.map))
+            .collect()
     }
 
     /// The id of the newest entry, or `0-0` for an empty stream.
@@ -263,6 +321,60 @@ impl AlertReader {
             .into_iter()
             .next()
             .map_or_else(|| "0-0".to_owned(), |s| s.id))
+    }
+
+    /// The entry of `tip_id`, found through the index the append script
+    /// keeps; `None` when there is none (unknown, or past retention).
+    pub async fn by_tip(&self, tip_id: &TipId) -> Result<Option<StoredAlert>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let id: Option<String> = redis::cmd("GET")
+            .arg(self.store.keys().alert_index(tip_id))
+            .query_async(&mut conn)
+            .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let found = self.by_ids(std::slice::from_ref(&id)).await?;
+        Ok(found.into_iter().find(|a| &a.entry.tip_id == tip_id))
+    }
+
+    /// Entries by stream id, in the order given, in one round trip. Ids no
+    /// longer in the stream (trimmed) and entries tipwire did not write are
+    /// left out.
+    pub async fn by_ids(&self, ids: &[String]) -> Result<Vec<StoredAlert>, StoreError> {
+        let ids: Vec<&String> = ids.iter().filter(|id| is_stream_id(id)).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.store.keys().alerts();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("XRANGE").arg(key).arg(*id).arg(*id);
+        }
+        let mut conn = self.store.conn().await?;
+        let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
+        Ok(replies
+            .into_iter()
+            .flat_map(|r| r.ids)
+            .filter_map(|s| parse_entry(s.id, s.map).ok())
+            .collect())
+    }
+
+    /// The stream ids of a thread's newest tips, oldest first, at most `count`.
+    pub async fn thread_tip_ids(
+        &self,
+        thread: &str,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let start = -i64::try_from(count.max(1)).unwrap_or(i64::MAX);
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.store.keys().thread_tips(thread))
+            .arg(start)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids.into_iter().filter(|id| is_stream_id(id)).collect())
     }
 
     /// Waits up to `block_ms` for entries after `after`.
@@ -284,14 +396,26 @@ impl AlertReader {
         let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for s in key.ids {
-                out.push(parse(s.id, s.map)?);
+                out.push(parse_entry(s.id, s.map)?);
             }
         }
         Ok(out)
     }
 }
 
-fn parse(id: String, mut map: HashMap<String, Value>) -> Result<StoredAlert, StoreError> {
+/// Whether `s` has the form of a stream id (`<ms>-<seq>`).
+pub fn is_stream_id(s: &str) -> bool {
+    s.len() <= 41
+        && s.split_once('-').is_some_and(|(ms, seq)| {
+            !ms.is_empty()
+                && !seq.is_empty()
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Parses one entry of the alert stream read back from Redis (untrusted).
+pub fn parse_entry(id: String, mut map: HashMap<String, Value>) -> Result<StoredAlert, StoreError> {
     let mut text = |name: &'static str| -> Result<String, StoreError> {
         map.remove(name)
             .and_then(|v| String::from_redis_value(&v).ok())

@@ -8,8 +8,8 @@ mod retention;
 mod store;
 
 pub use alerts::{
-    AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, SenderState, StoredAlert,
-    coarse_script,
+    AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
+    SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
 };
 pub use names::Keys;
 pub use retention::trim_older_than;

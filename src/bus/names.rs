@@ -35,6 +35,15 @@ pub const ALERT_EVENTS: &str = "alert-events";
 pub const ESCALATIONS: &str = "escalations";
 /// Suffix of the stream of escalation stages that fired, for the push worker.
 pub const ESCALATION_EVENTS: &str = "escalation-events";
+/// Suffix of the per-tip index into the alert stream
+/// (`<prefix>:alert-index:<tip id>` → stream id), written by the append script.
+pub const ALERT_INDEX: &str = "alert-index";
+/// Suffix of the per-thread lists of alert stream ids
+/// (`<prefix>:thread-tips:<thread>`), written by the append script.
+pub const THREAD_TIPS: &str = "thread-tips";
+/// Suffix of the per-thread history streams (`<prefix>:thread:<thread>`): the
+/// team's replies, each sealed to the thread's zones and escrow.
+pub const THREAD: &str = "thread";
 
 /// Suffix of one-time enrolment invites (`<prefix>:invite:<sha256 of the
 /// code, hex>`), each with its expiry; redeemed with GETDEL, so once only.
@@ -53,6 +62,23 @@ pub const CHALLENGE: &str = "challenge";
 /// Suffix of device sessions (`<prefix>:session:<sha256 of the token, hex>`);
 /// the token itself is only in the device's cookie.
 pub const SESSION: &str = "session";
+
+/// Suffix of each device's Web Push subscription (`<prefix>:push-sub:<device
+/// id>`): the browser's `PushSubscription` JSON. Not tip content, but the
+/// endpoint identifies the phone to its push service: never logged.
+pub const PUSH_SUB: &str = "push-sub";
+/// Suffix of each device's nudge addresses (`<prefix>:nudge-to:<device id>`),
+/// sealed to the relay key.
+pub const NUDGE_TO: &str = "nudge-to";
+/// Suffix of the push delivery jobs (one entry per alert and device), their
+/// retry schedule, dead letters and the nudge deadlines.
+pub const PUSH_OUT: &str = "push-out";
+pub const PUSH_RETRY: &str = "push:retry";
+pub const PUSH_DEAD: &str = "push:dead";
+pub const PUSH_NUDGES: &str = "push:nudges";
+/// Consumer group of the push worker on the alert, escalation-event and
+/// push-out streams.
+pub const PUSH_GROUP: &str = "push";
 
 /// Full key names for one prefix, built once. The append script touches both
 /// the stream and the directory version, so under Redis Cluster the prefix must
@@ -131,6 +157,18 @@ impl Keys {
         format!("{}:{ESCALATION_EVENTS}", self.prefix)
     }
 
+    pub fn alert_index(&self, tip_id: &TipId) -> String {
+        format!("{}:{ALERT_INDEX}:{tip_id}", self.prefix)
+    }
+
+    pub fn thread_tips(&self, thread: &str) -> String {
+        format!("{}:{THREAD_TIPS}:{thread}", self.prefix)
+    }
+
+    pub fn thread(&self, thread: &str) -> String {
+        format!("{}:{THREAD}:{thread}", self.prefix)
+    }
+
     pub fn invite(&self, code_hash: &str) -> String {
         format!("{}:{INVITE}:{code_hash}", self.prefix)
     }
@@ -153,6 +191,30 @@ impl Keys {
 
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}:{SESSION}:{token_hash}", self.prefix)
+    }
+
+    pub fn push_sub(&self, device_id: &str) -> String {
+        format!("{}:{PUSH_SUB}:{device_id}", self.prefix)
+    }
+
+    pub fn nudge_to(&self, device_id: &str) -> String {
+        format!("{}:{NUDGE_TO}:{device_id}", self.prefix)
+    }
+
+    pub fn push_out(&self) -> String {
+        format!("{}:{PUSH_OUT}", self.prefix)
+    }
+
+    pub fn push_retry(&self) -> String {
+        format!("{}:{PUSH_RETRY}", self.prefix)
+    }
+
+    pub fn push_dead(&self) -> String {
+        format!("{}:{PUSH_DEAD}", self.prefix)
+    }
+
+    pub fn push_nudges(&self) -> String {
+        format!("{}:{PUSH_NUDGES}", self.prefix)
     }
 }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
 use super::Keys;
 use crate::config::RedisSettings;
@@ -36,6 +37,7 @@ struct Inner {
     config: ConnectionManagerConfig,
     manager: ArcSwapOption<ConnectionManager>,
     connecting: tokio::sync::Mutex<()>,
+    connect_timeout: Duration,
     keys: Keys,
 }
 
@@ -53,6 +55,7 @@ impl Store {
                 config,
                 manager: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
+                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
                 keys: Keys::new(&settings.key_prefix),
             }),
         })
@@ -78,6 +81,21 @@ impl Store {
         .await?;
         self.inner.manager.store(Some(Arc::new(manager.clone())));
         Ok(manager)
+    }
+
+    /// A connection of its own, not shared and without a response timeout,
+    /// for commands that block on purpose (`XREAD BLOCK`): on the shared
+    /// connection a blocked command would hold up every other caller and trip
+    /// the response timeout. It does not reconnect by itself; the caller
+    /// makes a new one after an error.
+    pub async fn dedicated_conn(&self) -> Result<MultiplexedConnection, StoreError> {
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(self.inner.connect_timeout);
+        Ok(self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
     }
 
     /// Round trip used by `/readyz`.

@@ -26,6 +26,9 @@ pub struct MediatorSettings {
     pub session_ttl_secs: u64,
     /// Seconds a session lives at most, however busy (the cookie's Max-Age).
     pub session_max_secs: u64,
+    /// Seconds between heartbeats on a live alert stream; each also checks
+    /// the session, so a revoked device's stream ends within this time.
+    pub stream_heartbeat_secs: u64,
 }
 
 impl MediatorSettings {
@@ -50,6 +53,10 @@ impl MediatorSettings {
 
     pub fn session_max(&self) -> Duration {
         Duration::from_secs(self.session_max_secs)
+    }
+
+    pub fn stream_heartbeat(&self) -> Duration {
+        Duration::from_secs(self.stream_heartbeat_secs)
     }
 
     fn parsed_base_url(&self) -> Result<Url, ConfigError> {
@@ -131,6 +138,18 @@ impl Settings {
                 "set the longest a session may last, in seconds (default 43200, a night shift)",
             ));
         }
+        // Proxies close connections idle for a minute or so; a revoked
+        // device's stream must not outlive the revocation by long either.
+        if m.stream_heartbeat_secs == 0 || m.stream_heartbeat_secs > 60 {
+            return Err(invalid(
+                "mediator.stream_heartbeat_secs",
+                format!(
+                    "{} is not between 1 and 60 seconds",
+                    m.stream_heartbeat_secs
+                ),
+                "set how often a live alert stream sends a heartbeat, in seconds (default 15)",
+            ));
+        }
         Ok(())
     }
 }
@@ -201,5 +220,16 @@ mod tests {
         s.mediator.session_max_secs = s.mediator.session_ttl_secs - 1;
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.starts_with("mediator.session_max_secs:"), "{msg}");
+    }
+
+    #[test]
+    fn the_stream_heartbeat_is_15_seconds_and_must_be_1_to_60() {
+        assert_eq!(defaults().mediator.stream_heartbeat_secs, 15);
+        for bad in [0, 61] {
+            let mut s = defaults();
+            s.mediator.stream_heartbeat_secs = bad;
+            let msg = s.validate().unwrap_err().to_string();
+            assert!(msg.starts_with("mediator.stream_heartbeat_secs:"), "{msg}");
+        }
     }
 }

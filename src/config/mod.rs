@@ -16,10 +16,12 @@ use crate::domain::Zone;
 mod email;
 mod escalation;
 mod mediator;
+mod push;
 mod sms;
 pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
 pub use escalation::{EscalationDelays, EscalationSettings};
 pub use mediator::MediatorSettings;
+pub use push::PushSettings;
 pub use sms::{Acknowledgement, RelaySettings, SmsSettings, TelnyxSettings, TwilioSettings};
 
 /// The shipped defaults, documented line by line.
@@ -65,6 +67,7 @@ pub struct Settings {
     pub email: EmailSettings,
     pub escalation: EscalationSettings,
     pub mediator: MediatorSettings,
+    pub push: PushSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -292,6 +295,7 @@ impl Settings {
         self.validate_email()?;
         self.validate_escalation()?;
         self.validate_mediator()?;
+        self.validate_push()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0
             || self.relay.poll_interval_ms == 0

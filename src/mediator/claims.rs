@@ -8,10 +8,13 @@
 //! however many replicas race, exactly one claim on an open alert wins, and the
 //! stream holds every change exactly once, in the order the changes happened
 //! (stream ids are coarse, rounded to the minute, like the alert stream's).
+//! Each event also carries the alert's zone, read from the hash (the intake's
+//! append script writes zone and priority there with the tip), so live streams
+//! filter changes by zone without a lookup.
 //!
 //! A missing hash means `open` at version 0. The caller passes only tip ids it
-//! read from the alert stream; this module does not look them up (finding a
-//! tip id in the stream is a scan). A made-up id therefore creates one hash,
+//! read from the alert stream; this module does not look them up (the HTTP
+//! API finds them through `<prefix>:alert-index`). A made-up id therefore creates one hash,
 //! and that hash, like every state hash, expires `retention_secs` after it was
 //! first written: the expiry is set once and never extended, so state lives
 //! about as long as the tip it describes and nothing accumulates. The event
@@ -29,8 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::streams::StreamRangeReply;
 use redis::{FromRedisValue, Value};
 
+use super::escalation::parse_zone;
 use crate::bus::{Store, StoreError, coarse_script};
-use crate::domain::TipId;
+use crate::domain::{TipId, ZoneChoice};
 
 /// Identifies one mediator device: 1 to 64 ASCII letters, digits, `-` or `_`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -166,6 +170,10 @@ pub struct AlertEvent {
     pub status: AlertStatus,
     /// Who made the change: the claimant, or the supervisor who reassigned.
     pub by: DeviceId,
+    /// The alert's zone, copied from its state hash (written with the tip),
+    /// so live streams can filter changes by zone without a lookup. `None`
+    /// for an alert the state hash knows no zone of.
+    pub zone: Option<ZoneChoice>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,8 +217,9 @@ local function change(state, device, outcome)
   local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
   redis.call('HSET', KEYS[1], 'state', state, 'device', device, 'outcome', outcome)
   if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+  local zone = redis.call('HGET', KEYS[1], 'zone') or ''
   coarse_xadd(KEYS[2], ARGV[2], {'tip_id', ARGV[1], 'state', state, 'device', device,
-    'outcome', outcome, 'version', tostring(version), 'by', ARGV[5]})
+    'outcome', outcome, 'version', tostring(version), 'by', ARGV[5], 'zone', zone})
   redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3])
   return {'ok', state, device, outcome, version}
 end
@@ -274,6 +283,13 @@ pub struct AlertStates {
 
 /// A script's answer: code, then the state after the call.
 type Reply = (String, String, String, String, u64);
+/// One state hash as `HMGET state device outcome version` answers.
+type StateRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 impl AlertStates {
     /// `retention_secs`: how long state hashes and events are kept (the tip
@@ -365,30 +381,43 @@ impl AlertStates {
 
     /// The alert's current state (`open` at version 0 if nobody touched it).
     pub async fn get(&self, tip_id: &TipId) -> Result<AlertStatus, ClaimError> {
+        let mut all = self.get_many(std::slice::from_ref(tip_id)).await?;
+        all.pop()
+            .ok_or(ClaimError::Store(StoreError::Corrupt("alert-state")))
+    }
+
+    /// The current state of each alert, in order, in one round trip.
+    pub async fn get_many(&self, tip_ids: &[TipId]) -> Result<Vec<AlertStatus>, ClaimError> {
+        if tip_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for tip_id in tip_ids {
+            pipe.cmd("HMGET")
+                .arg(self.store.keys().alert_state(tip_id))
+                .arg(&["state", "device", "outcome", "version"]);
+        }
         let mut conn = self.store.conn().await?;
-        let (state, device, outcome, version): (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ) = redis::cmd("HMGET")
-            .arg(self.store.keys().alert_state(tip_id))
-            .arg(&["state", "device", "outcome", "version"])
+        let rows: Vec<StateRow> = pipe
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
-        let version = match version {
-            None => 0,
-            Some(v) => v
-                .parse()
-                .map_err(|_| StoreError::Corrupt("alert-state version"))?,
-        };
-        Ok(status(
-            state.as_deref().unwrap_or("open"),
-            device.as_deref().unwrap_or_default(),
-            outcome.as_deref().unwrap_or_default(),
-            version,
-        )?)
+        rows.into_iter()
+            .map(|(state, device, outcome, version)| {
+                let version = match version {
+                    None => 0,
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("alert-state version"))?,
+                };
+                Ok(status(
+                    state.as_deref().unwrap_or("open"),
+                    device.as_deref().unwrap_or_default(),
+                    outcome.as_deref().unwrap_or_default(),
+                    version,
+                )?)
+            })
+            .collect()
     }
 
     /// Changes after stream id `after` (exclusive; `0-0` for all), oldest
@@ -486,7 +515,11 @@ fn status(
     })
 }
 
-fn parse_event(id: String, mut map: HashMap<String, Value>) -> Result<AlertEvent, StoreError> {
+/// Parses one entry of `<prefix>:alert-events` read back from Redis (untrusted).
+pub(crate) fn parse_event(
+    id: String,
+    mut map: HashMap<String, Value>,
+) -> Result<AlertEvent, StoreError> {
     let mut text = |name: &'static str| -> Result<String, StoreError> {
         map.remove(name)
             .and_then(|v| String::from_redis_value(&v).ok())
@@ -500,11 +533,16 @@ fn parse_event(id: String, mut map: HashMap<String, Value>) -> Result<AlertEvent
         .parse()
         .map_err(|_| StoreError::Corrupt("version"))?;
     let by = DeviceId::parse(&text("by")?).ok_or(StoreError::Corrupt("by"))?;
+    let zone = match text("zone").ok().as_deref() {
+        None | Some("") => None,
+        Some(z) => Some(parse_zone(z).ok_or(StoreError::Corrupt("zone"))?),
+    };
     Ok(AlertEvent {
         id,
         tip_id,
         status: status(&state, &device, &outcome, version)?,
         by,
+        zone,
     })
 }
 

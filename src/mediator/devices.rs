@@ -397,6 +397,11 @@ impl Devices {
             .srem(keys.devices(), id.as_str())
             .ignore()
             .del(keys.device_sessions(id.as_str()))
+            .ignore()
+            // Its push subscription and (sealed) nudge contacts go too.
+            .del(keys.push_sub(id.as_str()))
+            .ignore()
+            .del(keys.nudge_to(id.as_str()))
             .ignore();
         let session_keys: Vec<String> = sessions
             .iter()

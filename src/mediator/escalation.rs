@@ -4,11 +4,15 @@
 //!
 //! Deadlines live in Redis, in the sorted set `<prefix>:escalations` (member
 //! `<tip id>:<stage number>`, score the due time in unix milliseconds), so a
-//! restarted worker, or any other replica's, fires them. [`Escalations::schedule`]
-//! runs when a tip is appended; it also writes the tip's zone and priority into
-//! the alert's state hash (see [`super::claims`]), which is what the worker
-//! reports when a stage fires, and which marks the tip as scheduled: scheduling
-//! the same tip again adds nothing, even after a stage has already fired.
+//! restarted worker, or any other replica's, fires them. The alert append
+//! script (`bus::AlertProducer`) schedules a tip in the same Lua script as its
+//! XADD, with [`SCHEDULE_FN_LUA`] and [`EscalationPolicy::scheduled`], so a
+//! crash or restart can neither lose nor double a tip's deadlines;
+//! [`Escalations::schedule`] does the same for tools and tests. Scheduling
+//! also writes the tip's zone and priority into the alert's state hash (see
+//! [`super::claims`]), which is what the worker reports when a stage fires,
+//! and which marks the tip as scheduled: scheduling the same tip again adds
+//! nothing, even after a stage has already fired.
 //!
 //! [`EscalationWorker::step`] takes the due members in one Lua script that
 //! removes each with `ZREM` before acting on it, so across any number of
@@ -68,7 +72,8 @@ impl Stage {
     }
 }
 
-fn member(tip_id: &TipId, stage: Stage) -> String {
+/// The member of `<prefix>:escalations` for one stage of one tip.
+pub(crate) fn member(tip_id: &TipId, stage: Stage) -> String {
     format!("{tip_id}:{}", stage.as_str())
 }
 
@@ -77,7 +82,8 @@ fn parse_member(member: &str) -> Option<(TipId, Stage)> {
     Some((TipId::parse(tip)?, Stage::parse(stage)?))
 }
 
-fn parse_zone(s: &str) -> Option<ZoneChoice> {
+/// A zone as stored in plaintext routing fields (`unsure` or a zone id).
+pub(crate) fn parse_zone(s: &str) -> Option<ZoneChoice> {
     if s == ZoneChoice::Unsure.as_str() {
         Some(ZoneChoice::Unsure)
     } else {
@@ -134,6 +140,30 @@ impl EscalationPolicy {
             (Stage::Everyone, supervisors.saturating_add(ms(second))),
         ]
     }
+
+    /// The `(score, member)` pairs of `<prefix>:escalations` for a tip of
+    /// `priority` that arrived at `now_ms`: what [`Escalations::schedule`]
+    /// adds, and what the alert append script adds in the same script as the
+    /// tip's XADD.
+    pub(crate) fn scheduled(
+        &self,
+        tip_id: &TipId,
+        priority: Priority,
+        now_ms: u64,
+    ) -> Vec<(u64, String)> {
+        self.deadlines(priority, now_ms)
+            .into_iter()
+            .map(|(stage, due)| (due, member(tip_id, stage)))
+            .collect()
+    }
+}
+
+/// The expiry (unix seconds) of an alert's state hash: the minute it arrived
+/// plus the retention, like the stream entry itself. An absolute, coarse time:
+/// a relative TTL would tell the arrival to the second.
+pub(crate) fn state_expire_at(now_ms: u64, retention_secs: u64) -> u64 {
+    let secs = now_ms / 1000;
+    (secs - secs % 60).saturating_add(retention_secs)
 }
 
 /// A stage that fired: alert these devices about this tip.
@@ -153,23 +183,38 @@ pub enum EscalationError {
     Store(#[from] StoreError),
 }
 
-/// `KEYS[1]` the deadlines, `KEYS[2]` the alert's state hash; `ARGV[1]` the
-/// hash's expiry (seconds), `ARGV[2]` zone, `ARGV[3]` priority, then pairs of
-/// due time and member. The zone field doubles as the "scheduled" marker, so a
-/// second call adds nothing even once the first call's stages have fired and
-/// left the set; `ZADD NX` alone could not tell. A claim that got in first
-/// keeps its state: only missing fields are filled in.
-const SCHEDULE_LUA: &str = r"
-if redis.call('HSETNX', KEYS[2], 'zone', ARGV[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'priority', ARGV[3])
-redis.call('HSETNX', KEYS[2], 'state', 'open')
-redis.call('HSETNX', KEYS[2], 'version', '0')
-if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-local added = 0
-for i = 4, #ARGV, 2 do
-  added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[i], ARGV[i + 1])
+/// A Lua function writing a tip's escalation schedule: the alert's state
+/// hash `state` gets its zone and priority (and `open` at version 0 unless a
+/// claim got in first: only missing fields are filled in) and expires at
+/// `expire_at` (unix seconds) unless it already expires; then each
+/// `(due, member)` pair in `pairs` is added to the deadlines `deadlines`.
+/// The zone field doubles as the "scheduled" marker, so a second call adds
+/// nothing even once the first call's stages have fired and left the set;
+/// `ZADD NX` alone could not tell. Returns how many stages were added.
+///
+/// Shared by [`Escalations::schedule`] and the alert append script
+/// (`bus::AlertProducer`), which runs it in the same script as the tip's XADD:
+/// a tip is then in the stream with its deadlines, or neither is.
+pub(crate) const SCHEDULE_FN_LUA: &str = r"
+local function schedule_escalation(state, deadlines, expire_at, zone, priority, pairs)
+  if redis.call('HSETNX', state, 'zone', zone) == 0 then return 0 end
+  redis.call('HSET', state, 'priority', priority)
+  redis.call('HSETNX', state, 'state', 'open')
+  redis.call('HSETNX', state, 'version', '0')
+  if redis.call('TTL', state) < 0 then redis.call('EXPIREAT', state, expire_at) end
+  local added = 0
+  for i = 1, #pairs, 2 do
+    added = added + redis.call('ZADD', deadlines, 'NX', pairs[i], pairs[i + 1])
+  end
+  return added
 end
-return added
+";
+
+/// `KEYS[1]` the deadlines, `KEYS[2]` the alert's state hash; `ARGV[1]` the
+/// hash's expiry (unix seconds), `ARGV[2]` zone, `ARGV[3]` priority, then
+/// pairs of due time and member.
+const SCHEDULE_LUA: &str = r"
+return schedule_escalation(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3], {unpack(ARGV, 4)})
 ";
 
 /// `KEYS[1]` the deadlines, `KEYS[2]` the escalation-events stream, `KEYS[3..]`
@@ -215,12 +260,18 @@ impl Escalations {
             store,
             policy,
             retention_secs: retention_secs.max(1),
-            script: Arc::new(redis::Script::new(SCHEDULE_LUA)),
+            script: Arc::new(redis::Script::new(&format!(
+                "{SCHEDULE_FN_LUA}{SCHEDULE_LUA}"
+            ))),
         }
     }
 
     /// Adds the tip's stages (none for a priority that never escalates) and
     /// returns how many were added: 0 when the tip was scheduled before.
+    ///
+    /// The intake does not call this: its append script schedules in the
+    /// same script as the XADD (see [`SCHEDULE_FN_LUA`]). This is for tools
+    /// and tests that schedule a tip by hand, with the same encoding.
     pub async fn schedule(
         &self,
         tip_id: &TipId,
@@ -232,11 +283,11 @@ impl Escalations {
         let mut invocation = self.script.key(keys.escalations());
         invocation
             .key(keys.alert_state(tip_id))
-            .arg(self.retention_secs)
+            .arg(state_expire_at(now_ms, self.retention_secs))
             .arg(zone.as_str())
             .arg(priority.as_str());
-        for (stage, due) in self.policy.deadlines(priority, now_ms) {
-            invocation.arg(due).arg(member(tip_id, stage));
+        for (due, member) in self.policy.scheduled(tip_id, priority, now_ms) {
+            invocation.arg(due).arg(member);
         }
         let mut conn = self.store.conn().await?;
         let added: usize = invocation
@@ -415,6 +466,32 @@ mod tests {
             ]
         );
         assert!(p.deadlines(Priority::Fyi, T0).is_empty());
+    }
+
+    #[test]
+    fn scheduled_pairs_are_the_deadlines_with_the_members_the_worker_parses() {
+        let tip = TipId::random();
+        let p = EscalationPolicy::default();
+        let pairs = p.scheduled(&tip, Priority::Now, T0);
+        assert_eq!(
+            pairs,
+            vec![
+                (T0 + 120_000, format!("{tip}:1")),
+                (T0 + 240_000, format!("{tip}:2"))
+            ]
+        );
+        for (_, m) in &pairs {
+            assert_eq!(parse_member(m).unwrap().0, tip);
+        }
+        assert!(p.scheduled(&tip, Priority::Fyi, T0).is_empty());
+    }
+
+    #[test]
+    fn state_expires_at_the_arrival_minute_plus_the_retention() {
+        // T0 is 20 s past the minute 1_699_999_980.
+        assert_eq!(state_expire_at(T0, 3600), 1_699_999_980 + 3600);
+        assert_eq!(state_expire_at(T0 + 39_999, 60), 1_699_999_980 + 60);
+        assert_eq!(state_expire_at(T0 + 40_000, 60), 1_700_000_040 + 60);
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Mediators and their devices: the directory of enrolled recipients (public
 //! age keys) by zone, which decides who can open a tip; the alert state
 //! machine (claim, release, resolve, reassign); escalation when nobody
-//! claims an alert in time; and the devices themselves (enrolment from an
-//! invite, challenge-signature login, sessions, revocation).
+//! claims an alert in time; the devices themselves (enrolment from an
+//! invite, challenge-signature login, sessions, revocation); and the alert
+//! API the app uses (live stream, envelopes, claims, replies).
 
+pub mod alerts_api;
 pub mod app_assets;
 pub mod claims;
 pub mod devices;
 mod directory;
 pub mod escalation;
+pub mod live;
 
 pub use claims::{
     AlertEvent, AlertState, AlertStates, AlertStatus, Claim, ClaimError, DeviceId, Outcome,

@@ -4,24 +4,101 @@
 //! The message is encrypted to the subscription's key (RFC 8291, `ece`), the
 //! gateway identifies itself with VAPID (RFC 8292, `vapid`), and `client`
 //! sends it (RFC 8030) and says whether to retry, prune or give up. The
-//! payload (`notice`) names only the alert id, the zone and the urgency: a
-//! push service stores messages and is outside the trust boundary, so tip
-//! text never goes this way, even encrypted. Untrusted inputs are the subscriptions sent by
-//! mediators' browsers (`subscription`) and the push services' answers.
+//! payload (`notice`) names only the alert id, the zone, the urgency and
+//! whether it is new or an escalation: a push service stores messages and is
+//! outside the trust boundary, so tip text never goes this way, even
+//! encrypted. Untrusted inputs are the subscriptions sent by mediators'
+//! browsers (`subscription`) and the push services' answers.
 //!
-//! This module sends one message; the delivery worker, the subscription store
-//! and the HTTP routes that use it live elsewhere.
+//! Devices register their subscription through `routes` (kept by `store`);
+//! `worker` fans each alert and escalation out to the devices it concerns and
+//! delivers one job per device with retries and dead letters; `nudge` sends
+//! content-free email/SMS nudges for urgent alerts nobody claimed.
 
 mod client;
 mod ece;
 mod notice;
+mod nudge;
+mod routes;
+mod store;
 mod subscription;
 mod vapid;
+mod worker;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::web;
 
 pub use client::{
     MAX_RETRY_AFTER, PushClient, PushClientConfig, PushError, TransientCause, Urgency,
 };
 pub use ece::{EceError, MAX_PLAINTEXT, encrypt};
-pub use notice::AlertNotice;
+pub use notice::{AlertNotice, NoticeKind};
+pub use nudge::{NudgeChannels, NudgeContact, NudgeContactError, NudgeContacts, Nudger};
+pub use routes::{PushApi, routes};
+pub use store::{StoredSubscription, Subscriptions};
 pub use subscription::{EndpointPolicy, MAX_ENDPOINT_LEN, Subscription, SubscriptionError};
 pub use vapid::{TOKEN_LIFETIME_SECS, VapidError, VapidKey, VapidSubject};
+pub use worker::{PushReport, PushWorker, PushWorkerConfig, RECLAIM_IDLE};
+
+use crate::app::BackgroundTasks;
+use crate::bus::Store;
+use crate::config::{ConfigError, Settings};
+use crate::crypto::Keyring;
+use crate::telemetry::Metrics;
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Wires push into `tipwire serve`: the routes' data, and when `push.enabled`
+/// the delivery worker as the background task `push`. Refuses to start when
+/// push is on without a VAPID key or with a bad `push.subject`.
+pub fn start(
+    settings: &Settings,
+    store: Store,
+    keyring: Arc<Keyring>,
+    metrics: Arc<Metrics>,
+    tasks: &mut BackgroundTasks,
+) -> Result<web::Data<PushApi>, ConfigError> {
+    let api = web::Data::new(PushApi::from_settings(
+        settings,
+        store.clone(),
+        keyring.clone(),
+    ));
+    if !settings.push.enabled {
+        return Ok(api);
+    }
+    if settings.push.dangerous_allow_loopback_http_endpoints {
+        tracing::warn!(
+            "push.dangerous_allow_loopback_http_endpoints is on: subscriptions may aim this gateway's requests at its own host; tests only"
+        );
+    }
+    let consumer = format!(
+        "gw-{}",
+        crate::domain::TipId::random()
+            .as_str()
+            .get(..12)
+            .unwrap_or_default()
+    );
+    let worker = Arc::new(PushWorker::from_settings(
+        settings, store, keyring, metrics, consumer,
+    )?);
+    tasks.every(
+        "push",
+        Duration::from_millis(settings.push.poll_interval_ms),
+        move || {
+            let worker = worker.clone();
+            async move {
+                if let Err(e) = worker.step(unix_ms()).await {
+                    tracing::warn!(error = %e, "push step failed; will retry");
+                }
+            }
+        },
+    );
+    Ok(api)
+}

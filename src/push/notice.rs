@@ -1,16 +1,47 @@
-//! The only message a push carries: which alert, in which zone, how urgent.
-//! Built from parsed domain types, so tip text has no way in; the phone
-//! fetches and opens the sealed tip itself. No untrusted input.
+//! The only message a push carries: which alert, in which zone, how urgent,
+//! and whether it is new or an escalation. Built from parsed domain types, so
+//! tip text has no way in; the phone fetches and opens the sealed tip itself.
+//! No untrusted input.
 
-use crate::domain::{Priority, TipId, Zone};
+use crate::domain::{Priority, TipId, ZoneChoice};
 
 use super::client::Urgency;
 
-/// `{"alert": "<tip id>", "zone": "<zone>", "urgency": "<RFC 8030 urgency>"}`.
+/// Why the phone is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A new alert for the device's zones.
+    Alert,
+    /// Nobody claimed an alert in time (`mediator::escalation`).
+    Escalation,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Escalation => "escalation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "alert" => Some(Self::Alert),
+            "escalation" => Some(Self::Escalation),
+            _ => None,
+        }
+    }
+}
+
+/// `{"kind": "alert"|"escalation", "alert": "<tip id>", "zone": "<zone or
+/// unsure>", "urgency": "<RFC 8030 urgency>"}`. The app uses the alert id as
+/// the notification tag, so a push delivered twice (delivery is at least
+/// once) replaces its own notification instead of showing two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertNotice<'a> {
+    pub kind: NoticeKind,
     pub tip_id: &'a TipId,
-    pub zone: &'a Zone,
+    pub zone: &'a ZoneChoice,
     pub urgency: Urgency,
 }
 
@@ -19,6 +50,7 @@ impl AlertNotice<'_> {
     /// [`super::MAX_PLAINTEXT`] (ids and zones are short by construction).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::json!({
+            "kind": self.kind.as_str(),
             "alert": self.tip_id.as_str(),
             "zone": self.zone.as_str(),
             "urgency": self.urgency.as_str(),
@@ -42,12 +74,14 @@ impl From<Priority> for Urgency {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Zone;
 
     #[test]
-    fn a_notice_holds_the_alert_id_zone_and_urgency_and_nothing_else() {
+    fn a_notice_holds_the_kind_alert_id_zone_and_urgency_and_nothing_else() {
         let tip = TipId::random();
-        let zone = Zone::parse("north-side").unwrap();
+        let zone = ZoneChoice::Known(Zone::parse("north-side").unwrap());
         let notice = AlertNotice {
+            kind: NoticeKind::Alert,
             tip_id: &tip,
             zone: &zone,
             urgency: Priority::Now.into(),
@@ -55,9 +89,26 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&notice.to_json()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"alert": tip.as_str(), "zone": "north-side", "urgency": "high"})
+            serde_json::json!({"kind": "alert", "alert": tip.as_str(), "zone": "north-side", "urgency": "high"})
         );
-        assert!(notice.to_json().len() < 128);
+        assert!(notice.to_json().len() < 160);
+        let unsure = AlertNotice {
+            kind: NoticeKind::Escalation,
+            zone: &ZoneChoice::Unsure,
+            ..notice
+        };
+        let json: serde_json::Value = serde_json::from_slice(&unsure.to_json()).unwrap();
+        assert_eq!(json["kind"], "escalation");
+        assert_eq!(json["zone"], "unsure");
+    }
+
+    #[test]
+    fn kinds_round_trip_and_nothing_else_parses() {
+        for kind in [NoticeKind::Alert, NoticeKind::Escalation] {
+            assert_eq!(NoticeKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(NoticeKind::parse("Alert"), None);
+        assert_eq!(NoticeKind::parse(""), None);
     }
 
     #[test]

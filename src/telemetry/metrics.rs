@@ -16,6 +16,8 @@ pub struct Metrics {
     pub replies: IntCounterVec,
     pub signature_failures: IntCounterVec,
     pub smtp_sessions: IntCounterVec,
+    pub pushes: IntCounterVec,
+    pub nudges: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -80,6 +82,22 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let pushes = IntCounterVec::new(
+            Opts::new(
+                "pushes_total",
+                "Web Push deliveries by outcome (delivered, gone, retry, dead, skipped)",
+            ),
+            &["outcome"],
+        )?;
+        let nudges = IntCounterVec::new(
+            Opts::new(
+                "nudges_total",
+                "Content-free nudges to mediators by channel and outcome (sent, retry, failed)",
+            ),
+            &["channel", "outcome"],
+        )?;
+        registry.register(Box::new(pushes.clone()))?;
+        registry.register(Box::new(nudges.clone()))?;
         registry.register(Box::new(smtp_sessions.clone()))?;
         registry.register(Box::new(replies.clone()))?;
         registry.register(Box::new(signature_failures.clone()))?;
@@ -100,6 +118,8 @@ impl Metrics {
             replies,
             signature_failures,
             smtp_sessions,
+            pushes,
+            nudges,
         })
     }
 

@@ -21,13 +21,13 @@ use crate::canary::{assert_nowhere, contains, dump_redis};
 use crate::helpers::{TestApp, error_code, open_tip, spawn_app};
 
 /// A phone: its two key pairs, as the app would make them.
-struct Phone {
-    identity: IdentityKey,
+pub(crate) struct Phone {
+    pub(crate) identity: IdentityKey,
     signing: SigningKey,
 }
 
 impl Phone {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             identity: IdentityKey::generate(),
             signing: SigningKey::random(&mut rand::rngs::OsRng),
@@ -72,18 +72,18 @@ impl Phone {
 }
 
 /// A logged-in session as the browser holds it.
-struct Login {
+pub(crate) struct Login {
     set_cookie: String,
     /// `name=value`, for the Cookie header.
-    cookie: String,
-    csrf: String,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-fn api(app: &TestApp) -> DeviceApi {
+pub(crate) fn api(app: &TestApp) -> DeviceApi {
     DeviceApi::from_settings(&app.settings, app.store.clone()).unwrap()
 }
 
-async fn invite(app: &TestApp, zones: &[&str], ttl: Duration) -> String {
+pub(crate) async fn invite(app: &TestApp, zones: &[&str], ttl: Duration) -> String {
     let zones: Vec<Zone> = zones.iter().map(|z| Zone::parse(z).unwrap()).collect();
     api(app)
         .invites
@@ -95,7 +95,7 @@ async fn invite(app: &TestApp, zones: &[&str], ttl: Duration) -> String {
         .to_owned()
 }
 
-async fn post_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .json(body)
@@ -104,7 +104,7 @@ async fn post_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response
         .unwrap()
 }
 
-async fn enrol(app: &TestApp, phone: &Phone, code: &str) -> String {
+pub(crate) async fn enrol(app: &TestApp, phone: &Phone, code: &str) -> String {
     let response = post_json(app, "/api/v1/devices", &phone.enrolment(code)).await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
@@ -138,7 +138,7 @@ async fn try_login(
     .await
 }
 
-async fn login(app: &TestApp, phone: &Phone, device_id: &str) -> Login {
+pub(crate) async fn login(app: &TestApp, phone: &Phone, device_id: &str) -> Login {
     let c = challenge(app, device_id).await;
     let response = try_login(app, device_id, &c, &phone.sign(&c)).await;
     assert_eq!(response.status(), 200);
@@ -167,7 +167,7 @@ async fn whoami(app: &TestApp, cookie: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn set_duty(
+pub(crate) async fn set_duty(
     app: &TestApp,
     cookie: Option<&str>,
     csrf: Option<&str>,

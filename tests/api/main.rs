@@ -1,5 +1,6 @@
 //! Integration tests: the real gateway over HTTPS against a real Redis.
 
+mod alerts_api;
 mod bad_input;
 mod browser;
 pub mod canary;
@@ -11,6 +12,7 @@ mod escalation;
 mod helpers;
 mod pages;
 mod push;
+mod push_delivery;
 mod rate_limit;
 mod redis_down;
 mod retention;

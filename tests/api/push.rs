@@ -8,23 +8,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tipwire::crypto::Keyring;
-use tipwire::domain::{Priority, TipId, Zone};
+use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::push::{
-    AlertNotice, EndpointPolicy, PushClient, PushClientConfig, PushError, Subscription, Urgency,
-    VapidKey, VapidSubject,
+    AlertNotice, EndpointPolicy, NoticeKind, PushClient, PushClientConfig, PushError, Subscription,
+    Urgency, VapidKey, VapidSubject,
 };
 
 use crate::email_helpers::{peer, python};
 
 /// The receiver, killed on drop.
-struct PushEndpoint {
+pub(crate) struct PushEndpoint {
     subscription: String,
     dir: tempfile::TempDir,
     child: Child,
 }
 
 impl PushEndpoint {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(python())
             .arg(peer("push_endpoint.py"))
@@ -49,22 +49,35 @@ impl PushEndpoint {
     }
 
     /// The browser's subscription JSON, optionally with another path.
-    fn subscription(&self, path: Option<&str>) -> Subscription {
+    pub(crate) fn subscription_json(&self, path: Option<&str>) -> serde_json::Value {
         let mut json: serde_json::Value = serde_json::from_str(&self.subscription).unwrap();
         if let Some(path) = path {
             let mut endpoint = reqwest::Url::parse(json["endpoint"].as_str().unwrap()).unwrap();
             endpoint.set_path(path);
             json["endpoint"] = endpoint.as_str().into();
         }
+        json
+    }
+
+    fn subscription(&self, path: Option<&str>) -> Subscription {
         Subscription::parse(
-            &json.to_string(),
+            &self.subscription_json(path).to_string(),
             EndpointPolicy::DangerousAllowLoopbackHttp,
         )
         .unwrap()
     }
 
+    /// What the receiver logged so far, without waiting.
+    pub(crate) fn received_now(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("received.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Waits for the receiver to have logged `n` requests.
-    fn received(&self, n: usize) -> Vec<serde_json::Value> {
+    pub(crate) fn received(&self, n: usize) -> Vec<serde_json::Value> {
         let file = self.dir.path().join("received.jsonl");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -123,8 +136,9 @@ async fn a_push_decrypts_with_http_ece_carries_valid_vapid_and_no_tip_text() {
     // What the tip said stays sealed; the notice is built from ids only.
     let tip_text = "CANARY-push-7f3a: the Elm St crew is meeting at 9";
     let tip = TipId::random();
-    let zone = Zone::parse("north").unwrap();
+    let zone = ZoneChoice::Known(Zone::parse("north").unwrap());
     let notice = AlertNotice {
+        kind: NoticeKind::Alert,
         tip_id: &tip,
         zone: &zone,
         urgency: Priority::Now.into(),
@@ -145,7 +159,7 @@ async fn a_push_decrypts_with_http_ece_carries_valid_vapid_and_no_tip_text() {
     let fields: serde_json::Value = serde_json::from_str(plaintext).unwrap();
     assert_eq!(
         fields,
-        serde_json::json!({"alert": tip.as_str(), "zone": "north", "urgency": "high"})
+        serde_json::json!({"kind": "alert", "alert": tip.as_str(), "zone": "north", "urgency": "high"})
     );
     assert_eq!(got["vapid_ok"], true, "{got}");
     assert_eq!(got["ttl"], "3600");

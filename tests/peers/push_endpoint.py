@@ -10,8 +10,14 @@ keys), checks the VAPID Authorization header (RFC 8292: an ES256 JWT signed by
 the k= key, aud = this server's origin, exp in the future and at most 24 hours
 ahead, sub present) with PyJWT, and appends one JSON line to OUT_FILE:
 {"path", "plaintext", "decrypt_error", "vapid_ok", "vapid_error", "ttl",
-"urgency", "content_encoding", "content_type"}. It answers 201, or 410 when
-the path ends in /gone (a subscription the push service has dropped)."""
+"urgency", "content_encoding", "content_type", "status"}. It answers 201,
+except:
+  - 410 when the path ends in /gone (a subscription the push service dropped);
+  - 503 with Retry-After: 0 to the first FLAKY requests (default 2) to each
+    path ending in /flaky, 201 after (a service that recovers);
+  - 201 after 1.5 seconds when the path ends in /slow (to stop a sender
+    mid-request).
+Usage with a count: push_endpoint.py OUT_FILE [FLAKY]."""
 
 import base64
 import json
@@ -79,6 +85,8 @@ class Endpoint(BaseHTTPRequestHandler):
     origin = ""
     out = ""
     lock = threading.Lock()
+    flaky_failures = 2
+    flaky_seen: dict = {}
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         length = int(self.headers.get("Content-Length", "0"))
@@ -109,12 +117,30 @@ class Endpoint(BaseHTTPRequestHandler):
             record["vapid_ok"] = True
         except Exception as e:  # noqa: BLE001
             record["vapid_error"] = repr(e)
-        with self.lock, open(self.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-        self.send_response(410 if self.path.endswith("/gone") else 201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        status = 201
+        retry_after = None
+        with self.lock:
+            if self.path.endswith("/gone"):
+                status = 410
+            elif self.path.endswith("/flaky"):
+                seen = self.flaky_seen.get(self.path, 0)
+                self.flaky_seen[self.path] = seen + 1
+                if seen < self.flaky_failures:
+                    status, retry_after = 503, "0"
+            record["status"] = status
+            with open(self.out, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        if self.path.endswith("/slow"):
+            time.sleep(1.5)
+        try:
+            self.send_response(status)
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the sender gave up waiting (the /slow case)
 
     def log_message(self, format, *args) -> None:  # noqa: A002
         pass
@@ -122,6 +148,8 @@ class Endpoint(BaseHTTPRequestHandler):
 
 def main() -> None:
     Endpoint.out = sys.argv[1]
+    if len(sys.argv) > 2:
+        Endpoint.flaky_failures = int(sys.argv[2])
     Endpoint.private_key = ec.generate_private_key(ec.SECP256R1())
     Endpoint.auth_secret = os.urandom(16)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)

@@ -41,6 +41,12 @@ impl AuthenticatedDevice {
     pub fn session(&self) -> &Session {
         &self.session
     }
+
+    /// The session itself, for a response that outlives the handler (a
+    /// live stream that re-checks it now and then).
+    pub fn into_session(self) -> Session {
+        self.session
+    }
 }
 
 fn is_safe(method: &Method) -> bool {

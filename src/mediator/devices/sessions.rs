@@ -323,6 +323,22 @@ impl Sessions {
         })
     }
 
+    /// Whether the session still exists and its device is still enrolled,
+    /// without restarting the idle timer: a long-lived stream asks this now
+    /// and then, and ends when the answer is no (revoked, logged out or
+    /// expired). An open stream alone does not keep a session alive.
+    pub async fn is_live(&self, session: &Session) -> Result<bool, DeviceError> {
+        let keys = self.store.keys();
+        let mut conn = self.store.conn().await?;
+        let (session_exists, device_exists): (bool, bool) = redis::pipe()
+            .exists(keys.session(&session.token_hash))
+            .exists(keys.device(session.device_id.as_str()))
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(session_exists && device_exists)
+    }
+
     /// Ends one session.
     pub async fn logout(&self, session: &Session) -> Result<(), DeviceError> {
         let keys = self.store.keys();

@@ -1,0 +1,392 @@
+//! Replies to tipsters, and the thread view.
+//!
+//! `POST /api/v1/threads/{thread}/replies` `{text}`: for a device that sees
+//! at least one tip of the thread. The reply is sealed (age, like a tip) to
+//! every device and supervisor that can open the thread's tips (the union over
+//! its tips' zones) and the escrow key, and appended to the thread's history
+//! stream `<prefix>:thread:<thread>` (coarse id; fields `kind=reply`,
+//! `envelope`, and `after`, the newest tip's stream id then, which orders it
+//! among the tips); then the text is handed to the reply relay (sealed to the
+//! relay key) for the tipster's SMS or email thread. The tipster gets only the
+//! text, from the program's number or address: never a mediator's name,
+//! number or device. A thread without a live reply address (web tips, or one
+//! that expired) is refused with 409 `no-reply-channel` before anything is
+//! written. If the relay's queue fails after the history append, the answer
+//! is 503 and the history keeps the reply the tipster did not get: the team's
+//! record errs toward showing too much.
+//!
+//! `GET /api/v1/threads/{thread}`: `{thread, items}`, oldest first: the tips
+//! of the thread this device may see (`kind=tip`, with their routing fields)
+//! and the team's replies (`kind=reply`), each with its sealed envelope in
+//! base64. The phone opens them; the gateway cannot.
+//!
+//! Untrusted: the thread id (path) and the reply text (only its length is
+//! checked; it is sealed and never logged); history entries read back from
+//! Redis are parsed again and skipped if damaged.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::{HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use redis::streams::StreamRangeReply;
+use redis::{FromRedisValue, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{AlertsApi, no_store, store_error, thread_id, viewer};
+use crate::bus::{StoredAlert, coarse_script};
+use crate::crypto::{RecipientKey, seal};
+use crate::domain::ThreadId;
+use crate::error::AppError;
+use crate::mediator::devices::AuthenticatedDevice;
+use crate::mediator::escalation::parse_zone;
+use crate::mediator::live::StreamPos;
+use crate::mediator::{DirectoryError, MediatorDirectory};
+use crate::relay::{self, Kind, RelayError};
+
+/// Longest reply, in characters: what the relay accepts (ten SMS segments).
+pub const MAX_REPLY_CHARS: usize = 1_600;
+/// Tips and replies the thread view returns at most, each (the newest).
+pub const MAX_THREAD_ITEMS: usize = 200;
+
+/// `KEYS[1]` the thread's history, `KEYS[2]` its list of tips; `ARGV[1]` the
+/// minute (ms) for the id, `ARGV[2]` the trim cutoff (ms), `ARGV[3]` the
+/// history's expiry (unix seconds: this minute plus the retention),
+/// `ARGV[4]` the envelope. Records the newest tip at this moment, in the same
+/// script, so the reply sorts after exactly the tips that came before it.
+const REPLY_LUA: &str = r"
+local after = redis.call('LINDEX', KEYS[2], -1) or '0-0'
+local id = coarse_xadd(KEYS[1], ARGV[1], {'kind', 'reply', 'envelope', ARGV[4], 'after', after})
+redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return id
+";
+
+pub(super) fn script() -> redis::Script {
+    coarse_script(REPLY_LUA)
+}
+
+/// What is sealed for the team: the reply and where it belongs. No device,
+/// no name: the history is the team's, not a person's.
+#[derive(Serialize)]
+struct ReplyDocument<'a> {
+    v: u8,
+    kind: &'static str,
+    thread: &'a str,
+    /// Unix seconds, rounded down to the minute.
+    sent: u64,
+    text: &'a str,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReplyRequest {
+    text: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn directory_error(e: DirectoryError) -> AppError {
+    match e {
+        DirectoryError::Store(s) => store_error(s),
+        other => {
+            tracing::error!(code = "internal", error = %other, "mediator directory refused a read");
+            AppError::Internal
+        }
+    }
+}
+
+/// The thread's newest tips, oldest first.
+async fn thread_tips(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<StoredAlert>, AppError> {
+    let ids = api
+        .reader
+        .thread_tip_ids(thread.as_str(), MAX_THREAD_ITEMS)
+        .await
+        .map_err(store_error)?;
+    api.reader.by_ids(&ids).await.map_err(store_error)
+}
+
+/// Everyone who can open one of `tips`, and the escrow key.
+async fn recipients(
+    directory: &MediatorDirectory,
+    escrow: &RecipientKey,
+    tips: &[StoredAlert],
+) -> Result<Vec<RecipientKey>, AppError> {
+    let routing = directory.routing().await.map_err(directory_error)?;
+    let zones: BTreeSet<&str> = tips.iter().map(|t| t.entry.zone.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for zone in zones.into_iter().filter_map(parse_zone) {
+        for key in routing.recipients_for(&zone) {
+            if seen.insert(key.to_string()) {
+                out.push(key);
+            }
+        }
+    }
+    out.push(escrow.clone());
+    Ok(out)
+}
+
+#[tracing::instrument(name = "thread_reply", skip_all, fields(thread))]
+pub(super) async fn post_reply(
+    device: AuthenticatedDevice,
+    path: web::Path<String>,
+    body: web::Json<ReplyRequest>,
+    api: web::Data<AlertsApi>,
+) -> Result<HttpResponse, AppError> {
+    let thread = thread_id(&path)?;
+    let me = viewer(&device);
+    let tips = thread_tips(&api, &thread).await?;
+    if !tips.iter().any(|t| me.sees_zone(&t.entry.zone)) {
+        return Err(AppError::NotFound);
+    }
+    tracing::Span::current().record("thread", thread.as_str());
+    let text = Zeroizing::new(body.into_inner().text);
+    if text.trim().is_empty() || text.chars().count() > MAX_REPLY_CHARS {
+        tracing::info!(code = "invalid-reply-text", "reply refused");
+        return Err(AppError::InvalidReplyText);
+    }
+    let keys = api.store.keys();
+    let mut conn = api.store.conn().await.map_err(store_error)?;
+    let reachable: bool = redis::cmd("EXISTS")
+        .arg(keys.reply_to(thread.as_str()))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store_error(e.into()))?;
+    if !reachable {
+        tracing::info!(code = "no-reply-channel", "reply refused");
+        return Err(AppError::NoReplyChannel);
+    }
+
+    let now = now_ms();
+    let minute_ms = now - now % 60_000;
+    let recipients = recipients(&api.directory, api.keyring.escrow().1, &tips).await?;
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&ReplyDocument {
+            v: 1,
+            kind: "reply",
+            thread: thread.as_str(),
+            sent: minute_ms / 1000,
+            text: &text,
+        })
+        .map_err(|_| AppError::Internal)?,
+    );
+    let envelope = seal(&plain, &recipients).map_err(|e| {
+        tracing::error!(code = "internal", error = %e, "could not seal a reply");
+        AppError::Internal
+    })?;
+    drop(plain);
+    let id: String = api
+        .reply_script
+        .key(keys.thread(thread.as_str()))
+        .key(keys.thread_tips(thread.as_str()))
+        .arg(minute_ms)
+        .arg(now.saturating_sub(api.retention_secs.saturating_mul(1000)))
+        .arg((minute_ms / 1000).saturating_add(api.retention_secs))
+        .arg(envelope)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| store_error(e.into()))?;
+    relay::enqueue(&api.store, &api.keyring, &thread, &text, Kind::Reply)
+        .await
+        .map_err(|e| match e {
+            RelayError::Store(s) => store_error(s),
+            RelayError::BadText => AppError::InvalidReplyText,
+        })?;
+    tracing::info!(
+        recipients = recipients.len(),
+        "reply sealed to the team and queued for the tipster"
+    );
+    Ok(no_store(HttpResponse::Accepted()).json(json!({ "id": id, "thread": thread.as_str() })))
+}
+
+/// One reply read back from a thread's history.
+struct Reply {
+    pos: StreamPos,
+    after: StreamPos,
+    envelope: Vec<u8>,
+}
+
+fn parse_reply(id: &str, mut map: HashMap<String, Value>) -> Option<Reply> {
+    let mut text = |name: &str| {
+        map.remove(name)
+            .and_then(|v| String::from_redis_value(&v).ok())
+    };
+    if text("kind")? != "reply" {
+        return None;
+    }
+    let after = StreamPos::parse(&text("after")?)?;
+    let envelope = map
+        .remove("envelope")
+        .and_then(|v| Vec::<u8>::from_redis_value(&v).ok())?;
+    Some(Reply {
+        pos: StreamPos::parse(id)?,
+        after,
+        envelope,
+    })
+}
+
+/// The thread's newest replies, oldest first.
+async fn replies(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<Reply>, AppError> {
+    let mut conn = api.store.conn().await.map_err(store_error)?;
+    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(api.store.keys().thread(thread.as_str()))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(MAX_THREAD_ITEMS)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store_error(e.into()))?;
+    let mut out: Vec<Reply> = reply
+        .ids
+        .into_iter()
+        .filter_map(|s| {
+            let parsed = parse_reply(&s.id, s.map);
+            if parsed.is_none() {
+                tracing::warn!(stream_id = %s.id, "skipped a thread entry tipwire did not write");
+            }
+            parsed
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// Where an item sorts: tips by their own position; a reply right after
+/// the tip that was newest when it was written, then by its own position.
+fn order(tips: Vec<&StoredAlert>, replies: Vec<Reply>) -> Vec<serde_json::Value> {
+    let mut items: Vec<((StreamPos, u8, StreamPos), serde_json::Value)> = Vec::new();
+    for tip in tips {
+        let Some(pos) = StreamPos::parse(&tip.id) else {
+            continue;
+        };
+        let e = &tip.entry;
+        items.push((
+            (pos, 0, pos),
+            json!({
+                "kind": "tip",
+                "id": tip.id,
+                "tip_id": e.tip_id.as_str(),
+                "zone": e.zone,
+                "priority": e.priority,
+                "channel": e.channel,
+                "received": e.received,
+                "envelope": STANDARD.encode(&e.envelope),
+            }),
+        ));
+    }
+    for reply in replies {
+        items.push((
+            (reply.after, 1, reply.pos),
+            json!({
+                "kind": "reply",
+                "id": reply.pos.to_string(),
+                "sent": reply.pos.secs(),
+                "envelope": STANDARD.encode(&reply.envelope),
+            }),
+        ));
+    }
+    items.sort_by_key(|a| a.0);
+    items.into_iter().map(|(_, item)| item).collect()
+}
+
+#[tracing::instrument(name = "thread_view", skip_all)]
+pub(super) async fn get_thread(
+    device: AuthenticatedDevice,
+    path: web::Path<String>,
+    api: web::Data<AlertsApi>,
+) -> Result<HttpResponse, AppError> {
+    let thread = thread_id(&path)?;
+    let me = viewer(&device);
+    let tips = thread_tips(&api, &thread).await?;
+    let visible: Vec<&StoredAlert> = tips
+        .iter()
+        .filter(|t| me.sees_zone(&t.entry.zone))
+        .collect();
+    if visible.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    let replies = replies(&api, &thread).await?;
+    Ok(no_store(HttpResponse::Ok()).json(json!({
+        "thread": thread.as_str(),
+        "items": order(visible, replies),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::AlertEntry;
+    use crate::domain::TipId;
+
+    fn tip(id: &str) -> StoredAlert {
+        StoredAlert {
+            id: id.into(),
+            entry: AlertEntry {
+                tip_id: TipId::random(),
+                zone: "north".into(),
+                priority: "now".into(),
+                channel: "sms".into(),
+                received: 60,
+                pseudonym: String::new(),
+                thread: String::new(),
+                key_version: "1".into(),
+                envelope: vec![1],
+            },
+        }
+    }
+
+    fn reply(id: &str, after: &str) -> Reply {
+        Reply {
+            pos: StreamPos::parse(id).unwrap(),
+            after: StreamPos::parse(after).unwrap(),
+            envelope: vec![2],
+        }
+    }
+
+    #[test]
+    fn replies_sort_after_the_tip_they_followed_even_within_one_minute() {
+        let (a, b) = (tip("60000-0"), tip("60000-1"));
+        let items = order(
+            vec![&a, &b],
+            vec![
+                reply("60000-5", "60000-0"),
+                reply("60000-0", "0-0"),
+                reply("60000-6", "60000-1"),
+            ],
+        );
+        let ids: Vec<(&str, &str)> = items
+            .iter()
+            .map(|i| (i["kind"].as_str().unwrap(), i["id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("reply", "60000-0"),
+                ("tip", "60000-0"),
+                ("reply", "60000-5"),
+                ("tip", "60000-1"),
+                ("reply", "60000-6"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_history_entry_tipwire_did_not_write_is_skipped() {
+        let mut map = HashMap::new();
+        map.insert("kind".to_owned(), Value::BulkString(b"note".to_vec()));
+        assert!(parse_reply("1-0", map).is_none());
+        let mut map = HashMap::new();
+        map.insert("kind".to_owned(), Value::BulkString(b"reply".to_vec()));
+        map.insert("after".to_owned(), Value::BulkString(b"0-0".to_vec()));
+        map.insert("envelope".to_owned(), Value::BulkString(vec![9]));
+        assert_eq!(parse_reply("1-0", map).unwrap().envelope, vec![9]);
+    }
+}
