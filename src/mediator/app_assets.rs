@@ -33,8 +33,13 @@ mod embedded {
 }
 
 /// The mediator app's Content-Security-Policy.
+///
+/// `img-src blob:`: a tip's image attachments are decrypted on the phone and
+/// shown from `blob:` URLs the page makes itself (`URL.createObjectURL` in
+/// `alerts.js`); a `blob:` URL can only come from this origin's own scripts,
+/// so this lets no outside image in.
 pub const APP_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; manifest-src 'self'; \
+     style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; manifest-src 'self'; \
      worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 const REVALIDATE: &str = "no-cache";
@@ -343,6 +348,33 @@ mod tests {
             "app.ABCDEF0123.js",
         ] {
             assert!(!is_hashed(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_policy_lets_in_the_apps_own_blob_images_and_nothing_from_elsewhere() {
+        let directive = |name: &str| {
+            APP_CONTENT_SECURITY_POLICY
+                .split(';')
+                .map(str::trim)
+                .find_map(|d| d.strip_prefix(name)?.strip_prefix(' '))
+                .map(|v| v.split(' ').collect::<Vec<_>>())
+        };
+        assert_eq!(directive("img-src").unwrap(), ["'self'", "data:", "blob:"]);
+        // blob: for images only: never for scripts, workers or fetches.
+        for name in [
+            "default-src",
+            "script-src",
+            "worker-src",
+            "connect-src",
+            "style-src",
+        ] {
+            let sources = directive(name).unwrap();
+            assert!(!sources.contains(&"blob:"), "{name}: {sources:?}");
+            assert!(
+                !sources.iter().any(|s| s.contains("://") || *s == "*"),
+                "{name}: {sources:?}"
+            );
         }
     }
 }

@@ -6,7 +6,11 @@
 //! to the device. The test cannot open that tip (the identity never leaves
 //! the browser), so it checks that the directory routes the zone to the
 //! device's recipient and that the envelope gained exactly one recipient
-//! stanza. Missing Chromium, Node.js or playwright-core fails with
+//! stanza. Then two phones (`tests/browser/alerts.mjs`, talking with the
+//! test in JSON lines) follow SMS tips live: listed within 2 s, opened to the
+//! exact text, claimed, released, replied to (the reply reaches the SMS
+//! stand-in), resolved; a revoked phone is refused and is no recipient of the
+//! next tip. Missing Chromium, Node.js or playwright-core fails with
 //! instructions; nothing here skips.
 
 use std::path::{Path, PathBuf};
@@ -207,13 +211,15 @@ async fn a_phone_enrols_in_chromium_signs_in_with_its_stored_keys_and_receives_i
     assert_eq!(result["same_device_without_cookie"], true);
     assert_eq!(result["invite_left_in_url"], false);
     assert_eq!(result["duty_off_after_reload"], true);
-    // The alert list says what it is and shows nothing made up.
-    assert_eq!(result["alert_items"], 0);
+    // The alert list is connected to the gateway's stream. The one north
+    // tip posted before enrolment is visible to the zone (sealed to others,
+    // so listed but not openable here); the south one never is. Whether the
+    // stream has delivered it when the home screen is read depends on timing.
+    assert!(result["alert_items"].as_u64().unwrap() <= 1, "{result:#}");
+    let status = result["alerts_status"].as_str().unwrap();
     assert!(
-        result["alerts_status"]
-            .as_str()
-            .unwrap()
-            .contains("once the gateway's alert service is connected")
+        status.starts_with("Connecting") || status.starts_with("Live"),
+        "{status}"
     );
     // Keys: the signing key is a non-extractable CryptoKey; the age identity
     // too (Chromium has WebCrypto X25519), never a string.
@@ -372,4 +378,300 @@ async fn a_browser_without_webcrypto_x25519_keeps_an_age_identity_string_and_sti
         result["stored"]["recipient"].as_str().unwrap()
     );
     assert_eq!(seal_count(&app, "north").await, north_before + 1);
+}
+
+/// A browser script that talks with the test in JSON lines: it prints
+/// `{"event": …}` lines and reads `{"cmd": …}` lines (`tests/browser/alerts.mjs`).
+struct Driver {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl Driver {
+    fn spawn(app: &TestApp, script: &str, args: &[&str]) -> Self {
+        let (node, chromium) = browser_tools();
+        let tls = app.dir.path().join("tls");
+        let trust = format!(
+            "{}:{}",
+            tls.join("ca.pem").display(),
+            tls.join("cert.pem").display()
+        );
+        let mut command = tokio::process::Command::new(node);
+        command
+            .arg(repo(script))
+            .arg(&app.address)
+            .args(args)
+            .env("TIPWIRE_TEST_CHROMIUM", &chromium)
+            .env("TIPWIRE_TRUST_PEMS", trust)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(dir) = std::env::var_os("TIPWIRE_TEST_SCREENSHOTS") {
+            command.env("TIPWIRE_SCREENSHOT_DIR", dir);
+        }
+        let mut child = command.spawn().expect("node could not be started");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            child,
+            stdin,
+            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next JSON line; a final `{"ok": …}` line instead of the awaited
+    /// event means the script failed, and the test says where.
+    async fn next(&mut self) -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(SCRIPT_TIMEOUT, self.lines.next_line())
+                .await
+                .expect("the browser script said nothing for 3 minutes")
+                .expect("reading the browser script's output")
+                .unwrap_or_else(|| {
+                    panic!("the browser script ended early:\n{}", self.seen.join("\n"))
+                });
+            self.seen.push(line.clone());
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                return value;
+            }
+        }
+    }
+
+    async fn expect(&mut self, event: &str) -> serde_json::Value {
+        let value = self.next().await;
+        assert_eq!(
+            value["event"], event,
+            "the browser script failed: {value:#}"
+        );
+        value
+    }
+
+    async fn send(&mut self, command: serde_json::Value) {
+        use tokio::io::AsyncWriteExt;
+        let line = format!("{command}\n");
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// The script's final result, after it exits.
+    async fn finish(mut self) -> serde_json::Value {
+        let result = self.next().await;
+        let status = tokio::time::timeout(SCRIPT_TIMEOUT, self.child.wait())
+            .await
+            .expect("the browser script did not exit")
+            .unwrap();
+        eprintln!("browser script: {result}");
+        assert!(
+            status.success() && result["ok"] == true,
+            "the browser script failed: {result:#}"
+        );
+        result
+    }
+}
+
+async fn invite(app: &TestApp, name: &str, zone: &Zone) -> String {
+    Invites::new(
+        app.store.clone(),
+        &app.settings.mediator.public_base_url,
+        Duration::from_secs(900),
+    )
+    .create(
+        name,
+        std::slice::from_ref(zone),
+        false,
+        Duration::from_secs(900),
+    )
+    .await
+    .unwrap()
+    .link
+}
+
+/// Posts an SMS tip (an MMS with `photo`, a served media URL) through the
+/// Twilio webhook; returns the stored alert's tip id and its X25519
+/// recipient count.
+async fn sms_tip(
+    app: &TestApp,
+    from: &str,
+    text: &str,
+    sid: &str,
+    photo: Option<&str>,
+) -> (String, usize) {
+    let before = app.alerts().await.len();
+    let mut params = crate::sms_helpers::twilio_params(from, text, sid);
+    if let Some(url) = photo {
+        params.retain(|(k, _)| *k != "NumMedia");
+        params.extend([
+            ("NumMedia", "1"),
+            ("MediaUrl0", url),
+            ("MediaContentType0", "image/jpeg"),
+        ]);
+    }
+    let response = app.twilio(&params).await;
+    assert_eq!(response.status(), 200);
+    let alerts = app.alerts().await;
+    assert_eq!(alerts.len(), before + 1);
+    let entry = &alerts.last().unwrap().entry;
+    assert_eq!(
+        entry.zone, "unsure",
+        "SMS tips have no zone: every device gets them"
+    );
+    (
+        entry.tip_id.as_str().to_owned(),
+        x25519_stanzas(&entry.envelope),
+    )
+}
+
+#[tokio::test]
+async fn two_phones_follow_an_sms_tip_live_claim_it_reply_and_a_revoked_phone_is_refused() {
+    const TIPSTER: &str = "+15557654321";
+    const OTHER_TIPSTER: &str = "+15557650000";
+    browser_tools();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let (app, stand_in) = crate::sms_helpers::spawn_sms_app(|s| {
+        s.server.port = port;
+        s.mediator.public_base_url = format!("https://localhost:{port}");
+    })
+    .await;
+    let north = Zone::parse("north").unwrap();
+    let link_a = invite(&app, "Ana Test", &north).await;
+    let link_b = invite(&app, "Ben Test", &north).await;
+
+    let mut driver = Driver::spawn(&app, "tests/browser/alerts.mjs", &[&link_a, &link_b]);
+    let ready = driver.expect("ready").await;
+    let device_b = DeviceId::parse(ready["b"].as_str().unwrap()).unwrap();
+
+    // Markup and line breaks, to show the text is shown as text, exactly.
+    let text = "Two crews beefing on Maple & 3rd <b>tonight</b>\nOne has a bat.";
+    driver
+        .send(serde_json::json!({"cmd": "tip", "text": text}))
+        .await;
+    let (tip_id, recipients_before) = sms_tip(
+        &app,
+        TIPSTER,
+        text,
+        "SM11111111111111111111111111111111",
+        None,
+    )
+    .await;
+
+    let replied = driver.expect("replied").await;
+    assert_eq!(replied["tip_id"], tip_id.as_str());
+    // The reply reaches the tipster's number through the relay, from the
+    // program's number.
+    app.relay.step().await.unwrap();
+    let reply = replied["reply"].as_str().unwrap();
+    let sent = stand_in.sent();
+    assert!(
+        sent.iter().any(|s| s.to == TIPSTER
+            && s.from == crate::sms_helpers::PROGRAM_NUMBER
+            && s.body == reply),
+        "{sent:#?}"
+    );
+
+    let revoked = Devices::new(app.store.clone())
+        .revoke(&device_b)
+        .await
+        .unwrap();
+    assert!(revoked.mediator_id.is_some());
+    driver.send(serde_json::json!({"cmd": "revoked"})).await;
+    driver.expect("refused").await;
+
+    // An MMS this time: its photo opens on the phone as a blob: image.
+    let photo = stand_in.serve_media(
+        "ME0001",
+        "image/jpeg",
+        crate::sms::jpeg_with_exif("browser"),
+    );
+    driver.send(serde_json::json!({"cmd": "tip2"})).await;
+    let (_, recipients_after) = sms_tip(
+        &app,
+        OTHER_TIPSTER,
+        "another one near the school",
+        "SM22222222222222222222222222222222",
+        Some(&photo),
+    )
+    .await;
+    assert_eq!(
+        recipients_after,
+        recipients_before - 1,
+        "B is no recipient any more"
+    );
+
+    let result = driver.finish().await;
+    assert_eq!(
+        result["csp_violations"],
+        serde_json::json!([]),
+        "{result:#}"
+    );
+    assert_eq!(result["page_errors"], serde_json::json!([]), "{result:#}");
+    assert_eq!(result["rows_before"], serde_json::json!({"a": 0, "b": 0}));
+    // Listed on both phones within 2 s of the webhook, without a reload.
+    for phone in ["a", "b"] {
+        let ms = result["listed_ms"][phone].as_u64().unwrap();
+        assert!(ms <= 2_000, "phone {phone} listed the tip after {ms} ms");
+    }
+    let row = &result["row_a"];
+    assert_eq!(row["tip_id"], tip_id.as_str());
+    assert_eq!(row["zone"], "Zone: unsure");
+    assert_eq!(row["channel"], "SMS");
+    assert_eq!(row["state_text"], "Open");
+    assert!(
+        ["just now", "1 min ago"].contains(&row["age"].as_str().unwrap()),
+        "{row}"
+    );
+    // Opened on the phone, to the exact text, as text.
+    assert_eq!(result["opened"]["text"], text);
+    assert_eq!(result["opened"]["child_elements"], 0);
+    assert_eq!(result["opened_matches"], true);
+    assert_eq!(result["b_opened_matches"], true);
+    // Claims show on the other phone within a second or two, without names.
+    for key in [
+        "claim_seen_by_b_ms",
+        "release_seen_by_b_ms",
+        "resolve_seen_by_b_ms",
+    ] {
+        let ms = result[key].as_u64().unwrap();
+        assert!(ms <= 2_000, "{key}: {ms} ms");
+    }
+    assert_eq!(
+        result["b_row_after_claim"]["state_text"],
+        "Claimed by someone else"
+    );
+    assert!(
+        !result["b_row_after_claim"]["label"]
+            .as_str()
+            .unwrap()
+            .contains("Ana"),
+        "no mediator name on another phone"
+    );
+    assert_eq!(result["open_state_claimed"], "State: Claimed by you");
+    assert_eq!(result["open_state_resolved"], "State: Resolved by you");
+    assert_eq!(result["b_claim_button"], 0, "B cannot claim what A holds");
+    // The thread, opened on the phone: the tip, then the reply.
+    let thread = result["thread"].as_array().unwrap();
+    assert_eq!(
+        thread.last().unwrap(),
+        &serde_json::json!({"from": "team", "text": reply})
+    );
+    // The revoked phone says so and shows no tip.
+    assert_eq!(result["b_alert_text_after_revoke"], 0);
+    // The next tip is listed on A, on top.
+    assert!(result["second_listed_ms"].as_u64().unwrap() <= 2_000);
+    assert_eq!(result["newest_first"], true);
+    // Where a notification tap lands: the alert opens, live or from a cold start.
+    assert_eq!(result["focused_text"], "another one near the school");
+    assert_eq!(
+        result["focused_images"],
+        serde_json::json!([{"blob": true, "width": 16, "height": 12}]),
+        "the photo shows, decrypted on the phone, under the app's CSP"
+    );
+    assert_eq!(result["cold_focus_matches"], true);
+    assert_eq!(result["cold_focus_state"], "State: Resolved by you");
 }

@@ -1,0 +1,309 @@
+#!/usr/bin/env node
+// Two phones (two browser contexts of Debian's Chromium, driven by
+// playwright-core) enrol in the same zone, then follow the alert list while
+// the test on the other end (tests/api/browser.rs) posts tips, runs the reply
+// relay and revokes a device. Run by that test; by hand:
+//
+//   node tests/browser/alerts.mjs BASE_URL INVITE_LINK_A INVITE_LINK_B
+//
+// Environment as in enrol.mjs: TIPWIRE_TRUST_PEMS, TIPWIRE_TEST_CHROMIUM,
+// TIPWIRE_SCREENSHOT_DIR.
+//
+// The two sides talk in JSON lines. This script prints {"event": ...} lines
+// on stdout and reads {"cmd": ...} lines on stdin:
+//
+//   → {"event":"ready","a":DEVICE_A,"b":DEVICE_B}   both phones live, lists empty
+//   ← {"cmd":"tip","text":T}    sent just before the test posts an SMS tip
+//       A and B each see a new row (timed from this line); A opens it and
+//       reads the text; A claims, B sees "Claimed by someone else"; A
+//       releases, B sees "Open"; A claims again; A replies R and sees it in
+//       the thread; A resolves (outcome "mediated"), B sees "Resolved"
+//   → {"event":"replied","tip_id":ID,"reply":R}
+//   ← {"cmd":"revoked"}         device B has been revoked
+//       B taps its alert: the call is refused and B shows "no longer set up"
+//   → {"event":"refused"}
+//   ← {"cmd":"tip2"}            sent just before the test posts another tip
+//       A sees a second row, on top (an MMS with a photo); #alert=ID
+//       (where a notification tap lands) opens it and shows the photo; a
+//       fresh load of /m/#alert=FIRST opens the first
+//
+// The last line is {"ok": true, ...what was seen} or {"ok": false, step, error}.
+
+import { createHash, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const base = process.argv[2] ?? process.env.TIPWIRE_BASE_URL;
+const inviteA = process.argv[3];
+const inviteB = process.argv[4];
+const executablePath = process.env.TIPWIRE_TEST_CHROMIUM || "/usr/bin/chromium";
+const shots = process.env.TIPWIRE_SCREENSHOT_DIR;
+const STEP_TIMEOUT_MS = 20_000;
+const LIVE_MS = 2_000; // a new tip must be listed within this
+const REPLY = "We have someone on the way. Reply here if anything changes.";
+
+if (!base || !inviteA || !inviteB) {
+  console.error("usage: node tests/browser/alerts.mjs BASE_URL INVITE_LINK_A INVITE_LINK_B");
+  process.exit(2);
+}
+
+function spkiHashes(files) {
+  const hashes = [];
+  for (const file of files) {
+    const pem = readFileSync(file, "utf8");
+    for (const block of pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []) {
+      const spki = new X509Certificate(block).publicKey.export({ type: "spki", format: "der" });
+      hashes.push(createHash("sha256").update(spki).digest("base64"));
+    }
+  }
+  return hashes;
+}
+
+const trust = spkiHashes((process.env.TIPWIRE_TRUST_PEMS ?? "").split(":").filter(Boolean));
+const args = [
+  "--headless=new",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+if (trust.length) args.push(`--ignore-certificate-errors-spki-list=${trust.join(",")}`);
+
+const emit = (obj) => console.log(JSON.stringify(obj));
+const commands = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function command(name) {
+  const { value, done } = await commands.next();
+  if (done) throw new Error(`stdin closed while waiting for "${name}"`);
+  const msg = JSON.parse(value);
+  if (msg.cmd !== name) throw new Error(`expected command "${name}", got ${value}`);
+  return msg;
+}
+
+const consoleLines = [];
+const cspViolations = [];
+const pageErrors = [];
+let step = "launch";
+const result = { ok: false };
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: join(shots, `alerts-${name}.png`), fullPage: true });
+}
+
+async function phone(browser, label) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 }, colorScheme: "dark" });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on("console", (m) => {
+    consoleLines.push(`${label} ${m.type()}: ${m.text()}`);
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(`${label}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e}`));
+  return page;
+}
+
+async function enrol(page, link, name) {
+  await page.goto(link, { waitUntil: "domcontentloaded" });
+  await page.locator("#screen-enrol:not([hidden])").waitFor();
+  await page.getByLabel("Name for this phone").fill(name);
+  await page.getByRole("button", { name: "Set up this phone" }).click();
+  await page.locator("#screen-home:not([hidden]) #home-zones li").first().waitFor();
+  await page.locator('#alerts[data-stream="live"]').waitFor();
+  return page.evaluate(() => document.getElementById("home").dataset.deviceId);
+}
+
+/** The rows of the list, top to bottom, as a mediator sees them. */
+function rows(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll("#alert-list > li")].map((li) => ({
+      tip_id: li.dataset.tipId,
+      state: li.dataset.state,
+      urgency: li.querySelector(".urgency")?.textContent,
+      zone: li.querySelector(".alert-zone")?.textContent,
+      channel: li.querySelector(".alert-channel")?.textContent,
+      age: li.querySelector(".alert-age")?.textContent,
+      state_text: li.querySelector(".alert-state")?.textContent,
+      label: li.textContent,
+    })),
+  );
+}
+
+/** Waits until the list has `n` rows; returns the milliseconds since `since`. */
+async function rowsAppear(page, n, since) {
+  await page.waitForFunction((want) => document.querySelectorAll("#alert-list > li").length >= want, n, {
+    timeout: STEP_TIMEOUT_MS,
+  });
+  return Date.now() - since;
+}
+
+/** Waits for the row's state line to read `text`; returns the milliseconds since `since`. */
+async function stateBecomes(page, tipId, text, since) {
+  await page.waitForFunction(
+    ([id, want]) => {
+      const li = [...document.querySelectorAll("#alert-list > li")].find((l) => l.dataset.tipId === id);
+      return li && li.querySelector(".alert-state")?.textContent === want;
+    },
+    [tipId, text],
+    { timeout: STEP_TIMEOUT_MS },
+  );
+  return Date.now() - since;
+}
+
+async function openState(page) {
+  return page.locator("#alert-open-state").textContent();
+}
+
+let browser;
+try {
+  browser = await chromium.launch({ executablePath, headless: true, args, timeout: 30_000 });
+  const a = await phone(browser, "A");
+  const b = await phone(browser, "B");
+
+  step = "enrol phone A";
+  const deviceA = await enrol(a, inviteA, "Phone A");
+  step = "enrol phone B";
+  const deviceB = await enrol(b, inviteB, "Phone B");
+  result.device_a = deviceA;
+  result.device_b = deviceB;
+  result.rows_before = { a: (await rows(a)).length, b: (await rows(b)).length };
+  result.status_live = await a.locator("#alerts-status").textContent();
+  emit({ event: "ready", a: deviceA, b: deviceB });
+
+  step = "a tip appears on both phones";
+  const { text } = await command("tip");
+  const posted = Date.now();
+  result.listed_ms = { a: await rowsAppear(a, result.rows_before.a + 1, posted) };
+  result.listed_ms.b = await rowsAppear(b, result.rows_before.b + 1, posted);
+  const [rowA] = await rows(a);
+  const [rowB] = await rows(b);
+  result.row_a = rowA;
+  result.row_b = rowB;
+  const tipId = rowA.tip_id;
+  await shot(a, "1-list");
+
+  step = "A opens the alert";
+  const opening = Date.now();
+  await a.locator(`#alert-list > li[data-tip-id="${tipId}"] button`).click();
+  await a.locator("#alert-text").waitFor();
+  result.open_ms = Date.now() - opening;
+  result.opened = await a.evaluate(() => {
+    const t = document.getElementById("alert-text");
+    return {
+      text: t.textContent,
+      child_elements: t.children.length,
+      subject: document.getElementById("alert-subject")?.textContent ?? null,
+      attachments: document.querySelectorAll("#alert-body .attachments li").length,
+    };
+  });
+  result.opened_matches = result.opened.text === text;
+  result.open_state_before = await openState(a);
+  await shot(a, "2-open");
+
+  step = "A claims; B sees it";
+  let t = Date.now();
+  await a.locator("#alert-claim").click();
+  result.claim_seen_by_b_ms = await stateBecomes(b, tipId, "Claimed by someone else", t);
+  await stateBecomes(a, tipId, "Claimed by you", t);
+  result.open_state_claimed = await openState(a);
+  result.b_row_after_claim = (await rows(b))[0];
+
+  step = "A releases; B sees it open";
+  t = Date.now();
+  await a.locator("#alert-release").click();
+  result.release_seen_by_b_ms = await stateBecomes(b, tipId, "Open", t);
+
+  step = "A claims again";
+  t = Date.now();
+  await a.locator("#alert-claim").click();
+  await stateBecomes(b, tipId, "Claimed by someone else", t);
+
+  step = "B tries to claim what A holds";
+  await b.locator(`#alert-list > li[data-tip-id="${tipId}"] button`).click();
+  await b.locator("#alert-text").waitFor();
+  result.b_opened_matches = (await b.locator("#alert-text").textContent()) === text;
+  result.b_claim_button = await b.locator("#alert-claim").count();
+  await b.locator("#alert-back").click();
+
+  step = "A replies";
+  await a.locator("#reply-text").fill(REPLY);
+  await a.locator("#reply-send").click();
+  await a.waitForFunction(() => document.getElementById("reply-status")?.textContent === "Sent to the tipster.");
+  await a.waitForFunction(
+    (reply) => [...document.querySelectorAll("#thread-items .msg-text")].some((p) => p.textContent === reply),
+    REPLY,
+  );
+  result.thread = await a.evaluate(() =>
+    [...document.querySelectorAll("#thread-items > li")].map((li) => ({ from: li.dataset.from, text: li.querySelector(".msg-text").textContent })),
+  );
+  await shot(a, "3-replied");
+
+  step = "A resolves";
+  t = Date.now();
+  await a.locator("#alert-outcome").selectOption("mediated");
+  await a.locator("#alert-resolve").click();
+  result.resolve_seen_by_b_ms = await stateBecomes(b, tipId, "Resolved", t);
+  result.open_state_resolved = await openState(a);
+  emit({ event: "replied", tip_id: tipId, reply: REPLY });
+
+  step = "B is revoked";
+  await command("revoked");
+  t = Date.now();
+  // The gateway may already have ended B's stream, and the app noticed.
+  result.b_refused_by = (await b.locator("#screen-revoked").isHidden()) ? "call" : "stream";
+  if (result.b_refused_by === "call") {
+    await b.locator(`#alert-list > li[data-tip-id="${tipId}"] button`).click({ timeout: 2_000 }).catch(() => {
+      result.b_refused_by = "stream"; // the screen changed under the tap
+    });
+  }
+  await b.locator("#screen-revoked:not([hidden])").waitFor();
+  result.revoked_screen_ms = Date.now() - t;
+  result.b_alert_text_after_revoke = await b.locator("#alert-text").count();
+  await shot(b, "4-revoked");
+  emit({ event: "refused" });
+
+  step = "the next tip reaches A";
+  await command("tip2");
+  t = Date.now();
+  result.second_listed_ms = await rowsAppear(a, result.rows_before.a + 2, t);
+  result.rows_a_end = await rows(a);
+  result.newest_first = result.rows_a_end[0].tip_id !== tipId && result.rows_a_end[1].tip_id === tipId;
+  await shot(a, "5-two");
+
+  step = "a notification tap opens the alert (#alert=ID)";
+  const secondId = result.rows_a_end[0].tip_id;
+  await a.evaluate((id) => {
+    location.hash = `alert=${id}`;
+  }, secondId);
+  await a.locator(`#alert-open[data-tip-id="${secondId}"] #alert-text`).waitFor();
+  result.focused_text = await a.locator("#alert-text").textContent();
+  await a.waitForFunction(() => [...document.querySelectorAll("#alert-body img")].every((i) => i.complete));
+  result.focused_images = await a.evaluate(() =>
+    [...document.querySelectorAll("#alert-body img")].map((i) => ({
+      blob: i.src.startsWith("blob:"),
+      width: i.naturalWidth,
+      height: i.naturalHeight,
+    })),
+  );
+  await shot(a, "6-photo");
+
+  step = "a cold start at #alert=ID opens the alert once the stream lists it";
+  await a.goto(`${new URL(base).origin}/m/#alert=${tipId}`, { waitUntil: "domcontentloaded" });
+  await a.locator(`#alert-open[data-tip-id="${tipId}"] #alert-text`).waitFor();
+  result.cold_focus_matches = (await a.locator("#alert-text").textContent()) === text;
+  result.cold_focus_state = await openState(a);
+
+  result.ok = true;
+} catch (e) {
+  result.step = step;
+  result.error = String(e && e.message ? e.message : e).split("\n").slice(0, 6).join("\n");
+  result.console = consoleLines.slice(-30);
+} finally {
+  result.csp_violations = cspViolations;
+  result.page_errors = pageErrors;
+  if (browser) await browser.close().catch(() => {});
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
