@@ -26,7 +26,7 @@
 // Everything shown goes through textContent; a tip's text is never parsed as
 // HTML. Attachments become blob: URLs, revoked when the alert closes.
 
-import { ApiError } from "./api.js";
+import { ApiError, send } from "./api.js";
 import { loadThread, mountThread } from "./thread.js";
 
 const URGENCY = {
@@ -50,45 +50,15 @@ let pendingFocus = null;
 
 // ---------------------------------------------------------------- requests
 
-/** A JSON (or byte) request with the session's CSRF token; ApiError on failure. */
+/** A request with this session's CSRF token; a 401 ends the session here. */
 export async function request(method, path, { body, bytes = false } = {}) {
   if (!mounted) throw new ApiError(0, "signed-out", "Signed out.");
-  const headers = { Accept: bytes ? "application/octet-stream" : "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && mounted.context.session.csrf_token) {
-    headers["X-CSRF-Token"] = mounted.context.session.csrf_token;
-  }
-  let response;
   try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-  } catch {
-    throw new ApiError(0, "offline", "The gateway cannot be reached. Check the connection.");
-  }
-  if (response.ok && bytes) return new Uint8Array(await response.arrayBuffer());
-  if (response.status === 204) return null;
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // An error page from something in between; the status says enough.
-  }
-  if (!response.ok) {
-    const error = data && data.error ? data.error : {};
-    const e = new ApiError(
-      response.status,
-      error.code || `http-${response.status}`,
-      error.message || `The gateway answered ${response.status}.`,
-    );
-    if (response.status === 401) sessionLost();
+    return await send(method, path, { body, bytes, csrf: mounted.context.session.csrf_token });
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) sessionLost();
     throw e;
   }
-  return data;
 }
 
 function sessionLost() {

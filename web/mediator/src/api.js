@@ -17,10 +17,14 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, path, body) {
-  const headers = { Accept: "application/json" };
+/**
+ * One request to the gateway: JSON in, JSON (or, with `bytes`, raw bytes)
+ * out, the CSRF token on every state-changing call; ApiError on failure.
+ */
+export async function send(method, path, { body, bytes = false, csrf = csrfToken } = {}) {
+  const headers = { Accept: bytes ? "application/octet-stream" : "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
   let response;
   try {
     response = await fetch(path, {
@@ -33,6 +37,7 @@ async function call(method, path, body) {
   } catch {
     throw new ApiError(0, "offline", "The gateway cannot be reached. Check the connection.");
   }
+  if (response.ok && bytes) return new Uint8Array(await response.arrayBuffer());
   if (response.status === 204) return null;
   let data = null;
   try {
@@ -49,6 +54,10 @@ async function call(method, path, body) {
     );
   }
   return data;
+}
+
+function call(method, path, body) {
+  return send(method, path, { body });
 }
 
 export function enrol({ invite, age_recipient, signing_key, device_name }) {
