@@ -25,6 +25,9 @@ struct Inner {
     draining: AtomicBool,
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
+    /// Woken when draining starts: long-lived responses (alert streams) end
+    /// then, instead of holding the stop until the shutdown timeout.
+    stopping: tokio::sync::Notify,
 }
 
 /// Counts a request as in flight until it completes or is cancelled.
@@ -43,6 +46,7 @@ impl Drain {
     /// stops the server (which closes the now idle connections).
     pub async fn stop(&self, handle: ServerHandle, timeout: Duration) {
         self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.stopping.notify_waiters();
         let deadline = tokio::time::Instant::now() + timeout;
         while self.inner.in_flight.load(Ordering::SeqCst) > 0
             && tokio::time::Instant::now() < deadline
@@ -59,6 +63,20 @@ impl Drain {
             );
         }
         handle.stop(true).await;
+    }
+
+    /// Completes once the gateway starts stopping (at once if it has).
+    pub async fn draining(&self) {
+        loop {
+            let notified = self.inner.stopping.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a stop in between is not missed.
+            notified.as_mut().enable();
+            if self.inner.draining.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn in_flight(&self) -> usize {

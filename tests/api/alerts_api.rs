@@ -563,6 +563,30 @@ async fn a_revoked_devices_stream_ends_at_the_next_heartbeat() {
 }
 
 #[tokio::test]
+async fn on_shutdown_an_open_stream_ends_at_once_with_shutting_down() {
+    let app = spawn_app_with(|s| s.mediator.stream_heartbeat_secs = 60).await;
+    let ana = mediator(&app, &["south"]).await;
+    let (mut stream, _) = ana.stream(&app, None).await;
+    let (drain, handle) = (app.drain.clone(), app.handle.clone());
+    let started = std::time::Instant::now();
+    tokio::spawn(async move { drain.stop(handle, Duration::from_secs(20)).await });
+    // Not at the next heartbeat (a minute away), and not at the shutdown
+    // timeout: the app is told at once and reconnects elsewhere or later.
+    let end = stream.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(end.name, "end");
+    assert_eq!(end.data["code"], "shutting-down");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        stream.next(Duration::from_secs(2)).await.unwrap_err(),
+        Stop::Ended
+    );
+}
+
+#[tokio::test]
 async fn an_unclaimed_urgent_tip_escalates_once_from_the_serve_task_and_a_claimed_one_never() {
     let app = spawn_app_with(|s| {
         s.escalation.now.supervisors_after_secs = 1;

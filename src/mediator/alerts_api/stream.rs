@@ -68,6 +68,7 @@ pub(super) async fn stream(
     device: AuthenticatedDevice,
     api: web::Data<AlertsApi>,
     devices: web::Data<DeviceApi>,
+    drain: web::Data<crate::app::Drain>,
 ) -> Result<HttpResponse, AppError> {
     let viewer = super::viewer(&device);
     let resume_from = req
@@ -108,6 +109,7 @@ pub(super) async fn stream(
         at,
         out,
         heartbeat,
+        drain: drain.get_ref().clone(),
         ended: false,
     };
     Ok(HttpResponse::Ok()
@@ -131,6 +133,7 @@ struct Connection {
     at: Cursor,
     out: VecDeque<Bytes>,
     heartbeat: tokio::time::Interval,
+    drain: crate::app::Drain,
     ended: bool,
 }
 
@@ -145,6 +148,9 @@ impl Connection {
                 return None;
             }
             tokio::select! {
+                // The gateway is stopping: say so, and the app reconnects
+                // (with Last-Event-ID) to another replica or after the restart.
+                () = self.drain.draining() => self.end("shutting-down"),
                 _ = self.heartbeat.tick() => self.beat().await,
                 item = self.rx.recv() => match item {
                     Ok(item) => self.live(item),
