@@ -266,15 +266,9 @@ impl AlertReader {
         after: &str,
         count: usize,
     ) -> Result<Vec<StoredAlert>, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let start = format!("({after}");
-        let reply: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.store.keys().alerts())
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
+        let reply = self
+            .store
+            .range_after(self.store.keys().alerts(), after, count)
             .await?;
         reply
             .ids

@@ -99,6 +99,25 @@ impl Store {
     }
 
     /// Round trip used by `/readyz`.
+    /// Entries of stream `key` after id `after` (exclusive; `0-0` for all),
+    /// oldest first, at most `count`: how every reader catches up.
+    pub async fn range_after(
+        &self,
+        key: &str,
+        after: &str,
+        count: usize,
+    ) -> Result<redis::streams::StreamRangeReply, StoreError> {
+        let mut conn = self.conn().await?;
+        Ok(redis::cmd("XRANGE")
+            .arg(key)
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

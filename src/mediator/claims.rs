@@ -29,7 +29,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::streams::StreamRangeReply;
 use redis::{FromRedisValue, Value};
 
 use super::escalation::parse_zone;
@@ -427,16 +426,10 @@ impl AlertStates {
         after: &str,
         count: usize,
     ) -> Result<Vec<AlertEvent>, ClaimError> {
-        let mut conn = self.store.conn().await?;
-        let reply: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.store.keys().alert_events())
-            .arg(format!("({after}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+        let reply = self
+            .store
+            .range_after(&self.store.keys().alert_events(), after, count)
+            .await?;
         Ok(reply
             .ids
             .into_iter()

@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::streams::StreamRangeReply;
 use redis::{FromRedisValue, Value};
 
 use crate::bus::{Store, StoreError, coarse_script};
@@ -304,16 +303,10 @@ impl Escalations {
         after: &str,
         count: usize,
     ) -> Result<Vec<Fired>, EscalationError> {
-        let mut conn = self.store.conn().await?;
-        let reply: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.store.keys().escalation_events())
-            .arg(format!("({after}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+        let reply = self
+            .store
+            .range_after(&self.store.keys().escalation_events(), after, count)
+            .await?;
         Ok(reply
             .ids
             .into_iter()

@@ -369,14 +369,8 @@ pub async fn alerts_after(
     after: StreamPos,
     count: usize,
 ) -> Result<Vec<Read<AlertSummary>>, StoreError> {
-    let mut conn = store.conn().await?;
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(store.keys().alerts())
-        .arg(format!("({after}"))
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(&mut conn)
+    let reply = store
+        .range_after(store.keys().alerts(), &after.to_string(), count)
         .await?;
     Ok(positioned(reply, summary))
 }
@@ -407,14 +401,8 @@ pub async fn events_after(
     after: StreamPos,
     count: usize,
 ) -> Result<Vec<Read<AlertEvent>>, StoreError> {
-    let mut conn = store.conn().await?;
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(store.keys().alert_events())
-        .arg(format!("({after}"))
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(&mut conn)
+    let reply = store
+        .range_after(&store.keys().alert_events(), &after.to_string(), count)
         .await?;
     Ok(positioned(reply, event))
 }
