@@ -447,6 +447,14 @@ impl From<actix_web::error::PathError> for AppError {
     }
 }
 
+/// JSON bodies of at most `limit` bytes, refused through [`AppError`] (so a
+/// bad body gets the same stable codes as every other error).
+pub fn json_limited(limit: usize) -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|e, _| AppError::from(e).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,11 +165,7 @@ fn claim_error(e: ClaimError) -> AppError {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, api: web::Data<AlertsApi>) {
-    let json = || {
-        web::JsonConfig::default()
-            .limit(MAX_JSON_BYTES)
-            .error_handler(|e, _| AppError::from(e).into())
-    };
+    let json = || crate::error::json_limited(MAX_JSON_BYTES);
     cfg.app_data(api)
         .service(
             web::resource("/api/v1/alerts/stream")

@@ -73,11 +73,7 @@ impl PushApi {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let json = || {
-        web::JsonConfig::default()
-            .limit(MAX_JSON_BYTES)
-            .error_handler(|e, _| AppError::from(e).into())
-    };
+    let json = || crate::error::json_limited(MAX_JSON_BYTES);
     cfg.service(
         web::resource("/api/v1/push/key")
             .route(web::get().to(public_key))

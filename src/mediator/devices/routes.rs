@@ -68,11 +68,7 @@ fn refused(e: AppError) -> AppError {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let json = || {
-        web::JsonConfig::default()
-            .limit(MAX_JSON_BYTES)
-            .error_handler(|e, _| AppError::from(e).into())
-    };
+    let json = || crate::error::json_limited(MAX_JSON_BYTES);
     cfg.service(
         web::resource("/api/v1/devices")
             .app_data(json())
