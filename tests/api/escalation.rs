@@ -13,7 +13,7 @@ use tipwire::mediator::{
     Escalations, Fired, Outcome, Stage,
 };
 
-use crate::helpers::{require_redis, test_settings};
+use crate::helpers::{delete_prefix, require_redis, test_settings};
 
 const RETENTION_SECS: u64 = 30 * 86_400;
 
@@ -65,14 +65,7 @@ impl SharedRedis {
 
 impl Drop for SharedRedis {
     fn drop(&mut self) {
-        let mut conn = self.redis();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.settings.redis.key_prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        for key in keys {
-            let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut conn);
-        }
+        delete_prefix(&self.settings.redis.url, &self.settings.redis.key_prefix);
     }
 }
 

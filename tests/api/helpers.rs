@@ -258,18 +258,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let pattern = format!("{}:*", self.settings.redis.key_prefix);
-        if let Ok(mut conn) = redis::Client::open(self.settings.redis.url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_millis(500)))
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            for key in keys {
-                let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut conn);
-            }
-        }
+        delete_prefix(&self.settings.redis.url, &self.settings.redis.key_prefix);
     }
 }
 
@@ -306,4 +295,20 @@ pub fn open_tip(
 pub async fn error_code(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.unwrap();
     body["error"]["code"].as_str().unwrap().to_owned()
+}
+
+/// Deletes every key under `prefix` (what a test's gateways wrote), ignoring
+/// errors: it runs from `Drop`, after the test's own assertions.
+pub fn delete_prefix(url: &str, prefix: &str) {
+    if let Ok(mut conn) = redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_millis(500)))
+    {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for key in keys {
+            let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut conn);
+        }
+    }
 }

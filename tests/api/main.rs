@@ -9,6 +9,7 @@ mod devices;
 mod email;
 mod email_helpers;
 mod escalation;
+mod escalation_processes;
 mod helpers;
 mod pages;
 mod push;
