@@ -9,6 +9,7 @@
 //! | `POST /api/v1/alerts/{tip_id}/release` | | 200 status; 409 `alert-not-claimed`, `alert-resolved`; 403 `not-claimant` |
 //! | `POST /api/v1/alerts/{tip_id}/resolve` | `{outcome}` | 200 status; 422 `unknown-outcome`; 409, 403 as release |
 //! | `POST /api/v1/alerts/{tip_id}/reassign` | `{device_id}` | 200 status; 403 `not-supervisor`; 422 `invalid-assignee`; 409 `alert-resolved` |
+//! | `GET /api/v1/alerts/{tip_id}/assignees` | | 200 `{tip_id, devices: [{device_id, name, device_name, on_duty}]}`; 403 `not-supervisor` (see [`claims`]) |
 //! | `POST /api/v1/threads/{thread}/replies` | `{text}` | 202 `{id, thread}`; 422 `invalid-reply-text`; 409 `no-reply-channel` (see [`replies`]) |
 //! | `GET /api/v1/threads/{thread}` | | 200 `{thread, items}` |
 //!
@@ -24,6 +25,7 @@
 //! JSON bodies (at most [`MAX_JSON_BYTES`]) and `Last-Event-ID`. Answers are
 //! never cached.
 
+mod claims;
 pub mod replies;
 pub mod stream;
 
@@ -33,17 +35,15 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
 
-use super::devices::{AuthenticatedDevice, DeviceApi, DeviceRecord};
+use super::devices::{AuthenticatedDevice, DeviceRecord};
 use super::live::LiveFeed;
-use super::{AlertEvent, AlertStates, AlertStatus, Claim, ClaimError, DeviceId, MediatorDirectory};
+use super::{AlertEvent, AlertStates, ClaimError, DeviceId, MediatorDirectory};
 use crate::bus::{AlertReader, Store, StoreError, StoredAlert};
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::domain::{ThreadId, TipId, ZoneChoice};
 use crate::error::AppError;
-use crate::mediator::Outcome;
 
 /// Largest JSON body: a reply of 1,600 characters, escaped, fits.
 pub const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -179,24 +179,29 @@ pub fn routes(cfg: &mut web::ServiceConfig, api: web::Data<AlertsApi>) {
         )
         .service(
             web::resource("/api/v1/alerts/{tip_id}/claim")
-                .route(web::post().to(claim))
+                .route(web::post().to(claims::claim))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/api/v1/alerts/{tip_id}/release")
-                .route(web::post().to(release))
+                .route(web::post().to(claims::release))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/api/v1/alerts/{tip_id}/resolve")
                 .app_data(json())
-                .route(web::post().to(resolve))
+                .route(web::post().to(claims::resolve))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/api/v1/alerts/{tip_id}/reassign")
                 .app_data(json())
-                .route(web::post().to(reassign))
+                .route(web::post().to(claims::reassign))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/v1/alerts/{tip_id}/assignees")
+                .route(web::get().to(claims::assignees))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
@@ -221,17 +226,6 @@ fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpRespo
     builder
 }
 
-/// The answer to every state change: the alert's state after it.
-fn status_json(tip_id: &TipId, status: &AlertStatus, me: &DeviceId) -> serde_json::Value {
-    serde_json::json!({
-        "tip_id": tip_id.as_str(),
-        "state": status.state.as_str(),
-        "outcome": status.outcome.map(Outcome::as_str),
-        "claimed_by_me": status.device.as_ref() == Some(me),
-        "version": status.version,
-    })
-}
-
 fn viewer(device: &AuthenticatedDevice) -> Viewer {
     Viewer::of(device.device_id(), device.device())
 }
@@ -248,118 +242,15 @@ async fn envelope(
         .body(alert.entry.envelope))
 }
 
-#[tracing::instrument(name = "alert_claim", skip_all, fields(tip_id))]
-async fn claim(
-    device: AuthenticatedDevice,
-    path: web::Path<String>,
-    api: web::Data<AlertsApi>,
-) -> Result<HttpResponse, AppError> {
-    let alert = api.visible_alert(&viewer(&device), &path).await?;
-    let tip_id = &alert.entry.tip_id;
-    tracing::Span::current().record("tip_id", tip_id.as_str());
-    let me = device.device_id();
-    match api.states.claim(tip_id, me).await.map_err(claim_error)? {
-        Claim::Claimed { version } => {
-            let status = AlertStatus {
-                state: super::AlertState::Claimed,
-                device: Some(me.clone()),
-                outcome: None,
-                version,
-            };
-            Ok(no_store(HttpResponse::Ok()).json(status_json(tip_id, &status, me)))
-        }
-        Claim::AlreadyClaimed { .. } => {
-            tracing::info!(code = "alert-claimed", "alert change refused");
-            Err(AppError::AlertClaimed)
-        }
-        Claim::Resolved => {
-            tracing::info!(code = "alert-resolved", "alert change refused");
-            Err(AppError::AlertResolved)
+/// Maps a device lookup failure; the store's cause is logged once, there.
+fn device_error(e: super::devices::DeviceError) -> AppError {
+    match e {
+        super::devices::DeviceError::Store(s) => store_error(s),
+        other => {
+            tracing::error!(code = "internal", error = %other, "device lookup failed");
+            AppError::Internal
         }
     }
-}
-
-#[tracing::instrument(name = "alert_release", skip_all, fields(tip_id))]
-async fn release(
-    device: AuthenticatedDevice,
-    path: web::Path<String>,
-    api: web::Data<AlertsApi>,
-) -> Result<HttpResponse, AppError> {
-    let alert = api.visible_alert(&viewer(&device), &path).await?;
-    let tip_id = &alert.entry.tip_id;
-    tracing::Span::current().record("tip_id", tip_id.as_str());
-    let status = api
-        .states
-        .release(tip_id, device.device_id())
-        .await
-        .map_err(claim_error)?;
-    Ok(no_store(HttpResponse::Ok()).json(status_json(tip_id, &status, device.device_id())))
-}
-
-#[derive(Deserialize)]
-struct ResolveRequest {
-    outcome: String,
-}
-
-#[tracing::instrument(name = "alert_resolve", skip_all, fields(tip_id))]
-async fn resolve(
-    device: AuthenticatedDevice,
-    path: web::Path<String>,
-    body: web::Json<ResolveRequest>,
-    api: web::Data<AlertsApi>,
-) -> Result<HttpResponse, AppError> {
-    let outcome = Outcome::parse(body.outcome.trim()).map_err(|_| AppError::UnknownOutcome)?;
-    let alert = api.visible_alert(&viewer(&device), &path).await?;
-    let tip_id = &alert.entry.tip_id;
-    tracing::Span::current().record("tip_id", tip_id.as_str());
-    let status = api
-        .states
-        .resolve(tip_id, device.device_id(), outcome)
-        .await
-        .map_err(claim_error)?;
-    Ok(no_store(HttpResponse::Ok()).json(status_json(tip_id, &status, device.device_id())))
-}
-
-#[derive(Deserialize)]
-struct ReassignRequest {
-    device_id: String,
-}
-
-#[tracing::instrument(name = "alert_reassign", skip_all, fields(tip_id))]
-async fn reassign(
-    device: AuthenticatedDevice,
-    path: web::Path<String>,
-    body: web::Json<ReassignRequest>,
-    api: web::Data<AlertsApi>,
-    devices: web::Data<DeviceApi>,
-) -> Result<HttpResponse, AppError> {
-    let me = viewer(&device);
-    let alert = api.visible_alert(&me, &path).await?;
-    let tip_id = &alert.entry.tip_id;
-    tracing::Span::current().record("tip_id", tip_id.as_str());
-    if !device.device().supervisor {
-        return Err(claim_error(ClaimError::NotSupervisor));
-    }
-    let to = DeviceId::parse(body.device_id.trim()).ok_or(AppError::InvalidAssignee)?;
-    let target = devices
-        .devices
-        .get(&to)
-        .await
-        .map_err(|e| match e {
-            super::devices::DeviceError::Store(s) => store_error(s),
-            _ => AppError::Internal,
-        })?
-        .ok_or(AppError::InvalidAssignee)?;
-    // Someone who could not open the tip could not act on it.
-    if !Viewer::of(&to, &target).sees_zone(&alert.entry.zone) {
-        return Err(AppError::InvalidAssignee);
-    }
-    let status = api
-        .states
-        .reassign(tip_id, device.device_id(), true, &to)
-        .await
-        .map_err(claim_error)?;
-    Ok(no_store(HttpResponse::Ok()).json(status_json(tip_id, &status, device.device_id())))
 }
 
 /// Parses a thread id from the path; 404 for anything else.

@@ -442,6 +442,132 @@ async fn a_claim_reaches_the_other_device_of_the_zone_and_a_second_claim_gets_40
     assert_eq!(hidden.status(), 404);
 }
 
+/// The device ids a supervisor is offered for `tip_id`, sorted; each entry
+/// holds exactly an id and display names.
+async fn offered(app: &TestApp, sup: &Mediator, tip_id: &str) -> Vec<String> {
+    let response = sup
+        .get(app, &format!("/api/v1/alerts/{tip_id}/assignees"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tip_id"], tip_id);
+    let mut ids: Vec<String> = body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let mut fields: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+            fields.sort_unstable();
+            assert_eq!(
+                fields,
+                ["device_id", "device_name", "name", "on_duty"],
+                "{d}"
+            );
+            d["device_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_supervisor_is_offered_the_devices_that_can_open_an_alert_and_a_mediator_is_refused() {
+    let app = spawn_app().await;
+    let ana = mediator(&app, &["south"]).await;
+    let cy = mediator(&app, &["south"]).await;
+    let bo = mediator(&app, &["east"]).await;
+    let sam = supervisor(&app).await;
+    let tip = web_tip(&app, "a fight is brewing at the court", "south", "now").await;
+    let tip_id = tip.entry.tip_id.to_string();
+    let path = format!("/api/v1/alerts/{tip_id}/assignees");
+
+    // Whoever can open it: the zone's mediators and the supervisor, not east.
+    // Names, no keys.
+    assert_eq!(
+        offered(&app, &sam, &tip_id).await,
+        sorted(&[&ana.device_id, &cy.device_id, &sam.device_id])
+    );
+    let body: Value = sam.get(&app, &path).await.json().await.unwrap();
+    let entry = body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == ana.device_id.as_str())
+        .unwrap();
+    assert_eq!(
+        entry,
+        &json!({"device_id": ana.device_id, "name": "Ana Mediator", "device_name": "Test phone", "on_duty": true})
+    );
+
+    // Claimed by Ana: she is not offered; what is offered goes through.
+    assert_eq!(
+        ana.act(&app, &tip_id, "claim", json!({})).await.status(),
+        200
+    );
+    assert_eq!(
+        offered(&app, &sam, &tip_id).await,
+        sorted(&[&cy.device_id, &sam.device_id])
+    );
+    let moved = sam
+        .act(
+            &app,
+            &tip_id,
+            "reassign",
+            json!({"device_id": cy.device_id}),
+        )
+        .await;
+    assert_eq!(moved.status(), 200);
+    assert_eq!(
+        offered(&app, &sam, &tip_id).await,
+        sorted(&[&ana.device_id, &sam.device_id])
+    );
+    // A revoked device is offered no more.
+    Devices::new(app.store.clone())
+        .revoke(&DeviceId::parse(&ana.device_id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        offered(&app, &sam, &tip_id).await,
+        sorted(&[&sam.device_id])
+    );
+    // An "unsure" tip can be opened by every device.
+    let unsure = web_tip(&app, "somewhere in town", "unsure", "now").await;
+    assert_eq!(
+        offered(&app, &sam, unsure.entry.tip_id.as_str()).await,
+        sorted(&[&cy.device_id, &bo.device_id, &sam.device_id])
+    );
+
+    // A mediator may not ask: 403 for an alert it sees, 404 for one it does
+    // not; unknown alerts are 404, no session is 401, other methods 405.
+    let refused = cy.get(&app, &path).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(error_code(refused).await, "not-supervisor");
+    let hidden = bo.get(&app, &path).await;
+    assert_eq!(hidden.status(), 404);
+    assert_eq!(error_code(hidden).await, "not-found");
+    let unknown = sam
+        .get(
+            &app,
+            &format!(
+                "/api/v1/alerts/{}/assignees",
+                tipwire::domain::TipId::random()
+            ),
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+    let anonymous = app.client.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let posted = sam.post(&app, &path, json!({})).await;
+    assert_eq!(posted.status(), 405);
+}
+
 #[tokio::test]
 async fn a_reconnect_with_last_event_id_replays_exactly_what_was_missed_then_continues_live() {
     let app = spawn_app().await;

@@ -7,11 +7,13 @@
 //! the browser), so it checks that the directory routes the zone to the
 //! device's recipient and that the envelope gained exactly one recipient
 //! stanza. Then two phones (`tests/browser/alerts.mjs`, talking with the
-//! test in JSON lines) follow SMS tips live: listed within 2 s, opened to the
-//! exact text, claimed, released, replied to (the reply reaches the SMS
-//! stand-in), resolved; a revoked phone is refused and is no recipient of the
-//! next tip. Missing Chromium, Node.js or playwright-core fails with
-//! instructions; nothing here skips.
+//! test in JSON lines), a mediator's and a supervisor's, follow SMS tips
+//! live: listed within 2 s, opened to the exact text, claimed, released,
+//! reassigned by the supervisor, replied to (the reply reaches the SMS
+//! stand-in), resolved; a phone that goes offline while a tip arrives and is
+//! claimed catches up once back, without a reload or a duplicate; a revoked
+//! phone is refused and is no recipient of the next tip. Missing Chromium,
+//! Node.js or playwright-core fails with instructions; nothing here skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -473,7 +475,7 @@ impl Driver {
     }
 }
 
-async fn invite(app: &TestApp, name: &str, zone: &Zone) -> String {
+async fn invite(app: &TestApp, name: &str, zone: &Zone, supervisor: bool) -> String {
     Invites::new(
         app.store.clone(),
         &app.settings.mediator.public_base_url,
@@ -482,7 +484,7 @@ async fn invite(app: &TestApp, name: &str, zone: &Zone) -> String {
     .create(
         name,
         std::slice::from_ref(zone),
-        false,
+        supervisor,
         Duration::from_secs(900),
     )
     .await
@@ -526,9 +528,10 @@ async fn sms_tip(
 }
 
 #[tokio::test]
-async fn two_phones_follow_an_sms_tip_live_claim_it_reply_and_a_revoked_phone_is_refused() {
+async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_and_a_revocation() {
     const TIPSTER: &str = "+15557654321";
     const OTHER_TIPSTER: &str = "+15557650000";
+    const THIRD_TIPSTER: &str = "+15557651111";
     browser_tools();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -540,11 +543,12 @@ async fn two_phones_follow_an_sms_tip_live_claim_it_reply_and_a_revoked_phone_is
     })
     .await;
     let north = Zone::parse("north").unwrap();
-    let link_a = invite(&app, "Ana Test", &north).await;
-    let link_b = invite(&app, "Ben Test", &north).await;
+    let link_a = invite(&app, "Ana Test", &north, false).await;
+    let link_b = invite(&app, "Ben Test", &north, true).await;
 
     let mut driver = Driver::spawn(&app, "tests/browser/alerts.mjs", &[&link_a, &link_b]);
     let ready = driver.expect("ready").await;
+    let device_a = ready["a"].as_str().unwrap().to_owned();
     let device_b = DeviceId::parse(ready["b"].as_str().unwrap()).unwrap();
 
     // Markup and line breaks, to show the text is shown as text, exactly.
@@ -574,6 +578,21 @@ async fn two_phones_follow_an_sms_tip_live_claim_it_reply_and_a_revoked_phone_is
             && s.body == reply),
         "{sent:#?}"
     );
+
+    // B's connection drops; a tip arrives and A claims it meanwhile.
+    driver.expect("offline").await;
+    let (missed_id, _) = sms_tip(
+        &app,
+        THIRD_TIPSTER,
+        "they are back at the corner store",
+        "SM33333333333333333333333333333333",
+        None,
+    )
+    .await;
+    driver
+        .send(serde_json::json!({"cmd": "missed", "tip_id": missed_id}))
+        .await;
+    driver.expect("resumed").await;
 
     let revoked = Devices::new(app.store.clone())
         .revoke(&device_b)
@@ -654,6 +673,83 @@ async fn two_phones_follow_an_sms_tip_live_claim_it_reply_and_a_revoked_phone_is
     assert_eq!(result["open_state_claimed"], "State: Claimed by you");
     assert_eq!(result["open_state_resolved"], "State: Resolved by you");
     assert_eq!(result["b_claim_button"], 0, "B cannot claim what A holds");
+    // The supervisor's picker offers who can open the alert, the claimant
+    // (B itself) aside, by name and phone; the hand-over shows on both.
+    assert_eq!(
+        result["reassign_options"],
+        serde_json::json!([
+            {"value": "", "text": "Choose who takes it…"},
+            {"value": device_a, "text": "Ana Test (Phone A)"},
+        ])
+    );
+    assert_eq!(
+        result["reassign_unchosen"],
+        "Choose who takes this alert first."
+    );
+    assert_eq!(
+        result["reassign_status"],
+        "Reassigned to Ana Test (Phone A). Their phone now shows it as theirs."
+    );
+    assert!(result["reassign_seen_by_a_ms"].as_u64().unwrap() <= 2_000);
+    assert_eq!(result["a_open_state_reassigned"], "State: Claimed by you");
+    assert_eq!(
+        result["b_open_state_reassigned"],
+        "State: Claimed by someone else"
+    );
+    assert_eq!(result["a_reassign_control"], 0, "mediators do not reassign");
+    // Offline, B listed nothing new; back online it caught up on its own
+    // page: the missed tip once, with the claim made meanwhile.
+    assert_eq!(result["b_rows_offline"], serde_json::json!([tip_id]));
+    assert!(
+        result["b_status_offline"]
+            .as_str()
+            .unwrap()
+            .starts_with("Reconnecting"),
+        "{result:#}"
+    );
+    assert_eq!(
+        result["b_rows_resumed"],
+        serde_json::json!([
+            {"tip_id": missed_id, "state_text": "Claimed by someone else"},
+            {"tip_id": tip_id, "state_text": "Resolved"},
+        ])
+    );
+    assert_eq!(result["b_same_page"], true, "no reload");
+    assert!(
+        result["b_status_resumed"]
+            .as_str()
+            .unwrap()
+            .starts_with("Live"),
+        "{result:#}"
+    );
+    // Back online, B's first stream was refused (the script answered 503
+    // for the gateway), so the browser gave it up; the app opened the next
+    // one itself, from where B was (`?last_event_id=`, as the browser's own
+    // reconnects send Last-Event-ID). Every stream that reached the gateway
+    // carried that cursor.
+    let streams = result["b_streams_after_offline"].as_array().unwrap();
+    assert!(
+        streams.iter().any(|s| s["status"] == 503),
+        "the refusal happened: {result:#}"
+    );
+    let reached: Vec<_> = streams.iter().filter(|s| s["status"] == 200).collect();
+    assert!(!reached.is_empty(), "{result:#}");
+    for stream in &reached {
+        let cursor = stream["header"]
+            .as_str()
+            .or_else(|| stream["query"].as_str())
+            .unwrap_or_else(|| panic!("a stream without a cursor: {result:#}"));
+        assert!(
+            tipwire::mediator::live::Cursor::parse(cursor).is_some(),
+            "{cursor}"
+        );
+    }
+    let last = streams.last().unwrap();
+    assert_eq!(last["status"], 200, "{result:#}");
+    assert!(
+        last["query"].is_string(),
+        "the app's own reconnect resumed: {result:#}"
+    );
     // The thread, opened on the phone: the tip, then the reply.
     let thread = result["thread"].as_array().unwrap();
     assert_eq!(

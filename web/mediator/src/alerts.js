@@ -1,7 +1,8 @@
 // The alert list: conflict alerts for this device's zones, newest first, live
 // from the gateway's stream; one opens at a time and is decrypted on this
 // phone. Claim, release, resolve (with an outcome code) and the reply thread
-// live in the opened alert.
+// live in the opened alert; a supervisor's phone can also hand a claimed
+// alert to another device that can open it (reassign).
 //
 // Contract with main.js:
 // - mountAlerts(root, context) runs once after every sign-in. `root` is the
@@ -19,8 +20,11 @@
 //
 // Gateway routes used (src/mediator/alerts_api.rs, src/mediator/live.rs):
 //   GET  /api/v1/alerts/stream            SSE: `alert` and `state` events
+//        (?last_event_id= when the app opens a new stream after a drop)
 //   GET  /api/v1/alerts/{tip}/envelope    the sealed tip (age), opened here
 //   POST /api/v1/alerts/{tip}/claim|release|resolve   (X-CSRF-Token)
+//   GET  /api/v1/alerts/{tip}/assignees   supervisors: who can take it
+//   POST /api/v1/alerts/{tip}/reassign    supervisors: {device_id}
 //   POST /api/v1/threads/{thread}/replies, GET /api/v1/threads/{thread}
 //
 // Everything shown goes through textContent; a tip's text is never parsed as
@@ -44,6 +48,21 @@ const OUTCOMES = [
   ["other", "Other"],
 ];
 const AGE_TICK_MS = 30_000;
+const STREAM = "/api/v1/alerts/stream";
+const RECONNECTING = "Reconnecting… alerts will catch up when the connection is back.";
+// What a refused change means to the person holding the phone, by the
+// gateway's stable error code (src/error.rs).
+const REFUSED = {
+  "alert-claimed": "Someone else claimed this alert first.",
+  "alert-resolved": "This alert is already resolved.",
+  "alert-not-claimed": "This alert is not claimed any more.",
+  "not-claimant": "Someone else holds this alert now.",
+  "not-supervisor": "Only a supervisor can reassign an alert.",
+  "invalid-assignee": "That phone cannot take this alert any more (removed, or not in its zone). Choose another.",
+  "unknown-outcome": "Choose one of the listed outcomes.",
+  "not-found": "This alert is no longer available.",
+  offline: "The gateway cannot be reached, so nothing changed. Check the connection and try again.",
+};
 
 let mounted = null;
 let pendingFocus = null;
@@ -211,14 +230,29 @@ function tickAges() {
   }
 }
 
+/**
+ * Remembers how far this phone has read (every event's id carries both
+ * stream cursors). The browser resends it as Last-Event-ID when it
+ * reconnects by itself; a stream the app opens anew passes it as
+ * ?last_event_id=, so what was missed meanwhile is replayed once, not lost,
+ * and the list is not rebuilt.
+ */
+function track(source, event) {
+  if (mounted?.source === source && event.lastEventId) mounted.lastEventId = event.lastEventId;
+}
+
 function connect() {
-  const source = new EventSource("/api/v1/alerts/stream", { withCredentials: true });
+  clearTimeout(mounted.retry);
+  mounted.retry = null;
+  const url = mounted.lastEventId ? `${STREAM}?last_event_id=${encodeURIComponent(mounted.lastEventId)}` : STREAM;
+  const source = new EventSource(url, { withCredentials: true });
   mounted.source = source;
-  setStatus("Connecting to the alert service…", "connecting");
+  if (mounted.root.dataset.stream !== "reconnecting") setStatus("Connecting to the alert service…", "connecting");
   // `ready` comes once the backlog (the latest alerts, or what was missed
   // since Last-Event-ID) is sent; from then on it is live.
-  source.addEventListener("ready", () => {
+  source.addEventListener("ready", (e) => {
     if (mounted?.source !== source) return;
+    track(source, e);
     setStatus(
       mounted.alerts.size ? "Live: new alerts appear here." : "Live: no alerts for your zones yet. New ones appear here.",
       "live",
@@ -226,12 +260,14 @@ function connect() {
   });
   source.addEventListener("alert", (e) => {
     if (mounted?.source !== source) return;
+    track(source, e);
     onAlertEvent(e);
     if (mounted.root.dataset.stream === "live") setStatus("Live: new alerts appear here.", "live");
   });
   // `end` {code} comes just before the gateway closes the stream:
-  // session-expired (revoked, signed out, expired) or resync (too far behind:
-  // start afresh rather than resume).
+  // session-expired (revoked, signed out, expired), shutting-down (resume
+  // elsewhere or after the restart) or resync (too far behind: start afresh
+  // rather than resume).
   source.addEventListener("end", (e) => {
     if (mounted?.source !== source) return;
     let code = null;
@@ -245,23 +281,34 @@ function connect() {
       setStatus("Signing in again…", "reconnecting");
       checkSession(source);
     } else {
-      setStatus("Reconnecting… alerts will catch up when the connection is back.", "reconnecting");
+      if (code !== "shutting-down") mounted.lastEventId = null;
+      setStatus(RECONNECTING, "reconnecting");
       connect();
     }
   });
-  source.addEventListener("state", (e) => mounted?.source === source && onStateEvent(e));
+  source.addEventListener("state", (e) => {
+    if (mounted?.source !== source) return;
+    track(source, e);
+    onStateEvent(e);
+  });
   source.addEventListener("error", () => {
     if (mounted?.source !== source) return;
-    if (source.readyState === EventSource.CONNECTING) {
-      // The browser reconnects by itself and sends Last-Event-ID.
-      setStatus("Reconnecting… alerts will catch up when the connection is back.", "reconnecting");
-      return;
-    }
-    // Closed: the gateway refused the stream (a 401, or an error page).
-    setStatus("Reconnecting… alerts will catch up when the connection is back.", "reconnecting");
+    setStatus(RECONNECTING, "reconnecting");
+    // Connecting: the browser reconnects by itself and sends Last-Event-ID.
+    if (source.readyState === EventSource.CONNECTING) return;
+    // Closed: the gateway refused the stream (a 401, or an error page), or
+    // the browser gave up on the network.
     source.close();
     checkSession(source);
   });
+}
+
+/**
+ * Back online: a stream waiting out its retry delay is opened now rather
+ * than a few seconds later.
+ */
+function onOnline() {
+  if (mounted?.retry) connect();
 }
 
 /**
@@ -275,6 +322,7 @@ function checkSession(source) {
       if (mounted?.source === source) mounted.retry = setTimeout(() => mounted && connect(), 3000);
     })
     .catch(() => {
+      // Offline, or the gateway is down: try again (a 401 has unmounted).
       if (mounted?.source === source) mounted.retry = setTimeout(() => mounted && connect(), 5000);
     });
 }
@@ -290,41 +338,156 @@ function closeOpen() {
   mounted.status.hidden = false;
 }
 
-function actionStatus(text) {
+/** What the last action did, or why it was refused (`error`: shown as one). */
+function actionStatus(text, { error = false } = {}) {
   const s = mounted?.root.querySelector("#alert-action-status");
-  if (s) s.textContent = text;
+  if (!s) return;
+  s.textContent = text;
+  s.classList.toggle("error", error);
 }
 
-async function act(tipId, action, body) {
+function refusal(e, fallback = "Not saved") {
+  if (e instanceof ApiError && REFUSED[e.code]) return REFUSED[e.code];
+  return `${fallback}: ${e.message}`;
+}
+
+/** A state change; `done` says what happened, from the gateway's answer. */
+async function act(tipId, action, body, done) {
   actionStatus("Saving…");
   for (const b of mounted.root.querySelectorAll("#alert-actions button")) b.disabled = true;
   try {
     const answer = await request("POST", `/api/v1/alerts/${encodeURIComponent(tipId)}/${action}`, { body: body ?? {} });
+    if (!mounted) return;
     if (answer && typeof answer.state === "string") applyState(answer);
-    actionStatus({ claim: "You claimed this alert.", release: "Released: it is open again.", resolve: "Resolved." }[action] || "Saved.");
+    const said = { claim: "You claimed this alert.", release: "Released: it is open again.", resolve: "Resolved." }[action];
+    actionStatus(done ? done(answer) : said || "Saved.");
+    return answer;
   } catch (e) {
     if (!mounted) return;
-    if (e.status === 409 || e.status === 403) actionStatus("Someone else holds this alert, or it is already closed.");
-    else actionStatus(`Not saved: ${e.message}`);
+    actionStatus(refusal(e), { error: true });
+    throw e;
   } finally {
     if (mounted) renderActions();
   }
 }
 
+// ---------------------------------------------------------------- reassign
+
+/** How a device shows in the picker: the mediator, and which phone. */
+function assigneeLabel(device) {
+  const me = device.device_id === mounted.context.session.device_id;
+  const phone = device.device_name ? ` (${device.device_name})` : "";
+  const duty = device.on_duty === false ? ", off duty" : "";
+  return `${device.name}${phone}${me ? ": this phone" : ""}${duty}`;
+}
+
+/** Opens the picker: asks the gateway who can take the alert now. */
+async function openReassign(open) {
+  open.reassign = { loading: true };
+  actionStatus("Finding who can take this alert…");
+  renderActions();
+  try {
+    const answer = await request("GET", `/api/v1/alerts/${encodeURIComponent(open.tipId)}/assignees`);
+    if (mounted?.open !== open || !open.reassign) return;
+    const devices = Array.isArray(answer?.devices)
+      ? answer.devices.filter((d) => d && typeof d.device_id === "string" && typeof d.name === "string")
+      : [];
+    open.reassign = { devices, selected: "" };
+    actionStatus(devices.length ? "" : "Nobody else can open alerts of this zone.");
+    renderActions();
+    mounted.root.querySelector(devices.length ? "#alert-assignee" : "#alert-reassign-cancel")?.focus();
+  } catch (e) {
+    if (mounted?.open !== open) return;
+    open.reassign = null;
+    actionStatus(refusal(e, "Could not find who can take this alert"), { error: true });
+    renderActions();
+  }
+}
+
+function closeReassign(open) {
+  open.reassign = null;
+  actionStatus("");
+  renderActions();
+  mounted.root.querySelector("#alert-reassign-open")?.focus();
+}
+
+async function submitReassign(open) {
+  const picked = open.reassign?.devices?.find((d) => d.device_id === open.reassign.selected);
+  if (!picked) {
+    actionStatus("Choose who takes this alert first.", { error: true });
+    mounted.root.querySelector("#alert-assignee")?.focus();
+    return;
+  }
+  try {
+    await act(open.tipId, "reassign", { device_id: picked.device_id }, (answer) =>
+      answer?.claimed_by_me ? "Reassigned to you." : `Reassigned to ${assigneeLabel(picked)}. Their phone now shows it as theirs.`,
+    );
+    if (mounted?.open === open) {
+      open.reassign = null;
+      renderActions();
+      mounted.root.querySelector("#alert-reassign-open")?.focus();
+    }
+  } catch (e) {
+    // The list may be stale (a device was removed): ask again.
+    if (mounted?.open === open && e.code === "invalid-assignee") {
+      const said = mounted.root.querySelector("#alert-action-status")?.textContent;
+      await openReassign(open);
+      if (mounted?.open === open) actionStatus(said, { error: true });
+    }
+  }
+}
+
+/** The supervisor's control on a claimed alert: a button, then the picker. */
+function reassignControls(open) {
+  const r = open.reassign;
+  if (!r || r.loading) {
+    const button = el("button", { type: "button", class: "secondary", id: "alert-reassign-open", disabled: !!r }, "Reassign…");
+    button.addEventListener("click", () => openReassign(open));
+    return [button];
+  }
+  const cancel = el("button", { type: "button", class: "secondary", id: "alert-reassign-cancel" }, "Cancel");
+  cancel.addEventListener("click", () => closeReassign(open));
+  if (!r.devices.length) return [cancel];
+  const select = el("select", { id: "alert-assignee", name: "device_id", required: true });
+  select.append(el("option", { value: "" }, "Choose who takes it…"));
+  for (const d of r.devices) select.append(el("option", { value: d.device_id }, assigneeLabel(d)));
+  select.value = r.devices.some((d) => d.device_id === r.selected) ? r.selected : "";
+  select.addEventListener("change", () => {
+    r.selected = select.value;
+  });
+  const submit = el("button", { type: "submit", class: "primary", id: "alert-reassign" }, "Reassign");
+  const form = el(
+    "form",
+    { class: "reassign", id: "alert-reassign-form", noValidate: true },
+    el("label", { htmlFor: "alert-assignee" }, "Hand this alert to"),
+    select,
+    el("div", { class: "reassign-buttons" }, submit, cancel),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    submitReassign(open);
+  });
+  return [form];
+}
+
 function renderActions() {
   const box = mounted?.root.querySelector("#alert-actions");
   if (!box || !mounted.open) return;
-  const tipId = mounted.open.tipId;
-  const { alert } = mounted.alerts.get(tipId) || { alert: mounted.open.alert };
+  const open = mounted.open;
+  const tipId = open.tipId;
+  const { alert } = mounted.alerts.get(tipId) || { alert: open.alert };
+  // Rebuilt on every change to the alert: keep what was focused and chosen.
+  const focused = box.contains(document.activeElement) ? document.activeElement.id : null;
+  const outcome = box.querySelector("#alert-outcome")?.value;
   const state = el("p", { class: `alert-state state-${alert.state}`, id: "alert-open-state" }, `State: ${stateText(alert)}`);
   const children = [state];
   if (alert.state === "open") {
     const claim = el("button", { type: "button", class: "primary", id: "alert-claim" }, "Claim");
-    claim.addEventListener("click", () => act(tipId, "claim"));
+    claim.addEventListener("click", () => act(tipId, "claim").catch(() => {}));
     children.push(claim);
   } else if (alert.state === "claimed" && alert.claimed_by_me) {
     const release = el("button", { type: "button", class: "secondary", id: "alert-release" }, "Release");
-    release.addEventListener("click", () => act(tipId, "release"));
+    release.addEventListener("click", () => act(tipId, "release").catch(() => {}));
     const select = el("select", { id: "alert-outcome", name: "outcome", required: true });
     select.append(el("option", { value: "" }, "Choose how it ended…"));
     for (const [value, label] of OUTCOMES) select.append(el("option", { value }, label));
@@ -343,14 +506,22 @@ function renderActions() {
         select.focus();
         return;
       }
-      act(tipId, "resolve", { outcome: select.value });
+      act(tipId, "resolve", { outcome: select.value }).catch(() => {});
     });
     children.push(release, form);
   } else if (alert.state === "resolved" && alert.outcome) {
     const label = OUTCOMES.find(([v]) => v === alert.outcome)?.[1] || alert.outcome;
     children.push(el("p", {}, `Outcome: ${label}`));
   }
+  if (alert.state === "claimed" && mounted.context.session.supervisor) {
+    children.push(...reassignControls(open));
+  } else {
+    open.reassign = null;
+  }
   box.replaceChildren(...children);
+  const select = box.querySelector("#alert-outcome");
+  if (select && outcome) select.value = outcome;
+  if (focused) box.querySelector(`#${CSS.escape(focused)}`)?.focus();
 }
 
 function attachmentNode(att, urls, index) {
@@ -447,8 +618,9 @@ export function mountAlerts(root, context) {
   const list = root.querySelector("#alert-list");
   list.replaceChildren();
   root.querySelector("#alerts-focus").hidden = true;
-  mounted = { root, context, status, list, alerts: new Map(), open: null, source: null, retry: null };
+  mounted = { root, context, status, list, alerts: new Map(), open: null, source: null, retry: null, lastEventId: null };
   mounted.ticker = setInterval(tickAges, AGE_TICK_MS);
+  window.addEventListener("online", onOnline);
   connect();
   if (pendingFocus) focusAlert(pendingFocus);
 }
@@ -475,6 +647,7 @@ export function unmountAlerts() {
   m.source?.close();
   clearTimeout(m.retry);
   clearInterval(m.ticker);
+  window.removeEventListener("online", onOnline);
   m.list.replaceChildren();
   m.root.querySelector("#alerts-focus").hidden = true;
   delete m.root.dataset.stream;
