@@ -12,8 +12,14 @@
 //! reassigned by the supervisor, replied to (the reply reaches the SMS
 //! stand-in), resolved; a phone that goes offline while a tip arrives and is
 //! claimed catches up once back, without a reload or a duplicate; a revoked
-//! phone is refused and is no recipient of the next tip. Missing Chromium,
-//! Node.js or playwright-core fails with instructions; nothing here skips.
+//! phone is refused and is no recipient of the next tip. Last, push
+//! (`tests/browser/push.mjs`): a phone turns alerts on with the gateway's
+//! VAPID key against a stand-in push service, the gateway's worker pushes the
+//! next tip of its zone there (opened with `http_ece`: zone and urgency, no
+//! text), the service worker shows one notification tagged with the alert,
+//! and the blocked, failed, off, iPhone and unavailable states show. Missing
+//! Chromium, Node.js or playwright-core fails with instructions; nothing here
+//! skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -770,4 +776,318 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
     );
     assert_eq!(result["cold_focus_matches"], true);
     assert_eq!(result["cold_focus_state"], "State: Resolved by you");
+}
+
+/// A gateway for the browser with push on, whose subscriptions may name a
+/// loopback `http` endpoint (`tests/peers/push_endpoint.py`); its own push
+/// worker delivers.
+async fn spawn_push_app_for_browser() -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    spawn_app_with(|s| {
+        s.server.port = port;
+        s.mediator.public_base_url = format!("https://localhost:{port}");
+        s.push.enabled = true;
+        s.push.subject = "mailto:ops@cvi.example.org".into();
+        s.push.dangerous_allow_loopback_http_endpoints = true;
+    })
+    .await
+}
+
+/// The endpoint of the subscription the gateway holds for `device`.
+async fn stored_push_endpoint(app: &TestApp, device: &DeviceId) -> Option<String> {
+    tipwire::push::Subscriptions::new(app.store.clone())
+        .get(
+            device,
+            tipwire::push::EndpointPolicy::DangerousAllowLoopbackHttp,
+        )
+        .await
+        .unwrap()
+        .map(|stored| {
+            let json: serde_json::Value = serde_json::from_str(&stored.raw).unwrap();
+            json["endpoint"].as_str().unwrap().to_owned()
+        })
+}
+
+/// Waits (without blocking the runtime the gateway's push worker runs on)
+/// for the push endpoint to have logged `n` requests.
+async fn pushes_received(endpoint: &crate::push::PushEndpoint, n: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let received = endpoint.received_now();
+        if received.len() >= n {
+            return received;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway pushed {} of {n} messages: {received:#?}",
+            received.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Posts a web tip and returns its id.
+async fn web_tip(app: &TestApp, text: &str, zone: &str, urgency: &str) -> String {
+    let response = app.post_tip(text, zone, urgency).await;
+    assert_eq!(response.status(), 200);
+    app.alerts()
+        .await
+        .last()
+        .unwrap()
+        .entry
+        .tip_id
+        .as_str()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_phone_turns_on_alerts_and_a_tip_for_its_zone_is_pushed_and_shown_without_tip_text() {
+    use serde_json::json;
+    const CANARY: &str = "CANARY-browser-push-5e2d: the Oak St crew has a bat";
+    browser_tools();
+    let app = spawn_push_app_for_browser().await;
+    let endpoint = crate::push::PushEndpoint::start();
+    let north = Zone::parse("north").unwrap();
+    let link_a = invite(&app, "Ana Test", &north, false).await;
+    let link_b = invite(&app, "Ben Test", &north, false).await;
+    let stand_in = endpoint.subscription_json(None);
+    let base_endpoint = stand_in["endpoint"].as_str().unwrap().to_owned();
+    let vapid = tipwire::crypto::Keyring::load(&app.settings.keys.dir)
+        .unwrap()
+        .vapid()
+        .unwrap()
+        .public_key_base64url();
+
+    let mut driver = Driver::spawn(
+        &app,
+        "tests/browser/push.mjs",
+        &["push-on", &link_a, &link_b, &stand_in.to_string()],
+    );
+
+    // One tap: the app asked the browser for a user-visible subscription
+    // with the gateway's VAPID key, and posted it; the gateway holds it.
+    let subscribed = driver.expect("subscribed").await;
+    let device = DeviceId::parse(subscribed["device"].as_str().unwrap()).unwrap();
+    let subscribe = json!({"call": "subscribe", "key": vapid, "user_visible_only": true});
+    assert_eq!(subscribed["calls"], json!([subscribe]), "{subscribed:#}");
+    assert_eq!(
+        subscribed["posts"],
+        json!([{"method": "POST", "status": 204}])
+    );
+    assert_eq!(
+        subscribed["state"]["status"],
+        "Alerts are on: this phone is alerted to new alerts while you are on duty."
+    );
+    assert_eq!(
+        subscribed["state"]["buttons"],
+        json!(["Turn off alerts on this phone"])
+    );
+    let first = format!("{base_endpoint}-1");
+    assert_eq!(
+        stored_push_endpoint(&app, &device).await.as_deref(),
+        Some(first.as_str())
+    );
+
+    // A web tip for the zone: the gateway's push worker sends the stand-in
+    // endpoint a message that decrypts (http_ece) to ids only.
+    let tip_id = web_tip(&app, CANARY, "north", "now").await;
+    let received = pushes_received(&endpoint, 1).await;
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let got = &received[0];
+    assert_eq!(
+        got["path"].as_str(),
+        Some(reqwest::Url::parse(&first).unwrap().path())
+    );
+    assert_eq!(got["decrypt_error"], serde_json::Value::Null, "{got}");
+    assert_eq!(got["vapid_ok"], true, "{got}");
+    let plaintext = got["plaintext"].as_str().unwrap().to_owned();
+    assert!(
+        !plaintext.contains("CANARY") && !plaintext.contains("Oak"),
+        "{plaintext}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&plaintext).unwrap(),
+        json!({"kind": "alert", "alert": tip_id, "zone": "north", "urgency": "high"})
+    );
+
+    // That plaintext, delivered to the service worker (twice: delivery is
+    // at least once) shows one notification, tagged with the alert id.
+    driver
+        .send(json!({"cmd": "push", "payload": plaintext}))
+        .await;
+    let notified = driver.expect("notified").await;
+    let shown = json!([{
+        "title": "Urgent conflict alert",
+        "body": "Zone: north · Urgent\nOpen the app to read it.",
+        "tag": tip_id,
+        "data": {"alert": tip_id},
+    }]);
+    assert_eq!(notified["first"], shown, "{notified:#}");
+    assert_eq!(notified["notifications"], shown, "{notified:#}");
+    assert!(
+        !notified["page_text"].as_str().unwrap().contains("Oak"),
+        "{notified:#}"
+    );
+
+    // A gateway that lost the subscription has it back at the next sign-in.
+    assert!(
+        tipwire::push::Subscriptions::new(app.store.clone())
+            .remove(&device)
+            .await
+            .unwrap()
+    );
+    driver.send(json!({"cmd": "reload"})).await;
+    let reloaded = driver.expect("reloaded").await;
+    assert_eq!(
+        reloaded["posts"],
+        json!([{"method": "POST", "status": 204}])
+    );
+    assert_eq!(reloaded["calls"], json!([subscribe]), "no new subscription");
+    assert_eq!(
+        stored_push_endpoint(&app, &device).await.as_deref(),
+        Some(first.as_str())
+    );
+
+    // A subscription made for another key (the VAPID key was rotated) is
+    // dropped and made anew with the gateway's key, and the next tip goes
+    // to the new one.
+    driver.send(json!({"cmd": "rotate"})).await;
+    let rotated = driver.expect("rotated").await;
+    let second = format!("{base_endpoint}-2");
+    assert_eq!(
+        rotated["calls"],
+        json!([subscribe, {"call": "unsubscribe", "endpoint": first}, subscribe]),
+        "{rotated:#}"
+    );
+    assert_eq!(rotated["endpoint"], second.as_str());
+    assert_eq!(rotated["posts"], json!([{"method": "POST", "status": 204}]));
+    assert_eq!(
+        stored_push_endpoint(&app, &device).await.as_deref(),
+        Some(second.as_str())
+    );
+    let next_tip = web_tip(&app, CANARY, "north", "today").await;
+    let received = pushes_received(&endpoint, 2).await;
+    let got = &received[1];
+    assert_eq!(
+        got["path"].as_str(),
+        Some(reqwest::Url::parse(&second).unwrap().path())
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(got["plaintext"].as_str().unwrap()).unwrap(),
+        json!({"kind": "alert", "alert": next_tip, "zone": "north", "urgency": "normal"})
+    );
+
+    // Turned off: unsubscribed on the phone and forgotten by the gateway.
+    driver.send(json!({"cmd": "off"})).await;
+    let off = driver.expect("off").await;
+    assert_eq!(off["stand_in"], serde_json::Value::Null, "{off:#}");
+    assert_eq!(
+        off["calls"].as_array().unwrap().last().unwrap(),
+        &json!({"call": "unsubscribe", "endpoint": second})
+    );
+    assert_eq!(
+        off["requests"],
+        json!([{"method": "DELETE", "status": 204}])
+    );
+    assert_eq!(stored_push_endpoint(&app, &device).await, None);
+
+    let result = driver.finish().await;
+    assert_eq!(
+        result["csp_violations"],
+        serde_json::json!([]),
+        "{result:#}"
+    );
+    assert_eq!(result["page_errors"], serde_json::json!([]), "{result:#}");
+    assert_eq!(
+        result["a_before"]["buttons"],
+        json!(["Turn on alerts on this phone"])
+    );
+    assert_eq!(
+        result["a_before"]["status"],
+        "Alerts are off on this phone."
+    );
+    assert!(
+        result["a_before"]["help"]
+            .as_str()
+            .unwrap()
+            .contains("never what the tip says"),
+        "{result:#}"
+    );
+    assert_eq!(result["a_off"]["status"], "Alerts are off on this phone.");
+    // Phone B: refused by the browser's permission, then Chromium's own push
+    // service (none in a headless browser) fails, twice, and says so.
+    let blocked = &result["b_blocked"];
+    assert_eq!(
+        blocked["status"],
+        "Notifications are blocked for this app in the browser's settings."
+    );
+    assert!(
+        blocked["help"]
+            .as_str()
+            .unwrap()
+            .contains("Settings → Notifications → tipwire → Allow Notifications"),
+        "{result:#}"
+    );
+    assert_eq!(blocked["buttons"], json!(["Check again"]));
+    assert_eq!(
+        result["b_allowed"]["buttons"],
+        json!(["Turn on alerts on this phone"])
+    );
+    for failed in [&result["b_failed"], &result["b_retried"]] {
+        assert_eq!(failed["status"], "Alerts could not be turned on.");
+        assert_eq!(
+            failed["help"],
+            "This phone's push service could not be reached. Check the connection and try again."
+        );
+        assert_eq!(failed["buttons"], json!(["Try again"]));
+    }
+    assert_eq!(
+        result["b_requests"],
+        json!([]),
+        "B never posted a subscription"
+    );
+}
+
+#[tokio::test]
+async fn the_alerts_control_says_when_the_gateway_the_iphone_or_the_browser_cannot_push() {
+    use serde_json::json;
+    browser_tools();
+    let app = spawn_app_for_browser().await;
+    let north = Zone::parse("north").unwrap();
+    let gateway = invite(&app, "Gia Test", &north, false).await;
+    let iphone = invite(&app, "Ivy Test", &north, false).await;
+    let old = invite(&app, "Ole Test", &north, false).await;
+
+    let driver = Driver::spawn(
+        &app,
+        "tests/browser/push.mjs",
+        &["push-off", &gateway, &iphone, &old],
+    );
+    let result = driver.finish().await;
+    assert_eq!(result["csp_violations"], json!([]), "{result:#}");
+    assert_eq!(result["page_errors"], json!([]), "{result:#}");
+    assert_eq!(
+        result["gateway"]["status"],
+        "This gateway does not send alerts to phones."
+    );
+    assert_eq!(
+        result["iphone"]["status"],
+        "On iPhone, alerts work only in the app on your Home Screen."
+    );
+    let help = result["iphone"]["help"].as_str().unwrap();
+    assert!(
+        help.contains("Add to Home Screen") && help.contains("iOS 16.4"),
+        "{help}"
+    );
+    assert_eq!(
+        result["old"]["status"],
+        "This browser cannot alert you while the app is closed."
+    );
+    for phone in ["gateway", "iphone", "old"] {
+        assert_eq!(result[phone]["buttons"], json!([]), "{result:#}");
+        assert_eq!(result[format!("{phone}_requests")], json!([]), "{result:#}");
+    }
 }

@@ -44,13 +44,11 @@
 //
 // The last line is {"ok": true, ...what was seen} or {"ok": false, step, error}.
 
-import { createHash, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { chromiumArgs, command, emit } from "./common.mjs";
 
 const base = process.argv[2] ?? process.env.TIPWIRE_BASE_URL;
 const inviteA = process.argv[3];
@@ -66,39 +64,7 @@ if (!base || !inviteA || !inviteB) {
   process.exit(2);
 }
 
-function spkiHashes(files) {
-  const hashes = [];
-  for (const file of files) {
-    const pem = readFileSync(file, "utf8");
-    for (const block of pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []) {
-      const spki = new X509Certificate(block).publicKey.export({ type: "spki", format: "der" });
-      hashes.push(createHash("sha256").update(spki).digest("base64"));
-    }
-  }
-  return hashes;
-}
-
-const trust = spkiHashes((process.env.TIPWIRE_TRUST_PEMS ?? "").split(":").filter(Boolean));
-const args = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-if (trust.length) args.push(`--ignore-certificate-errors-spki-list=${trust.join(",")}`);
-
-const emit = (obj) => console.log(JSON.stringify(obj));
-const commands = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function command(name) {
-  const { value, done } = await commands.next();
-  if (done) throw new Error(`stdin closed while waiting for "${name}"`);
-  const msg = JSON.parse(value);
-  if (msg.cmd !== name) throw new Error(`expected command "${name}", got ${value}`);
-  return msg;
-}
+const args = chromiumArgs();
 
 const consoleLines = [];
 const cspViolations = [];

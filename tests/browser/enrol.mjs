@@ -23,10 +23,9 @@
 // clear cookies and reload (the stored key signs a new challenge); turn duty
 // back on. Exits 0 with {"ok": true, ...} or 1 with {"ok": false, step, error}.
 
-import { createHash, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { chromiumArgs } from "./common.mjs";
 
 const base = process.argv[2] ?? process.env.TIPWIRE_BASE_URL;
 const inviteLink = process.argv[3] ?? process.env.TIPWIRE_INVITE_LINK;
@@ -40,30 +39,7 @@ if (!base || !inviteLink) {
   process.exit(2);
 }
 
-/** base64(sha256(SPKI)) of every certificate in the PEM files. */
-function spkiHashes(files) {
-  const hashes = [];
-  for (const file of files) {
-    const pem = readFileSync(file, "utf8");
-    for (const block of pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []) {
-      const spki = new X509Certificate(block).publicKey.export({ type: "spki", format: "der" });
-      hashes.push(createHash("sha256").update(spki).digest("base64"));
-    }
-  }
-  return hashes;
-}
-
-const trust = spkiHashes((process.env.TIPWIRE_TRUST_PEMS ?? "").split(":").filter(Boolean));
-const args = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-if (trust.length) args.push(`--ignore-certificate-errors-spki-list=${trust.join(",")}`);
+const args = chromiumArgs();
 
 const consoleLines = [];
 const cspViolations = [];

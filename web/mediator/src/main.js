@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { ApiError } from "./api.js";
 import { describeKeys, forgetDevice, generateDeviceKeys, loadDevice, openEnvelope, saveDevice } from "./keys.js";
 import { focusAlert, mountAlerts, unmountAlerts } from "./alerts.js";
+import { mountPush, unmountPush } from "./push.js";
 
 const $ = (id) => document.getElementById(id);
 const screens = ["loading", "enrol", "home", "signed-out", "revoked", "problem"];
@@ -212,7 +213,6 @@ function showHome(session, method) {
     ["This phone", session.device_name || device.deviceName || "(no name given)"],
     ...describeKeys(device).map((line) => ["Keys", line]),
     ["Signed in", method === "signature" ? "with this phone's key, just now" : "with the current session"],
-    ["Notifications", "not set up yet: they arrive with the alert service"],
   ];
   for (const [term, value] of rows) {
     const dt = document.createElement("dt");
@@ -228,6 +228,7 @@ function showHome(session, method) {
     openEnvelope: (bytes) => openEnvelope(device, bytes),
     onSessionLost: signInAndShowHome,
   });
+  mountPush($("push"), { session, onSessionLost: signInAndShowHome, note });
   show("home");
 }
 
@@ -256,6 +257,7 @@ async function onDutyChange() {
 
 async function onSignOut() {
   unmountAlerts();
+  unmountPush();
   try {
     await api.signOut();
   } catch (e) {

@@ -1,7 +1,7 @@
 // The mediator app's service worker (scope /m/): keeps the app shell for
 // opening without a network, and shows push notifications. A push payload
-// carries only {alert, zone, urgency}: never tip text, which stays sealed
-// until the app opens it on this phone.
+// carries only {kind, alert, zone, urgency} (src/push/notice.rs): never tip
+// text, which stays sealed until the app opens it on this phone.
 //
 // __SHELL__ and __VERSION__ are filled in by build.mjs: the hashed files of
 // this build, and a hash of them all (a new build gets a new cache).
@@ -43,7 +43,16 @@ self.addEventListener("fetch", (event) => {
   }
 });
 
-const URGENCY = { now: "Urgent", today: "Today", fyi: "For information" };
+// The gateway sends RFC 8030 urgencies (high, normal, low: from the tip's
+// now, today, fyi); both spellings read the same.
+const URGENCY = {
+  high: "Urgent",
+  normal: "Today",
+  low: "For information",
+  now: "Urgent",
+  today: "Today",
+  fyi: "For information",
+};
 
 function text(value, max) {
   return typeof value === "string" ? value.slice(0, max) : "";
@@ -56,17 +65,21 @@ self.addEventListener("push", (event) => {
   } catch {
     payload = {};
   }
+  if (!payload || typeof payload !== "object") payload = {};
   const alert = text(payload.alert, 64);
   const zone = text(payload.zone, 64);
   const urgency = text(payload.urgency, 16);
-  const title = urgency === "now" ? "Urgent conflict alert" : "New conflict alert";
-  const parts = [zone ? `Zone: ${zone}` : "", URGENCY[urgency] || ""].filter(Boolean);
+  const word = Object.hasOwn(URGENCY, urgency) ? URGENCY[urgency] : "";
+  const urgent = word === "Urgent";
+  const title =
+    payload.kind === "escalation" ? "Conflict alert still unclaimed" : urgent ? "Urgent conflict alert" : "New conflict alert";
+  const parts = [zone ? `Zone: ${zone}` : "", word].filter(Boolean);
   event.waitUntil(
     self.registration.showNotification(title, {
       body: `${parts.join(" · ")}\nOpen the app to read it.`,
       tag: alert || undefined,
       renotify: !!alert,
-      requireInteraction: urgency === "now",
+      requireInteraction: urgent,
       icon: SHELL.find((p) => p.includes("icon-192")),
       data: { alert },
     }),
