@@ -77,6 +77,11 @@ fn browser_tools() -> (PathBuf, PathBuf) {
 /// port is reserved first and released just before the gateway binds it (the
 /// kernel does not hand a just-released port out again at once).
 async fn spawn_app_for_browser() -> TestApp {
+    spawn_browser_app_with(|_| {}).await
+}
+
+/// [`spawn_app_for_browser`], with more settings changed.
+async fn spawn_browser_app_with(tweak: impl FnOnce(&mut tipwire::config::Settings)) -> TestApp {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
@@ -84,6 +89,7 @@ async fn spawn_app_for_browser() -> TestApp {
     spawn_app_with(|s| {
         s.server.port = port;
         s.mediator.public_base_url = format!("https://localhost:{port}");
+        tweak(s);
     })
     .await
 }
@@ -782,13 +788,7 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
 /// loopback `http` endpoint (`tests/peers/push_endpoint.py`); its own push
 /// worker delivers.
 async fn spawn_push_app_for_browser() -> TestApp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    spawn_app_with(|s| {
-        s.server.port = port;
-        s.mediator.public_base_url = format!("https://localhost:{port}");
+    spawn_browser_app_with(|s| {
         s.push.enabled = true;
         s.push.subject = "mailto:ops@cvi.example.org".into();
         s.push.dangerous_allow_loopback_http_endpoints = true;
