@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
+use common::{TEXT, TIMEOUT, cpu_secs, https_client, median};
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
@@ -34,8 +35,9 @@ use lettre::{Address, Message};
 use reqwest::StatusCode;
 use tokio::task::JoinSet;
 
-/// The tip scripts/bench.sh posts, so both benchmarks seal the same text.
-const TEXT: &str = "Two groups arguing outside the corner store on 5th; one said they would come back tonight with friends.";
+mod common;
+
+/// [`TEXT`], form-encoded, for the "north" zone.
 const FORM: &str = "text=Two+groups+arguing+outside+the+corner+store+on+5th%3B+one+said+they+would+come+back+tonight+with+friends.&zone=north&urgency=now";
 /// Distinct senders the messages rotate through (each is its own pseudonym,
 /// reply thread and per-sender rate-limit key at the gateway).
@@ -43,11 +45,6 @@ const SENDERS: usize = 5;
 /// Replaced by a unique Message-ID in each message: the gateway stores a
 /// repeated sender + Message-ID once (and still answers 250).
 const ID_PLACEHOLDER: &str = "MESSAGE-ID-PLACEHOLDER@bench.tipwire";
-/// The unit of utime and stime in /proc/PID/stat: USER_HZ, which Linux
-/// fixes at 100 on every architecture tipwire is built for.
-const USER_HZ: f64 = 100.0;
-/// Longest wait for any one answer before the run is abandoned.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(about = "SMTP versus web intake load against a running tipwire gateway")]
@@ -155,28 +152,6 @@ impl Load {
     }
 }
 
-/// A process's CPU seconds so far, user + system, all threads; `pid` is a
-/// number or "self".
-fn cpu_secs(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat (is the process running?)"))?;
-    // The command name (field 2) may hold spaces: count from the last ')'.
-    // Fields 14 and 15 (utime, stime) are the 12th and 13th after it.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: Vec<f64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .context("parsing utime and stime")?;
-    ensure!(
-        ticks.len() == 2,
-        "/proc/{pid}/stat is shorter than expected"
-    );
-    Ok(ticks.iter().sum::<f64>() / USER_HZ)
-}
-
 /// Runs `tasks` (already connected) until `seconds` have passed; the clock
 /// stops when the last one has its last answer.
 async fn timed<F, Fut>(tasks: Vec<F>, seconds: u64, pid: Option<u32>) -> Result<Load>
@@ -220,13 +195,8 @@ async fn web_load(args: &Args, ca: &[u8]) -> Result<Load> {
     for _ in 0..args.concurrency {
         // A client per task, each keeping one HTTP/1.1 connection: N
         // connections, as wrk -cN and as the N SMTP sessions.
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
-            .http1_only()
+        let client = https_client(ca)?
             .pool_max_idle_per_host(1)
-            .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
             .build()?;
         // Connect (TLS handshake) before the clock starts.
@@ -339,17 +309,6 @@ async fn smtp_load(
         });
     }
     timed(tasks, args.seconds, args.server_pid).await
-}
-
-/// The middle value (the mean of the two middle ones for an even count).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let upper = values.get(n / 2).copied().unwrap_or(f64::NAN);
-    match (n / 2).checked_sub(1).and_then(|i| values.get(i)) {
-        Some(lower) if n.is_multiple_of(2) => (lower + upper) / 2.0,
-        _ => upper,
-    }
 }
 
 fn main() -> Result<()> {
