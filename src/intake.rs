@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 use crate::bus::{AlertEntry, AlertProducer, Appended, SenderState, StoreError};
-use crate::crypto::{Keyring, SealError, seal};
+use crate::crypto::{Keyring, RecipientKey, SealError, seal};
 use crate::domain::{InboundTip, TipDocument, TipId};
 use crate::mediator::{DirectoryError, EscalationPolicy, MediatorDirectory, Routing};
 use crate::telemetry::Metrics;
@@ -25,6 +25,8 @@ pub enum IntakeError {
     Encode,
     #[error("the mediator directory kept changing while the tip was sealed")]
     DirectoryChurn,
+    #[error("the sealing task did not finish")]
+    SealTask,
 }
 
 impl From<DirectoryError> for IntakeError {
@@ -66,10 +68,20 @@ pub struct Intake {
     /// Recipients as last read. The append script checks the directory
     /// version, so a stale cache costs one re-seal, never a wrong recipient.
     routing: Arc<ArcSwapOption<Routing>>,
+    /// Seals running on the blocking pool at once: one per core, so a burst
+    /// of large seals queues instead of piling threads onto the same cores.
+    blocking_seals: Arc<tokio::sync::Semaphore>,
 }
 
 /// Attempts to seal under a directory that changes between read and append.
 const MAX_SEAL_ATTEMPTS: usize = 4;
+
+/// Above this many recipients a tip is sealed on the blocking pool. Each
+/// recipient costs two X25519 multiplications (~75 µs here); sealed inline, a
+/// tip for a large team would hold the actix worker for milliseconds, and
+/// with it every live alert stream that worker writes. Below it, sealing
+/// inline measured faster (docs/benchmarks.md).
+const INLINE_SEAL_MAX_RECIPIENTS: usize = 32;
 
 /// Unix seconds rounded down to the minute: all the time precision stored.
 pub fn coarse_time(now: SystemTime) -> u64 {
@@ -92,7 +104,31 @@ impl Intake {
             escalation,
             metrics,
             routing: Arc::new(ArcSwapOption::empty()),
+            blocking_seals: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// Seals inline for a few recipients, on the blocking pool for many.
+    async fn seal(
+        &self,
+        plaintext: &Arc<zeroize::Zeroizing<Vec<u8>>>,
+        recipients: Vec<RecipientKey>,
+    ) -> Result<Vec<u8>, IntakeError> {
+        if recipients.len() <= INLINE_SEAL_MAX_RECIPIENTS {
+            return Ok(seal(plaintext, &recipients)?);
+        }
+        let _permit = self
+            .blocking_seals
+            .acquire()
+            .await
+            .map_err(|_| IntakeError::SealTask)?;
+        let plaintext = plaintext.clone();
+        tokio::task::spawn_blocking(move || seal(&plaintext, &recipients))
+            .await
+            .map_err(|_| IntakeError::SealTask)?
+            .map_err(IntakeError::from)
     }
 
     async fn routing(&self, refresh: bool) -> Result<Arc<Routing>, IntakeError> {
@@ -129,9 +165,9 @@ impl Intake {
             text: tip.text.as_str().to_owned(),
             attachments: std::mem::take(&mut tip.attachments),
         };
-        let plaintext = zeroize::Zeroizing::new(
+        let plaintext = Arc::new(zeroize::Zeroizing::new(
             serde_json::to_vec(&document).map_err(|_| IntakeError::Encode)?,
-        );
+        ));
         drop(document);
 
         // From the exact arrival, not the coarse `received`: a deadline
@@ -156,7 +192,7 @@ impl Intake {
             recipient_count = recipients.len();
 
             let seal_started = Instant::now();
-            let envelope = seal(&plaintext, &recipients)?;
+            let envelope = self.seal(&plaintext, recipients).await?;
             self.metrics
                 .seal_seconds
                 .observe(seal_started.elapsed().as_secs_f64());

@@ -177,6 +177,47 @@ async fn a_mediator_added_while_running_receives_the_next_tip() {
 }
 
 #[tokio::test]
+async fn tips_for_a_team_too_large_to_seal_inline_open_for_each_of_them() {
+    // More recipients than are sealed inline (32): the seal runs on the
+    // blocking pool, and each phone and escrow still open the same text.
+    let app = spawn_app().await;
+    let directory = MediatorDirectory::new(app.store.clone());
+    let mut team = Vec::new();
+    for i in 0..40 {
+        let identity = IdentityKey::generate();
+        directory
+            .add(
+                NewMediator {
+                    name: format!("Mediator {i}"),
+                    zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
+                    supervisor: false,
+                    recipient: identity.to_public(),
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        team.push(identity);
+    }
+    let texts: Vec<String> = (0..4).map(|i| format!("large team tip {i}")).collect();
+    let posts = texts.iter().map(|t| app.post_tip(t, "south", "now"));
+    for response in futures_util::future::join_all(posts).await {
+        assert_eq!(response.status(), 200);
+    }
+    let alerts = app.alerts().await;
+    assert_eq!(alerts.len(), 4);
+    for alert in &alerts {
+        let opened: Vec<String> = team
+            .iter()
+            .chain(std::iter::once(&app.escrow))
+            .map(|identity| open_tip(alert, identity).unwrap().text)
+            .collect();
+        assert!(opened.iter().all(|t| t == &opened[0]), "{opened:?}");
+        assert!(texts.contains(&opened[0]), "{opened:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_exported_tip_opens_with_the_reference_age_tool() {
     let app = spawn_app().await;
     let text = "exported tip: meet at the park, 9pm";
