@@ -37,15 +37,7 @@ bin="$TIPWIRE_ROOT/target/release/tipwire"
 work="$(mktemp -d)"
 prefix="tipwire-bench-email-$$"
 server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  redis-cli --scan --pattern "$prefix:*" | xargs -r redis-cli del >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$work" "$prefix" "$server_pid"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 https_port=$(free_port)
@@ -53,25 +45,9 @@ smtp_port=$(free_port)
 while [ "$smtp_port" = "$https_port" ]; do smtp_port=$(free_port); done
 to="tips@tips.bench"
 
-cat > "$work/bench.toml" <<TOML
-[server]
-port = $https_port
-[tls]
-cert_path = "$work/tls/cert.pem"
-key_path = "$work/tls/key.pem"
-[keys]
-dir = "$work/keys"
-[redis]
-key_prefix = "$prefix"
-[log]
-filter = "warn"
-[rate_limits.web]
-per_client = { count = 1000000000, per_secs = 1 }
-global = { count = 1000000000, per_secs = 1 }
-[rate_limits.email]
-per_client = { count = 1000000000, per_secs = 1 }
-per_address = { count = 1000000000, per_secs = 1 }
-global = { count = 1000000000, per_secs = 1 }
+{
+  bench_config_head "$work" "$https_port" "$prefix" email
+  cat <<TOML
 [[zones]]
 id = "north"
 name = "North"
@@ -84,6 +60,7 @@ hostname = "localhost"
 max_commands = 1000000000
 max_connections_per_address = 1000
 TOML
+} > "$work/bench.toml"
 export TIPWIRE_CONFIG="$work/bench.toml"
 "$bin" dev init --dir "$work" >/dev/null
 # dev init enrols one demo mediator for "north"; remove it so both channels

@@ -34,29 +34,12 @@ bin="$TIPWIRE_ROOT/target/release/tipwire"
 work="$(mktemp -d)"
 prefix="tipwire-bench-$$"
 server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  redis-cli --scan --pattern "$prefix:*" | xargs -r redis-cli del >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$work" "$prefix" "$server_pid"' EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/bench.toml" <<TOML
-[server]
-port = $port
-[tls]
-cert_path = "$work/tls/cert.pem"
-key_path = "$work/tls/key.pem"
-[keys]
-dir = "$work/keys"
-[redis]
-key_prefix = "$prefix"
-[log]
-filter = "warn"
-[rate_limits.web]
-per_client = { count = 1000000000, per_secs = 1 }
-global = { count = 1000000000, per_secs = 1 }
+{
+  bench_config_head "$work" "$port" "$prefix" sms
+  cat <<TOML
 [[zones]]
 id = "north"
 name = "North"
@@ -68,10 +51,8 @@ enabled = true
 account_sid = "AC00000000000000000000000000000001"
 auth_token_files = ["$work/twilio-token"]
 api_base_url = "http://127.0.0.1:9"
-[rate_limits.sms]
-per_client = { count = 1000000000, per_secs = 1 }
-global = { count = 1000000000, per_secs = 1 }
 TOML
+} > "$work/bench.toml"
 ( umask 077; printf 'bench-auth-token' > "$work/twilio-token" )
 # Signed Twilio webhooks, each with its own MessageSid (a repeated one would be
 # answered as a replay, for almost nothing), one file per round; and the same

@@ -135,3 +135,43 @@ tipwire_bin() {
   done
   die "no tipwire binary: run 'cargo build --release' or set TIPWIRE_BIN"
 }
+
+# bench_config_head WORK PORT PREFIX [CHANNEL...]: prints the start of a
+# benchmark gateway's config: HTTPS on PORT, the dev certificate and keys
+# under WORK (as `tipwire dev init --dir WORK` makes them), Redis keys under
+# PREFIX, warnings only, and the rate limits of web and each CHANNEL (sms,
+# email) lifted, so no limit shapes a load. With the cleanup below.
+bench_config_head() {
+  local work="$1" port="$2" prefix="$3" channel
+  shift 3
+  cat <<TOML
+[server]
+port = $port
+[tls]
+cert_path = "$work/tls/cert.pem"
+key_path = "$work/tls/key.pem"
+[keys]
+dir = "$work/keys"
+[redis]
+key_prefix = "$prefix"
+[log]
+filter = "warn"
+TOML
+  for channel in web "$@"; do
+    printf '[rate_limits.%s]\nper_client = { count = 1000000000, per_secs = 1 }\nglobal = { count = 1000000000, per_secs = 1 }\n' "$channel"
+    if [ "$channel" = email ]; then
+      printf 'per_address = { count = 1000000000, per_secs = 1 }\n'
+    fi
+  done
+}
+
+# bench_cleanup WORK PREFIX [PID]: for a benchmark's EXIT trap: stops the
+# gateway PID (if any), deletes the Redis keys under PREFIX and WORK.
+bench_cleanup() {
+  if [ -n "${3:-}" ]; then
+    kill "$3" 2>/dev/null || true
+    wait "$3" 2>/dev/null || true
+  fi
+  redis-cli --scan --pattern "$2:*" | xargs -r -n 500 redis-cli del >/dev/null
+  rm -rf "$1"
+}

@@ -1,16 +1,22 @@
 //! SMS and reply-relay settings and their checks. Operator input; secret files
 //! (tokens, API keys) are read here and must be readable by their owner only.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
+use crate::domain::{PhoneNumber, Zone};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsSettings {
     pub public_base_url: String,
     pub numbers: Vec<String>,
+    /// Program number (E.164, also in `numbers`) to zone id: a text to that
+    /// number is filed under the zone instead of "not sure".
+    #[serde(default)]
+    pub zone_numbers: BTreeMap<String, String>,
     pub program_name: String,
     pub default_language: String,
     pub default_priority: String,
@@ -149,7 +155,58 @@ impl Settings {
                 "list the program's numbers in E.164",
             ));
         }
+        self.sms_zone_numbers()?;
         Ok(())
+    }
+
+    /// `sms.zone_numbers`, parsed: each program number with the zone its texts
+    /// are filed under. Every number must be one of `sms.numbers` and every
+    /// zone a configured `[[zones]]` id.
+    pub fn sms_zone_numbers(&self) -> Result<Vec<(PhoneNumber, Zone)>, ConfigError> {
+        let zones = self.zones()?;
+        let numbers: Vec<PhoneNumber> = self
+            .sms
+            .numbers
+            .iter()
+            .filter_map(|n| PhoneNumber::parse(n).ok())
+            .collect();
+        let mut out: Vec<(PhoneNumber, Zone)> = Vec::with_capacity(self.sms.zone_numbers.len());
+        for (n, z) in &self.sms.zone_numbers {
+            let number = PhoneNumber::parse(n).map_err(|_| {
+                invalid(
+                    "sms.zone_numbers",
+                    format!("{n:?} is not an E.164 number"),
+                    "write each number as \"+<country code><number>\", e.g. \"+15551234567\" = \"north\"",
+                )
+            })?;
+            if !numbers.contains(&number) {
+                return Err(invalid(
+                    "sms.zone_numbers",
+                    format!("{n:?} is not one of sms.numbers"),
+                    "add the number to sms.numbers as well, or remove it from sms.zone_numbers",
+                ));
+            }
+            let Some(zone) = zones
+                .iter()
+                .map(|(zone, _)| zone)
+                .find(|zone| zone.as_str() == z)
+            else {
+                return Err(invalid(
+                    "sms.zone_numbers",
+                    format!("{n:?} maps to {z:?}, which is not a configured zone id"),
+                    "use the id of one of the [[zones]] tables (e.g. \"north\"), not its name",
+                ));
+            };
+            if out.iter().any(|(seen, _)| seen == &number) {
+                return Err(invalid(
+                    "sms.zone_numbers",
+                    format!("{n:?} is listed twice (written two ways)"),
+                    "map each program number to one zone",
+                ));
+            }
+            out.push((number, zone.clone()));
+        }
+        Ok(out)
     }
 
     pub fn sms_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
@@ -206,5 +263,98 @@ impl Settings {
             ));
         }
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::DEFAULT_TOML;
+    use super::*;
+
+    /// The defaults, then `extra` as an operator's `--config` file would add it.
+    fn settings_with(extra: &str) -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .add_source(config::File::from_str(extra, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
+
+    const NUMBERS: &str = r#"
+        [sms]
+        numbers = ["+15550001001", "+15550001002", "+15550001003"]
+    "#;
+
+    fn refusal(extra: &str) -> String {
+        settings_with(&format!("{NUMBERS}{extra}"))
+            .validate()
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn zone_numbers_default_to_none_and_a_table_maps_numbers_to_zones() {
+        assert!(settings_with("").sms_zone_numbers().unwrap().is_empty());
+        let s = settings_with(&format!(
+            "{NUMBERS}\n[sms.zone_numbers]\n\"+15550001001\" = \"north\"\n\"+1 555 000 1002\" = \"south\"\n"
+        ));
+        s.validate().unwrap();
+        let mut parsed: Vec<(String, String)> = s
+            .sms_zone_numbers()
+            .unwrap()
+            .into_iter()
+            .map(|(n, z)| (n.as_str().to_owned(), z.as_str().to_owned()))
+            .collect();
+        parsed.sort();
+        assert_eq!(
+            parsed,
+            [
+                ("+15550001001".to_owned(), "north".to_owned()),
+                ("+15550001002".to_owned(), "south".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zone_number_mapped_to_an_unknown_zone_is_refused() {
+        let msg = refusal("[sms.zone_numbers]\n\"+15550001001\" = \"North side\"\n");
+        assert!(msg.starts_with("sms.zone_numbers:"), "{msg}");
+        assert!(msg.contains("\"+15550001001\""), "{msg}");
+        assert!(msg.contains("not a configured zone id"), "{msg}");
+        assert!(msg.contains("Fix:"), "{msg}");
+    }
+
+    #[test]
+    fn a_zone_number_missing_from_sms_numbers_is_refused() {
+        let msg = refusal("[sms.zone_numbers]\n\"+15550009999\" = \"north\"\n");
+        assert!(msg.starts_with("sms.zone_numbers:"), "{msg}");
+        assert!(
+            msg.contains("\"+15550009999\" is not one of sms.numbers"),
+            "{msg}"
+        );
+        assert!(msg.contains("add the number to sms.numbers"), "{msg}");
+    }
+
+    #[test]
+    fn a_zone_number_that_is_not_e164_is_refused() {
+        let msg = refusal("[sms.zone_numbers]\n\"5550001001\" = \"north\"\n");
+        assert!(msg.starts_with("sms.zone_numbers:"), "{msg}");
+        assert!(
+            msg.contains("\"5550001001\" is not an E.164 number"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn one_number_written_two_ways_is_refused() {
+        let msg = refusal(
+            "[sms.zone_numbers]\n\"+15550001001\" = \"north\"\n\"+1 555 000 1001\" = \"south\"\n",
+        );
+        assert!(msg.contains("listed twice"), "{msg}");
     }
 }

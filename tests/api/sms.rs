@@ -2,8 +2,13 @@
 //! each provider's REST API.
 
 use crate::helpers::{error_code, open_tip};
-use crate::sms_helpers::{PROGRAM_NUMBER, now, spawn_sms_app, telnyx_event, twilio_params};
+use crate::sms_helpers::{
+    PROGRAM_NUMBER, ZONE_NUMBER, now, spawn_sms_app, telnyx_event, telnyx_event_to, twilio_params,
+    twilio_params_to,
+};
+use tipwire::crypto::IdentityKey;
 use tipwire::domain::ThreadId;
+use tipwire::mediator::{MediatorDirectory, NewMediator};
 use tipwire::relay::Kind;
 
 const TIPSTER: &str = "+15557654321";
@@ -688,4 +693,135 @@ async fn the_acknowledgement_is_configurable_and_can_be_turned_off() {
     .await;
     assert!(es.ends_with("<Response/>"), "{es}");
     assert_eq!(app.alerts().await.len(), 2);
+}
+
+/// An SMS gateway where `ZONE_NUMBER` is the "south" line and `PROGRAM_NUMBER`
+/// is unmapped, with a "south" mediator beside the test's "north" one.
+async fn spawn_zoned_sms_app() -> (
+    crate::helpers::TestApp,
+    crate::sms_helpers::StandIn,
+    IdentityKey,
+) {
+    let (app, stand_in) = spawn_sms_app(|s| {
+        s.sms.numbers.push(ZONE_NUMBER.into());
+        s.sms
+            .zone_numbers
+            .insert(ZONE_NUMBER.into(), "south".into());
+    })
+    .await;
+    let south = IdentityKey::generate();
+    MediatorDirectory::new(app.store.clone())
+        .add(
+            NewMediator {
+                name: "South".into(),
+                zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
+                supervisor: false,
+                recipient: south.to_public(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    (app, stand_in, south)
+}
+
+#[tokio::test]
+async fn a_twilio_text_to_a_zone_number_is_sealed_to_that_zone_only() {
+    let (app, stand_in, south) = spawn_zoned_sms_app().await;
+    let r = app
+        .twilio(&twilio_params_to(
+            TIPSTER,
+            ZONE_NUMBER,
+            "fight at the south court",
+            "SM90",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(body(r).await.contains("Thank you."));
+    let alerts = app.alerts().await;
+    let e = &alerts[0].entry;
+    assert_eq!((e.channel.as_str(), e.zone.as_str()), ("sms", "south"));
+    for id in [&south, &app.escrow] {
+        assert_eq!(
+            open_tip(&alerts[0], id).unwrap().text,
+            "fight at the south court"
+        );
+    }
+    assert!(
+        open_tip(&alerts[0], &app.mediator).is_none(),
+        "the north mediator cannot open a text to the south line"
+    );
+
+    // The same tipster's text to the unmapped number joins the same thread
+    // but is "not sure": each text takes its own number's zone.
+    app.twilio(&twilio_params(TIPSTER, "and more near the library", "SM91"))
+        .await;
+    let alerts = app.alerts().await;
+    assert_eq!(alerts[1].entry.zone, "unsure");
+    assert_eq!(alerts[1].entry.thread, alerts[0].entry.thread);
+    for id in [&app.mediator, &south, &app.escrow] {
+        assert!(open_tip(&alerts[1], id).is_some());
+    }
+
+    // Replies still come from the number the tipster first texted.
+    let thread = ThreadId::parse(&alerts[0].entry.thread).unwrap();
+    app.queue_reply(&thread, "Someone is coming.", Kind::Reply)
+        .await;
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    let sent = stand_in.sent();
+    assert_eq!(
+        (sent[0].provider, sent[0].to.as_str(), sent[0].from.as_str()),
+        ("twilio", TIPSTER, ZONE_NUMBER)
+    );
+}
+
+#[tokio::test]
+async fn a_telnyx_text_to_a_zone_number_is_sealed_to_that_zone_only() {
+    let (app, stand_in, south) = spawn_zoned_sms_app().await;
+    let r = app
+        .telnyx(
+            &telnyx_event_to(TIPSTER, ZONE_NUMBER, "crew gathering on 5th", "msg-90"),
+            now(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let alerts = app.alerts().await;
+    let e = &alerts[0].entry;
+    assert_eq!((e.channel.as_str(), e.zone.as_str()), ("sms", "south"));
+    for id in [&south, &app.escrow] {
+        assert_eq!(
+            open_tip(&alerts[0], id).unwrap().text,
+            "crew gathering on 5th"
+        );
+    }
+    assert!(open_tip(&alerts[0], &app.mediator).is_none());
+    // The acknowledgement goes out from the south line.
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    let sent = stand_in.sent();
+    assert_eq!(
+        (sent[0].provider, sent[0].to.as_str(), sent[0].from.as_str()),
+        ("telnyx", TIPSTER, ZONE_NUMBER)
+    );
+}
+
+#[tokio::test]
+async fn a_text_to_an_unmapped_program_number_stays_not_sure_with_either_provider() {
+    let (app, stand_in, south) = spawn_zoned_sms_app().await;
+    app.twilio(&twilio_params("+15557654000", "twilio, no zone", "SM92"))
+        .await;
+    app.telnyx(
+        &telnyx_event("+15557654001", "telnyx, no zone", "msg-92"),
+        now(),
+    )
+    .await;
+    let alerts = app.alerts().await;
+    assert_eq!(alerts.len(), 2);
+    for alert in &alerts {
+        assert_eq!(alert.entry.zone, "unsure");
+        for id in [&app.mediator, &south, &app.escrow] {
+            assert!(open_tip(alert, id).is_some());
+        }
+    }
+    assert_eq!(app.relay.step().await.unwrap().sent, 1);
+    assert_eq!(stand_in.sent()[0].from, PROGRAM_NUMBER);
 }

@@ -17,6 +17,8 @@ pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const AUTH_TOKEN: &str = "twilio-test-auth-token-1";
 pub const TELNYX_KEY: &str = "KEYtelnyx-test-api-key";
 pub const PROGRAM_NUMBER: &str = "+15550001111";
+/// A second program number: tests that use it add it to `sms.numbers`.
+pub const ZONE_NUMBER: &str = "+15550003333";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -240,6 +242,16 @@ pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> Stri
 }
 
 pub fn twilio_params<'a>(from: &'a str, body: &'a str, sid: &'a str) -> Vec<(&'a str, &'a str)> {
+    twilio_params_to(from, PROGRAM_NUMBER, body, sid)
+}
+
+/// Twilio's parameters for a text to the program number `to`.
+pub fn twilio_params_to<'a>(
+    from: &'a str,
+    to: &'a str,
+    body: &'a str,
+    sid: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     vec![
         ("AccountSid", ACCOUNT_SID),
         ("ApiVersion", "2010-04-01"),
@@ -251,7 +263,7 @@ pub fn twilio_params<'a>(from: &'a str, body: &'a str, sid: &'a str) -> Vec<(&'a
         ("MessageSid", sid),
         ("NumMedia", "0"),
         ("SmsSid", sid),
-        ("To", PROGRAM_NUMBER),
+        ("To", to),
     ]
 }
 
@@ -311,6 +323,11 @@ impl TestApp {
 }
 
 pub fn telnyx_event(from: &str, text: &str, id: &str) -> Vec<u8> {
+    telnyx_event_to(from, PROGRAM_NUMBER, text, id)
+}
+
+/// A `message.received` event for a text to the program number `to`.
+pub fn telnyx_event_to(from: &str, to: &str, text: &str, id: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "data": {
             "event_type": "message.received",
@@ -320,7 +337,7 @@ pub fn telnyx_event(from: &str, text: &str, id: &str) -> Vec<u8> {
                 "direction": "inbound",
                 "id": id,
                 "from": { "phone_number": from, "carrier": "T-Mobile USA", "line_type": "long_code" },
-                "to": [{ "phone_number": PROGRAM_NUMBER, "status": "webhook_delivered" }],
+                "to": [{ "phone_number": to, "status": "webhook_delivered" }],
                 "text": text,
                 "media": [],
                 "messaging_profile_id": "740572b6-099c-44a1-89b9-6c92163bc68d",

@@ -10,7 +10,7 @@ use crate::bus::Store;
 use crate::crypto::Keyring;
 use crate::domain::{
     Attachment, Channel, InboundTip, PhoneNumber, Priority, ProviderMessage, ThreadId, TipText,
-    TipTextError, ZoneChoice,
+    TipTextError, Zone, ZoneChoice,
 };
 use crate::error::AppError;
 use crate::intake::{Intake, IntakeError, Submitted};
@@ -53,6 +53,8 @@ pub enum Answer {
 /// The SMS settings, parsed and checked.
 pub struct SmsSettingsParsed {
     pub numbers: Vec<PhoneNumber>,
+    /// Program numbers run for one zone (`sms.zone_numbers`), each in `numbers`.
+    pub zone_numbers: Vec<(PhoneNumber, Zone)>,
     /// Acknowledgement texts (English, Spanish); empty sends none.
     pub acknowledgement: (String, String),
     pub program_name: String,
@@ -64,6 +66,20 @@ pub struct SmsSettingsParsed {
     pub reply_ttl_secs: u64,
     pub public_base_url: String,
     pub max_request_bytes: usize,
+}
+
+impl SmsSettingsParsed {
+    /// The zone a text to `program_number` is filed under. The number is the
+    /// one the provider's verified webhook says was texted: it says which of
+    /// the program's lines was used, nothing about the sender.
+    pub fn zone_for(&self, program_number: &PhoneNumber) -> ZoneChoice {
+        self.zone_numbers
+            .iter()
+            .find(|(number, _)| number == program_number)
+            .map_or(ZoneChoice::Unsure, |(_, zone)| {
+                ZoneChoice::Known(zone.clone())
+            })
+    }
 }
 
 pub struct TwilioSide {
@@ -223,7 +239,9 @@ impl SmsChannel {
             .pseudonym(format!("message\0{}\0{}", provider.as_str(), msg.message_id).as_bytes());
         let tip = InboundTip {
             channel: Channel::Sms,
-            zone: ZoneChoice::Unsure,
+            // Per text, not per thread: a tipster who texts another zone's
+            // number files that text under the other zone.
+            zone: s.zone_for(&msg.to),
             priority: s.default_priority,
             text,
             subject: None,

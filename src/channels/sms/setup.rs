@@ -128,6 +128,7 @@ impl SmsChannel {
             keyring,
             settings: SmsSettingsParsed {
                 numbers,
+                zone_numbers: settings.sms_zone_numbers()?,
                 acknowledgement: (
                     sms.acknowledgement.en.trim().to_owned(),
                     sms.acknowledgement.es.trim().to_owned(),
