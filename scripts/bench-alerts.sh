@@ -127,22 +127,7 @@ if [ -z "$escrow_only" ]; then
   "$seal_bin" --recipients $((devices + 1)) --seconds 5
 fi
 
-"$bin" serve 2>"$work/serve.log" &
-server_pid=$!
-up=""
-for _ in $(seq 1 100); do
-  if curl -skf "https://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
-    up=1
-    break
-  fi
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$up" ]; then
-  cat "$work/serve.log" >&2
-  die "the gateway did not come up on port $port"
-fi
-sleep 1
+bench_start_gateway "$bin" "$work" healthz_up "$port"
 idle_rss=$(awk '/VmRSS/{printf "%.1f", $2 / 1024}' "/proc/$server_pid/status")
 echo "gateway RSS ${idle_rss} MB (idle, nothing enrolled)"
 stored_before=$(redis-cli xlen "$prefix:alerts")

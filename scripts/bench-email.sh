@@ -67,23 +67,11 @@ export TIPWIRE_CONFIG="$work/bench.toml"
 # seal to the escrow key only.
 "$bin" mediator list | awk '/^m_/{print $1}' | xargs -r -n1 "$bin" mediator remove >/dev/null
 
-"$bin" serve 2>"$work/serve.log" &
-server_pid=$!
-up=""
-for _ in $(seq 1 100); do
-  if curl -skf "https://127.0.0.1:$https_port/healthz" >/dev/null 2>&1 \
-    && python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$smtp_port" 2>/dev/null; then
-    up=1
-    break
-  fi
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$up" ]; then
-  cat "$work/serve.log" >&2
-  die "the gateway did not come up on ports $https_port (HTTPS) and $smtp_port (SMTP)"
-fi
-sleep 1
+both_up() {
+  healthz_up "$https_port" \
+    && python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$smtp_port" 2>/dev/null
+}
+bench_start_gateway "$bin" "$work" both_up
 rss_mb() { awk '/VmRSS/{printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
 idle_rss=$(rss_mb)
 stored_before=$(redis-cli xlen "$prefix:alerts")

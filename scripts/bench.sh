@@ -80,13 +80,7 @@ export TIPWIRE_CONFIG="$work/bench.toml"
 # escrow key as its only recipient.
 "$bin" mediator list | awk '/^m_/{print $1}' | xargs -r -n1 "$bin" mediator remove >/dev/null
 
-"$bin" serve 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 1 100); do
-  curl -skf "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-sleep 1
+bench_start_gateway "$bin" "$work" healthz_up "$port"
 idle_rss_kb=$(awk '/VmRSS/{print $2}' "/proc/$server_pid/status")
 
 cat > "$work/post.lua" <<'LUA'

@@ -175,3 +175,26 @@ bench_cleanup() {
   redis-cli --scan --pattern "$2:*" | xargs -r -n 500 redis-cli del >/dev/null
   rm -rf "$1"
 }
+
+# Starts `BIN serve` in the background (stderr to WORK/serve.log), sets
+# server_pid, and waits until `CHECK...` succeeds (a command; it is retried
+# for 10 s). A gateway that exits or never answers stops the script with its log.
+bench_start_gateway() { # bin work check...
+  local bin="$1" work="$2"
+  shift 2
+  "$bin" serve 2>"$work/serve.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    if "$@"; then
+      sleep 1
+      return 0
+    fi
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$work/serve.log" >&2
+  die "the gateway did not come up (checked with: $*)"
+}
+
+# True when https://127.0.0.1:PORT/healthz answers 2xx.
+healthz_up() { curl -skf "https://127.0.0.1:$1/healthz" >/dev/null 2>&1; }

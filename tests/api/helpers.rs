@@ -125,21 +125,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     cert.write(&dir.path().join("tls")).unwrap();
 
     let store = Store::new(&settings.redis).unwrap();
-    let mediator = IdentityKey::generate();
-    if redis_reachable(&settings.redis.url) {
-        MediatorDirectory::new(store.clone())
-            .add(
-                NewMediator {
-                    name: "Test mediator".into(),
-                    zones: vec![tipwire::domain::Zone::parse("north").unwrap()],
-                    supervisor: false,
-                    recipient: mediator.to_public(),
-                },
-                0,
-            )
-            .await
-            .unwrap();
-    }
+    let mediator = if redis_reachable(&settings.redis.url) {
+        add_mediator(&store, "Test mediator", &["north"], false).await
+    } else {
+        IdentityKey::generate()
+    };
 
     let app = Application::build(settings.clone()).await.unwrap();
     let port = app.port();
@@ -260,6 +250,33 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         delete_prefix(&self.settings.redis.url, &self.settings.redis.key_prefix);
     }
+}
+
+/// Adds a mediator with a new identity to the directory (a supervisor sees
+/// every zone) and returns the identity.
+pub async fn add_mediator(
+    store: &Store,
+    name: &str,
+    zones: &[&str],
+    supervisor: bool,
+) -> IdentityKey {
+    let identity = IdentityKey::generate();
+    MediatorDirectory::new(store.clone())
+        .add(
+            NewMediator {
+                name: name.into(),
+                zones: zones
+                    .iter()
+                    .map(|z| tipwire::domain::Zone::parse(z).unwrap())
+                    .collect(),
+                supervisor,
+                recipient: identity.to_public(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    identity
 }
 
 pub fn encode(s: &str) -> String {

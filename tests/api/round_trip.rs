@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
-use crate::helpers::{open_tip, spawn_app};
+use crate::helpers::{add_mediator, open_tip, spawn_app};
 use tipwire::crypto::IdentityKey;
-use tipwire::mediator::{MediatorDirectory, NewMediator};
+use tipwire::mediator::MediatorDirectory;
 
 #[tokio::test]
 async fn a_tip_sent_over_https_opens_for_the_mediator_and_escrow_with_the_exact_text() {
@@ -69,33 +69,8 @@ async fn a_browser_is_redirected_to_a_thank_you_page_that_does_not_echo_the_tip(
 #[tokio::test]
 async fn tips_go_to_their_zone_supervisors_and_escrow_and_unsure_tips_to_everyone() {
     let app = spawn_app().await;
-    let directory = MediatorDirectory::new(app.store.clone());
-    let south = IdentityKey::generate();
-    let supervisor = IdentityKey::generate();
-    directory
-        .add(
-            NewMediator {
-                name: "South".into(),
-                zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
-                supervisor: false,
-                recipient: south.to_public(),
-            },
-            0,
-        )
-        .await
-        .unwrap();
-    directory
-        .add(
-            NewMediator {
-                name: "Lead".into(),
-                zones: vec![],
-                supervisor: true,
-                recipient: supervisor.to_public(),
-            },
-            0,
-        )
-        .await
-        .unwrap();
+    let south = add_mediator(&app.store, "South", &["south"], false).await;
+    let supervisor = add_mediator(&app.store, "Lead", &[], true).await;
 
     assert_eq!(
         app.post_tip("north thing", "north", "today").await.status(),
@@ -157,19 +132,7 @@ async fn a_removed_mediator_is_not_a_recipient_of_the_next_tip() {
 async fn a_mediator_added_while_running_receives_the_next_tip() {
     let app = spawn_app().await;
     assert_eq!(app.post_tip("first", "south", "today").await.status(), 200);
-    let newcomer = IdentityKey::generate();
-    MediatorDirectory::new(app.store.clone())
-        .add(
-            NewMediator {
-                name: "New".into(),
-                zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
-                supervisor: false,
-                recipient: newcomer.to_public(),
-            },
-            0,
-        )
-        .await
-        .unwrap();
+    let newcomer = add_mediator(&app.store, "New", &["south"], false).await;
     assert_eq!(app.post_tip("second", "south", "today").await.status(), 200);
     let alerts = app.alerts().await;
     assert!(open_tip(&alerts[0], &newcomer).is_none());
@@ -181,23 +144,9 @@ async fn tips_for_a_team_too_large_to_seal_inline_open_for_each_of_them() {
     // More recipients than are sealed inline (32): the seal runs on the
     // blocking pool, and each phone and escrow still open the same text.
     let app = spawn_app().await;
-    let directory = MediatorDirectory::new(app.store.clone());
     let mut team = Vec::new();
     for i in 0..40 {
-        let identity = IdentityKey::generate();
-        directory
-            .add(
-                NewMediator {
-                    name: format!("Mediator {i}"),
-                    zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
-                    supervisor: false,
-                    recipient: identity.to_public(),
-                },
-                0,
-            )
-            .await
-            .unwrap();
-        team.push(identity);
+        team.push(add_mediator(&app.store, &format!("Mediator {i}"), &["south"], false).await);
     }
     let texts: Vec<String> = (0..4).map(|i| format!("large team tip {i}")).collect();
     let posts = texts.iter().map(|t| app.post_tip(t, "south", "now"));

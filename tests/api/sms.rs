@@ -1,14 +1,14 @@
 //! The SMS channel against the real app, real Redis and a local stand-in for
 //! each provider's REST API.
 
-use crate::helpers::{error_code, open_tip};
+use crate::helpers::{add_mediator, error_code, open_tip};
 use crate::sms_helpers::{
     PROGRAM_NUMBER, ZONE_NUMBER, now, spawn_sms_app, telnyx_event, telnyx_event_to, twilio_params,
     twilio_params_to,
 };
 use tipwire::crypto::IdentityKey;
 use tipwire::domain::ThreadId;
-use tipwire::mediator::{MediatorDirectory, NewMediator};
+
 use tipwire::relay::Kind;
 
 const TIPSTER: &str = "+15557654321";
@@ -709,19 +709,7 @@ async fn spawn_zoned_sms_app() -> (
             .insert(ZONE_NUMBER.into(), "south".into());
     })
     .await;
-    let south = IdentityKey::generate();
-    MediatorDirectory::new(app.store.clone())
-        .add(
-            NewMediator {
-                name: "South".into(),
-                zones: vec![tipwire::domain::Zone::parse("south").unwrap()],
-                supervisor: false,
-                recipient: south.to_public(),
-            },
-            0,
-        )
-        .await
-        .unwrap();
+    let south = add_mediator(&app.store, "South", &["south"], false).await;
     (app, stand_in, south)
 }
 
