@@ -47,8 +47,11 @@ end
 /// the tip's escalation deadlines (`schedule_escalation`, shared with
 /// `mediator::escalation`), indexes the entry by tip id and by thread, and
 /// then sets the marker, so a failed append never leaves a marker behind. The
-/// marker expires a day after the hour the message came in: its TTL says
-/// nothing finer. Returns `{1, id}`.
+/// marker expires with the reply address (argument 3, a whole hour), and no
+/// sooner than a day after the hour the message came in: a provider that signs
+/// no timestamp (Twilio) lets a captured webhook be replayed at any time, and
+/// the marker is what refuses it. Its TTL says nothing finer than the hour.
+/// Returns `{1, id}`.
 ///
 /// Keys: 1 the stream, 2 the directory version, 3 the escalation deadlines,
 /// 4 the alert's state hash, 5 its index entry, 6 the thread's list of entries;
@@ -87,7 +90,7 @@ redis.call('LTRIM', KEYS[6], -MAX_THREAD_TIPS, -1)
 redis.call('EXPIREAT', KEYS[6], ARGV[4])
 if KEYS[7] then
   local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
-  redis.call('SET', KEYS[7], '1', 'EXAT', hour + 3600 + 86400)
+  redis.call('SET', KEYS[7], '1', 'EXAT', math.max(hour + 3600 + 86400, tonumber(ARGV[3])))
 end
 return {1, id, kept, opted}
 ";

@@ -3,6 +3,7 @@
 //! Redis are treated as untrusted (another process may have written them).
 
 mod alerts;
+mod markers;
 pub mod names;
 mod retention;
 mod store;

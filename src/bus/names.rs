@@ -11,8 +11,9 @@ pub const MEDIATORS: &str = "mediators";
 /// tip sealed under an outdated directory is re-sealed before it is appended.
 pub const MEDIATORS_VERSION: &str = "mediators:version";
 
-/// Suffix of the one-day markers of provider message ids already stored
-/// (`<prefix>:seen:<keyed hash>`; the id itself is never stored).
+/// Suffix of the replay markers of provider messages already handled
+/// (`<prefix>:seen:<keyed hash>`; the id itself is never stored), kept as
+/// long as the sender's reply address.
 pub const SEEN: &str = "seen";
 /// Suffix of sealed reply addresses by thread (`<prefix>:reply-to:<thread>`).
 pub const REPLY_TO: &str = "reply-to";

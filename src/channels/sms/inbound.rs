@@ -140,6 +140,27 @@ impl SmsChannel {
             tracing::warn!(code = "store-unavailable", error = %e, "sms not handled");
             AppError::StoreUnavailable
         };
+        // Every signed message, keyword or tip, has a replay marker named by
+        // a keyed hash of the provider's message id. A delivery seen before
+        // (a provider retry, or a captured STOP or START replayed to flip an
+        // opt-out) changes nothing and is answered with silence, whatever the
+        // first answer was: the replayer learns nothing, and the tipster is
+        // not texted again. Checked before the limits, so replays cannot use
+        // up a tipster's allowance.
+        let marker = self
+            .keyring
+            .pseudonym_key()
+            .pseudonym(format!("message\0{}\0{}", provider.as_str(), msg.message_id).as_bytes());
+        let marker_expire_at = coarse_expiry(s.reply_ttl_secs);
+        if self
+            .store
+            .marker_seen(marker.as_str())
+            .await
+            .map_err(store_err)?
+        {
+            tracing::info!("provider message handled before; replay changes nothing");
+            return Ok(Answer::Silent);
+        }
         // Limits first, keywords included: a HELP flood must not become an
         // outbound flood. STOP is still honoured when limited, silently.
         let limited = self
@@ -172,32 +193,32 @@ impl SmsChannel {
             other => other,
         };
         if let Some((keyword, lang)) = keyword {
-            let lang = lang.unwrap_or(s.default_language);
-            tracing::info!(keyword = ?keyword, "carrier keyword");
-            let answer = match keyword {
-                Keyword::Stop => {
-                    if self.threads.opt_out(&pseudonyms).await.map_err(store_err)? {
-                        Answer::Compliance(Texts::stopped(lang, &s.program_name))
-                    } else {
-                        Answer::Silent
-                    }
-                }
-                Keyword::Start => {
-                    self.threads.opt_in(&pseudonyms).await.map_err(store_err)?;
-                    Answer::Compliance(Texts::started(lang, &s.program_name))
-                }
-                Keyword::Help => Answer::Compliance(Texts::help(lang, &s.program_name)),
-            };
-            if limited.is_some() && keyword != Keyword::Stop {
+            // Claimed before acting, so two deliveries of one STOP act once;
+            // released when the action fails, so the provider's retry acts.
+            if !self
+                .store
+                .claim_marker(marker.as_str(), marker_expire_at)
+                .await
+                .map_err(store_err)?
+            {
                 return Ok(Answer::Silent);
             }
-            if answer != Answer::Silent {
-                // The confirmation may go through the relay, which needs the address.
-                self.keep_address(&thread, &pseudonyms, provider, &msg, s.reply_ttl_secs)
-                    .await
-                    .map_err(store_err)?;
+            let answer = self
+                .answer_keyword(
+                    keyword,
+                    lang,
+                    limited.is_some(),
+                    &pseudonyms,
+                    provider,
+                    &msg,
+                )
+                .await;
+            if answer.is_err()
+                && let Err(e) = self.store.release_marker(marker.as_str()).await
+            {
+                tracing::warn!(error = %e, "replay marker not released");
             }
-            return Ok(answer);
+            return answer.map_err(store_err);
         }
 
         let lang = Language::detect(&msg.body, s.default_language);
@@ -233,10 +254,6 @@ impl SmsChannel {
                 TipTextError::TooLong => AppError::FieldTooLong,
             })
         })?;
-        let dedupe = self
-            .keyring
-            .pseudonym_key()
-            .pseudonym(format!("message\0{}\0{}", provider.as_str(), msg.message_id).as_bytes());
         let tip = InboundTip {
             channel: Channel::Sms,
             // Per text, not per thread: a tipster who texts another zone's
@@ -251,9 +268,9 @@ impl SmsChannel {
             // The append also restarts the reply address's expiry and reads
             // the opt-out flag: one round trip per text.
             provider: Some(ProviderMessage {
-                dedupe: dedupe.as_str().to_owned(),
+                dedupe: marker.as_str().to_owned(),
                 pseudonyms: pseudonyms.iter().map(|p| p.as_str().to_owned()).collect(),
-                reply_expire_at: coarse_expiry(s.reply_ttl_secs),
+                reply_expire_at: marker_expire_at,
             }),
         };
         let submitted = self.intake.submit(tip, SystemTime::now()).await;
@@ -306,6 +323,48 @@ impl SmsChannel {
                 Err(self.refused(AppError::Internal))
             }
         }
+    }
+
+    /// Acts on a carrier keyword (its replay marker already claimed) and
+    /// says what to answer.
+    async fn answer_keyword(
+        &self,
+        keyword: Keyword,
+        lang: Option<Language>,
+        limited: bool,
+        pseudonyms: &[crate::privacy::Pseudonym],
+        provider: Provider,
+        msg: &InboundSms,
+    ) -> Result<Answer, crate::bus::StoreError> {
+        let s = &self.settings;
+        let lang = lang.unwrap_or(s.default_language);
+        tracing::info!(keyword = ?keyword, "carrier keyword");
+        let answer = match keyword {
+            Keyword::Stop => {
+                if self.threads.opt_out(pseudonyms).await? {
+                    Answer::Compliance(Texts::stopped(lang, &s.program_name))
+                } else {
+                    Answer::Silent
+                }
+            }
+            Keyword::Start => {
+                self.threads.opt_in(pseudonyms).await?;
+                Answer::Compliance(Texts::started(lang, &s.program_name))
+            }
+            Keyword::Help => Answer::Compliance(Texts::help(lang, &s.program_name)),
+        };
+        if limited && keyword != Keyword::Stop {
+            return Ok(Answer::Silent);
+        }
+        if answer != Answer::Silent
+            && let Some(pseudonym) = pseudonyms.first()
+        {
+            // The confirmation may go through the relay, which needs the address.
+            let thread = ThreadId::for_pseudonym(pseudonym.as_str());
+            self.keep_address(&thread, pseudonyms, provider, msg, s.reply_ttl_secs)
+                .await?;
+        }
+        Ok(answer)
     }
 
     /// Refreshes (or, the first time, seals and stores) the reply address;
