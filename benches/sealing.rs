@@ -42,6 +42,7 @@ fn main() {
         subject: None,
         text: "Two groups arguing outside the corner store on 5th; one said they would come back tonight with friends.".into(),
         attachments: Vec::new(),
+        withheld: Vec::new(),
     })
     .unwrap();
 

@@ -164,6 +164,7 @@ impl Intake {
             subject: tip.subject.take().map(|s| s.as_str().to_owned()),
             text: tip.text.as_str().to_owned(),
             attachments: std::mem::take(&mut tip.attachments),
+            withheld: std::mem::take(&mut tip.withheld),
         };
         let plaintext = Arc::new(zeroize::Zeroizing::new(
             serde_json::to_vec(&document).map_err(|_| IntakeError::Encode)?,

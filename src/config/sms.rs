@@ -23,6 +23,8 @@ pub struct SmsSettings {
     pub max_body_chars: usize,
     pub max_media_items: usize,
     pub max_media_bytes: usize,
+    /// Milliseconds a webhook's answer may wait for its media.
+    pub media_deadline_ms: u64,
     pub reply_address_days: u64,
     pub acknowledgement: Acknowledgement,
     pub twilio: TwilioSettings,
@@ -100,6 +102,15 @@ impl Settings {
                 "sms.max_body_chars / sms.reply_address_days / sms.max_media_bytes",
                 "is 0",
                 "set positive values (defaults 1600, 30, 5242880)",
+            ));
+        }
+        // The provider waits for the answer (Twilio gives up after 15 s, and
+        // the tip would be lost with it): media must not use most of that.
+        if !(100..=10_000).contains(&sms.media_deadline_ms) {
+            return Err(invalid(
+                "sms.media_deadline_ms",
+                format!("{} is outside 100..=10000", sms.media_deadline_ms),
+                "set a few seconds (default 5000); Twilio's webhook timeout is 15 s",
             ));
         }
         for (lang, text) in [

@@ -11,6 +11,7 @@ pub use email::{EmailAddress, InvalidEmailAddress};
 pub use ids::{ThreadId, TipId};
 pub use phone::{InvalidPhoneNumber, PhoneNumber};
 pub use tip::{
-    Attachment, Channel, InboundTip, Priority, ProviderMessage, TipDocument, TipText, TipTextError,
+    Attachment, AttachmentKind, Channel, InboundTip, Priority, ProviderMessage, TipDocument,
+    TipText, TipTextError, Withheld, WithheldReason,
 };
 pub use zone::{InvalidZone, Zone, ZoneChoice};

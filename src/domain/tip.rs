@@ -104,6 +104,8 @@ pub struct InboundTip {
     pub thread: ThreadId,
     /// Photos and files, metadata already stripped.
     pub attachments: Vec<Attachment>,
+    /// What was sent but not kept, and why: the mediator is told.
+    pub withheld: Vec<Withheld>,
     /// For messages a provider delivered (SMS): what the append also checks
     /// and refreshes, in the same round trip.
     pub provider: Option<ProviderMessage>,
@@ -141,6 +143,38 @@ impl std::fmt::Debug for Attachment {
     }
 }
 
+/// An attachment the gateway received but did not seal, and why. It is
+/// sealed inside the tip so the mediator knows something was sent (and can
+/// ask for a screenshot). Fixed vocabularies only: nothing of the sender's
+/// bytes, names or declared types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withheld {
+    pub kind: AttachmentKind,
+    pub reason: WithheldReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachmentKind {
+    Photo,
+    Pdf,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WithheldReason {
+    /// It can carry the sender's name, device or location, and the gateway
+    /// cannot remove them for certain (PDF; a photo it could not parse).
+    CannotClean,
+    /// A type tipwire does not take, or bytes that are not what they claim.
+    NotAccepted,
+    /// Larger than allowed, or past the number of items allowed.
+    OverLimit,
+    /// The provider's media server did not deliver it in time (or failed).
+    NotFetched,
+}
+
 mod base64_bytes {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
@@ -176,6 +210,9 @@ pub struct TipDocument {
     pub text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Attachments sent but not kept, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<Withheld>,
 }
 
 #[cfg(test)]

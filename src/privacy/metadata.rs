@@ -33,12 +33,10 @@
 //!   chunks such as C2PA `caBX` credentials, and everything after IEND. An
 //!   unknown critical chunk is refused: the image cannot render without it, and
 //!   passing it on would pass on bytes nobody has looked at.
-//! - HEIC/HEIF is returned unchanged. Its EXIF and XMP are items located by
-//!   absolute offsets in the `iloc` box, so removing them means rewriting the
-//!   ISOBMFF box tree, and a half-done rewrite would either corrupt the photo
-//!   or leave the metadata in place while claiming it was removed. The caller
-//!   seals HEIC as the sender declared it, so its metadata (GPS included)
-//!   reaches the zone's recipients and no one else.
+//! - HEIC/HEIF is cleaned in place by [`super::heif`]: EXIF and XMP items
+//!   and every byte no image item uses are zeroed, boxes outside an
+//!   allow-list become `free`, and a file it cannot clean for certain is
+//!   refused (the caller then withholds it and says so in the tip).
 
 /// Photo formats the gateway accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +72,23 @@ impl ImageKind {
     }
 }
 
+/// What a declared media type says an attachment is, for the note that
+/// tells the mediator an attachment was withheld.
+pub fn attachment_kind(declared: &str) -> crate::domain::AttachmentKind {
+    use crate::domain::AttachmentKind;
+    let essence = declared.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/pdf") {
+        AttachmentKind::Pdf
+    } else if essence
+        .get(..6)
+        .is_some_and(|head| head.eq_ignore_ascii_case("image/"))
+    {
+        AttachmentKind::Photo
+    } else {
+        AttachmentKind::Other
+    }
+}
+
 /// Why a photo could not be stripped. The variants carry no input bytes, so
 /// logging one cannot leak the photo.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -90,6 +105,14 @@ pub enum StripError {
     BadChunk,
     #[error("the PNG has a critical chunk this gateway does not know")]
     UnknownCriticalChunk,
+    #[error("the bytes are not a HEIF file with one meta box")]
+    NotHeif,
+    #[error("a HEIF box or item location is malformed")]
+    BadBox,
+    #[error("the HEIF file holds more boxes, items or extents than allowed")]
+    TooComplex,
+    #[error("the HEIF file stores items in a way this gateway cannot clean")]
+    Unsupported,
 }
 
 /// Detects the type from magic bytes: JPEG `FF D8 FF`, the PNG signature, or
@@ -108,12 +131,12 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageKind> {
 
 /// Removes metadata that can identify the photographer or place; see the
 /// module documentation for what is kept and dropped. The output is never
-/// larger than the input. HEIC is returned unchanged.
+/// larger than the input; HEIC keeps its length, cleaned in place.
 pub fn strip(kind: ImageKind, bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     match kind {
         ImageKind::Jpeg => strip_jpeg(bytes),
         ImageKind::Png => strip_png(bytes),
-        ImageKind::Heic => Ok(bytes.to_vec()),
+        ImageKind::Heic => super::heif::strip_heif(bytes),
     }
 }
 

@@ -81,7 +81,7 @@ async fn mail_from_lettre_arrives_sealed_with_its_exact_text_and_a_photo_without
 }
 
 #[tokio::test]
-async fn mail_from_python_smtplib_arrives_sealed_with_a_pdf_kept() {
+async fn mail_from_python_smtplib_arrives_sealed_with_its_pdf_withheld_and_the_mediator_told() {
     let app = spawn_email_app(|_| {}).await;
     let message = format!(
         "From: Resident <{TIPSTER}>\r\nTo: {TIP_ADDRESS}\r\nSubject: =?utf-8?q?Coche_rojo_=C3=B1?=\r\n\
@@ -104,9 +104,14 @@ async fn mail_from_python_smtplib_arrives_sealed_with_a_pdf_kept() {
         "A red car keeps circling the block — third time today."
     );
     assert_eq!(doc.subject.as_deref(), Some("Coche rojo ñ"));
-    assert_eq!(doc.attachments.len(), 1);
-    assert_eq!(doc.attachments[0].content_type, "application/pdf");
-    assert_eq!(doc.attachments[0].data, b"%PDF-1.4\n% flyer\n");
+    assert!(doc.attachments.is_empty(), "PDF metadata cannot be cleaned");
+    assert_eq!(
+        doc.withheld,
+        [tipwire::domain::Withheld {
+            kind: tipwire::domain::AttachmentKind::Pdf,
+            reason: tipwire::domain::WithheldReason::CannotClean,
+        }]
+    );
 }
 
 #[tokio::test]

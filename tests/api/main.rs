@@ -21,5 +21,6 @@ mod round_trip;
 mod shutdown;
 pub mod sms;
 mod sms_helpers;
+mod sms_media;
 mod sms_replay;
 mod tls;

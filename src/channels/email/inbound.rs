@@ -262,6 +262,7 @@ impl Mailbox for EmailChannel {
             pseudonym: Some(pseudonym.clone()),
             thread: thread.clone(),
             attachments: parsed.attachments,
+            withheld: parsed.withheld,
             provider: Some(ProviderMessage {
                 dedupe: dedupe.as_str().to_owned(),
                 pseudonyms: pseudonyms.iter().map(|p| p.as_str().to_owned()).collect(),

@@ -32,20 +32,22 @@
 //! image/jpeg (also the common misspellings image/jpg and image/pjpeg),
 //! image/png and image/heic or image/heif are kept when the declared type
 //! matches the magic bytes and [`metadata::strip`] succeeds; JPEG and PNG lose
-//! their EXIF, GPS, XMP and comments, while HEIC passes through unchanged (see
-//! that module). application/pdf is kept as sent when it starts with `%PDF-`:
-//! **PDF metadata (author, producer, creation tool, XMP) is not stripped**,
-//! so it reaches the zone's recipients. Everything else (archives,
+//! their EXIF, GPS, XMP and comments, and HEIC is cleaned in place (see that
+//! module). application/pdf is withheld: PDF metadata (author, producer,
+//! creation tool, XMP) and embedded photos cannot be removed for certain
+//! without a full PDF rewriter on hostile input. Everything else (archives,
 //! executables, calendar invites, forwarded messages, audio, video, declared
 //! types that do not match the bytes, parts past the count or size limits)
-//! is dropped and flagged in [`ParsedMessage::attachments_refused`].
+//! is dropped too. What is dropped is flagged in
+//! [`ParsedMessage::attachments_refused`] and listed, with the reason, in
+//! [`ParsedMessage::withheld`], which is sealed in the tip for the mediator.
 
 use std::borrow::Cow;
 
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::{Address, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use crate::domain::{Attachment, EmailAddress};
+use crate::domain::{Attachment, AttachmentKind, EmailAddress, Withheld, WithheldReason};
 use crate::privacy::metadata::{self, ImageKind};
 use crate::privacy::redaction;
 
@@ -98,8 +100,7 @@ pub struct ParsedMessage {
     /// The text to seal, redacted when `limits.redact`. Never empty: a message
     /// with only attachments gets "(attachment without text)".
     pub text: String,
-    /// Kept attachments, metadata stripped (except PDF and HEIC; see the
-    /// module documentation).
+    /// Kept attachments, metadata stripped (see the module documentation).
     pub attachments: Vec<Attachment>,
     /// The message says it was sent automatically (RFC 3834 Auto-Submitted),
     /// such as an out-of-office answer to a mediator's reply.
@@ -107,6 +108,8 @@ pub struct ParsedMessage {
     /// Some attachment was dropped (wrong type, too big, too many, failed to
     /// strip, or declared type does not match the bytes).
     pub attachments_refused: bool,
+    /// What was dropped and why, for the mediator.
+    pub withheld: Vec<Withheld>,
 }
 
 impl std::fmt::Debug for ParsedMessage {
@@ -177,7 +180,8 @@ pub fn parse(
     if text.chars().count() > limits.max_text_chars {
         return Err(MessageError::TooLong);
     }
-    let (attachments, attachments_refused) = collect_attachments(&message, limits)?;
+    let (attachments, withheld) = collect_attachments(&message, limits)?;
+    let attachments_refused = !withheld.is_empty();
 
     // Every address the sender showed: a signature or the subject may hold
     // any of them.
@@ -242,6 +246,7 @@ pub fn parse(
         text,
         attachments,
         attachments_refused,
+        withheld,
         auto_submitted,
     })
 }
@@ -490,9 +495,9 @@ fn is_text(s: &str) -> bool {
 fn collect_attachments(
     message: &Message<'_>,
     limits: &MessageLimits,
-) -> Result<(Vec<Attachment>, bool), MessageError> {
+) -> Result<(Vec<Attachment>, Vec<Withheld>), MessageError> {
     let mut kept = Vec::new();
-    let mut refused = false;
+    let mut withheld = Vec::new();
     for part in message.attachments() {
         let declared = declared_type(part);
         let as_attachment = part
@@ -510,40 +515,43 @@ fn collect_attachments(
             continue;
         }
         match accept_attachment(part, &declared, limits, kept.len()) {
-            Some(attachment) => kept.push(attachment),
-            None => refused = true,
+            Ok(attachment) => kept.push(attachment),
+            Err(w) => withheld.push(w),
         }
     }
-    Ok((kept, refused))
+    Ok((kept, withheld))
 }
 
-/// The attachment to seal, or `None` when it is refused.
+/// The attachment to seal, or what to tell the mediator about it.
 fn accept_attachment(
     part: &MessagePart<'_>,
     declared: &str,
     limits: &MessageLimits,
     already_kept: usize,
-) -> Option<Attachment> {
+) -> Result<Attachment, Withheld> {
+    let kind = metadata::attachment_kind(declared);
+    let withheld = |reason| Withheld { kind, reason };
     let bytes = match &part.body {
         PartType::Binary(b) | PartType::InlineBinary(b) if !part.is_encoding_problem => b,
-        _ => return None,
+        _ => return Err(withheld(WithheldReason::NotAccepted)),
     };
     if bytes.len() > limits.max_attachment_bytes || already_kept >= limits.max_attachments {
-        return None;
+        return Err(withheld(WithheldReason::OverLimit));
     }
-    if declared == "application/pdf" {
-        return bytes.starts_with(b"%PDF-").then(|| Attachment {
-            content_type: "application/pdf".to_owned(),
-            data: bytes.to_vec(),
-        });
+    // A PDF carries its author, the software that made it and often XMP, and
+    // can embed photos with their EXIF, files and scripts. Cleaning one for
+    // certain means rewriting it with a full PDF parser on hostile input, so
+    // PDFs are withheld and the mediator is told.
+    if kind == AttachmentKind::Pdf {
+        return Err(withheld(WithheldReason::CannotClean));
     }
-    let kind = image_kind(declared)?;
-    if metadata::sniff(bytes) != Some(kind) {
-        return None;
+    let image = image_kind(declared).ok_or(withheld(WithheldReason::NotAccepted))?;
+    if metadata::sniff(bytes) != Some(image) {
+        return Err(withheld(WithheldReason::NotAccepted));
     }
-    let data = metadata::strip(kind, bytes).ok()?;
-    Some(Attachment {
-        content_type: kind.content_type().to_owned(),
+    let data = metadata::strip(image, bytes).map_err(|_| withheld(WithheldReason::CannotClean))?;
+    Ok(Attachment {
+        content_type: image.content_type().to_owned(),
         data,
     })
 }
@@ -870,12 +878,28 @@ mod tests {
     }
 
     #[test]
-    fn a_pdf_is_kept_byte_for_byte_and_a_fake_pdf_refused() {
-        let m = parse_ok(&with_attachments("report", &[("application/pdf", PDF)]));
-        assert_eq!(m.attachments.len(), 1);
-        assert_eq!(m.attachments[0].content_type, "application/pdf");
-        assert_eq!(m.attachments[0].data, PDF);
-        assert!(!m.attachments_refused);
+    fn a_pdf_with_author_producer_and_xmp_is_withheld_and_the_mediator_told() {
+        let pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Metadata 3 0 R >> endobj\n\
+            2 0 obj << /Author (CANARY-AUTHOR Jane Doe) /Producer (CANARY-PRODUCER iOS 17.4 Quartz) \
+            /Creator (Pages) >> endobj\n\
+            3 0 obj << /Type /Metadata /Subtype /XML /Length 80 >> stream\n\
+            <x:xmpmeta><exif:GPSLatitude>CANARY-XMP-GPS 40,42.77N</exif:GPSLatitude></x:xmpmeta>\n\
+            endstream endobj\ntrailer << /Root 1 0 R /Info 2 0 R >>\n%%EOF\n";
+        for m in [
+            parse_ok(&with_attachments("report", &[("application/pdf", pdf)])),
+            parse_ok(&with_attachments("report", &[("application/pdf", PDF)])),
+        ] {
+            assert!(m.attachments.is_empty());
+            assert!(m.attachments_refused);
+            assert_eq!(
+                m.withheld,
+                [Withheld {
+                    kind: AttachmentKind::Pdf,
+                    reason: WithheldReason::CannotClean
+                }]
+            );
+            assert_eq!(m.text, "report");
+        }
 
         let fake = parse_ok(&with_attachments(
             "report",
@@ -887,12 +911,13 @@ mod tests {
 
     #[test]
     fn attachments_past_the_count_or_size_limit_are_refused() {
+        let png = png_with_text();
         let three = with_attachments(
-            "three pdfs",
+            "three pngs",
             &[
-                ("application/pdf", PDF),
-                ("application/pdf", PDF),
-                ("application/pdf", PDF),
+                ("image/png", &png),
+                ("image/png", &png),
+                ("image/png", &png),
             ],
         );
         let two = MessageLimits {
@@ -904,11 +929,11 @@ mod tests {
         assert!(m.attachments_refused);
 
         let small = MessageLimits {
-            max_attachment_bytes: PDF.len() - 1,
+            max_attachment_bytes: png.len() - 1,
             ..limits()
         };
         let m = parse(
-            &with_attachments("big", &[("application/pdf", PDF)]),
+            &with_attachments("big", &[("image/png", &png)]),
             None,
             &small,
         )
@@ -916,11 +941,11 @@ mod tests {
         assert!(m.attachments.is_empty());
         assert!(m.attachments_refused);
         let exact = MessageLimits {
-            max_attachment_bytes: PDF.len(),
+            max_attachment_bytes: png.len(),
             ..limits()
         };
         let m = parse(
-            &with_attachments("fits", &[("application/pdf", PDF)]),
+            &with_attachments("fits", &[("image/png", &png)]),
             None,
             &exact,
         )

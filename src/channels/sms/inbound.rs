@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use crate::bus::Store;
 use crate::crypto::Keyring;
 use crate::domain::{
-    Attachment, Channel, InboundTip, PhoneNumber, Priority, ProviderMessage, ThreadId, TipText,
-    TipTextError, Zone, ZoneChoice,
+    Attachment, AttachmentKind, Channel, InboundTip, PhoneNumber, Priority, ProviderMessage,
+    ThreadId, TipText, TipTextError, Withheld, WithheldReason, Zone, ZoneChoice,
 };
 use crate::error::AppError;
 use crate::intake::{Intake, IntakeError, Submitted};
@@ -19,7 +19,7 @@ use crate::telemetry::Metrics;
 
 use super::language::{Keyword, Language, Texts};
 use super::limits::SmsLimiter;
-use super::provider::SmsClient;
+use super::provider::{MediaError, SmsClient};
 use super::signature::{TelnyxVerifier, TwilioValidator};
 use crate::relay::threads::{Provider, Threads, coarse_expiry};
 
@@ -63,6 +63,8 @@ pub struct SmsSettingsParsed {
     pub max_body_chars: usize,
     pub max_media_items: usize,
     pub max_media_bytes: usize,
+    /// How long a webhook's answer may wait for its media (`sms.media_deadline_ms`).
+    pub media_deadline: std::time::Duration,
     pub reply_ttl_secs: u64,
     pub public_base_url: String,
     pub max_request_bytes: usize,
@@ -242,7 +244,17 @@ impl SmsChannel {
             return Err(self.refused(AppError::EmptyText));
         }
 
-        let (attachments, media_refused) = self.fetch_media(provider, &msg.media).await;
+        let (attachments, withheld) = self.fetch_media(provider, &msg.media).await;
+        let media_notice = if withheld
+            .iter()
+            .any(|w| w.reason == WithheldReason::NotFetched)
+        {
+            Some(Texts::media_not_fetched(lang))
+        } else if withheld.is_empty() {
+            None
+        } else {
+            Some(Texts::media_refused(lang))
+        };
         let text = if msg.body.trim().is_empty() {
             "(photo without text)".to_owned()
         } else {
@@ -265,6 +277,7 @@ impl SmsChannel {
             pseudonym: Some(pseudonym.clone()),
             thread: thread.clone(),
             attachments,
+            withheld,
             // The append also restarts the reply address's expiry and reads
             // the opt-out flag: one round trip per text.
             provider: Some(ProviderMessage {
@@ -310,11 +323,11 @@ impl SmsChannel {
                     Language::En => &s.acknowledgement.0,
                     Language::Es => &s.acknowledgement.1,
                 };
-                Ok(match (ack.is_empty(), media_refused) {
-                    (true, false) => Answer::Silent,
-                    (true, true) => Answer::Reply(Texts::media_refused(lang).to_owned()),
-                    (false, false) => Answer::Reply(ack.clone()),
-                    (false, true) => Answer::Reply(format!("{} {ack}", Texts::media_refused(lang))),
+                Ok(match (ack.is_empty(), media_notice) {
+                    (true, None) => Answer::Silent,
+                    (true, Some(notice)) => Answer::Reply(notice.to_owned()),
+                    (false, None) => Answer::Reply(ack.clone()),
+                    (false, Some(notice)) => Answer::Reply(format!("{notice} {ack}")),
                 })
             }
             Err(IntakeError::Store(e)) => Err(self.refused(store_err(e))),
@@ -388,42 +401,91 @@ impl SmsChannel {
         Ok(touched.opted_out)
     }
 
-    /// Fetches, checks and strips the media; returns what was kept and whether
-    /// anything was refused (wrong type, too large, unreachable).
-    async fn fetch_media(&self, provider: Provider, media: &[MediaRef]) -> (Vec<Attachment>, bool) {
+    /// Fetches, checks and strips the media; returns what was kept and what
+    /// was withheld, and why. The items are fetched together, and each must
+    /// arrive by one deadline (`sms.media_deadline_ms` from now): the
+    /// provider waits for this webhook's answer (Twilio gives up after 15 s),
+    /// so a slow media server must not hold it. What misses the deadline is
+    /// not sealed; the tip says so to the mediator and the answer asks the
+    /// tipster to send it again.
+    async fn fetch_media(
+        &self,
+        provider: Provider,
+        media: &[MediaRef],
+    ) -> (Vec<Attachment>, Vec<Withheld>) {
         let s = &self.settings;
-        let mut kept = Vec::new();
-        let mut refused = media.len() > s.max_media_items;
+        let mut withheld: Vec<Withheld> = media
+            .iter()
+            .skip(s.max_media_items)
+            .map(|item| Withheld {
+                kind: metadata::attachment_kind(&item.content_type),
+                reason: WithheldReason::OverLimit,
+            })
+            .collect();
         let Some(client) = self.client(provider) else {
-            return (kept, !media.is_empty());
+            withheld.extend(media.iter().take(s.max_media_items).map(|item| Withheld {
+                kind: metadata::attachment_kind(&item.content_type),
+                reason: WithheldReason::NotFetched,
+            }));
+            return (Vec::new(), withheld);
         };
-        for item in media.iter().take(s.max_media_items) {
-            let Some(declared) = metadata::ImageKind::from_content_type(&item.content_type) else {
-                refused = true;
-                continue;
-            };
-            let bytes = match client.fetch_media(&item.url, s.max_media_bytes).await {
-                Ok((_, bytes)) => bytes,
-                Err(e) => {
-                    tracing::warn!(error = %e, "media not fetched");
-                    refused = true;
-                    continue;
-                }
-            };
-            // The declared type must match the bytes, so a PDF or a script
-            // cannot ride in as "image/jpeg".
-            if metadata::sniff(&bytes) != Some(declared) {
-                refused = true;
-                continue;
-            }
-            match metadata::strip(declared, &bytes) {
-                Ok(clean) => kept.push(Attachment {
-                    content_type: declared.content_type().to_owned(),
-                    data: clean,
-                }),
-                Err(_) => refused = true,
+        let deadline = tokio::time::Instant::now() + s.media_deadline;
+        let fetches = media.iter().take(s.max_media_items).map(|item| async move {
+            let kind = metadata::attachment_kind(&item.content_type);
+            tokio::time::timeout_at(deadline, self.fetch_one(client, item))
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::warn!(code = "media-deadline", "media not fetched in time");
+                    Err(Withheld {
+                        kind,
+                        reason: WithheldReason::NotFetched,
+                    })
+                })
+        });
+        let mut kept = Vec::new();
+        for result in futures_util::future::join_all(fetches).await {
+            match result {
+                Ok(attachment) => kept.push(attachment),
+                Err(w) => withheld.push(w),
             }
         }
-        (kept, refused)
+        (kept, withheld)
+    }
+
+    /// One media item: its declared type must be a photo type and match the
+    /// bytes (so a PDF or a script cannot ride in as "image/jpeg"), and the
+    /// photo must strip cleanly.
+    async fn fetch_one(&self, client: &SmsClient, item: &MediaRef) -> Result<Attachment, Withheld> {
+        let kind = metadata::attachment_kind(&item.content_type);
+        let withheld = |reason| Withheld { kind, reason };
+        let declared = metadata::ImageKind::from_content_type(&item.content_type).ok_or(
+            withheld(if kind == AttachmentKind::Pdf {
+                WithheldReason::CannotClean
+            } else {
+                WithheldReason::NotAccepted
+            }),
+        )?;
+        let bytes = match client
+            .fetch_media(&item.url, self.settings.max_media_bytes)
+            .await
+        {
+            Ok((_, bytes)) => bytes,
+            Err(MediaError::TooLarge) => return Err(withheld(WithheldReason::OverLimit)),
+            Err(e) => {
+                tracing::warn!(error = %e, "media not fetched");
+                return Err(withheld(WithheldReason::NotFetched));
+            }
+        };
+        if metadata::sniff(&bytes) != Some(declared) {
+            return Err(withheld(WithheldReason::NotAccepted));
+        }
+        let data = metadata::strip(declared, &bytes).map_err(|e| {
+            tracing::info!(error = %e, "photo withheld: it could not be cleaned");
+            withheld(WithheldReason::CannotClean)
+        })?;
+        Ok(Attachment {
+            content_type: declared.content_type().to_owned(),
+            data,
+        })
     }
 }

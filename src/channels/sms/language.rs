@@ -140,6 +140,17 @@ impl Texts {
         }
     }
 
+    pub fn media_not_fetched(lang: Language) -> &'static str {
+        match lang {
+            Language::En => {
+                "Your text was received, but we could not get your photo. Please send it again."
+            }
+            Language::Es => {
+                "Su texto fue recibido, pero no pudimos obtener su foto. Por favor envíela de nuevo."
+            }
+        }
+    }
+
     pub fn media_refused(lang: Language) -> &'static str {
         match lang {
             Language::En => {

@@ -142,6 +142,7 @@ impl SmsChannel {
                 max_body_chars: sms.max_body_chars,
                 max_media_items: sms.max_media_items,
                 max_media_bytes: sms.max_media_bytes,
+                media_deadline: std::time::Duration::from_millis(sms.media_deadline_ms),
                 reply_ttl_secs: sms.reply_address_days.saturating_mul(86_400),
                 public_base_url: sms.public_base_url.trim_end_matches('/').to_owned(),
                 max_request_bytes: settings.server.max_body_bytes,

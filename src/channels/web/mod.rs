@@ -149,6 +149,7 @@ fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<Inbo
         pseudonym: None,
         thread: ThreadId::random(),
         attachments: Vec::new(),
+        withheld: Vec::new(),
         provider: None,
     })
 }

@@ -101,6 +101,21 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+const WITHHELD_KINDS = { photo: "A photo", pdf: "A PDF", other: "An attachment" };
+const WITHHELD_REASONS = {
+  "cannot-clean": "could carry the sender's name, phone or location, and the gateway cannot remove them",
+  "not-accepted": "is not a type the tip line takes",
+  "over-limit": "was over the size or number limit",
+  "not-fetched": "could not be fetched from the phone company in time",
+};
+
+// The gateway names what it did not pass on, and why, from fixed words only.
+export function withheldText(w) {
+  const kind = WITHHELD_KINDS[w?.kind] ?? WITHHELD_KINDS.other;
+  const reason = WITHHELD_REASONS[w?.reason] ?? "was not passed on";
+  return `${kind} was sent but not passed on: it ${reason}. Ask the tipster for a screenshot if you need it.`;
+}
+
 export function ageText(received, now = Date.now() / 1000) {
   const minutes = Math.max(0, Math.floor((now - received) / 60));
   if (minutes < 1) return "just now";
@@ -600,6 +615,11 @@ async function openAlert(tipId) {
   if (Array.isArray(doc.attachments) && doc.attachments.length) {
     const list = el("ul", { class: "attachments", "aria-label": "Attachments" });
     doc.attachments.forEach((att, i) => list.append(attachmentNode(att, open.urls, i)));
+    parts.push(list);
+  }
+  if (Array.isArray(doc.withheld) && doc.withheld.length) {
+    const list = el("ul", { class: "withheld", "aria-label": "Attachments not passed on" });
+    doc.withheld.forEach((w) => list.append(el("li", {}, withheldText(w))));
     parts.push(list);
   }
   body.replaceChildren(...parts);

@@ -1,0 +1,765 @@
+//! HEIC/HEIF metadata stripping (ISO/IEC 23008-12 on the ISOBMFF box format,
+//! ISO/IEC 14496-12). Every byte handed here is untrusted network data from a
+//! tip sender: parsing never panics, never reads past the input, walks a
+//! fixed number of box levels (no recursion), caps box, item and extent
+//! counts, and allocates no more than the input's size plus those caps.
+//!
+//! HEIF keeps EXIF (GPS included) and XMP as *items*: `iinf` names each item
+//! and its type, `iloc` says where its bytes are (absolute file offsets, or
+//! offsets into the `idat` box). Removing bytes would shift every offset, so
+//! the file is cleaned in place and keeps its length:
+//!
+//! - Allow-list of items: only image coding items (`hvc1`, and the derived
+//!   `grid`, `iovl`, `iden`) keep their bytes. Every other item (`Exif`,
+//!   `mime` items such as XMP, `uri `, anything unknown) has its bytes zeroed
+//!   wherever `iloc` puts them.
+//! - Bytes of `mdat` and `idat` that no kept item uses are zeroed too, so
+//!   nothing can hide in the gaps.
+//! - Boxes outside the allow-list become `free` boxes of the same size with a
+//!   zeroed payload: at the top level everything but `ftyp`, `meta` and
+//!   `mdat` (`uuid` blobs, `moov` tracks of sequences, `udta`); in `meta`
+//!   everything but `hdlr`, `pitm`, `iloc`, `iinf`, `iref`, `iprp`, `idat` and
+//!   `dinf` (the `xml `/`bxml` XMP boxes); in `iprp` everything but `ipco` and
+//!   `ipma`; in `ipco` every property but the small rendering ones
+//!   (`hvcC`, `ispe`, `pixi`, `irot`, `imir`, `clap`, `pasp`, `auxC`, `rloc`,
+//!   `lsel`, `clli`, `mdcv`, and `colr` of type `nclx`). An ICC profile in
+//!   `colr` names the device and can fingerprint it; a `udes` property carries
+//!   free text. Their indexes stay, so `ipma` still lines up.
+//! - A file this cannot clean for certain is refused: no single `meta` box,
+//!   items stored by reference to other items (`iloc` construction method 2)
+//!   or in other files (`data_reference_index`), extents outside the file,
+//!   sizes that do not add up, more than the caps.
+//!
+//! Kept: item ids, types and names in `iinf`, the `hdlr` name, `iref`
+//! references (thumbnails stay: a HEIC thumbnail is the same photo, smaller).
+
+use super::metadata::StripError;
+
+/// Boxes per level: far more than a phone writes (an iPhone photo holds ~60
+/// items and a few dozen properties).
+const MAX_BOXES: usize = 4096;
+/// Items in `iinf`/`iloc`.
+const MAX_ITEMS: usize = 4096;
+/// Extents in all of `iloc`.
+const MAX_EXTENTS: usize = 16_384;
+
+/// Item types whose bytes are image data and kept.
+const KEPT_ITEMS: [&[u8; 4]; 4] = [b"hvc1", b"grid", b"iovl", b"iden"];
+const KEPT_META: [&[u8; 4]; 8] = [
+    b"hdlr", b"pitm", b"iloc", b"iinf", b"iref", b"iprp", b"idat", b"dinf",
+];
+const KEPT_PROPERTIES: [&[u8; 4]; 12] = [
+    b"hvcC", b"ispe", b"pixi", b"irot", b"imir", b"clap", b"pasp", b"auxC", b"rloc", b"lsel",
+    b"clli", b"mdcv",
+];
+
+/// One box as found: where it starts, where its payload starts and ends.
+#[derive(Clone, Copy)]
+struct BoxAt {
+    kind: [u8; 4],
+    start: usize,
+    payload: usize,
+    end: usize,
+}
+
+/// The boxes in `bytes[from..to]`, in order.
+fn boxes(bytes: &[u8], from: usize, to: usize) -> Result<Vec<BoxAt>, StripError> {
+    let mut found = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        if found.len() >= MAX_BOXES {
+            return Err(StripError::TooComplex);
+        }
+        let size = u64::from(read_u32(bytes, pos)?);
+        let kind = read_4cc(bytes, pos + 4)?;
+        let (payload, size) = match size {
+            // Runs to the end of the enclosing box (or file).
+            0 => (pos + 8, u64::try_from(to - pos).unwrap_or(u64::MAX)),
+            1 => (pos + 16, read_u64(bytes, pos + 8)?),
+            n => (pos + 8, n),
+        };
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|size| pos.checked_add(size))
+            .ok_or(StripError::BadBox)?;
+        if end > to || end < payload {
+            return Err(StripError::BadBox);
+        }
+        if kind == *b"uuid" && payload + 16 > end {
+            return Err(StripError::BadBox);
+        }
+        found.push(BoxAt {
+            kind,
+            start: pos,
+            payload,
+            end,
+        });
+        pos = end;
+    }
+    Ok(found)
+}
+
+/// Turns a box into a `free` box of the same size with a zeroed payload.
+fn neutralise(out: &mut [u8], b: BoxAt) {
+    if let Some(kind) = out.get_mut(b.start + 4..b.start + 8) {
+        kind.copy_from_slice(b"free");
+    }
+    // The size fields (a `largesize` included) lie before the payload and
+    // stay as they were.
+    zero(out, b.payload, b.end);
+}
+
+fn zero(out: &mut [u8], from: usize, to: usize) {
+    if let Some(range) = out.get_mut(from..to) {
+        range.fill(0);
+    }
+}
+
+fn read_u8(bytes: &[u8], at: usize) -> Result<u8, StripError> {
+    bytes.get(at).copied().ok_or(StripError::Truncated)
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> Result<u16, StripError> {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<2>())
+        .map(|b| u16::from_be_bytes(*b))
+        .ok_or(StripError::Truncated)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Result<u32, StripError> {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<4>())
+        .map(|b| u32::from_be_bytes(*b))
+        .ok_or(StripError::Truncated)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Result<u64, StripError> {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<8>())
+        .map(|b| u64::from_be_bytes(*b))
+        .ok_or(StripError::Truncated)
+}
+
+fn read_4cc(bytes: &[u8], at: usize) -> Result<[u8; 4], StripError> {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<4>())
+        .copied()
+        .ok_or(StripError::Truncated)
+}
+
+/// An unsigned big-endian field of 0, 4 or 8 bytes (the `iloc` sizes).
+fn read_sized(bytes: &[u8], at: usize, size: u8) -> Result<(u64, usize), StripError> {
+    match size {
+        0 => Ok((0, at)),
+        4 => Ok((u64::from(read_u32(bytes, at)?), at + 4)),
+        8 => Ok((read_u64(bytes, at)?, at + 8)),
+        _ => Err(StripError::BadBox),
+    }
+}
+
+/// Where an item's bytes are: in the file (construction method 0) or in
+/// `idat` (method 1), each extent as `(offset, length)`; length 0 means "to
+/// the end".
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    File,
+    Idat,
+}
+
+struct Extent {
+    item: u32,
+    place: Place,
+    offset: u64,
+    length: u64,
+}
+
+/// Item id → whether its type keeps its bytes.
+fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, bool)>, StripError> {
+    let version = read_u8(bytes, iinf.payload)?;
+    let first = iinf.payload + 4 + if version == 0 { 2 } else { 4 };
+    let mut items = Vec::new();
+    for infe in boxes(bytes, first, iinf.end)? {
+        if infe.kind != *b"infe" {
+            continue;
+        }
+        if items.len() >= MAX_ITEMS {
+            return Err(StripError::TooComplex);
+        }
+        let version = read_u8(bytes, infe.payload)?;
+        let at = infe.payload + 4;
+        let (id, kind) = match version {
+            2 => (
+                u32::from(read_u16(bytes, at)?),
+                Some(read_4cc(bytes, at + 4)?),
+            ),
+            3 => (read_u32(bytes, at)?, Some(read_4cc(bytes, at + 6)?)),
+            // Versions 0 and 1 describe MIME-typed items, never image data.
+            _ => (u32::from(read_u16(bytes, at)?), None),
+        };
+        let kept = kind.is_some_and(|k| KEPT_ITEMS.contains(&&k));
+        items.push((id, kept));
+    }
+    Ok(items)
+}
+
+/// Every extent `iloc` lists.
+fn item_extents(bytes: &[u8], iloc: BoxAt) -> Result<Vec<Extent>, StripError> {
+    let version = read_u8(bytes, iloc.payload)?;
+    if version > 2 {
+        return Err(StripError::BadBox);
+    }
+    let mut at = iloc.payload + 4;
+    let sizes = read_u8(bytes, at)?;
+    let (offset_size, length_size) = (sizes >> 4, sizes & 0x0F);
+    let sizes = read_u8(bytes, at + 1)?;
+    let base_size = sizes >> 4;
+    let index_size = if version == 0 { 0 } else { sizes & 0x0F };
+    at += 2;
+    let count = if version < 2 {
+        let n = u32::from(read_u16(bytes, at)?);
+        at += 2;
+        n
+    } else {
+        let n = read_u32(bytes, at)?;
+        at += 4;
+        n
+    };
+    if !usize::try_from(count).is_ok_and(|n| n <= MAX_ITEMS) {
+        return Err(StripError::TooComplex);
+    }
+    let mut extents = Vec::new();
+    for _ in 0..count {
+        let item = if version < 2 {
+            let id = u32::from(read_u16(bytes, at)?);
+            at += 2;
+            id
+        } else {
+            let id = read_u32(bytes, at)?;
+            at += 4;
+            id
+        };
+        let place = if version == 0 {
+            Place::File
+        } else {
+            let method = read_u16(bytes, at)? & 0x000F;
+            at += 2;
+            match method {
+                0 => Place::File,
+                1 => Place::Idat,
+                // Offsets into other items: not followed, so not cleaned.
+                _ => return Err(StripError::Unsupported),
+            }
+        };
+        // Data in another file: nothing here to clean, nothing to trust.
+        if read_u16(bytes, at)? != 0 {
+            return Err(StripError::Unsupported);
+        }
+        at += 2;
+        let (base, next) = read_sized(bytes, at, base_size)?;
+        at = next;
+        let extent_count = read_u16(bytes, at)?;
+        at += 2;
+        for _ in 0..extent_count {
+            if extents.len() >= MAX_EXTENTS {
+                return Err(StripError::TooComplex);
+            }
+            if index_size > 0 {
+                // An extent index refers into another item's data (method 2).
+                return Err(StripError::Unsupported);
+            }
+            let (offset, next) = read_sized(bytes, at, offset_size)?;
+            let (length, next) = read_sized(bytes, next, length_size)?;
+            at = next;
+            extents.push(Extent {
+                item,
+                place,
+                offset: base.checked_add(offset).ok_or(StripError::BadBox)?,
+                length,
+            });
+        }
+    }
+    if at > iloc.end {
+        return Err(StripError::Truncated);
+    }
+    Ok(extents)
+}
+
+/// The byte range an extent covers inside `[area_start, area_end)`, at
+/// `offset` from the area's start; length 0 runs to the area's end.
+fn extent_range(
+    e: &Extent,
+    area_start: usize,
+    area_end: usize,
+    offset: usize,
+) -> Result<(usize, usize), StripError> {
+    let start = area_start.checked_add(offset).ok_or(StripError::BadBox)?;
+    let end = if e.length == 0 {
+        area_end
+    } else {
+        usize::try_from(e.length)
+            .ok()
+            .and_then(|len| start.checked_add(len))
+            .ok_or(StripError::BadBox)?
+    };
+    if start > end || end > area_end {
+        return Err(StripError::BadBox);
+    }
+    Ok((start, end))
+}
+
+/// Zeroes `[from, to)` except the `kept` ranges.
+fn zero_gaps(out: &mut [u8], from: usize, to: usize, kept: &mut [(usize, usize)]) {
+    kept.sort_unstable();
+    let mut cursor = from;
+    for &(start, end) in kept.iter() {
+        let start = start.clamp(from, to);
+        let end = end.clamp(from, to);
+        if start > cursor {
+            zero(out, cursor, start);
+        }
+        cursor = cursor.max(end);
+    }
+    if cursor < to {
+        zero(out, cursor, to);
+    }
+}
+
+/// Cleans a HEIF file in place (see the module documentation). The output
+/// has the input's length.
+pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
+    let top = boxes(bytes, 0, bytes.len())?;
+    if top.first().map(|b| b.kind) != Some(*b"ftyp") {
+        return Err(StripError::NotHeif);
+    }
+    let mut metas = top.iter().filter(|b| b.kind == *b"meta");
+    let (Some(meta), None) = (metas.next(), metas.next()) else {
+        return Err(StripError::NotHeif);
+    };
+    let mut out = bytes.to_vec();
+    for b in &top {
+        if !matches!(&b.kind, b"ftyp" | b"meta" | b"mdat") {
+            neutralise(&mut out, *b);
+        }
+    }
+
+    // `meta` is a full box: version and flags, then its children.
+    let children = boxes(bytes, meta.payload + 4, meta.end)?;
+    let one = |kind: &[u8; 4]| -> Result<Option<BoxAt>, StripError> {
+        let mut found = children.iter().filter(|b| b.kind == *kind);
+        match (found.next(), found.next()) {
+            (first, None) => Ok(first.copied()),
+            _ => Err(StripError::BadBox),
+        }
+    };
+    let (iinf, iloc, idat, iprp) = (one(b"iinf")?, one(b"iloc")?, one(b"idat")?, one(b"iprp")?);
+    for b in &children {
+        if !KEPT_META.contains(&&b.kind) {
+            neutralise(&mut out, *b);
+        }
+    }
+    if let Some(iprp) = iprp {
+        for b in boxes(bytes, iprp.payload, iprp.end)? {
+            match &b.kind {
+                b"ipco" => clean_properties(bytes, &mut out, b)?,
+                b"ipma" => {}
+                _ => neutralise(&mut out, b),
+            }
+        }
+    }
+
+    let types = match iinf {
+        Some(iinf) => item_types(bytes, iinf)?,
+        None => Vec::new(),
+    };
+    let extents = match iloc {
+        Some(iloc) => item_extents(bytes, iloc)?,
+        None => Vec::new(),
+    };
+    let idat_area = idat.map(|b| (b.payload, b.end));
+    let mdats: Vec<BoxAt> = top.iter().filter(|b| b.kind == *b"mdat").copied().collect();
+    let mut kept_in_file = Vec::new();
+    let mut kept_in_idat = Vec::new();
+    for e in &extents {
+        let (start, end) = match e.place {
+            // Only inside an `mdat`: an extent over box headers would let
+            // zeroing change the structure the rest of this walk relied on.
+            Place::File => {
+                let offset = usize::try_from(e.offset).map_err(|_| StripError::BadBox)?;
+                let mdat = mdats
+                    .iter()
+                    .find(|b| b.payload <= offset && offset < b.end)
+                    .ok_or(StripError::BadBox)?;
+                extent_range(e, mdat.payload, mdat.end, offset - mdat.payload)?
+            }
+            Place::Idat => {
+                let (from, to) = idat_area.ok_or(StripError::BadBox)?;
+                let offset = usize::try_from(e.offset).map_err(|_| StripError::BadBox)?;
+                extent_range(e, from, to, offset)?
+            }
+        };
+        // Kept only when the item is described, and only as image data: a
+        // second description of the same id cannot vouch for metadata.
+        let mut described = types.iter().filter(|&&(id, _)| id == e.item).peekable();
+        let kept = described.peek().is_some() && described.all(|&(_, kept)| kept);
+        match (kept, e.place) {
+            (true, Place::File) => kept_in_file.push((start, end)),
+            (true, Place::Idat) => kept_in_idat.push((start, end)),
+            (false, _) => zero(&mut out, start, end),
+        }
+    }
+    // Metadata items are zeroed above; what no kept item uses goes too.
+    // Zeroing a metadata extent after a kept one that shares its bytes would
+    // only harm the picture, never leak: the order above errs on that side.
+    for b in &mdats {
+        zero_gaps(&mut out, b.payload, b.end, &mut kept_in_file);
+    }
+    if let Some((from, to)) = idat_area {
+        zero_gaps(&mut out, from, to, &mut kept_in_idat);
+    }
+    Ok(out)
+}
+
+fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), StripError> {
+    for p in boxes(bytes, ipco.payload, ipco.end)? {
+        let keep = KEPT_PROPERTIES.contains(&&p.kind)
+            || (p.kind == *b"colr" && read_4cc(bytes, p.payload).ok() == Some(*b"nclx"));
+        if !keep {
+            neutralise(out, p);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::metadata::{ImageKind, sniff, strip};
+    use proptest::prelude::*;
+
+    const GPS_CANARY: &[u8] = b"GPS-CANARY-40.7128N-74.0060W";
+    const IDAT_GPS_CANARY: &[u8] = b"IDAT-GPS-CANARY";
+    const XMP_CANARY: &[u8] = b"XMP-CANARY-CreatorTool";
+    const XML_BOX_CANARY: &[u8] = b"XML-BOX-CANARY";
+    const ICC_CANARY: &[u8] = b"ICC-CANARY-iPhone15Pro";
+    const UDES_CANARY: &[u8] = b"UDES-CANARY-Maple-and-3rd";
+    const UUID_CANARY: &[u8] = b"UUID-CANARY-maker-notes";
+    const GAP_CANARY: &[u8] = b"GAP-CANARY-hidden";
+    const CANARIES: [&[u8]; 8] = [
+        GPS_CANARY,
+        IDAT_GPS_CANARY,
+        XMP_CANARY,
+        XML_BOX_CANARY,
+        ICC_CANARY,
+        UDES_CANARY,
+        UUID_CANARY,
+        GAP_CANARY,
+    ];
+    /// Stand-ins for HEVC tiles and a grid descriptor: kept byte for byte.
+    const TILE: &[u8] = b"HEVC-TILE-0123456789abcdef";
+    const THUMB: &[u8] = b"HEVC-THUMB-0123";
+    const GRID: &[u8] = b"\0\0\0\x01\x0F\x00\x0B\x40";
+
+    fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = u32::try_from(payload.len() + 8)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn full(kind: &[u8; 4], version: u8, payload: &[u8]) -> Vec<u8> {
+        bx(kind, &[&[version, 0, 0, 0], payload].concat())
+    }
+
+    fn infe(id: u16, kind: &[u8; 4], content_type: Option<&str>) -> Vec<u8> {
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(kind);
+        p.push(0); // empty item name
+        if let Some(ct) = content_type {
+            p.extend_from_slice(ct.as_bytes());
+            p.push(0);
+        }
+        full(b"infe", 2, &p)
+    }
+
+    /// An EXIF item as a phone writes it: the offset to the TIFF header,
+    /// `Exif\0\0`, then TIFF data whose GPS IFD holds the canary.
+    fn exif_item(canary: &[u8]) -> Vec<u8> {
+        let mut e = 6u32.to_be_bytes().to_vec();
+        e.extend_from_slice(b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x88\x25");
+        e.extend_from_slice(canary);
+        e
+    }
+
+    /// A HEIF photo shaped like an iPhone's: a grid item (descriptor in
+    /// `idat`) over one HEVC tile, a thumbnail, EXIF in `mdat` and in `idat`,
+    /// XMP as a `mime` item and as an `xml ` box, an ICC `colr` and a `udes`
+    /// property, a top-level `uuid` box, and stray bytes in `mdat`.
+    fn iphone_like_heic() -> Vec<u8> {
+        let ftyp = bx(b"ftyp", b"heic\0\0\0\0mif1heicmiaf");
+        let exif = exif_item(GPS_CANARY);
+        let idat_exif = exif_item(IDAT_GPS_CANARY);
+        let xmp = [b"<x:xmpmeta>".as_slice(), XMP_CANARY, b"</x:xmpmeta>"].concat();
+        let mdat_payload = [TILE, THUMB, &exif, &xmp, GAP_CANARY].concat();
+        let uuid = bx(b"uuid", &[[7u8; 16].as_slice(), UUID_CANARY].concat());
+        let meta = |mdat_at: u32| {
+            let hdlr = full(
+                b"hdlr",
+                0,
+                &[&[0; 4], b"pict".as_slice(), &[0; 12], &[0]].concat(),
+            );
+            let pitm = full(b"pitm", 0, &1u16.to_be_bytes());
+            let iinf = full(
+                b"iinf",
+                0,
+                &[
+                    5u16.to_be_bytes().to_vec(),
+                    infe(1, b"grid", None),
+                    infe(2, b"hvc1", None),
+                    infe(3, b"hvc1", None),
+                    infe(4, b"Exif", None),
+                    infe(5, b"mime", Some("application/rdf+xml")),
+                    infe(6, b"Exif", None),
+                ]
+                .concat(),
+            );
+            // iloc v1: offset, length and base offset 4 bytes, no index.
+            let mut iloc = vec![0x44, 0x40];
+            iloc.extend_from_slice(&6u16.to_be_bytes());
+            let tile_len = TILE.len() as u32;
+            let thumb_len = THUMB.len() as u32;
+            let exif_len = exif.len() as u32;
+            let items: [(u16, u16, u32, u32, u32); 6] = [
+                (1, 1, 0, 0, GRID.len() as u32),
+                (2, 0, mdat_at, 0, tile_len),
+                (3, 0, mdat_at, tile_len, thumb_len),
+                (4, 0, mdat_at, tile_len + thumb_len, exif_len),
+                (
+                    5,
+                    0,
+                    mdat_at,
+                    tile_len + thumb_len + exif_len,
+                    xmp.len() as u32,
+                ),
+                (6, 1, 0, GRID.len() as u32, idat_exif.len() as u32),
+            ];
+            for (id, method, base, offset, length) in items {
+                iloc.extend_from_slice(&id.to_be_bytes());
+                iloc.extend_from_slice(&method.to_be_bytes());
+                iloc.extend_from_slice(&0u16.to_be_bytes());
+                iloc.extend_from_slice(&base.to_be_bytes());
+                iloc.extend_from_slice(&1u16.to_be_bytes());
+                iloc.extend_from_slice(&offset.to_be_bytes());
+                iloc.extend_from_slice(&length.to_be_bytes());
+            }
+            let iloc = full(b"iloc", 1, &iloc);
+            let ipco = bx(
+                b"ipco",
+                &[
+                    bx(b"hvcC", &[1, 2, 3, 4]),
+                    full(b"ispe", 0, &[0, 0, 0x0F, 0, 0, 0, 0x0B, 0x40]),
+                    bx(b"colr", &[b"prof".as_slice(), ICC_CANARY].concat()),
+                    bx(b"colr", b"nclx\0\x01\0\x0D\0\x06\x80"),
+                    full(
+                        b"udes",
+                        0,
+                        &[b"en\0".as_slice(), UDES_CANARY, b"\0\0\0"].concat(),
+                    ),
+                ]
+                .concat(),
+            );
+            let ipma = full(
+                b"ipma",
+                0,
+                &[&1u32.to_be_bytes()[..], &[0, 1, 3, 0x81, 0x82, 0x03]].concat(),
+            );
+            let iprp = bx(b"iprp", &[ipco, ipma].concat());
+            let idat = bx(b"idat", &[GRID, &idat_exif].concat());
+            let xml = full(b"xml ", 0, XML_BOX_CANARY);
+            full(
+                b"meta",
+                0,
+                &[hdlr, pitm, iinf, iloc, iprp, idat, xml].concat(),
+            )
+        };
+        let head = ftyp.len() + meta(0).len() + uuid.len() + 8;
+        let meta = meta(u32::try_from(head).unwrap());
+        [ftyp, meta, uuid, bx(b"mdat", &mdat_payload)].concat()
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn position(haystack: &[u8], needle: &[u8]) -> usize {
+        haystack
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_heic_loses_its_exif_gps_xmp_icc_and_hidden_bytes_and_keeps_its_image_data() {
+        let dirty = iphone_like_heic();
+        assert_eq!(sniff(&dirty), Some(ImageKind::Heic));
+        for canary in CANARIES {
+            assert!(contains(&dirty, canary), "test photo lacks {canary:?}");
+        }
+
+        let clean = strip(ImageKind::Heic, &dirty).unwrap();
+
+        for canary in CANARIES {
+            assert!(
+                !contains(&clean, canary),
+                "{:?} survived",
+                String::from_utf8_lossy(canary)
+            );
+        }
+        assert_eq!(clean.len(), dirty.len(), "cleaned in place: offsets hold");
+        for kept in [TILE, THUMB, GRID] {
+            let at = position(&dirty, kept);
+            assert_eq!(
+                &clean[at..at + kept.len()],
+                kept,
+                "image data moved or changed"
+            );
+        }
+        assert_eq!(sniff(&clean), Some(ImageKind::Heic));
+        assert_eq!(
+            strip(ImageKind::Heic, &clean).unwrap(),
+            clean,
+            "a fixed point"
+        );
+    }
+
+    #[test]
+    fn a_cleaned_heic_still_has_the_structure_a_decoder_reads() {
+        let dirty = iphone_like_heic();
+        let clean = strip_heif(&dirty).unwrap();
+        let kinds = |bytes: &[u8]| -> Vec<[u8; 4]> {
+            boxes(bytes, 0, bytes.len())
+                .unwrap()
+                .iter()
+                .map(|b| b.kind)
+                .collect()
+        };
+        assert_eq!(kinds(&clean), [*b"ftyp", *b"meta", *b"free", *b"mdat"]);
+        let top = boxes(&clean, 0, clean.len()).unwrap();
+        let meta = top[1];
+        let children: Vec<[u8; 4]> = boxes(&clean, meta.payload + 4, meta.end)
+            .unwrap()
+            .iter()
+            .map(|b| b.kind)
+            .collect();
+        assert_eq!(
+            children,
+            [
+                *b"hdlr", *b"pitm", *b"iinf", *b"iloc", *b"iprp", *b"idat", *b"free"
+            ]
+        );
+        let child = |kind: &[u8; 4]| {
+            *boxes(&clean, meta.payload + 4, meta.end)
+                .unwrap()
+                .iter()
+                .find(|b| b.kind == *kind)
+                .unwrap()
+        };
+        assert_eq!(item_types(&clean, child(b"iinf")).unwrap().len(), 6);
+        assert_eq!(item_extents(&clean, child(b"iloc")).unwrap().len(), 6);
+        let iprp = child(b"iprp");
+        let ipco = boxes(&clean, iprp.payload, iprp.end).unwrap()[0];
+        let properties: Vec<[u8; 4]> = boxes(&clean, ipco.payload, ipco.end)
+            .unwrap()
+            .iter()
+            .map(|b| b.kind)
+            .collect();
+        assert_eq!(
+            properties,
+            [*b"hvcC", *b"ispe", *b"free", *b"colr", *b"free"],
+            "property indexes unchanged, so ipma still lines up"
+        );
+    }
+
+    /// The test photo with its `iloc` rewritten by `edit` (given the iloc
+    /// box's payload offset).
+    fn with_iloc_edit(edit: impl Fn(&mut [u8], usize)) -> Vec<u8> {
+        let mut heic = iphone_like_heic();
+        let top = boxes(&heic, 0, heic.len()).unwrap();
+        let meta = top[1];
+        let iloc = *boxes(&heic, meta.payload + 4, meta.end)
+            .unwrap()
+            .iter()
+            .find(|b| b.kind == *b"iloc")
+            .unwrap();
+        edit(&mut heic, iloc.payload);
+        heic
+    }
+
+    #[test]
+    fn heic_files_that_cannot_be_cleaned_for_certain_are_refused() {
+        // First item: id (2), method (2), data reference (2), base (4), ...
+        let first_item = 4 + 2 + 2;
+        let by_item_offset = with_iloc_edit(|h, at| h[at + first_item + 3] = 2);
+        assert_eq!(strip_heif(&by_item_offset), Err(StripError::Unsupported));
+        let other_file = with_iloc_edit(|h, at| h[at + first_item + 5] = 1);
+        assert_eq!(strip_heif(&other_file), Err(StripError::Unsupported));
+        let past_the_end = with_iloc_edit(|h, at| h[at + first_item + 12] = 0x7F);
+        assert_eq!(strip_heif(&past_the_end), Err(StripError::BadBox));
+        let too_many = with_iloc_edit(|h, at| h[at + 6..at + 8].copy_from_slice(&[0xFF, 0xFF]));
+        assert_eq!(strip_heif(&too_many), Err(StripError::TooComplex));
+
+        let heic = iphone_like_heic();
+        let top = boxes(&heic, 0, heic.len()).unwrap();
+        let meta = &heic[top[1].start..top[1].end];
+        let two_metas = [&heic[..top[2].start], meta, &heic[top[2].start..]].concat();
+        assert_eq!(strip_heif(&two_metas), Err(StripError::NotHeif));
+        let no_meta = [&heic[..top[1].start], &heic[top[2].start..]].concat();
+        assert_eq!(strip_heif(&no_meta), Err(StripError::NotHeif));
+        let mut overlong = heic.clone();
+        overlong[top[1].start..top[1].start + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(strip_heif(&overlong), Err(StripError::BadBox));
+    }
+
+    #[test]
+    fn a_heic_cut_short_anywhere_is_refused_or_clean() {
+        let heic = iphone_like_heic();
+        for cut in 0..heic.len() {
+            if let Ok(out) = strip_heif(&heic[..cut]) {
+                for canary in CANARIES {
+                    assert!(!contains(&out, canary), "cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn box_counts_are_capped() {
+        let many = bx(b"free", &[]).repeat(MAX_BOXES + 1);
+        let heic = [bx(b"ftyp", b"heic\0\0\0\0mif1heic"), many].concat();
+        assert_eq!(strip_heif(&heic), Err(StripError::TooComplex));
+    }
+
+    proptest! {
+        #[test]
+        fn corrupted_heic_never_panics_and_strips_to_a_fixed_point(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        ) {
+            let mut input = iphone_like_heic();
+            let len = input.len();
+            for (at, byte) in edits {
+                input[at % len] = byte;
+            }
+            if let Ok(out) = strip_heif(&input) {
+                prop_assert_eq!(out.len(), input.len());
+                prop_assert_eq!(strip_heif(&out), Ok(out.clone()));
+            }
+        }
+    }
+}
