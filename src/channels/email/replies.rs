@@ -90,7 +90,7 @@ pub const ACCEPTED: Reply = Reply::new(250, (2, 0, 0), "Message accepted");
 pub const ACCEPTED_PARTLY: Reply = Reply::new(
     250,
     (2, 0, 0),
-    "Message accepted; some attachments were not kept (only photos and PDFs within the size limit)",
+    "Message accepted; some attachments were not kept (only JPEG, PNG and HEIC photos within the size limit)",
 );
 pub const MALFORMED: Reply = Reply::new(
     550,
