@@ -311,11 +311,13 @@ fn extent_range(
     Ok((start, end))
 }
 
-/// Zeroes `[from, to)` except the `kept` ranges.
-fn zero_gaps(out: &mut [u8], from: usize, to: usize, kept: &mut [(usize, usize)]) {
-    kept.sort_unstable();
+/// Zeroes `[from, to)` except the `kept` ranges (sorted; each lies wholly
+/// inside one area, so only those starting in `[from, to)` are looked at).
+fn zero_gaps(out: &mut [u8], from: usize, to: usize, kept: &[(usize, usize)]) {
+    let first = kept.partition_point(|&(start, _)| start < from);
+    let last = kept.partition_point(|&(start, _)| start < to);
     let mut cursor = from;
-    for &(start, end) in kept.iter() {
+    for &(start, end) in kept.get(first..last).unwrap_or_default() {
         let start = start.clamp(from, to);
         let end = end.clamp(from, to);
         if start > cursor {
@@ -371,10 +373,13 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         }
     }
 
-    let types = match iinf {
+    let mut types = match iinf {
         Some(iinf) => item_types(bytes, iinf)?,
         None => Vec::new(),
     };
+    // Sorted, so each extent finds its item by binary search: the caps
+    // allow thousands of items and extents, not their product in work.
+    types.sort_unstable();
     let extents = match iloc {
         Some(iloc) => item_extents(bytes, iloc)?,
         None => Vec::new(),
@@ -403,8 +408,10 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         };
         // Kept only when the item is described, and only as image data: a
         // second description of the same id cannot vouch for metadata.
-        let mut described = types.iter().filter(|&&(id, _)| id == e.item).peekable();
-        let kept = described.peek().is_some() && described.all(|&(_, kept)| kept);
+        let from = types.partition_point(|&(id, _)| id < e.item);
+        let to = types.partition_point(|&(id, _)| id <= e.item);
+        let described = types.get(from..to).unwrap_or_default();
+        let kept = !described.is_empty() && described.iter().all(|&(_, kept)| kept);
         match (kept, e.place) {
             (true, Place::File) => kept_in_file.push((start, end)),
             (true, Place::Idat) => kept_in_idat.push((start, end)),
@@ -414,11 +421,13 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     // Metadata items are zeroed above; what no kept item uses goes too.
     // Zeroing a metadata extent after a kept one that shares its bytes would
     // only harm the picture, never leak: the order above errs on that side.
+    kept_in_file.sort_unstable();
+    kept_in_idat.sort_unstable();
     for b in &mdats {
-        zero_gaps(&mut out, b.payload, b.end, &mut kept_in_file);
+        zero_gaps(&mut out, b.payload, b.end, &kept_in_file);
     }
     if let Some((from, to)) = idat_area {
-        zero_gaps(&mut out, from, to, &mut kept_in_idat);
+        zero_gaps(&mut out, from, to, &kept_in_idat);
     }
     Ok(out)
 }

@@ -225,6 +225,12 @@ impl SmsChannel {
 
         let lang = Language::detect(&msg.body, s.default_language);
         if limited.is_some() {
+            // Not stored, but handled: a replay once the limit has passed
+            // must not store it after all.
+            self.store
+                .claim_marker(marker.as_str(), marker_expire_at)
+                .await
+                .map_err(store_err)?;
             let notify = self.limiter.notice_due(pseudonym.as_str())
                 && !self
                     .threads
