@@ -332,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn a_media_deadline_near_the_providers_webhook_timeout_is_refused() {
+        for ms in [0, 99, 10_001, 15_000] {
+            let msg = refusal(&format!("media_deadline_ms = {ms}\n"));
+            assert!(msg.starts_with("sms.media_deadline_ms:"), "{msg}");
+            assert!(msg.contains("Twilio's webhook timeout is 15 s"), "{msg}");
+        }
+        settings_with(&format!("{NUMBERS}media_deadline_ms = 100\n"))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
     fn a_zone_number_mapped_to_an_unknown_zone_is_refused() {
         let msg = refusal("[sms.zone_numbers]\n\"+15550001001\" = \"North side\"\n");
         assert!(msg.starts_with("sms.zone_numbers:"), "{msg}");

@@ -1,5 +1,6 @@
 //! Photo metadata stripping (EXIF, GPS, XMP, comments, thumbnails, trailers)
-//! for JPEG and PNG, and type sniffing from magic bytes. Every byte handed to
+//! for JPEG and PNG (HEIC in [`super::heif`]), and type sniffing from magic
+//! bytes. Every byte handed to
 //! this module is untrusted network data from a tip sender: parsing never
 //! panics, never reads past the input, and never allocates more than the
 //! input's size.
