@@ -80,6 +80,13 @@ pub const PUSH_NUDGES: &str = "push:nudges";
 /// push-out streams.
 pub const PUSH_GROUP: &str = "push";
 
+/// Suffixes of a work queue's state on a stream (`<stream>:<group>:cursor`,
+/// `…:leases`, `…:owners`; see `bus::queue`). Derived from the stream's
+/// name, so they share its hash tag.
+pub const QUEUE_CURSOR: &str = "cursor";
+pub const QUEUE_LEASES: &str = "leases";
+pub const QUEUE_OWNERS: &str = "owners";
+
 /// Full key names for one prefix, built once. The append script touches both
 /// the stream and the directory version, so under Redis Cluster the prefix must
 /// be a hash tag (`{tipwire}`) to keep them in one slot.
@@ -215,6 +222,18 @@ impl Keys {
 
     pub fn push_nudges(&self) -> String {
         format!("{}:{PUSH_NUDGES}", self.prefix)
+    }
+
+    pub fn queue_cursor(&self, stream: &str, group: &str) -> String {
+        format!("{stream}:{group}:{QUEUE_CURSOR}")
+    }
+
+    pub fn queue_leases(&self, stream: &str, group: &str) -> String {
+        format!("{stream}:{group}:{QUEUE_LEASES}")
+    }
+
+    pub fn queue_owners(&self, stream: &str, group: &str) -> String {
+        format!("{stream}:{group}:{QUEUE_OWNERS}")
     }
 }
 

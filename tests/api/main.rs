@@ -21,4 +21,5 @@ mod round_trip;
 mod shutdown;
 pub mod sms;
 mod sms_helpers;
+mod timing;
 mod tls;

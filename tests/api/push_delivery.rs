@@ -27,7 +27,7 @@ use crate::push::PushEndpoint;
 const RETENTION_SECS: u64 = 30 * 86_400;
 const CANARY: &str = "CANARY-push-delivery-91c4: the crew from Elm meets at nine";
 
-fn with_push(s: &mut Settings) {
+pub(crate) fn with_push(s: &mut Settings) {
     s.push.enabled = true;
     s.push.subject = "mailto:ops@cvi.example.org".into();
     s.push.dangerous_allow_loopback_http_endpoints = true;
@@ -41,9 +41,9 @@ async fn push_app() -> TestApp {
     spawn_app_with(with_push).await
 }
 
-struct Mediator {
-    device_id: String,
-    login: Login,
+pub(crate) struct Mediator {
+    pub(crate) device_id: String,
+    pub(crate) login: Login,
 }
 
 impl Mediator {
@@ -53,7 +53,7 @@ impl Mediator {
 }
 
 /// Enrols a phone from a fresh invite and logs it in.
-async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
+pub(crate) async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
     let zones: Vec<Zone> = zones.iter().map(|z| Zone::parse(z).unwrap()).collect();
     let code = api(app)
         .invites
@@ -69,7 +69,7 @@ async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
     Mediator { device_id, login }
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -91,7 +91,7 @@ async fn call(
 }
 
 /// Registers the endpoint's subscription (at `path`) for `m`, as the app does.
-async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &str) {
+pub(crate) async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &str) {
     let response = call(
         app,
         reqwest::Method::POST,
@@ -104,7 +104,7 @@ async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &
     assert_eq!(response.status(), 204);
 }
 
-fn worker(app: &TestApp, consumer: &str) -> PushWorker {
+pub(crate) fn worker(app: &TestApp, consumer: &str) -> PushWorker {
     PushWorker::from_settings(
         &app.settings,
         app.store.clone(),
