@@ -55,7 +55,7 @@ end
 const TAKE_LUA: &str = r"
 local out = {}
 local n = tonumber(ARGV[4])
-local ended = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2], 'LIMIT', 0, n)
+local ended = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, n)
 for _, id in ipairs(ended) do
   local e = redis.call('XRANGE', KEYS[1], id, id)
   if e[1] then

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, Value};
 
-use crate::bus::timing::{coarse_due, minute_ceil};
+use crate::bus::timing::{coarse_due, minute_ceil, minute_floor};
 use crate::bus::{Store, StoreError, coarse_script};
 use crate::config::EscalationSettings;
 use crate::domain::{Priority, TipId, Zone, ZoneChoice};
@@ -386,8 +386,10 @@ impl EscalationWorker {
         invocation
             .key(keys.escalation_events())
             .arg(now_ms)
-            .arg(now_ms - now_ms % 60_000)
-            .arg(now_ms.saturating_sub(self.retention_secs.saturating_mul(1000)));
+            .arg(minute_floor(now_ms))
+            .arg(minute_floor(
+                now_ms.saturating_sub(self.retention_secs.saturating_mul(1000)),
+            ));
         for (parsed, m) in &candidates {
             if let Some((tip_id, _)) = parsed {
                 invocation.key(keys.alert_state(tip_id)).arg(m);

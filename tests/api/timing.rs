@@ -328,3 +328,54 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
         findings.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_relay_consumer_group_left_by_an_older_tipwire_is_taken_over_and_destroyed() {
+    let (app, stand_in) = spawn_sms_app(|_| {}).await;
+    let r = app
+        .twilio(&twilio_params(TWILIO_TIPSTER, "hello", "SM7200000000000000000000000000000b"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let thread = tipwire::domain::ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+    let mut conn = app.store.conn().await.unwrap();
+    let outbound = app.store.keys().outbound();
+
+    // An older gateway's group: one message read and never acknowledged (its
+    // worker died), one queued after it.
+    app.queue_reply(&thread, "read by the old worker", tipwire::relay::Kind::Reply)
+        .await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&outbound)
+        .arg("relay")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("relay")
+        .arg("old-gateway")
+        .arg("STREAMS")
+        .arg(&outbound)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(read.keys[0].ids.len(), 1);
+    app.queue_reply(&thread, "queued after it", tipwire::relay::Kind::Reply)
+        .await;
+
+    assert_eq!(app.relay.step().await.unwrap().sent, 2);
+    let groups: Vec<Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&outbound)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(groups.is_empty(), "the old group and its times are gone");
+    assert_eq!(app.relay.step().await.unwrap().sent, 0, "nothing sent twice");
+    let mut bodies: Vec<String> = stand_in.sent().into_iter().map(|s| s.body).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["queued after it", "read by the old worker"]);
+}
