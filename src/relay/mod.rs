@@ -21,7 +21,9 @@ use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::bus::timing::{coarse_due, minute_floor};
-use crate::bus::{COARSE_APPEND_LUA, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP};
+use crate::bus::{
+    COARSE_APPEND_LUA, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP,
+};
 use crate::channels::email::outbound::{MailError, MailReply, MailSender};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
 use crate::crypto::{Keyring, open_with, seal};

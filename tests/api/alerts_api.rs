@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tipwire::bus::timing::coarse_due;
 use tipwire::bus::StoredAlert;
+use tipwire::bus::timing::coarse_due;
 use tipwire::domain::{TipDocument, Zone};
 use tipwire::mediator::devices::Devices;
 use tipwire::mediator::{DeviceId, EscalationPolicy, Escalations, Stage};
@@ -742,7 +742,7 @@ async fn an_unclaimed_urgent_tip_escalates_once_from_the_serve_task_and_a_claime
         let due = due.unwrap_or_else(|| panic!("{member} scheduled"));
         // On a minute boundary (no finer time is stored), never early.
         assert!(
-            since + 1_000 <= due && due <= coarse_due(until, 1_000) && due % 60_000 == 0,
+            since + 1_000 <= due && due <= coarse_due(until, 1_000) && due.is_multiple_of(60_000),
             "{due}"
         );
         let (zone, priority, state): (String, String, String) = redis::cmd("HMGET")

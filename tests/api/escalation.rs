@@ -550,11 +550,7 @@ async fn scheduling_a_tip_twice_does_not_double_its_escalations() {
         "another replica scheduling the same tip adds nothing"
     );
     assert_eq!(
-        worker
-            .step(due(Priority::Now, t0, 1))
-            .await
-            .unwrap()
-            .len(),
+        worker.step(due(Priority::Now, t0, 1)).await.unwrap().len(),
         1
     );
     // Even after stage 1 fired and left the set, a late retry adds nothing back.

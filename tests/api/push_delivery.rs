@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tipwire::bus::WorkQueue;
+use tipwire::bus::timing::coarse_due;
 use tipwire::config::Settings;
 use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{
     AlertStates, DeviceId, EscalationPolicy, EscalationWorker, Escalations, Stage,
 };
-use tipwire::bus::WorkQueue;
-use tipwire::bus::timing::coarse_due;
 use tipwire::push::{PushWorker, RECLAIM_IDLE, unix_ms};
 
 use crate::canary::assert_nowhere;
@@ -727,14 +727,7 @@ async fn an_urgent_alert_nobody_claimed_nudges_opted_in_mediators_once_by_email_
         .unwrap();
     tip(&app, "north", "today").await;
     worker.step(t1).await.unwrap();
-    assert_eq!(
-        worker
-            .step(coarse_due(t1, 60_000))
-            .await
-            .unwrap()
-            .nudged,
-        0
-    );
+    assert_eq!(worker.step(coarse_due(t1, 60_000)).await.unwrap().nudged, 0);
     assert_eq!(sink.received().len(), 1);
     let left: u64 = redis::cmd("ZCARD")
         .arg(app.store.keys().push_nudges())

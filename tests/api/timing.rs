@@ -41,11 +41,11 @@ struct Window {
 
 impl Window {
     fn fine_ms(self, n: u64) -> bool {
-        (self.from_ms..=self.to_ms).contains(&n) && n % 60_000 != 0
+        (self.from_ms..=self.to_ms).contains(&n) && !n.is_multiple_of(60_000)
     }
 
     fn fine_secs(self, n: u64) -> bool {
-        (self.from_ms / 1000..=self.to_ms / 1000).contains(&n) && n % 60 != 0
+        (self.from_ms / 1000..=self.to_ms / 1000).contains(&n) && !n.is_multiple_of(60)
     }
 }
 
@@ -143,7 +143,9 @@ fn scan_keys(url: &str, window: Window, findings: &mut Vec<String>) {
             .arg(&key)
             .query(&mut conn)
             .unwrap();
-        out.extend_from_slice(format!("\nexpiry of {}: {at}\n", String::from_utf8_lossy(&key)).as_bytes());
+        out.extend_from_slice(
+            format!("\nexpiry of {}: {at}\n", String::from_utf8_lossy(&key)).as_bytes(),
+        );
         let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
         if kind == "stream" {
             let full: Value = redis::cmd("XINFO")
@@ -163,7 +165,10 @@ fn scan_keys(url: &str, window: Window, findings: &mut Vec<String>) {
 
 fn rewrite_aof(url: &str) {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let before: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap();
+    let before: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut conn)
+        .unwrap();
     let rewrites = |info: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix("aof_rewrites:"))
@@ -172,7 +177,10 @@ fn rewrite_aof(url: &str) {
     let _: String = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
     let started = Instant::now();
     loop {
-        let info: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut conn)
+            .unwrap();
         let done = info.contains("aof_rewrite_in_progress:0")
             && info.contains("aof_rewrite_scheduled:0")
             && (rewrites(&info) > rewrites(&before) || rewrites(&info).is_none());
@@ -184,17 +192,10 @@ fn rewrite_aof(url: &str) {
     }
 }
 
-/// A state-changing call as the app makes it (cookie, CSRF token, Origin).
+/// A state-changing call as the app makes it; returns the status.
 async fn act(app: &TestApp, m: &Mediator, path: &str, body: serde_json::Value) -> u16 {
-    app.client
-        .post(app.url(path))
-        .header("Cookie", &m.login.cookie)
-        .header("X-CSRF-Token", &m.login.csrf)
-        .header("Origin", "https://localhost:8443")
-        .json(&body)
-        .send()
+    call(app, reqwest::Method::POST, path, Some(m), true, Some(body))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -248,7 +249,9 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
 
     let t0 = unix_ms();
     // A tip on every channel, all urgent where the channel lets the tipster say.
-    let web = app.post_tip("They meet at the court at nine", "north", "now").await;
+    let web = app
+        .post_tip("They meet at the court at nine", "north", "now")
+        .await;
     assert_eq!(web.status(), 200);
     let twilio = app
         .twilio(&twilio_params(
@@ -260,7 +263,11 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
     assert_eq!(twilio.status(), 200);
     let telnyx = app
         .telnyx(
-            &telnyx_event(TELNYX_TIPSTER, "Someone has a gun at the store", "tx-timing-1"),
+            &telnyx_event(
+                TELNYX_TIPSTER,
+                "Someone has a gun at the store",
+                "tx-timing-1",
+            ),
             now(),
         )
         .await;
@@ -271,7 +278,12 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
         .subject("Fight after school")
         .body("Two crews, the park, after school.".to_owned())
         .unwrap();
-    assert!(app.send_with_lettre(&mail).await.unwrap().starts_with("250"));
+    assert!(
+        app.send_with_lettre(&mail)
+            .await
+            .unwrap()
+            .starts_with("250")
+    );
     let alerts = app.alerts().await;
     assert_eq!(alerts.len(), 4, "one tip per channel");
 
@@ -333,7 +345,11 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
 async fn a_relay_consumer_group_left_by_an_older_tipwire_is_taken_over_and_destroyed() {
     let (app, stand_in) = spawn_sms_app(|_| {}).await;
     let r = app
-        .twilio(&twilio_params(TWILIO_TIPSTER, "hello", "SM7200000000000000000000000000000b"))
+        .twilio(&twilio_params(
+            TWILIO_TIPSTER,
+            "hello",
+            "SM7200000000000000000000000000000b",
+        ))
         .await;
     assert_eq!(r.status(), 200);
     let thread = tipwire::domain::ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
@@ -342,8 +358,12 @@ async fn a_relay_consumer_group_left_by_an_older_tipwire_is_taken_over_and_destr
 
     // An older gateway's group: one message read and never acknowledged (its
     // worker died), one queued after it.
-    app.queue_reply(&thread, "read by the old worker", tipwire::relay::Kind::Reply)
-        .await;
+    app.queue_reply(
+        &thread,
+        "read by the old worker",
+        tipwire::relay::Kind::Reply,
+    )
+    .await;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&outbound)
@@ -374,7 +394,11 @@ async fn a_relay_consumer_group_left_by_an_older_tipwire_is_taken_over_and_destr
         .await
         .unwrap();
     assert!(groups.is_empty(), "the old group and its times are gone");
-    assert_eq!(app.relay.step().await.unwrap().sent, 0, "nothing sent twice");
+    assert_eq!(
+        app.relay.step().await.unwrap().sent,
+        0,
+        "nothing sent twice"
+    );
     let mut bodies: Vec<String> = stand_in.sent().into_iter().map(|s| s.body).collect();
     bodies.sort();
     assert_eq!(bodies, ["queued after it", "read by the old worker"]);

@@ -200,7 +200,10 @@ impl Sessions {
             // An absolute minute: a relative expiry would tell the second a
             // mediator (perhaps woken by a push) asked to sign in.
             .arg("PXAT")
-            .arg(coarse_due(unix_ms(now), CHALLENGE_TTL_SECS.saturating_mul(1000)))
+            .arg(coarse_due(
+                unix_ms(now),
+                CHALLENGE_TTL_SECS.saturating_mul(1000),
+            ))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;

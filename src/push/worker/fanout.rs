@@ -8,8 +8,8 @@ use redis::{FromRedisValue, Value};
 
 use super::{PushReport, PushWorker, device_store_error, id_ms, minute};
 use crate::bus::StoreError;
-use crate::bus::timing::coarse_due;
 use crate::bus::names::PUSH_GROUP;
+use crate::bus::timing::coarse_due;
 use crate::domain::{Priority, TipId, Zone, ZoneChoice};
 use crate::mediator::devices::DeviceRecord;
 use crate::mediator::{DeviceId, Stage};
