@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::DeviceError;
-use crate::bus::timing::coarse_due;
 use crate::bus::{Store, StoreError};
 use crate::domain::Zone;
 
@@ -184,10 +183,7 @@ impl Invites {
     ) -> Result<Invite, DeviceError> {
         let name = check_grant(name, zones, supervisor)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        // A minute boundary (up to two minutes past `ttl`): no time stored
-        // is finer than the minute.
-        let expires_ms = coarse_due(unix_ms(SystemTime::now()), ttl_ms);
-        let expires = UNIX_EPOCH + Duration::from_millis(expires_ms);
+        let expires = SystemTime::now() + Duration::from_millis(ttl_ms);
         let mut zone_ids: Vec<String> = zones.iter().map(|z| z.as_str().to_owned()).collect();
         zone_ids.sort();
         zone_ids.dedup();
@@ -195,7 +191,7 @@ impl Invites {
             name,
             zones: zone_ids,
             supervisor,
-            expires_ms,
+            expires_ms: unix_ms(expires),
         };
         let json = serde_json::to_string(&grant).map_err(|_| StoreError::Corrupt("invite"))?;
         let code = InviteCode::random();
@@ -203,8 +199,8 @@ impl Invites {
         let _: () = redis::cmd("SET")
             .arg(self.store.keys().invite(&code.hash_hex()))
             .arg(json)
-            .arg("PXAT")
-            .arg(expires_ms)
+            .arg("PX")
+            .arg(ttl_ms)
             .arg("NX")
             .query_async(&mut conn)
             .await
@@ -249,8 +245,8 @@ impl Invites {
         let _: Option<String> = redis::cmd("SET")
             .arg(self.store.keys().invite(&code.hash_hex()))
             .arg(json)
-            .arg("PXAT")
-            .arg(grant.expires_ms)
+            .arg("PX")
+            .arg(left)
             .arg("NX")
             .query_async(&mut conn)
             .await
