@@ -22,7 +22,7 @@ pub const OPTED_OUT: &str = "opted-out";
 pub const OUTBOUND: &str = "outbound";
 pub const OUTBOUND_RETRY: &str = "outbound:retry";
 pub const OUTBOUND_DEAD: &str = "outbound:dead";
-/// Consumer group of the delivery workers on the outbound stream.
+/// Work queue (`bus::queue`) of the delivery workers on the outbound stream.
 pub const RELAY_GROUP: &str = "relay";
 
 /// Suffix of the per-alert state hashes (`<prefix>:alert-state:<tip id>`):
@@ -76,7 +76,7 @@ pub const PUSH_OUT: &str = "push-out";
 pub const PUSH_RETRY: &str = "push:retry";
 pub const PUSH_DEAD: &str = "push:dead";
 pub const PUSH_NUDGES: &str = "push:nudges";
-/// Consumer group of the push worker on the alert, escalation-event and
+/// Work queue (`bus::queue`) of the push worker on the alert, escalation-event and
 /// push-out streams.
 pub const PUSH_GROUP: &str = "push";
 

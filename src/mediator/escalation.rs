@@ -22,10 +22,10 @@
 //! fired stage is appended to the stream `<prefix>:escalation-events` (fields
 //! `tip_id`, `zone`, `priority`, `stage`; coarse minute ids) by the same
 //! script, so a crash after the script but before the caller acted still
-//! leaves a durable record. The push worker (not built yet) consumes that
-//! stream with its own consumer group — read, push and nudge, then `XACK`,
-//! with `XAUTOCLAIM` for entries a crashed consumer left — which makes delivery
-//! at least once; [`Fired::event_id`] is the idempotency key. The list `step`
+//! leaves a durable record. The push worker consumes that stream through
+//! its work queue (`bus::queue`: leased, fanned out and acknowledged in one
+//! script, taken over when a crashed worker's lease ends), which makes
+//! delivery at least once; [`Fired::event_id`] is the idempotency key. The list `step`
 //! returns is for the caller's logs and metrics; a caller that pushes from it
 //! directly must not also consume the stream, or devices hear twice.
 //!
