@@ -218,22 +218,12 @@ impl PushWorker {
         }
     }
 
-    /// The same worker with another lease (tests simulate a crashed worker
-    /// with a lease that ends at the next minute boundary).
-    pub fn with_reclaim_idle(self, idle: Duration) -> Self {
-        let config = PushWorkerConfig {
-            reclaim_idle: idle,
-            ..self.config
-        };
-        Self::new(self.store, self.client, self.nudger, self.metrics, config)
-    }
-
     /// Takes over the `push` consumer groups an older tipwire made (their
     /// pending entries are retried, the groups and the times they hold are
     /// destroyed). Nothing else needs creating: a queue starts at its first
     /// take, on the source streams `push.ttl_secs` back, so turning push on
     /// does not push a month of old tips.
-    pub async fn ensure_groups(&self, _now_ms: u64) -> Result<(), StoreError> {
+    pub async fn ensure_groups(&self) -> Result<(), StoreError> {
         for queue in [&self.alerts, &self.escalations, &self.jobs] {
             queue.migrate().await?;
         }
@@ -246,7 +236,7 @@ impl PushWorker {
     /// service, at most `push.timeout_secs`, all jobs of a step at once).
     pub async fn step(&self, now_ms: u64) -> Result<PushReport, StoreError> {
         if !self.migrated.load(std::sync::atomic::Ordering::Relaxed) {
-            self.ensure_groups(now_ms).await?;
+            self.ensure_groups().await?;
             self.migrated
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
