@@ -171,8 +171,8 @@ impl Intake {
         ));
         drop(document);
 
-        // From the exact arrival, not the coarse `received`: a deadline
-        // rounded to the minute could fire up to a minute early.
+        // Minute boundaries from the arrival's minute (never early, never
+        // finer than `received`): see `EscalationPolicy::deadlines`.
         let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

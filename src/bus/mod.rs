@@ -5,13 +5,16 @@
 mod alerts;
 mod markers;
 pub mod names;
+pub mod queue;
 mod retention;
 mod store;
+pub mod timing;
 
 pub use alerts::{
     AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
     SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
 };
 pub use names::Keys;
+pub use queue::WorkQueue;
 pub use retention::trim_older_than;
 pub use store::{Store, StoreError};

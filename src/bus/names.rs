@@ -23,7 +23,7 @@ pub const OPTED_OUT: &str = "opted-out";
 pub const OUTBOUND: &str = "outbound";
 pub const OUTBOUND_RETRY: &str = "outbound:retry";
 pub const OUTBOUND_DEAD: &str = "outbound:dead";
-/// Consumer group of the delivery workers on the outbound stream.
+/// Work queue (`bus::queue`) of the delivery workers on the outbound stream.
 pub const RELAY_GROUP: &str = "relay";
 
 /// Suffix of the per-alert state hashes (`<prefix>:alert-state:<tip id>`):
@@ -77,9 +77,16 @@ pub const PUSH_OUT: &str = "push-out";
 pub const PUSH_RETRY: &str = "push:retry";
 pub const PUSH_DEAD: &str = "push:dead";
 pub const PUSH_NUDGES: &str = "push:nudges";
-/// Consumer group of the push worker on the alert, escalation-event and
+/// Work queue (`bus::queue`) of the push worker on the alert, escalation-event and
 /// push-out streams.
 pub const PUSH_GROUP: &str = "push";
+
+/// Suffixes of a work queue's state on a stream (`<stream>:<group>:cursor`,
+/// `…:leases`, `…:owners`; see `bus::queue`). Derived from the stream's
+/// name, so they share its hash tag.
+pub const QUEUE_CURSOR: &str = "cursor";
+pub const QUEUE_LEASES: &str = "leases";
+pub const QUEUE_OWNERS: &str = "owners";
 
 /// Full key names for one prefix, built once. The append script touches both
 /// the stream and the directory version, so under Redis Cluster the prefix must
@@ -216,6 +223,18 @@ impl Keys {
 
     pub fn push_nudges(&self) -> String {
         format!("{}:{PUSH_NUDGES}", self.prefix)
+    }
+
+    pub fn queue_cursor(&self, stream: &str, group: &str) -> String {
+        format!("{stream}:{group}:{QUEUE_CURSOR}")
+    }
+
+    pub fn queue_leases(&self, stream: &str, group: &str) -> String {
+        format!("{stream}:{group}:{QUEUE_LEASES}")
+    }
+
+    pub fn queue_owners(&self, stream: &str, group: &str) -> String {
+        format!("{stream}:{group}:{QUEUE_OWNERS}")
     }
 }
 

@@ -31,7 +31,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{FromRedisValue, Value};
 
-use super::escalation::parse_zone;
+use super::escalation::{parse_zone, state_expire_at};
+use crate::bus::timing::minute_floor;
 use crate::bus::{Store, StoreError, coarse_script};
 use crate::domain::{TipId, ZoneChoice};
 
@@ -204,7 +205,8 @@ impl ClaimError {
 
 /// Shared by every operation. `KEYS[1]` is the state hash, `KEYS[2]` the event
 /// stream; `ARGV[1]` the tip id, `ARGV[2]` the minute (ms) for the event id,
-/// `ARGV[3]` the trim cutoff (ms), `ARGV[4]` the hash's expiry in seconds,
+/// `ARGV[3]` the trim cutoff (ms), `ARGV[4]` the hash's expiry (unix seconds,
+/// a minute plus the retention: a relative TTL would tell the claim's second),
 /// `ARGV[5]` the acting device. Every script answers
 /// `{code, state, device, outcome, version}` with the state after the call.
 const PREAMBLE_LUA: &str = r"
@@ -215,7 +217,7 @@ end
 local function change(state, device, outcome)
   local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
   redis.call('HSET', KEYS[1], 'state', state, 'device', device, 'outcome', outcome)
-  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIREAT', KEYS[1], ARGV[4]) end
   local zone = redis.call('HGET', KEYS[1], 'zone') or ''
   coarse_xadd(KEYS[2], ARGV[2], {'tip_id', ARGV[1], 'state', state, 'device', device,
     'outcome', outcome, 'version', tostring(version), 'by', ARGV[5], 'zone', zone})
@@ -450,9 +452,11 @@ impl AlertStates {
         invocation
             .key(keys.alert_events())
             .arg(tip_id.as_str())
-            .arg(now - now % 60_000)
-            .arg(now.saturating_sub(self.retention_secs.saturating_mul(1000)))
-            .arg(self.retention_secs)
+            .arg(minute_floor(now))
+            .arg(minute_floor(
+                now.saturating_sub(self.retention_secs.saturating_mul(1000)),
+            ))
+            .arg(state_expire_at(now, self.retention_secs))
             .arg(device.as_str());
         if let Some(extra) = extra {
             invocation.arg(extra);

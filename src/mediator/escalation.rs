@@ -3,7 +3,8 @@
 //! alerts everyone on duty.
 //!
 //! Deadlines live in Redis, in the sorted set `<prefix>:escalations` (member
-//! `<tip id>:<stage number>`, score the due time in unix milliseconds), so a
+//! `<tip id>:<stage number>`, score the due time in unix milliseconds, always
+//! a minute boundary: see [`EscalationPolicy::deadlines`]), so a
 //! restarted worker, or any other replica's, fires them. The alert append
 //! script (`bus::AlertProducer`) schedules a tip in the same Lua script as its
 //! XADD, with [`SCHEDULE_FN_LUA`] and [`EscalationPolicy::scheduled`], so a
@@ -21,10 +22,10 @@
 //! fired stage is appended to the stream `<prefix>:escalation-events` (fields
 //! `tip_id`, `zone`, `priority`, `stage`; coarse minute ids) by the same
 //! script, so a crash after the script but before the caller acted still
-//! leaves a durable record. The push worker (not built yet) consumes that
-//! stream with its own consumer group — read, push and nudge, then `XACK`,
-//! with `XAUTOCLAIM` for entries a crashed consumer left — which makes delivery
-//! at least once; [`Fired::event_id`] is the idempotency key. The list `step`
+//! leaves a durable record. The push worker consumes that stream through
+//! its work queue (`bus::queue`: leased, fanned out and acknowledged in one
+//! script, taken over when a crashed worker's lease ends), which makes
+//! delivery at least once; [`Fired::event_id`] is the idempotency key. The list `step`
 //! returns is for the caller's logs and metrics; a caller that pushes from it
 //! directly must not also consume the stream, or devices hear twice.
 //!
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, Value};
 
+use crate::bus::timing::{coarse_due, minute_ceil, minute_floor};
 use crate::bus::{Store, StoreError, coarse_script};
 use crate::config::EscalationSettings;
 use crate::domain::{Priority, TipId, Zone, ZoneChoice};
@@ -123,6 +125,13 @@ impl EscalationPolicy {
 
     /// When each stage of a tip of `priority` that arrived at `now_ms` is due
     /// (unix milliseconds), in stage order; empty if it never escalates.
+    ///
+    /// Minute boundaries computed from the minute of arrival alone (see
+    /// `bus::timing`): a score of arrival plus delay would keep the arrival
+    /// to the millisecond in Redis and its AOF. A stage is never early; it is
+    /// due less than a minute after its delay when the delays are whole
+    /// minutes (the shipped ones are), less than two otherwise. Stage 2
+    /// follows stage 1 by at least its own delay.
     pub fn deadlines(&self, priority: Priority, now_ms: u64) -> Vec<(Stage, u64)> {
         let delays = match priority {
             Priority::Now => self.now,
@@ -133,10 +142,13 @@ impl EscalationPolicy {
             return Vec::new();
         };
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let supervisors = now_ms.saturating_add(ms(first));
+        let supervisors = coarse_due(now_ms, ms(first));
         vec![
             (Stage::Supervisors, supervisors),
-            (Stage::Everyone, supervisors.saturating_add(ms(second))),
+            (
+                Stage::Everyone,
+                minute_ceil(supervisors.saturating_add(ms(second))),
+            ),
         ]
     }
 
@@ -374,8 +386,10 @@ impl EscalationWorker {
         invocation
             .key(keys.escalation_events())
             .arg(now_ms)
-            .arg(now_ms - now_ms % 60_000)
-            .arg(now_ms.saturating_sub(self.retention_secs.saturating_mul(1000)));
+            .arg(minute_floor(now_ms))
+            .arg(minute_floor(
+                now_ms.saturating_sub(self.retention_secs.saturating_mul(1000)),
+            ));
         for (parsed, m) in &candidates {
             if let Some((tip_id, _)) = parsed {
                 invocation.key(keys.alert_state(tip_id)).arg(m);
@@ -443,19 +457,26 @@ mod tests {
 
     #[test]
     fn the_default_policy_escalates_urgent_tips_after_two_minutes_then_two_more() {
+        // T0 is 20 s into its minute; stages fall on minute boundaries from
+        // that minute alone, never early and less than a minute late.
+        let minute = T0 - 20_000;
         let p = EscalationPolicy::default();
         assert_eq!(
             p.deadlines(Priority::Now, T0),
             vec![
-                (Stage::Supervisors, T0 + 120_000),
-                (Stage::Everyone, T0 + 240_000)
+                (Stage::Supervisors, minute + 180_000),
+                (Stage::Everyone, minute + 300_000)
             ]
+        );
+        assert_eq!(
+            p.deadlines(Priority::Now, minute + 59_999),
+            p.deadlines(Priority::Now, minute)
         );
         assert_eq!(
             p.deadlines(Priority::Today, T0),
             vec![
-                (Stage::Supervisors, T0 + 900_000),
-                (Stage::Everyone, T0 + 1_800_000)
+                (Stage::Supervisors, minute + 960_000),
+                (Stage::Everyone, minute + 1_860_000)
             ]
         );
         assert!(p.deadlines(Priority::Fyi, T0).is_empty());
@@ -466,11 +487,12 @@ mod tests {
         let tip = TipId::random();
         let p = EscalationPolicy::default();
         let pairs = p.scheduled(&tip, Priority::Now, T0);
+        let minute = T0 - 20_000;
         assert_eq!(
             pairs,
             vec![
-                (T0 + 120_000, format!("{tip}:1")),
-                (T0 + 240_000, format!("{tip}:2"))
+                (minute + 180_000, format!("{tip}:1")),
+                (minute + 300_000, format!("{tip}:2"))
             ]
         );
         for (_, m) in &pairs {

@@ -12,7 +12,8 @@
 //! Deadlines: the push worker's fan-out script adds, in the same atomic step
 //! as the pushes, one member `<tip id>:<zone>:<device id>` per opted-in target
 //! device to the sorted set `<prefix>:push:nudges` (score: due time in unix
-//! ms). [`Nudger::step`] takes due members in a Lua script that `ZREM`s each
+//! ms, a minute boundary from the push's minute, so a nudge goes out up to two
+//! minutes after `push.nudge_after_secs`, never before). [`Nudger::step`] takes due members in a Lua script that `ZREM`s each
 //! before reporting it and reports it only while the alert is open, so across
 //! replicas a nudge is sent at most once per channel, and never for an alert
 //! someone claimed. A transient failure on one channel schedules that channel
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::store::exist;
+use crate::bus::timing::coarse_due;
 use crate::bus::{Store, StoreError};
 use crate::channels::email::outbound::{MailError, MailSender, Nudge};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
@@ -491,8 +493,10 @@ impl Nudger {
                         retry: Some((channel, attempts + 1)),
                         ..member.clone()
                     };
-                    let due = now_ms
-                        .saturating_add(self.backoff_base_ms.saturating_mul(1 << attempts.min(16)));
+                    let due = coarse_due(
+                        now_ms,
+                        self.backoff_base_ms.saturating_mul(1 << attempts.min(16)),
+                    );
                     let mut conn = self.store.conn().await?;
                     let _: usize = redis::cmd("ZADD")
                         .arg(self.store.keys().push_nudges())

@@ -1,7 +1,9 @@
 //! The push delivery worker: wakes the phones an alert or an escalation
 //! concerns.
 //!
-//! Two stages, each a consumer group named `push`:
+//! Two stages, each a work queue named `push` (`bus::queue`: leases with
+//! minute-coarse ends instead of Redis consumer groups, which would write
+//! each delivery's millisecond to the AOF):
 //!
 //! 1. **Fan-out.** The group reads `<prefix>:alerts` (a new tip) and
 //!    `<prefix>:escalation-events` (a stage that fired). For each event it
@@ -28,9 +30,9 @@
 //!    reason code, never the endpoint.
 //!
 //! Crashes: an event or job left unacknowledged by a crashed worker is taken
-//! over with `XAUTOCLAIM` after [`RECLAIM_IDLE`]; before each send the worker
-//! re-claims the job (resetting its idle time) and gives up if it is no longer
-//! its own. Delivery is **at least once**: a worker that dies after the push
+//! over once its lease ends, at the first minute boundary at least
+//! [`RECLAIM_IDLE`] after it was taken (so within two minutes); before each
+//! send the worker checks the job is still its own and extends the lease. Delivery is **at least once**: a worker that dies after the push
 //! service took a message but before the acknowledgement leaves a job that is
 //! sent again. The payload names the alert, and the app uses the alert id as
 //! the notification tag, so the second copy replaces the first on the phone.
@@ -48,16 +50,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
-};
 
 use super::client::{PushClient, PushClientConfig};
 use super::nudge::Nudger;
 use super::store::Subscriptions;
 use super::subscription::EndpointPolicy;
 use crate::bus::names::PUSH_GROUP;
-use crate::bus::{Store, StoreError, coarse_script};
+use crate::bus::queue::{ACK_FN_LUA, OWNS_FN_LUA};
+use crate::bus::timing::minute_floor;
+use crate::bus::{Store, StoreError, WorkQueue, coarse_script};
 use crate::config::{ConfigError, Settings, invalid};
 use crate::crypto::Keyring;
 use crate::mediator::devices::{DeviceError, Devices};
@@ -66,38 +67,26 @@ use crate::telemetry::Metrics;
 mod delivery;
 mod fanout;
 
-use delivery::{DEAD_LUA, OWN_LUA, PROMOTE_LUA};
+use delivery::PROMOTE_LUA;
 use fanout::FAN_OUT_LUA;
 
-/// How long an event or job may sit unacknowledged with a consumer before
-/// another takes it over. Well above `push.timeout_secs` (at most 30 s), so a
-/// slow send is not reclaimed mid-flight.
+/// How long an event or job is leased to a consumer before another may take
+/// it over (the lease ends at the next minute boundary after this). Well
+/// above `push.timeout_secs` (at most 30 s), so a slow send is not reclaimed
+/// mid-flight.
 pub const RECLAIM_IDLE: Duration = Duration::from_secs(60);
-
-/// Creates the `push` group on each key (`ARGV[i + 1]` is where group `i`
-/// starts) unless it exists.
-const GROUPS_LUA: &str = r"
-for i = 1, #KEYS do
-  local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[i], ARGV[1], ARGV[i + 1], 'MKSTREAM')
-  if not ok then
-    local msg = type(err) == 'table' and err.err or tostring(err)
-    if not string.find(msg, 'BUSYGROUP', 1, true) then return redis.error_reply(msg) end
-  end
-end
-return 1
-";
 
 /// What the worker needs besides its connections; `from_settings` maps the
 /// configuration here, tests may change it.
 #[derive(Debug, Clone)]
 pub struct PushWorkerConfig {
-    /// This worker's name in the consumer groups; unique per process.
+    /// This worker's name in the work queues; unique per process.
     pub consumer: String,
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
     pub ttl_secs: u32,
     pub endpoint_policy: EndpointPolicy,
-    /// Events and jobs idle this long with another consumer are taken over.
+    /// Events and jobs are leased this long (to the next minute boundary).
     pub reclaim_idle: Duration,
 }
 
@@ -128,11 +117,13 @@ pub struct PushWorker {
     nudger: Option<Nudger>,
     metrics: Arc<Metrics>,
     config: PushWorkerConfig,
-    groups: redis::Script,
+    alerts: WorkQueue,
+    escalations: WorkQueue,
+    jobs: WorkQueue,
     fan_out: redis::Script,
     promote: redis::Script,
-    own: redis::Script,
-    dead: redis::Script,
+    /// Set once an older tipwire's consumer groups were taken over.
+    migrated: std::sync::atomic::AtomicBool,
 }
 
 impl PushWorker {
@@ -195,6 +186,21 @@ impl PushWorker {
         metrics: Arc<Metrics>,
         config: PushWorkerConfig,
     ) -> Self {
+        let queue = |stream: &str| {
+            WorkQueue::new(
+                store.clone(),
+                stream,
+                PUSH_GROUP,
+                &config.consumer,
+                u64::try_from(config.reclaim_idle.as_millis()).unwrap_or(u64::MAX),
+            )
+        };
+        let keys = store.keys();
+        let (alerts, escalations, jobs) = (
+            queue(keys.alerts()),
+            queue(&keys.escalation_events()),
+            queue(&keys.push_out()),
+        );
         Self {
             devices: Devices::new(store.clone()),
             subscriptions: Subscriptions::new(store.clone()),
@@ -203,39 +209,24 @@ impl PushWorker {
             nudger,
             metrics,
             config,
-            groups: redis::Script::new(GROUPS_LUA),
-            fan_out: coarse_script(FAN_OUT_LUA),
+            alerts,
+            escalations,
+            jobs,
+            fan_out: coarse_script(&format!("{ACK_FN_LUA}{OWNS_FN_LUA}{FAN_OUT_LUA}")),
             promote: coarse_script(PROMOTE_LUA),
-            own: redis::Script::new(OWN_LUA),
-            dead: coarse_script(DEAD_LUA),
+            migrated: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// The same worker with another reclaim delay (tests simulate a crashed
-    /// worker without waiting a minute).
-    pub fn with_reclaim_idle(mut self, idle: Duration) -> Self {
-        self.config.reclaim_idle = idle;
-        self
-    }
-
-    /// Creates the consumer groups if they do not exist. On the source
-    /// streams a new group starts `push.ttl_secs` back: turning push on does
-    /// not push a month of old tips.
-    pub async fn ensure_groups(&self, now_ms: u64) -> Result<(), StoreError> {
-        let keys = self.store.keys();
-        let start = format!("{}-0", now_ms.saturating_sub(self.ttl_ms()));
-        let mut conn = self.store.conn().await?;
-        let _: i64 = self
-            .groups
-            .key(keys.alerts())
-            .key(keys.escalation_events())
-            .key(keys.push_out())
-            .arg(PUSH_GROUP)
-            .arg(&start)
-            .arg(&start)
-            .arg("0")
-            .invoke_async(&mut conn)
-            .await?;
+    /// Takes over the `push` consumer groups an older tipwire made (their
+    /// pending entries are retried, the groups and the times they hold are
+    /// destroyed). Nothing else needs creating: a queue starts at its first
+    /// take, on the source streams `push.ttl_secs` back, so turning push on
+    /// does not push a month of old tips.
+    pub async fn ensure_groups(&self) -> Result<(), StoreError> {
+        for queue in [&self.alerts, &self.escalations, &self.jobs] {
+            queue.migrate().await?;
+        }
         Ok(())
     }
 
@@ -244,7 +235,11 @@ impl PushWorker {
     /// jobs sent, due nudges sent. Never sleeps (sends wait for the push
     /// service, at most `push.timeout_secs`, all jobs of a step at once).
     pub async fn step(&self, now_ms: u64) -> Result<PushReport, StoreError> {
-        self.ensure_groups(now_ms).await?;
+        if !self.migrated.load(std::sync::atomic::Ordering::Relaxed) {
+            self.ensure_groups().await?;
+            self.migrated
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut report = PushReport::default();
         let keys = self.store.keys();
         let mut conn = self.store.conn().await?;
@@ -264,42 +259,24 @@ impl PushWorker {
         Ok(report)
     }
 
-    /// Reclaimed entries first, then new ones, from `keys` (the group is `push`).
-    async fn read(
+    /// Entries whose lease ended first, then new ones, from each of `queues`;
+    /// a new queue on a source stream starts `push.ttl_secs` back.
+    async fn read<'q>(
         &self,
-        keys: &[String],
+        queues: &[&'q WorkQueue],
         count: usize,
-    ) -> Result<Vec<(String, String, HashMap<String, Value>)>, StoreError> {
-        let mut conn = self.store.conn().await?;
+        now_ms: u64,
+    ) -> Result<Vec<(&'q WorkQueue, String, HashMap<String, Value>)>, StoreError> {
+        let start = format!("{}-0", minute_floor(now_ms.saturating_sub(self.ttl_ms())));
         let mut out = Vec::new();
-        let idle = u64::try_from(self.config.reclaim_idle.as_millis()).unwrap_or(u64::MAX);
-        for key in keys {
-            let claimed: StreamAutoClaimReply = redis::AsyncCommands::xautoclaim_options(
-                &mut conn,
-                key,
-                PUSH_GROUP,
-                &self.config.consumer,
-                idle,
-                "0-0",
-                StreamAutoClaimOptions::default().count(count),
-            )
-            .await?;
-            out.extend(
-                claimed
-                    .claimed
-                    .into_iter()
-                    .map(|s| (key.clone(), s.id, s.map)),
-            );
-        }
-        let opts = StreamReadOptions::default()
-            .group(PUSH_GROUP, &self.config.consumer)
-            .count(count);
-        let ids: Vec<&str> = keys.iter().map(|_| ">").collect();
-        let read: Option<StreamReadReply> =
-            redis::AsyncCommands::xread_options(&mut conn, keys, &ids, &opts).await?;
-        for stream in read.map(|r| r.keys).unwrap_or_default() {
-            let key = stream.key;
-            out.extend(stream.ids.into_iter().map(|s| (key.clone(), s.id, s.map)));
+        for queue in queues {
+            let start = if queue.stream() == self.jobs.stream() {
+                "0-0"
+            } else {
+                start.as_str()
+            };
+            let taken = queue.take(now_ms, count, start).await?;
+            out.extend(taken.ids.into_iter().map(|s| (*queue, s.id, s.map)));
         }
         Ok(out)
     }
@@ -330,7 +307,7 @@ fn id_ms(id: &str) -> u64 {
 /// Stream ids carry time: push-out and its dead letters, like every tipwire
 /// stream, get ids rounded down to the minute.
 fn minute(ms: u64) -> u64 {
-    ms - ms % 60_000
+    minute_floor(ms)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The reply relay: messages to tipsters go onto the stream `<prefix>:outbound`
-//! (text sealed to the relay key), and delivery workers in the consumer group
-//! `relay` send them through the tipster's provider. Failed sends are retried
-//! with exponential backoff from a schedule (`<prefix>:outbound:retry`), and
+//! (text sealed to the relay key), and delivery workers in the work queue
+//! `relay` (`bus::queue`: minute-coarse leases, not a Redis consumer group,
+//! which would write each send's millisecond to the AOF; a Telnyx answer is
+//! queued the moment its tip arrives) send them through the tipster's
+//! provider. Failed sends are retried with exponential backoff from a
+//! schedule (`<prefix>:outbound:retry`, due times on minute boundaries), and
 //! after `relay.max_attempts` moved to `<prefix>:outbound:dead`. Nothing is ever
 //! sent to an opted-out pseudonym except the one opt-out confirmation. Only the
 //! outcome is recorded. Stream entries are untrusted and re-validated.
@@ -14,13 +17,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
-};
 use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{COARSE_APPEND_LUA, Store, StoreError, coarse_script, names::RELAY_GROUP};
+use crate::bus::timing::{coarse_due, minute_floor};
+use crate::bus::{
+    COARSE_APPEND_LUA, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP,
+};
 use crate::channels::email::outbound::{MailError, MailReply, MailSender};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
 use crate::crypto::{Keyring, open_with, seal};
@@ -108,32 +111,12 @@ fn fields(q: &Queued) -> Vec<String> {
 /// Stream ids carry time; like the alert stream, the outbound stream and its
 /// dead letters get ids rounded to the minute.
 fn minute_ms() -> u64 {
-    let ms = now_ms();
-    ms - ms % 60_000
+    minute_floor(now_ms())
 }
 
 fn append_script() -> redis::Script {
     coarse_script(COARSE_APPEND_LUA)
 }
-
-/// Before a send: the entry must still be pending for this consumer (another
-/// replica may have reclaimed it after a long stall); claiming it again resets
-/// its idle time so nobody else reclaims it while it is being sent.
-const OWN_LUA: &str = r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not p[1] or p[1][2] ~= ARGV[2] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-return 1
-";
-
-/// Moves an entry to the dead-letter stream: append there (coarse id), ack
-/// and delete here, atomically.
-const DEAD_LUA: &str = r"
-local id = coarse_xadd(KEYS[2], ARGV[3], {unpack(ARGV, 4)})
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return id
-";
 
 const PROMOTE_LUA: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
@@ -202,14 +185,18 @@ pub struct RelayWorker {
     threads: Threads,
     clients: HashMap<&'static str, SmsClient>,
     mail: Option<MailSender>,
-    consumer: String,
+    queue: WorkQueue,
     max_attempts: u32,
     backoff_base_ms: u64,
     metrics: Arc<Metrics>,
     promote: redis::Script,
-    own: redis::Script,
-    dead: redis::Script,
+    /// Set once an older tipwire's consumer group was taken over.
+    migrated: std::sync::atomic::AtomicBool,
 }
+
+/// How long an entry is leased to a worker before another may take it over
+/// (to the next minute boundary after this).
+const LEASE_MS: u64 = 60_000;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -234,75 +221,59 @@ impl RelayWorker {
     ) -> Self {
         Self {
             threads: Threads::new(store.clone(), keyring.clone()),
+            queue: WorkQueue::new(
+                store.clone(),
+                &store.keys().outbound(),
+                RELAY_GROUP,
+                &consumer,
+                LEASE_MS,
+            ),
             store,
             keyring,
             clients: clients.into_iter().map(|(p, c)| (p.as_str(), c)).collect(),
             mail,
-            consumer,
             max_attempts,
             backoff_base_ms,
             metrics,
             promote: coarse_script(PROMOTE_LUA),
-            own: redis::Script::new(OWN_LUA),
-            dead: coarse_script(DEAD_LUA),
+            migrated: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Creates the consumer group if it does not exist yet.
+    /// Takes over the `relay` consumer group an older tipwire made (its
+    /// pending entries are retried; the group and its times are destroyed).
     pub async fn ensure_group(&self) -> Result<(), StoreError> {
-        let mut conn = self.store.conn().await?;
-        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.store.keys().outbound())
-            .arg(RELAY_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
-            _ => Ok(()),
-        }
+        self.queue.migrate().await
     }
 
-    /// One round: due retries back into the stream, entries abandoned by a
-    /// crashed worker reclaimed, new entries delivered. Never sleeps.
+    /// One round: due retries back into the stream, entries a crashed worker
+    /// left (lease ended) taken over, new entries delivered. Never sleeps.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
-        self.ensure_group().await?;
+        self.step_at(now_ms()).await
+    }
+
+    /// [`Self::step`] at `now_ms` (unix milliseconds).
+    pub async fn step_at(&self, now_ms: u64) -> Result<StepReport, StoreError> {
+        if !self.migrated.load(std::sync::atomic::Ordering::Relaxed) {
+            self.ensure_group().await?;
+            self.migrated
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let keys = self.store.keys();
         let mut conn = self.store.conn().await?;
         let _: u64 = self
             .promote
             .key(keys.outbound_retry())
             .key(keys.outbound())
-            .arg(now_ms())
-            .arg(minute_ms())
+            .arg(now_ms)
+            .arg(minute_floor(now_ms))
             .invoke_async(&mut conn)
             .await?;
-        let mut entries = Vec::new();
-        let claimed: StreamAutoClaimReply = redis::AsyncCommands::xautoclaim_options(
-            &mut conn,
-            keys.outbound(),
-            RELAY_GROUP,
-            &self.consumer,
-            60_000,
-            "0-0",
-            StreamAutoClaimOptions::default().count(16),
-        )
-        .await?;
-        entries.extend(claimed.claimed.into_iter().map(|s| (s.id, s.map)));
-        let opts = StreamReadOptions::default()
-            .group(RELAY_GROUP, &self.consumer)
-            .count(16);
-        let read: Option<StreamReadReply> =
-            redis::AsyncCommands::xread_options(&mut conn, &[keys.outbound()], &[">"], &opts)
-                .await?;
-        for key in read.map(|r| r.keys).unwrap_or_default() {
-            entries.extend(key.ids.into_iter().map(|s| (s.id, s.map)));
-        }
+        let entries = self.queue.take(now_ms, 16, "0-0").await?.ids;
         let mut report = StepReport::default();
-        for (id, map) in entries {
-            self.deliver(&id, map, &mut report).await?;
+        for entry in entries {
+            self.deliver(&entry.id, entry.map, now_ms, &mut report)
+                .await?;
         }
         Ok(report)
     }
@@ -311,6 +282,7 @@ impl RelayWorker {
         &self,
         id: &str,
         mut map: HashMap<String, Value>,
+        now_ms: u64,
         report: &mut StepReport,
     ) -> Result<(), StoreError> {
         let mut field = |name: &str| {
@@ -374,16 +346,7 @@ impl RelayWorker {
                 .dead(id, Some(&queued), "provider-disabled", report)
                 .await;
         };
-        let mut conn = self.store.conn().await?;
-        let owned: i64 = self
-            .own
-            .key(self.store.keys().outbound())
-            .arg(RELAY_GROUP)
-            .arg(&self.consumer)
-            .arg(id)
-            .invoke_async(&mut conn)
-            .await?;
-        if owned == 0 {
+        if !self.queue.own(id, now_ms).await? {
             tracing::info!(thread = %thread, "entry reclaimed by another worker; not sending");
             return Ok(());
         }
@@ -404,7 +367,9 @@ impl RelayWorker {
                     .saturating_mul(1 << next.attempts.min(16));
                 let member =
                     serde_json::to_string(&next).map_err(|_| StoreError::Corrupt("outbound"))?;
-                self.finish(id, Some((member, now_ms().saturating_add(delay))))
+                // A minute boundary from this minute: a Telnyx answer is
+                // first tried the moment its tip arrived.
+                self.finish(id, Some((member, coarse_due(now_ms, delay))))
                     .await?;
                 report.retried += 1;
                 self.outcome("retry");
@@ -418,24 +383,13 @@ impl RelayWorker {
         Ok(())
     }
 
-    /// Acks and deletes the entry; with `retry`, schedules the message again
-    /// (member, due time in ms) in the same transaction.
+    /// Ends the entry's lease and deletes it; with `retry`, schedules the
+    /// message again (member, due time) in the same transaction.
     async fn finish(&self, id: &str, retry: Option<(String, u64)>) -> Result<(), StoreError> {
-        let keys = self.store.keys();
-        let mut conn = self.store.conn().await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if let Some((member, due)) = retry {
-            pipe.zadd(keys.outbound_retry(), member, due).ignore();
-        }
-        let _: () = pipe
-            .xack(keys.outbound(), RELAY_GROUP, &[id])
-            .ignore()
-            .xdel(keys.outbound(), &[id])
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        let schedule = self.store.keys().outbound_retry();
+        self.queue
+            .finish(id, retry.map(|(m, due)| (schedule.as_str(), m, due)))
+            .await
     }
 
     async fn dead(
@@ -445,20 +399,11 @@ impl RelayWorker {
         reason: &'static str,
         report: &mut StepReport,
     ) -> Result<(), StoreError> {
-        let keys = self.store.keys();
-        let mut conn = self.store.conn().await?;
         // The text stays sealed, so an administrator can see why and requeue.
         let mut fields = queued.map(fields).unwrap_or_default();
         fields.extend(["reason".to_owned(), reason.to_owned()]);
-        let _: String = self
-            .dead
-            .key(keys.outbound())
-            .key(keys.outbound_dead())
-            .arg(RELAY_GROUP)
-            .arg(id)
-            .arg(minute_ms())
-            .arg(fields)
-            .invoke_async(&mut conn)
+        self.queue
+            .dead_letter(&self.store.keys().outbound_dead(), id, minute_ms(), &fields)
             .await?;
         report.dead += 1;
         self.outcome("dead");

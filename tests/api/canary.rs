@@ -5,7 +5,7 @@ use redis::Value;
 
 use crate::helpers::{TestApp, form_body, logs, random_hex, spawn_app, spawn_app_with};
 
-fn flatten(value: &Value, out: &mut Vec<u8>) {
+pub fn flatten(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::BulkString(b) => out.extend_from_slice(b),
         Value::SimpleString(s) => out.extend_from_slice(s.as_bytes()),

@@ -77,6 +77,12 @@ fn north() -> ZoneChoice {
     ZoneChoice::Known(Zone::parse("north").unwrap())
 }
 
+/// When stage `n` (1 or 2) of a tip of `priority` that arrived at `t0` is
+/// due under the shipped policy: minute boundaries, never early.
+fn due(priority: Priority, t0: u64, n: usize) -> u64 {
+    EscalationPolicy::default().deadlines(priority, t0)[n - 1].1
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -402,12 +408,17 @@ async fn two_workers_past_the_deadline_fire_each_stage_exactly_once() {
         "fyi tips never escalate"
     );
 
+    // Due on minute boundaries, at least the policy's delay after arrival.
+    let (stage1, stage2) = (due(Priority::Now, t0, 1), due(Priority::Now, t0, 2));
+    assert!(stage1 >= t0 + 120_000 && stage2 >= stage1 + 120_000);
+    assert_eq!((stage1 % 60_000, stage2 % 60_000), (0, 0));
     assert!(step_both(&a, &b, t0 + 119_999).await.is_empty());
+    assert!(step_both(&a, &b, stage1 - 1).await.is_empty());
 
     let mut fired: BTreeMap<(String, Stage), usize> = BTreeMap::new();
     // Several rounds at the same instant: later rounds find nothing left.
     for _ in 0..3 {
-        count(&mut fired, &step_both(&a, &b, t0 + 120_000).await);
+        count(&mut fired, &step_both(&a, &b, stage1).await);
     }
     assert_eq!(fired.len(), 20);
     assert!(
@@ -417,7 +428,7 @@ async fn two_workers_past_the_deadline_fire_each_stage_exactly_once() {
     );
 
     for _ in 0..3 {
-        count(&mut fired, &step_both(&a, &b, t0 + 240_000).await);
+        count(&mut fired, &step_both(&a, &b, stage2).await);
     }
     assert_eq!(fired.len(), 40, "stage 2 once for every tip");
     assert!(fired.values().all(|n| *n == 1), "{fired:?}");
@@ -471,7 +482,7 @@ async fn a_claimed_or_resolved_alert_never_escalates_but_a_released_one_does() {
     states.claim(&released, &ana).await.unwrap();
     states.release(&released, &ana).await.unwrap();
 
-    let fired = worker.step(t0 + 900_000).await.unwrap();
+    let fired = worker.step(due(Priority::Today, t0, 1)).await.unwrap();
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!(
         (&fired[0].tip_id, fired[0].stage, fired[0].priority),
@@ -479,7 +490,13 @@ async fn a_claimed_or_resolved_alert_never_escalates_but_a_released_one_does() {
     );
     // Claiming after stage 1 stops stage 2.
     states.claim(&released, &ana).await.unwrap();
-    assert!(worker.step(t0 + 1_800_000).await.unwrap().is_empty());
+    assert!(
+        worker
+            .step(due(Priority::Today, t0, 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(escalations.events_after("0-0", 100).await.unwrap().len(), 1);
     let mut conn = redis.redis();
     let left: u64 = redis::cmd("ZCARD")
@@ -505,7 +522,7 @@ async fn a_restarted_worker_fires_a_stage_scheduled_before_the_restart() {
         // The process dies here: worker and connection are gone.
     }
     let restarted = redis.worker();
-    let fired = restarted.step(t0 + 130_000).await.unwrap();
+    let fired = restarted.step(due(Priority::Now, t0, 1)).await.unwrap();
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].tip_id, tip);
     assert_eq!(fired[0].zone, ZoneChoice::Unsure);
@@ -532,7 +549,10 @@ async fn scheduling_a_tip_twice_does_not_double_its_escalations() {
         0,
         "another replica scheduling the same tip adds nothing"
     );
-    assert_eq!(worker.step(t0 + 120_000).await.unwrap().len(), 1);
+    assert_eq!(
+        worker.step(due(Priority::Now, t0, 1)).await.unwrap().len(),
+        1
+    );
     // Even after stage 1 fired and left the set, a late retry adds nothing back.
     assert_eq!(
         one.schedule(&tip, Priority::Now, &north(), t0 + 130_000)

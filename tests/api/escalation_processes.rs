@@ -6,6 +6,8 @@
 //! alert must never escalate. `tests/api/escalation.rs` checks the same rules
 //! with explicit time inside one process; here time is the wall clock, so
 //! every wait has a deadline and every "exactly once" is counted exactly.
+//! Deadlines fall on minute boundaries (no finer time is stored), so each
+//! test runs for two to four minutes.
 //!
 //! No mediator is enrolled: firing reads only the alert's state hash, and who
 //! hears of a stage is the push fan-out's business (push is off here). The
@@ -19,6 +21,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tipwire::bus::timing::{coarse_due, minute_ceil};
 use tipwire::bus::{AlertReader, Store};
 use tipwire::config::Settings;
 use tipwire::crypto::Keyring;
@@ -320,13 +323,16 @@ everyone_after_secs = {EVERYONE_AFTER_SECS}
                 .unwrap();
             *slot = score.unwrap_or_else(|| panic!("stage {stage:?} of {id} is scheduled")) as u64;
         }
-        // The gateways' [escalation] settings, not the shipped defaults.
+        // The gateways' [escalation] settings, not the shipped defaults, on
+        // minute boundaries (no finer time is stored): never early, within
+        // two minutes of the delay.
         let first = SUPERVISORS_AFTER_SECS * 1000;
         assert!(
-            posted + first <= due[0] && due[0] <= answered + first,
-            "stage 1 is due {SUPERVISORS_AFTER_SECS} s after arrival: {posted} {due:?} {answered}"
+            posted + first <= due[0] && due[0] <= coarse_due(answered, first),
+            "stage 1 is due {SUPERVISORS_AFTER_SECS} s after arrival, on the minute: {posted} {due:?} {answered}"
         );
-        assert_eq!(due[1] - due[0], EVERYONE_AFTER_SECS * 1000);
+        assert_eq!(due[1], minute_ceil(due[0] + EVERYONE_AFTER_SECS * 1000));
+        assert_eq!((due[0] % 60_000, due[1] % 60_000), (0, 0));
         Tip { id, due }
     }
 
@@ -379,8 +385,14 @@ everyone_after_secs = {EVERYONE_AFTER_SECS}
             .collect()
     }
 
-    /// Waits until `stage` of `tip` fired, and returns the counts then.
+    /// Waits until `stage` of `tip` fired (from when it is due), and returns
+    /// the counts then.
     async fn wait_for(&self, tip: &Tip, stage: Stage) -> Counts {
+        let due = match stage {
+            Stage::Supervisors => tip.due[0],
+            Stage::Everyone => tip.due[1],
+        };
+        sleep_until_unix_ms(due).await;
         let patience = Patience::new(format!("stage {} of {}", stage.as_str(), tip.id));
         loop {
             let counts = self.fired(tip).await;

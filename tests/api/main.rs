@@ -23,4 +23,5 @@ pub mod sms;
 mod sms_helpers;
 mod sms_media;
 mod sms_replay;
+mod timing;
 mod tls;

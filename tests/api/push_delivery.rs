@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tipwire::bus::WorkQueue;
+use tipwire::bus::timing::coarse_due;
 use tipwire::config::Settings;
 use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{
     AlertStates, DeviceId, EscalationPolicy, EscalationWorker, Escalations, Stage,
 };
-use tipwire::push::{PushWorker, unix_ms};
+use tipwire::push::{PushWorker, RECLAIM_IDLE, unix_ms};
 
 use crate::canary::assert_nowhere;
 use crate::devices::{Login, Phone, api, enrol, login, set_duty};
@@ -27,7 +29,7 @@ use crate::push::PushEndpoint;
 const RETENTION_SECS: u64 = 30 * 86_400;
 const CANARY: &str = "CANARY-push-delivery-91c4: the crew from Elm meets at nine";
 
-fn with_push(s: &mut Settings) {
+pub(crate) fn with_push(s: &mut Settings) {
     s.push.enabled = true;
     s.push.subject = "mailto:ops@cvi.example.org".into();
     s.push.dangerous_allow_loopback_http_endpoints = true;
@@ -41,9 +43,9 @@ async fn push_app() -> TestApp {
     spawn_app_with(with_push).await
 }
 
-struct Mediator {
-    device_id: String,
-    login: Login,
+pub(crate) struct Mediator {
+    pub(crate) device_id: String,
+    pub(crate) login: Login,
 }
 
 impl Mediator {
@@ -53,7 +55,7 @@ impl Mediator {
 }
 
 /// Enrols a phone from a fresh invite and logs it in.
-async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
+pub(crate) async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
     let zones: Vec<Zone> = zones.iter().map(|z| Zone::parse(z).unwrap()).collect();
     let code = api(app)
         .invites
@@ -69,7 +71,7 @@ async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
     Mediator { device_id, login }
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -91,7 +93,7 @@ async fn call(
 }
 
 /// Registers the endpoint's subscription (at `path`) for `m`, as the app does.
-async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &str) {
+pub(crate) async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &str) {
     let response = call(
         app,
         reqwest::Method::POST,
@@ -104,7 +106,7 @@ async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &
     assert_eq!(response.status(), 204);
 }
 
-fn worker(app: &TestApp, consumer: &str) -> PushWorker {
+pub(crate) fn worker(app: &TestApp, consumer: &str) -> PushWorker {
     PushWorker::from_settings(
         &app.settings,
         app.store.clone(),
@@ -259,11 +261,15 @@ async fn a_push_service_error_is_retried_with_backoff_and_then_delivered() {
 
     let t0 = unix_ms();
     assert_eq!(worker.step(t0).await.unwrap().retried, 1);
-    // Backoff: 1 s after the first failure, 2 s after the second.
-    assert_eq!(worker.step(t0 + 900).await.unwrap(), Default::default());
-    assert_eq!(worker.step(t0 + 1_000).await.unwrap().retried, 1);
-    assert_eq!(worker.step(t0 + 2_900).await.unwrap(), Default::default());
-    let last = worker.step(t0 + 3_000).await.unwrap();
+    // Backoff: 1 s after the first failure, 2 s after the second, each on
+    // the next minute boundary that far from the failure's minute.
+    let first = coarse_due(t0, 1_000);
+    assert_eq!(first % 60_000, 0);
+    assert_eq!(worker.step(first - 1).await.unwrap(), Default::default());
+    assert_eq!(worker.step(first).await.unwrap().retried, 1);
+    let second = coarse_due(first, 2_000);
+    assert_eq!(worker.step(second - 1).await.unwrap(), Default::default());
+    let last = worker.step(second).await.unwrap();
     assert_eq!((last.delivered, last.dead), (1, 0));
 
     let received = endpoint.received(3);
@@ -310,8 +316,10 @@ async fn a_push_that_fails_max_attempts_times_is_dead_lettered_without_its_endpo
 
     let t0 = unix_ms();
     assert_eq!(worker.step(t0).await.unwrap().retried, 1);
-    assert_eq!(worker.step(t0 + 1_000).await.unwrap().retried, 1);
-    let last = worker.step(t0 + 3_000).await.unwrap();
+    let first = coarse_due(t0, 1_000);
+    assert_eq!(worker.step(first).await.unwrap().retried, 1);
+    let second = coarse_due(first, 2_000);
+    let last = worker.step(second).await.unwrap();
     assert_eq!((last.dead, last.retried, last.delivered), (1, 0, 0));
 
     let mut conn = redis(&app);
@@ -339,7 +347,7 @@ async fn a_push_that_fails_max_attempts_times_is_dead_lettered_without_its_endpo
         );
     }
     // Nothing left to do: the job is out of the stream and the schedule.
-    let after = worker.step(t0 + 60_000).await.unwrap();
+    let after = worker.step(second + 60_000).await.unwrap();
     assert_eq!(after, Default::default());
     let pending: u64 = redis::cmd("XLEN")
         .arg(app.store.keys().push_out())
@@ -356,35 +364,36 @@ async fn an_event_a_crashed_worker_read_is_taken_over_and_pushed_exactly_once() 
     let m = mediator(&app, &["north"], false).await;
     subscribe(&app, &m, &endpoint, "/push/phone").await;
     let crashed = worker(&app, "crashed");
-    crashed.ensure_groups(unix_ms()).await.unwrap();
     let tip_id = tip(&app, "north", "now").await;
 
-    // The crashed worker read the alert and died before fanning it out.
-    let mut conn = redis(&app);
-    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("push")
-        .arg("crashed")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(app.store.keys().alerts())
-        .arg(">")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(read.keys[0].ids.len(), 1);
+    // The crashed worker took the alert and died before fanning it out.
+    let lease = u64::try_from(RECLAIM_IDLE.as_millis()).unwrap();
+    let taken_at = unix_ms();
+    let taken = WorkQueue::new(
+        app.store.clone(),
+        app.store.keys().alerts(),
+        "push",
+        "crashed",
+        lease,
+    )
+    .take(taken_at, 10, "0-0")
+    .await
+    .unwrap();
+    assert_eq!(taken.ids.len(), 1);
+    // Its lease ends on a minute boundary: no finer time is stored.
+    let lease_end = coarse_due(taken_at, lease);
 
-    let survivor = worker(&app, "survivor").with_reclaim_idle(Duration::from_millis(100));
-    // Not idle long enough yet: left to its owner.
+    let survivor = worker(&app, "survivor");
+    // Not leased long enough yet: left to its owner.
     assert_eq!(survivor.step(unix_ms()).await.unwrap().events, 0);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let report = survivor.step(unix_ms()).await.unwrap();
+    assert_eq!(survivor.step(lease_end - 1).await.unwrap().events, 0);
+    let report = survivor.step(lease_end).await.unwrap();
     assert_eq!((report.events, report.delivered), (1, 1));
     // The crashed worker comes back: its read is no longer its own.
-    let back = crashed.step(unix_ms()).await.unwrap();
+    let back = crashed.step(lease_end).await.unwrap();
     assert_eq!(back, Default::default());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(survivor.step(unix_ms()).await.unwrap(), Default::default());
+    let much_later = coarse_due(lease_end, 2 * lease);
+    assert_eq!(survivor.step(much_later).await.unwrap(), Default::default());
 
     let received = endpoint.received_now();
     assert_eq!(received.len(), 1, "{received:?}");
@@ -403,15 +412,18 @@ async fn a_job_whose_worker_died_mid_send_is_sent_again_at_least_once_with_the_s
 
     // The worker is stopped while the push service holds the request: the
     // message went out, the acknowledgement never happened.
-    let stopped = tokio::time::timeout(Duration::from_millis(600), dying.step(unix_ms())).await;
+    let t0 = unix_ms();
+    let stopped = tokio::time::timeout(Duration::from_millis(600), dying.step(t0)).await;
     assert!(stopped.is_err());
     endpoint.received(1);
 
-    let survivor = worker(&app, "survivor").with_reclaim_idle(Duration::from_millis(100));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let report = survivor.step(unix_ms()).await.unwrap();
-    assert_eq!((report.events, report.delivered), (0, 1));
+    let survivor = worker(&app, "survivor");
+    // Still leased to the dying worker until a minute boundary.
+    let lease_end = coarse_due(t0, u64::try_from(RECLAIM_IDLE.as_millis()).unwrap());
     assert_eq!(survivor.step(unix_ms()).await.unwrap(), Default::default());
+    let report = survivor.step(lease_end).await.unwrap();
+    assert_eq!((report.events, report.delivered), (0, 1));
+    assert_eq!(survivor.step(lease_end).await.unwrap(), Default::default());
 
     // At least once: the phone got the same notice twice; the app shows it
     // once, tagged by alert id.
@@ -456,7 +468,7 @@ async fn escalation_stage_1_is_pushed_only_to_on_duty_supervisors() {
     .schedule(&tip_id, Priority::Today, &zone, t0)
     .await
     .unwrap();
-    let at = t0 + 901_000;
+    let at = EscalationPolicy::default().deadlines(Priority::Today, t0)[0].1;
     let fired = EscalationWorker::new(app.store.clone(), RETENTION_SECS)
         .step(at)
         .await
@@ -683,9 +695,12 @@ async fn an_urgent_alert_nobody_claimed_nudges_opted_in_mediators_once_by_email_
     let t0 = unix_ms();
     let first = worker.step(t0).await.unwrap();
     assert_eq!((first.delivered, first.nudged), (1, 0));
+    // Due on a minute boundary at least a minute after the push.
+    let due = coarse_due(t0, 60_000);
     assert_eq!(worker.step(t0 + 30_000).await.unwrap().nudged, 0);
-    assert_eq!(worker.step(t0 + 61_000).await.unwrap().nudged, 1);
-    assert_eq!(worker.step(t0 + 300_000).await.unwrap().nudged, 0);
+    assert_eq!(worker.step(due - 1).await.unwrap().nudged, 0);
+    assert_eq!(worker.step(due).await.unwrap().nudged, 1);
+    assert_eq!(worker.step(due + 300_000).await.unwrap().nudged, 0);
 
     let mail = sink.received();
     assert_eq!(mail.len(), 1);
@@ -712,7 +727,7 @@ async fn an_urgent_alert_nobody_claimed_nudges_opted_in_mediators_once_by_email_
         .unwrap();
     tip(&app, "north", "today").await;
     worker.step(t1).await.unwrap();
-    assert_eq!(worker.step(t1 + 61_000).await.unwrap().nudged, 0);
+    assert_eq!(worker.step(coarse_due(t1, 60_000)).await.unwrap().nudged, 0);
     assert_eq!(sink.received().len(), 1);
     let left: u64 = redis::cmd("ZCARD")
         .arg(app.store.keys().push_nudges())

@@ -15,16 +15,26 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more `redis-server` options (`--appendfsync always`…).
+    pub fn start_with(args: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        Self::start_on(port, dir)
+        Self::start_on(port, dir, args)
     }
 
-    fn start_on(port: u16, dir: tempfile::TempDir) -> Self {
+    /// Its data directory (the AOF directory is inside).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn start_on(port: u16, dir: tempfile::TempDir, args: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -38,6 +48,7 @@ impl PrivateRedis {
             ])
             .arg("--dir")
             .arg(dir.path())
+            .args(args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh installs Debian's redis-server)");
@@ -71,7 +82,7 @@ impl PrivateRedis {
     pub fn start_again(&mut self) {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         // The old process is already reaped; dropping its handle is harmless.
-        *self = Self::start_on(self.port, dir);
+        *self = Self::start_on(self.port, dir, &[]);
     }
 
     pub fn stop(&mut self) {

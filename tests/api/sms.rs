@@ -334,9 +334,12 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
     stand_in.state.lock().unwrap().fail_next = 1;
     app.queue_reply(&thread, "first try fails", Kind::Reply)
         .await;
-    assert_eq!(app.relay.step().await.unwrap().retried, 1);
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let report = app.relay.step().await.unwrap();
+    let t0 = tipwire::push::unix_ms();
+    assert_eq!(app.relay.step_at(t0).await.unwrap().retried, 1);
+    // Retries are due on minute boundaries: not before, within two minutes.
+    let due = tipwire::bus::timing::coarse_due(t0, 2);
+    assert_eq!(app.relay.step_at(due - 1).await.unwrap().sent, 0);
+    let report = app.relay.step_at(due).await.unwrap();
     assert_eq!(report.sent, 1, "{report:?}");
     assert_eq!(stand_in.sent()[0].body, "first try fails");
 
@@ -344,9 +347,10 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
     app.queue_reply(&thread, "never gets through", Kind::Reply)
         .await;
     let mut dead = 0;
+    let mut at = due;
     for _ in 0..10 {
-        dead += app.relay.step().await.unwrap().dead;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        dead += app.relay.step_at(at).await.unwrap().dead;
+        at += 120_000;
     }
     assert_eq!(dead, 1);
     let mut conn = app.store.conn().await.unwrap();

@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 
 use super::keys::B64URL;
 use super::{CHALLENGE_LEN, DeviceError, DeviceRecord, Devices};
+use crate::bus::timing::{coarse_due, minute_floor};
 use crate::bus::{Store, StoreError};
 use crate::config::CheckedQuota;
 use crate::mediator::DeviceId;
@@ -196,8 +197,13 @@ impl Sessions {
         let _: () = redis::cmd("SET")
             .arg(self.store.keys().challenge(&sha256_hex(&bytes)))
             .arg(id.as_str())
-            .arg("EX")
-            .arg(CHALLENGE_TTL_SECS)
+            // An absolute minute: a relative expiry would tell the second a
+            // mediator (perhaps woken by a push) asked to sign in.
+            .arg("PXAT")
+            .arg(coarse_due(
+                unix_ms(now),
+                CHALLENGE_TTL_SECS.saturating_mul(1000),
+            ))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
@@ -243,7 +249,8 @@ impl Sessions {
             serde_json::to_string(&SessionRecord {
                 device_id: id.as_str().to_owned(),
                 csrf: csrf.to_string(),
-                created_ms: unix_ms(now),
+                // To the minute, like every time stored.
+                created_ms: minute_floor(unix_ms(now)),
             })
             .map_err(|_| StoreError::Corrupt("session"))?,
         );
@@ -252,15 +259,15 @@ impl Sessions {
             .cmd("SET")
             .arg(keys.session(&hash))
             .arg(record.as_str())
-            .arg("PX")
-            .arg(millis(self.idle).max(1))
+            .arg("PXAT")
+            .arg(self.idle_end(minute_floor(unix_ms(now)), unix_ms(now)))
             .ignore()
             .sadd(keys.device_sessions(id.as_str()), &hash)
             .ignore()
             // No session outlives `max`, so neither need the list of them.
-            .cmd("PEXPIRE")
+            .cmd("PEXPIREAT")
             .arg(keys.device_sessions(id.as_str()))
-            .arg(millis(self.max).max(1))
+            .arg(coarse_due(unix_ms(now), millis(self.max)))
             .ignore()
             .query_async(&mut conn)
             .await
@@ -302,10 +309,12 @@ impl Sessions {
             let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
             return Err(DeviceError::SessionExpired);
         }
-        // Sliding, but never past the session's absolute end.
-        let _: () = redis::cmd("PEXPIRE")
+        // Sliding, but never past the session's absolute end; absolute
+        // minutes, since a relative expiry restarted by every request would
+        // tell when a mediator claimed or answered a tip, to the millisecond.
+        let _: () = redis::cmd("PEXPIREAT")
             .arg(&key)
-            .arg(millis(self.idle).min(left).max(1))
+            .arg(self.idle_end(record.created_ms, unix_ms(now)))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
@@ -321,6 +330,15 @@ impl Sessions {
             csrf: Zeroizing::new(record.csrf),
             token_hash: hash,
         })
+    }
+
+    /// When a session made at `created_ms` and used at `now_ms` expires: a
+    /// minute boundary at least `idle` after this minute, never past the
+    /// session's end (`max` after it was made). Up to two minutes longer
+    /// than `idle`: sessions store no time finer than the minute.
+    fn idle_end(&self, created_ms: u64, now_ms: u64) -> u64 {
+        let end = minute_floor(created_ms.saturating_add(millis(self.max)));
+        coarse_due(now_ms, millis(self.idle)).min(end)
     }
 
     /// Whether the session still exists and its device is still enrolled,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::fanout::parse_zone;
 use super::{PushReport, PushWorker, device_store_error, id_ms, minute};
 use crate::bus::StoreError;
-use crate::bus::names::PUSH_GROUP;
+use crate::bus::timing::coarse_due;
 use crate::domain::{Priority, TipId};
 use crate::mediator::DeviceId;
 use crate::push::client::{PushError, Urgency};
@@ -33,23 +33,6 @@ for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
-";
-
-/// As in the reply relay: the job must still be pending for this consumer;
-/// claiming it again resets its idle time so nobody reclaims it mid-send.
-pub(super) const OWN_LUA: &str = r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not p[1] or p[1][2] ~= ARGV[2] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-return 1
-";
-
-/// Moves a job to the dead letters (coarse id), acks and deletes it, atomically.
-pub(super) const DEAD_LUA: &str = r"
-local id = coarse_xadd(KEYS[2], ARGV[3], {unpack(ARGV, 4)})
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return id
 ";
 
 /// A delivery job, as kept in push-out and the retry schedule.
@@ -81,9 +64,7 @@ impl PushWorker {
         now_ms: u64,
         report: &mut PushReport,
     ) -> Result<(), StoreError> {
-        let jobs = self
-            .read(&[self.store.keys().push_out()], JOB_BATCH)
-            .await?;
+        let jobs = self.read(&[&self.jobs], JOB_BATCH, now_ms).await?;
         let outcomes = join_all(
             jobs.into_iter()
                 .map(|(_, id, map)| async move { self.deliver(&id, map, now_ms).await }),
@@ -150,16 +131,7 @@ impl PushWorker {
             }
             Err(e) => return Err(e),
         };
-        let mut conn = self.store.conn().await?;
-        let owned: i64 = self
-            .own
-            .key(self.store.keys().push_out())
-            .arg(PUSH_GROUP)
-            .arg(&self.config.consumer)
-            .arg(id)
-            .invoke_async(&mut conn)
-            .await?;
-        if owned == 0 {
+        if !self.jobs.own(id, now_ms).await? {
             tracing::info!(%tip_id, "push job taken over by another worker; not sending");
             return Ok(Outcome::NotOwned);
         }
@@ -204,7 +176,9 @@ impl PushWorker {
                     .max(backoff);
                 let member =
                     serde_json::to_string(&next).map_err(|_| StoreError::Corrupt("push job"))?;
-                self.finish(id, Some((member, now_ms.saturating_add(wait))))
+                // A minute boundary from this minute: the first failure
+                // follows the tip's arrival by milliseconds.
+                self.finish(id, Some((member, coarse_due(now_ms, wait))))
                     .await?;
                 self.outcome("retry");
                 tracing::warn!(%tip_id, attempts = next.attempts, code = "push-unavailable", "push not delivered; will retry");
@@ -222,24 +196,13 @@ impl PushWorker {
         }
     }
 
-    /// Acks and deletes the job; with `retry`, schedules it again (member,
-    /// due time in ms) in the same transaction.
+    /// Ends the job's lease and deletes it; with `retry`, schedules it again
+    /// (member, due time) in the same transaction.
     async fn finish(&self, id: &str, retry: Option<(String, u64)>) -> Result<(), StoreError> {
-        let keys = self.store.keys();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if let Some((member, due)) = retry {
-            pipe.zadd(keys.push_retry(), member, due).ignore();
-        }
-        let mut conn = self.store.conn().await?;
-        let _: () = pipe
-            .xack(keys.push_out(), PUSH_GROUP, &[id])
-            .ignore()
-            .xdel(keys.push_out(), &[id])
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        let schedule = self.store.keys().push_retry();
+        self.jobs
+            .finish(id, retry.map(|(m, due)| (schedule.as_str(), m, due)))
+            .await
     }
 
     async fn skip(&self, id: &str, why: &'static str) -> Result<Outcome, StoreError> {
@@ -273,16 +236,8 @@ impl PushWorker {
             ]);
         }
         fields.extend(["reason".to_owned(), reason.to_owned()]);
-        let mut conn = self.store.conn().await?;
-        let _: String = self
-            .dead
-            .key(keys.push_out())
-            .key(keys.push_dead())
-            .arg(PUSH_GROUP)
-            .arg(id)
-            .arg(minute(now_ms))
-            .arg(fields)
-            .invoke_async(&mut conn)
+        self.jobs
+            .dead_letter(&keys.push_dead(), id, minute(now_ms), &fields)
             .await?;
         self.outcome("dead");
         Ok(Outcome::Dead)

@@ -9,6 +9,7 @@ use redis::{FromRedisValue, Value};
 use super::{PushReport, PushWorker, device_store_error, id_ms, minute};
 use crate::bus::StoreError;
 use crate::bus::names::PUSH_GROUP;
+use crate::bus::timing::coarse_due;
 use crate::domain::{Priority, TipId, Zone, ZoneChoice};
 use crate::mediator::devices::DeviceRecord;
 use crate::mediator::{DeviceId, Stage};
@@ -20,14 +21,15 @@ use crate::push::notice::NoticeKind;
 const EVENT_BATCH: usize = 8;
 
 /// `KEYS[1]` the source stream, `KEYS[2]` push-out, `KEYS[3]` the nudge
-/// deadlines. `ARGV[1]` group, `ARGV[2]` consumer, `ARGV[3]` the event id,
-/// `ARGV[4]` the minute (ms) for job ids, `ARGV[5]` the nudges' due time,
-/// `ARGV[6..10]` kind, tip id, zone, priority, stage, `ARGV[11]` the number n
-/// of devices, `ARGV[12..11+n]` the devices, then nudge members. Returns -1,
-/// doing nothing, when the event is no longer pending for this consumer.
+/// deadlines, `KEYS[4]` and `KEYS[5]` the source queue's leases and owners.
+/// `ARGV[1]` group, `ARGV[2]` consumer, `ARGV[3]` the event id, `ARGV[4]`
+/// the minute (ms) for job ids, `ARGV[5]` the nudges' due time (a minute
+/// boundary), `ARGV[6..10]` kind, tip id, zone, priority, stage, `ARGV[11]`
+/// the number n of devices, `ARGV[12..11+n]` the devices, then nudge members.
+/// Returns -1, doing nothing, when the event is no longer leased to this
+/// consumer.
 pub(super) const FAN_OUT_LUA: &str = r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if not p[1] or p[1][2] ~= ARGV[2] then return -1 end
+if not queue_owns(KEYS[5], ARGV[3], ARGV[2]) then return -1 end
 local n = tonumber(ARGV[11])
 for i = 1, n do
   coarse_xadd(KEYS[2], ARGV[4], {'kind', ARGV[6], 'tip_id', ARGV[7], 'zone', ARGV[8],
@@ -35,7 +37,7 @@ for i = 1, n do
     'attempts', '0'})
 end
 for j = 12 + n, #ARGV do redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[j]) end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+queue_ack(KEYS[4], KEYS[5], ARGV[3])
 return n
 ";
 
@@ -56,14 +58,15 @@ impl PushWorker {
         report: &mut PushReport,
     ) -> Result<(), StoreError> {
         let keys = self.store.keys();
-        let sources = [keys.alerts().to_owned(), keys.escalation_events()];
-        let entries = self.read(&sources, EVENT_BATCH).await?;
+        let entries = self
+            .read(&[&self.alerts, &self.escalations], EVENT_BATCH, now_ms)
+            .await?;
         if entries.is_empty() {
             return Ok(());
         }
         let devices = self.devices.list().await.map_err(device_store_error)?;
-        for (key, id, map) in entries {
-            let kind = if key == keys.alerts() {
+        for (queue, id, map) in entries {
+            let kind = if queue.stream() == keys.alerts() {
                 NoticeKind::Alert
             } else {
                 NoticeKind::Escalation
@@ -100,14 +103,18 @@ impl PushWorker {
                 }
                 _ => Vec::new(),
             };
+            // From this minute, not this moment: the push follows the tip's
+            // arrival by milliseconds.
             let nudge_due = self
                 .nudger
                 .as_ref()
-                .map_or(0, |n| now_ms.saturating_add(n.delay_ms()));
-            let mut invocation = self.fan_out.key(&key);
+                .map_or(0, |n| coarse_due(now_ms, n.delay_ms()));
+            let mut invocation = self.fan_out.key(queue.stream());
             invocation
                 .key(keys.push_out())
                 .key(keys.push_nudges())
+                .key(queue.leases())
+                .key(queue.owners())
                 .arg(PUSH_GROUP)
                 .arg(&self.config.consumer)
                 .arg(&id)
