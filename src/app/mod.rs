@@ -4,6 +4,7 @@
 //! exposes the port, so every test spawns its own gateway.
 
 mod drain;
+mod https;
 mod ops;
 mod tasks;
 
@@ -279,7 +280,7 @@ impl Application {
             .map_err(|e| StartupError::Bind(addr.clone(), e))?
             .port();
 
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(web.clone())
                 .app_data(sms.clone())
@@ -309,19 +310,37 @@ impl Application {
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
                 }))
-        })
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .client_request_timeout(Duration::from_secs(10))
-        .client_disconnect_timeout(Duration::from_secs(2));
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        };
+        let timeouts = https::Timeouts {
+            client_request: Duration::from_secs(10),
+            client_disconnect: Duration::from_secs(2),
+        };
 
-        match &cert {
+        let server = match &cert {
             Some(cert) => {
-                let tls = crate::tls::server_config(cert.clone())?;
-                server = server
-                    .listen_rustls_0_23(listener, tls)
+                if settings.server.http2 {
+                    tracing::warn!(
+                        "server.http2 is on: one HTTP/2 connection can hold unbounded memory \
+                         (streams and responses queued for a client that never reads); \
+                         serve it only behind a proxy that bounds HTTP/2"
+                    );
+                }
+                let admission = Arc::new(https::Admission::new(
+                    &settings,
+                    crate::tls::server_config(cert.clone())?,
+                    ClientKeyer::new(settings.trusted_proxies()?),
+                ));
+                let c = &settings.server.connections;
+                let mut builder = actix_server::Server::build()
+                    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+                    // The admission gates refuse excess connections at once;
+                    // the worker's own cap must never be what queues them.
+                    .max_concurrent_connections(c.max.saturating_add(1))
+                    .disable_signals();
+                if settings.server.workers > 0 {
+                    builder = builder.workers(settings.server.workers);
+                }
+                let builder = https::listen(builder, listener, admission, timeouts, app)
                     .map_err(|e| StartupError::Bind(addr.clone(), e))?;
                 let watched = cert.clone();
                 tasks.every("tls-reload", Duration::from_secs(settings.tls.reload_interval_secs), move || {
@@ -334,14 +353,23 @@ impl Application {
                         }
                     }
                 });
+                builder.run()
             }
             None => {
-                server = server
+                let mut server = HttpServer::new(app)
+                    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+                    .client_request_timeout(timeouts.client_request)
+                    .client_disconnect_timeout(timeouts.client_disconnect);
+                if settings.server.workers > 0 {
+                    server = server.workers(settings.server.workers);
+                }
+                server
                     .listen(listener)
-                    .map_err(|e| StartupError::Bind(addr.clone(), e))?;
+                    .map_err(|e| StartupError::Bind(addr.clone(), e))?
+                    .disable_signals()
+                    .run()
             }
-        }
-        let server = server.disable_signals().run();
+        };
         tracing::info!(port, mode = ?settings.server.mode, "tipwire listening");
         Ok(Self {
             port,

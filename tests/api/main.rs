@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 pub mod canary;
 mod cli;
+mod connections;
 mod devices;
 mod email;
 mod email_helpers;
