@@ -12,6 +12,13 @@
 //! HTTP/2 only when `server.http2` is on (see `config/default.toml` for why it
 //! is off).
 //!
+//! Each address (IPv6: /64) also has a budget of requests
+//! (`server.connections.requests_per_address`): a client pipelining requests
+//! it never reads the answers to costs the one worker thread CPU for every
+//! one of them, and would otherwise keep every other client waiting. A
+//! request over the budget gets 429 and its connection is closed, which
+//! throws away whatever it had pipelined behind it.
+//!
 //! Untrusted input: every byte a client sends until the handshake ends, and
 //! its peer address, which is reduced to a salted key (`privacy::ClientKey`)
 //! for counting and never logged.
@@ -32,8 +39,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use actix_web::body::EitherBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError as _, web};
+use governor::DefaultKeyedRateLimiter;
+
+use crate::config::CheckedQuota;
+use crate::error::AppError;
 use crate::privacy::ClientKeyer;
-use crate::ratelimit::ConcurrencyGate;
+use crate::ratelimit::{ConcurrencyGate, quota};
 
 /// How the HTTPS port admits connections.
 pub struct Admission {
@@ -162,4 +177,63 @@ where
             }
         })
     })
+}
+
+/// Requests per client address on the HTTPS port.
+pub struct RequestBudget {
+    limiter: DefaultKeyedRateLimiter<crate::privacy::ClientKey>,
+    keyer: ClientKeyer,
+}
+
+impl RequestBudget {
+    pub fn new(per_address: CheckedQuota, keyer: ClientKeyer) -> Self {
+        Self {
+            limiter: governor::RateLimiter::keyed(quota(per_address)),
+            keyer,
+        }
+    }
+
+    /// Forgets addresses whose budgets are full again; run periodically.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+/// Spends one request of the peer's budget (a trusted proxy has none: it
+/// speaks for many clients); over budget, 429 and the connection closes.
+pub async fn request_budget(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let over = req
+        .app_data::<web::Data<RequestBudget>>()
+        .and_then(|budget| {
+            let ip = req.peer_addr()?.ip();
+            if budget.keyer.trusted(ip) {
+                return None;
+            }
+            budget
+                .limiter
+                .check_key(&budget.keyer.key(Some(ip)))
+                .err()
+                .map(|not_until| {
+                    use governor::clock::{Clock as _, DefaultClock};
+                    not_until.wait_time_from(DefaultClock::default().now())
+                })
+        });
+    let Some(wait) = over else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let mut response = AppError::RateLimited {
+        retry_after_secs: wait.as_secs().saturating_add(1),
+    }
+    .error_response();
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    Ok(req.into_response(response).map_into_right_body())
 }

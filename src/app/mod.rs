@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use tokio_rustls::TlsAcceptor;
 
@@ -162,6 +162,14 @@ impl Application {
             store.clone(),
         )?);
 
+        // Per-address request budgets hold on the HTTPS port; in plaintext
+        // mode every request comes through a proxy or onion service.
+        let budget = web::Data::new(https::RequestBudget::new(
+            settings.request_budget()?,
+            ClientKeyer::new(settings.trusted_proxies()?),
+        ));
+        let budget_on = settings.server.mode == ServerMode::Tls;
+
         let mut tasks = BackgroundTasks::default();
         let live = Arc::new(LiveFeed::new(store.clone()));
         {
@@ -227,11 +235,14 @@ impl Application {
             let web = web.clone();
             let sms = sms.clone();
             let email = email.clone();
+            let budget = budget.clone();
             tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
                 let web = web.clone();
                 let sms = sms.clone();
                 let email = email.clone();
+                let budget = budget.clone();
                 async move {
+                    budget.forget_idle();
                     web.limiter.forget_idle();
                     sms.limiter.forget_idle();
                     if let Some(email) = email {
@@ -280,6 +291,9 @@ impl Application {
             .map_err(|e| StartupError::Bind(addr.clone(), e))?
             .port();
 
+        // Routes set their own smaller JSON limits; anything else stays
+        // under the body limit, not actix's 2 MB default.
+        let json_limit = settings.server.max_body_bytes;
         let app = move || {
             App::new()
                 .app_data(web.clone())
@@ -290,8 +304,13 @@ impl Application {
                 .app_data(drain_data.clone())
                 .app_data(devices.clone())
                 .app_data(push.clone())
+                .app_data(budget.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
-                .app_data(web::JsonConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(|e, _| AppError::from(e).into()),
+                )
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
@@ -300,6 +319,7 @@ impl Application {
                 .wrap(from_fn(telemetry::error_pages))
                 .wrap(security_headers())
                 .wrap(from_fn(telemetry::access_log))
+                .wrap(Condition::new(budget_on, from_fn(https::request_budget)))
                 .configure(web_channel::routes)
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
@@ -313,7 +333,7 @@ impl Application {
         };
         let timeouts = https::Timeouts {
             client_request: Duration::from_secs(10),
-            client_disconnect: Duration::from_secs(2),
+            client_disconnect: Duration::from_millis(500),
         };
 
         let server = match &cert {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Settings, invalid};
+use super::{CheckedQuota, ConfigError, QuotaSettings, Settings, check_quota, invalid};
 
 /// Longer than any real handshake, even over a poor mobile link; an idle
 /// connection holds its handshake slot no longer than this.
@@ -25,6 +25,8 @@ pub struct ConnectionSettings {
     pub max_handshakes_per_address: usize,
     /// Milliseconds a TLS handshake may take, from accept to the end.
     pub tls_handshake_timeout_ms: u64,
+    /// Requests from one address (IPv6: one /64), all routes together.
+    pub requests_per_address: QuotaSettings,
 }
 
 impl ConnectionSettings {
@@ -34,7 +36,19 @@ impl ConnectionSettings {
 }
 
 impl Settings {
+    /// The checked per-address request budget.
+    pub fn request_budget(&self) -> Result<CheckedQuota, ConfigError> {
+        check_quota(self.server.connections.requests_per_address).ok_or_else(|| {
+            invalid(
+                "server.connections.requests_per_address",
+                "count and per_secs must both be positive",
+                "for example { count = 600, per_secs = 60 }",
+            )
+        })
+    }
+
     pub(super) fn validate_connections(&self) -> Result<(), ConfigError> {
+        self.request_budget()?;
         let c = &self.server.connections;
         if c.max == 0 || c.max_per_address == 0 || c.max_per_address > c.max {
             return Err(invalid(

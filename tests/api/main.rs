@@ -12,6 +12,7 @@ mod email_helpers;
 mod escalation;
 mod escalation_processes;
 mod helpers;
+mod hostile_load;
 mod pages;
 mod push;
 mod push_delivery;
