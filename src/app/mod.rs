@@ -333,7 +333,7 @@ impl Application {
         };
         let timeouts = https::Timeouts {
             client_request: Duration::from_secs(10),
-            client_disconnect: Duration::from_millis(500),
+            client_disconnect: Duration::from_secs(2),
         };
 
         let server = match &cert {

@@ -171,3 +171,39 @@ async fn http2_is_offered_only_when_turned_on() {
     assert_eq!(tip.version(), reqwest::Version::HTTP_2);
     assert_eq!(tip.status(), 200);
 }
+
+#[tokio::test]
+async fn an_address_over_its_request_budget_gets_429_and_its_connection_closed() {
+    let app = spawn_app_with(|s| {
+        s.server.connections.requests_per_address.count = 3;
+        s.server.connections.requests_per_address.per_secs = 3600;
+    })
+    .await;
+    let ca = reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap();
+    let from = |source: &str| {
+        reqwest::Client::builder()
+            .add_root_certificate(ca.clone())
+            .local_address(Some(source.parse().unwrap()))
+            .build()
+            .unwrap()
+    };
+    let greedy = from("127.0.0.7");
+    for _ in 0..3 {
+        let ok = greedy.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+    }
+    let refused = greedy.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers().get("connection").unwrap().to_str().unwrap(),
+        "close"
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate-limited");
+
+    let other = from("127.0.0.8");
+    assert_eq!(
+        other.get(app.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}
