@@ -45,10 +45,14 @@ use actix_web::middleware::Next;
 use actix_web::{ResponseError as _, web};
 use governor::DefaultKeyedRateLimiter;
 
+use super::read_ahead::ReadAhead;
 use crate::config::CheckedQuota;
 use crate::error::AppError;
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::{ConcurrencyGate, quota};
+
+/// Room for a request head beyond the body limit in the read-ahead budget.
+const READ_AHEAD_HEAD_ROOM: usize = 64 * 1024;
 
 /// How the HTTPS port admits connections.
 pub struct Admission {
@@ -57,6 +61,8 @@ pub struct Admission {
     keyer: ClientKeyer,
     tls: TlsAcceptor,
     handshake_timeout: Duration,
+    /// Bytes a connection may send with nothing answered (`read_ahead.rs`).
+    read_ahead: usize,
 }
 
 /// Timeouts of an established connection, as `HttpServer` took them.
@@ -85,6 +91,12 @@ impl Admission {
             keyer,
             tls: TlsAcceptor::from(Arc::new(tls)),
             handshake_timeout: c.handshake_timeout(),
+            // A whole request (head and largest body) must fit before the
+            // answer: the body limit, plus room for a large head.
+            read_ahead: settings
+                .server
+                .max_body_bytes
+                .saturating_add(READ_AHEAD_HEAD_ROOM),
         }
     }
 
@@ -92,7 +104,14 @@ impl Admission {
     /// limit is full or the handshake fails or overruns its deadline.
     async fn serve<S>(&self, tcp: TcpStream, http: &S)
     where
-        S: Service<(TlsStream<TcpStream>, Protocol, Option<SocketAddr>), Response = ()>,
+        S: Service<
+                (
+                    ReadAhead<TlsStream<TcpStream>>,
+                    Protocol,
+                    Option<SocketAddr>,
+                ),
+                Response = (),
+            >,
     {
         let peer = tcp.peer_addr().ok();
         // A trusted proxy speaks for many clients: it counts only in the totals.
@@ -119,7 +138,8 @@ impl Admission {
         };
         // The dispatcher's errors are a client's broken or slow requests;
         // actix logs them itself at debug level.
-        let _ = http.call((tls, protocol, peer)).await;
+        let io = ReadAhead::new(tls, self.read_ahead);
+        let _ = http.call((io, protocol, peer)).await;
     }
 }
 

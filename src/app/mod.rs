@@ -6,6 +6,7 @@
 mod drain;
 mod https;
 mod ops;
+mod read_ahead;
 mod tasks;
 
 pub use drain::Drain;

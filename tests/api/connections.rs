@@ -195,7 +195,12 @@ async fn an_address_over_its_request_budget_gets_429_and_its_connection_closed()
     let refused = greedy.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(
-        refused.headers().get("connection").unwrap().to_str().unwrap(),
+        refused
+            .headers()
+            .get("connection")
+            .unwrap()
+            .to_str()
+            .unwrap(),
         "close"
     );
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -203,7 +208,12 @@ async fn an_address_over_its_request_budget_gets_429_and_its_connection_closed()
 
     let other = from("127.0.0.8");
     assert_eq!(
-        other.get(app.url("/healthz")).send().await.unwrap().status(),
+        other
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200
     );
 }

@@ -224,9 +224,9 @@ async fn memory_stays_under_the_stated_ceiling_while_every_listener_is_attacked_
     let before = gateway.memory_kib("VmRSS");
 
     let until = Instant::now() + ATTACK;
-    // Attacking connections: HTTP/2 and pipelining floods, idle, slowloris,
+    // Attacking connections: HTTP/2 and pipelining floods (thin and fat), idle, slowloris,
     // oversized bodies, SMTP sessions.
-    let held: u64 = 4 * 64 + 8 * 100 + 64 + 64 + 20 * 10;
+    let held: u64 = 4 * 64 + 2 * 64 + 8 * 100 + 64 + 64 + 20 * 10;
     let mut attack = JoinSet::new();
     let both = tls_connector(&cert.ca_pem, &[b"h2", b"http/1.1"]);
     let h1 = tls_connector(&cert.ca_pem, &[b"http/1.1"]);
@@ -252,6 +252,23 @@ async fn memory_stays_under_the_stated_ceiling_while_every_listener_is_attacked_
                     )
                 };
                 flood(io, first, chunk, until).await;
+            });
+        }
+    }
+    // Pipelined requests with fat heads (100 KB each), never read.
+    for source in ["127.0.6.1", "127.0.6.2"] {
+        for _ in 0..64 {
+            let (tls, source) = (h1.clone(), source.to_owned());
+            attack.spawn(async move {
+                let tcp = connect_from(&source, port).await;
+                let Ok(io) = tls.connect("localhost".try_into().unwrap(), tcp).await else {
+                    return;
+                };
+                let fat = format!(
+                    "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Fat: {}\r\n\r\n",
+                    "f".repeat(100_000)
+                );
+                flood(io, Vec::new(), fat.repeat(20).into_bytes(), until).await;
             });
         }
     }
