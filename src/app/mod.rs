@@ -337,6 +337,12 @@ impl Application {
             client_disconnect: Duration::from_secs(2),
         };
 
+        if settings.push.dangerous_allow_loopback_http_endpoints {
+            tracing::warn!(
+                "push.dangerous_allow_loopback_http_endpoints is on: push subscriptions may aim \
+                 the gateway's requests at this host; for tests only"
+            );
+        }
         let server = match &cert {
             Some(cert) => {
                 if settings.server.http2 {
