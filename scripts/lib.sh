@@ -140,13 +140,20 @@ tipwire_bin() {
 # benchmark gateway's config: HTTPS on PORT, the dev certificate and keys
 # under WORK (as `tipwire dev init --dir WORK` makes them), Redis keys under
 # PREFIX, warnings only, and the rate limits of web and each CHANNEL (sms,
-# email) lifted, so no limit shapes a load. With the cleanup below.
+# email) and the per-address connection limits lifted (every load client
+# comes from loopback), so no limit shapes a load. With the cleanup below.
 bench_config_head() {
   local work="$1" port="$2" prefix="$3" channel
   shift 3
   cat <<TOML
 [server]
 port = $port
+[server.connections]
+max = 8192
+max_per_address = 8192
+max_handshakes = 2048
+max_handshakes_per_address = 2048
+requests_per_address = { count = 1000000000, per_secs = 1 }
 [tls]
 cert_path = "$work/tls/cert.pem"
 key_path = "$work/tls/key.pem"

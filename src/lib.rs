@@ -27,6 +27,7 @@ pub mod channels;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod egress;
 pub mod error;
 pub mod intake;
 pub mod mediator;

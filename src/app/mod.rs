@@ -4,7 +4,9 @@
 //! exposes the port, so every test spawns its own gateway.
 
 mod drain;
+mod https;
 mod ops;
+mod read_ahead;
 mod tasks;
 
 pub use drain::Drain;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use tokio_rustls::TlsAcceptor;
 
@@ -161,6 +163,14 @@ impl Application {
             store.clone(),
         )?);
 
+        // Per-address request budgets hold on the HTTPS port; in plaintext
+        // mode every request comes through a proxy or onion service.
+        let budget = web::Data::new(https::RequestBudget::new(
+            settings.request_budget()?,
+            ClientKeyer::new(settings.trusted_proxies()?),
+        ));
+        let budget_on = settings.server.mode == ServerMode::Tls;
+
         let mut tasks = BackgroundTasks::default();
         let live = Arc::new(LiveFeed::new(store.clone()));
         {
@@ -226,11 +236,14 @@ impl Application {
             let web = web.clone();
             let sms = sms.clone();
             let email = email.clone();
+            let budget = budget.clone();
             tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
                 let web = web.clone();
                 let sms = sms.clone();
                 let email = email.clone();
+                let budget = budget.clone();
                 async move {
+                    budget.forget_idle();
                     web.limiter.forget_idle();
                     sms.limiter.forget_idle();
                     if let Some(email) = email {
@@ -279,7 +292,10 @@ impl Application {
             .map_err(|e| StartupError::Bind(addr.clone(), e))?
             .port();
 
-        let mut server = HttpServer::new(move || {
+        // Routes set their own smaller JSON limits; anything else stays
+        // under the body limit, not actix's 2 MB default.
+        let json_limit = settings.server.max_body_bytes;
+        let app = move || {
             App::new()
                 .app_data(web.clone())
                 .app_data(sms.clone())
@@ -289,8 +305,13 @@ impl Application {
                 .app_data(drain_data.clone())
                 .app_data(devices.clone())
                 .app_data(push.clone())
+                .app_data(budget.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
-                .app_data(web::JsonConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(|e, _| AppError::from(e).into()),
+                )
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
@@ -299,6 +320,7 @@ impl Application {
                 .wrap(from_fn(telemetry::error_pages))
                 .wrap(security_headers())
                 .wrap(from_fn(telemetry::access_log))
+                .wrap(Condition::new(budget_on, from_fn(https::request_budget)))
                 .configure(web_channel::routes)
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
@@ -309,19 +331,43 @@ impl Application {
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
                 }))
-        })
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .client_request_timeout(Duration::from_secs(10))
-        .client_disconnect_timeout(Duration::from_secs(2));
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        };
+        let timeouts = https::Timeouts {
+            client_request: Duration::from_secs(10),
+            client_disconnect: Duration::from_secs(2),
+        };
 
-        match &cert {
+        if settings.push.dangerous_allow_loopback_http_endpoints {
+            tracing::warn!(
+                "push.dangerous_allow_loopback_http_endpoints is on: push subscriptions may aim \
+                 the gateway's requests at this host; for tests only"
+            );
+        }
+        let server = match &cert {
             Some(cert) => {
-                let tls = crate::tls::server_config(cert.clone())?;
-                server = server
-                    .listen_rustls_0_23(listener, tls)
+                if settings.server.http2 {
+                    tracing::warn!(
+                        "server.http2 is on: one HTTP/2 connection can hold unbounded memory \
+                         (streams and responses queued for a client that never reads); \
+                         serve it only behind a proxy that bounds HTTP/2"
+                    );
+                }
+                let admission = Arc::new(https::Admission::new(
+                    &settings,
+                    crate::tls::server_config(cert.clone())?,
+                    ClientKeyer::new(settings.trusted_proxies()?),
+                ));
+                let c = &settings.server.connections;
+                let mut builder = actix_server::Server::build()
+                    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+                    // The admission gates refuse excess connections at once;
+                    // the worker's own cap must never be what queues them.
+                    .max_concurrent_connections(c.max.saturating_add(1))
+                    .disable_signals();
+                if settings.server.workers > 0 {
+                    builder = builder.workers(settings.server.workers);
+                }
+                let builder = https::listen(builder, listener, admission, timeouts, app)
                     .map_err(|e| StartupError::Bind(addr.clone(), e))?;
                 let watched = cert.clone();
                 tasks.every("tls-reload", Duration::from_secs(settings.tls.reload_interval_secs), move || {
@@ -334,14 +380,23 @@ impl Application {
                         }
                     }
                 });
+                builder.run()
             }
             None => {
-                server = server
+                let mut server = HttpServer::new(app)
+                    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+                    .client_request_timeout(timeouts.client_request)
+                    .client_disconnect_timeout(timeouts.client_disconnect);
+                if settings.server.workers > 0 {
+                    server = server.workers(settings.server.workers);
+                }
+                server
                     .listen(listener)
-                    .map_err(|e| StartupError::Bind(addr.clone(), e))?;
+                    .map_err(|e| StartupError::Bind(addr.clone(), e))?
+                    .disable_signals()
+                    .run()
             }
-        }
-        let server = server.disable_signals().run();
+        };
         tracing::info!(port, mode = ?settings.server.mode, "tipwire listening");
         Ok(Self {
             port,

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::domain::Zone;
 
+mod connections;
 mod email;
 mod escalation;
 mod mediator;
@@ -87,6 +88,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<String>,
     pub metrics_allow: Vec<String>,
+    /// Offer HTTP/2 over TLS (ALPN `h2`); see `config/default.toml`.
+    pub http2: bool,
+    pub connections: connections::ConnectionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +300,7 @@ impl Settings {
         self.validate_escalation()?;
         self.validate_mediator()?;
         self.validate_push()?;
+        self.validate_connections()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0
             || self.relay.poll_interval_ms == 0

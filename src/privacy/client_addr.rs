@@ -34,7 +34,8 @@ impl ClientKeyer {
         }
     }
 
-    fn trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the configured proxies.
+    pub fn trusted(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 

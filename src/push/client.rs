@@ -133,12 +133,14 @@ pub struct PushClient {
 
 impl PushClient {
     pub fn new(vapid: Arc<VapidKey>, config: PushClientConfig) -> Result<Self, PushError> {
-        let http = reqwest::Client::builder()
+        // The endpoint's name comes from a browser: it is resolved through
+        // the egress guard, so a name pointing at this host or its network
+        // is never connected to. No redirect is followed (the guard's
+        // client follows none): it would carry the VAPID token to another
+        // origin, and no push service sends one.
+        let http = crate::egress::client_builder(config.endpoint_policy.addresses())
             .connect_timeout(config.timeout.min(CONNECT_TIMEOUT_CAP))
             .timeout(config.timeout)
-            // A redirect would carry the VAPID token to another origin, and
-            // no push service sends one.
-            .redirect(reqwest::redirect::Policy::none())
             .referer(false)
             .https_only(config.endpoint_policy == EndpointPolicy::HttpsOnly)
             .user_agent(concat!("tipwire/", env!("CARGO_PKG_VERSION")))
@@ -165,18 +167,21 @@ impl PushClient {
     ) -> Result<(), PushError> {
         let now = unix_now();
         let request = self.request(subscription, payload, ttl_secs, urgency, now)?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| PushError::Transient {
+        let response = self.http.execute(request).await.map_err(|e| {
+            if crate::egress::refused(&e) {
+                // The endpoint's name resolves only to addresses it may
+                // not reach: a retry would be refused the same way.
+                return PushError::EndpointNotAllowed;
+            }
+            PushError::Transient {
                 cause: if e.is_timeout() {
                     TransientCause::Timeout
                 } else {
                     TransientCause::Network
                 },
                 retry_after: None,
-            })?;
+            }
+        })?;
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

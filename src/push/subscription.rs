@@ -5,7 +5,8 @@
 //! Untrusted input: all of it comes from a browser. The endpoint is where the
 //! gateway will send requests, so it must be an `https` URL with a DNS name
 //! (no IP literal, no `localhost`, no user info): a subscription must not turn
-//! the gateway into a client of its own network. The endpoint also identifies
+//! the gateway into a client of its own network. The name is only text here;
+//! where it resolves is checked when the client connects (`crate::egress`). The endpoint also identifies
 //! one device to its push service, so it is never logged: logs carry
 //! [`Subscription::endpoint_id`], a hash, or nothing.
 
@@ -46,6 +47,18 @@ pub enum EndpointPolicy {
     /// for tests against a local push endpoint. Never in production: it lets a
     /// subscription send the gateway's requests to its own host.
     DangerousAllowLoopbackHttp,
+}
+
+impl EndpointPolicy {
+    /// The addresses a request to such an endpoint may connect to.
+    pub fn addresses(self) -> crate::egress::AddressPolicy {
+        match self {
+            Self::HttpsOnly => crate::egress::AddressPolicy::PublicOnly,
+            Self::DangerousAllowLoopbackHttp => {
+                crate::egress::AddressPolicy::DangerousAllowLoopback
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,10 @@
 //! `privacy::ClientKey`) and global per channel. Quotas come from configuration.
 //! A refused request learns how long to wait, for `Retry-After`.
 
+mod connections;
+
+pub use connections::{ConcurrencyGate, Full, Slot};
+
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};

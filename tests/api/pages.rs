@@ -163,13 +163,3 @@ async fn metrics_are_hidden_from_addresses_not_allowed() {
         404
     );
 }
-
-#[tokio::test]
-async fn the_gateway_speaks_http2_over_tls() {
-    let app = spawn_app().await;
-    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(response.version(), reqwest::Version::HTTP_2);
-    let tip = app.post_tip("over h2", "north", "now").await;
-    assert_eq!(tip.version(), reqwest::Version::HTTP_2);
-    assert_eq!(tip.status(), 200);
-}

@@ -3,7 +3,10 @@
 //!
 //! Untrusted here: every provider answer (status, headers, body, redirect
 //! targets) and the media URLs, which arrive inside webhooks. Media URLs are
-//! fetched only from the provider's own media origin (an SSRF guard), answers
+//! fetched only from the provider's own media origin (an SSRF guard); a
+//! redirect that leaves the configured origins is followed only to public
+//! addresses, through the egress guard (`crate::egress`), which checks the
+//! address actually connected to, not just the URL's text. Answers
 //! are read up to a fixed size, and error texts carry only HTTP statuses and
 //! provider error codes, never message bodies, phone numbers or credentials,
 //! because they end up in logs.
@@ -28,6 +31,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use crate::egress::AddressPolicy;
 
 /// Time allowed to open a connection to the provider.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -159,12 +164,18 @@ pub enum MediaError {
     Network(String),
     #[error("media URL is not on the provider's media host")]
     ForeignUrl,
+    #[error("media redirect leads to an address that is not public")]
+    NotPublic,
 }
 
 /// A client for one provider: sends SMS and fetches MMS media. Build it once
 /// at start-up; `new` refuses a configuration it cannot use.
 pub struct SmsClient {
+    /// For the origins the operator configured.
     http: reqwest::Client,
+    /// For redirect hops to any other origin: public addresses only.
+    foreign: reqwest::Client,
+    foreign_policy: AddressPolicy,
     provider: Provider,
 }
 
@@ -202,6 +213,16 @@ impl SmsClient {
     /// is a [`SendError::Permanent`] naming the setting at fault, never its
     /// value.
     pub fn new(config: ProviderConfig) -> Result<Self, SendError> {
+        Self::with_redirect_policy(config, AddressPolicy::PublicOnly)
+    }
+
+    /// As [`SmsClient::new`], with the addresses a media redirect off the
+    /// configured origins may lead to. Anything but `PublicOnly` is for tests
+    /// against loopback stand-ins (`sms.dangerous_allow_loopback_media`).
+    pub fn with_redirect_policy(
+        config: ProviderConfig,
+        foreign_policy: AddressPolicy,
+    ) -> Result<Self, SendError> {
         let provider = match config {
             ProviderConfig::Twilio(c) => Provider::twilio(c)?,
             ProviderConfig::Telnyx(c) => Provider::telnyx(c)?,
@@ -217,7 +238,30 @@ impl SmsClient {
             .user_agent(concat!("tipwire/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|_| SendError::Permanent("could not build the HTTP client".to_owned()))?;
-        Ok(Self { http, provider })
+        let foreign = crate::egress::client_builder(foreign_policy)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .referer(false)
+            .user_agent(concat!("tipwire/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| SendError::Permanent("could not build the HTTP client".to_owned()))?;
+        Ok(Self {
+            http,
+            foreign,
+            foreign_policy,
+            provider,
+        })
+    }
+
+    /// Whether `url` is on an origin the operator configured (whose hosts
+    /// are trusted as configured); every other origin goes through the
+    /// egress guard.
+    fn is_configured_origin(&self, url: &Url) -> bool {
+        let origin = url.origin();
+        match &self.provider {
+            Provider::Twilio { base, .. } => origin == base.origin(),
+            Provider::Telnyx { media_base, .. } => origin == media_base.origin(),
+        }
     }
 
     pub fn kind(&self) -> ProviderKind {
@@ -364,7 +408,13 @@ impl SmsClient {
     ) -> Result<(String, Vec<u8>), MediaError> {
         let mut current = first;
         for _ in 0..=MAX_REDIRECTS {
-            let mut request = self.http.get(current.clone());
+            let mut request = if self.is_configured_origin(&current) {
+                self.http.get(current.clone())
+            } else {
+                crate::egress::check_url(&current, self.foreign_policy)
+                    .map_err(|_| MediaError::NotPublic)?;
+                self.foreign.get(current.clone())
+            };
             if let Provider::Twilio {
                 base,
                 account_sid,
@@ -375,10 +425,13 @@ impl SmsClient {
             {
                 request = request.basic_auth(account_sid, Some(auth_token.as_str()));
             }
-            let mut response = request
-                .send()
-                .await
-                .map_err(|e| MediaError::Network(transport_failure(&e).to_owned()))?;
+            let mut response = request.send().await.map_err(|e| {
+                if crate::egress::refused(&e) {
+                    MediaError::NotPublic
+                } else {
+                    MediaError::Network(transport_failure(&e).to_owned())
+                }
+            })?;
             let status = response.status();
 
             if is_redirect(status) {
@@ -914,6 +967,18 @@ mod tests {
         .unwrap()
     }
 
+    fn twilio_client_allowing_loopback_redirects(base: &str) -> SmsClient {
+        SmsClient::with_redirect_policy(
+            ProviderConfig::Twilio(TwilioConfig {
+                base_url: base.to_owned(),
+                account_sid: SID.to_owned(),
+                auth_token: Zeroizing::new(TOKEN.to_owned()),
+            }),
+            AddressPolicy::DangerousAllowLoopback,
+        )
+        .unwrap()
+    }
+
     fn telnyx_client(base: &str, media_base: &str, profile: Option<&str>) -> SmsClient {
         SmsClient::new(ProviderConfig::Telnyx(TelnyxConfig {
             base_url: base.to_owned(),
@@ -1147,7 +1212,7 @@ mod tests {
                 .insert_header(("location", storage_url.clone()))
                 .finish()
         });
-        let client = twilio_client(&twilio.base);
+        let client = twilio_client_allowing_loopback_redirects(&twilio.base);
         let url = format!("{}{}", twilio.base, media_path("MM123", "ME456"));
 
         let (content_type, bytes) = client.fetch_media(&url, 1024).await.unwrap();
@@ -1159,6 +1224,33 @@ mod tests {
         assert_eq!(fetched.len(), 1);
         assert_eq!(fetched[0].path, "/storage/object-1");
         assert_eq!(fetched[0].authorization, None);
+    }
+
+    /// Issue 10 item 6: a redirect off the provider's origin to this host,
+    /// by IP literal or by a name that resolves here, is never followed.
+    #[actix_web::test]
+    async fn a_media_redirect_to_a_loopback_name_or_address_is_not_followed() {
+        let storage = StandIn::spawn(|_| HttpResponse::Ok().body("secret"));
+        let port = storage.base.rsplit(':').next().unwrap().to_owned();
+        for target in [
+            format!("http://localhost:{port}/internal"),
+            format!("http://127.0.0.1:{port}/internal"),
+            format!("http://[::ffff:127.0.0.1]:{port}/internal"),
+        ] {
+            let twilio = StandIn::spawn(move |_| {
+                HttpResponse::Found()
+                    .insert_header(("location", target.clone()))
+                    .finish()
+            });
+            let client = twilio_client(&twilio.base);
+            let url = format!("{}{}", twilio.base, media_path("MM123", "ME456"));
+
+            let err = client.fetch_media(&url, 1024).await.unwrap_err();
+
+            assert!(matches!(err, MediaError::NotPublic), "{err:?}");
+            assert_eq!(twilio.seen().len(), 1);
+        }
+        assert!(storage.seen().is_empty(), "the loopback target was reached");
     }
 
     #[actix_web::test]

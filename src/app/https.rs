@@ -1,0 +1,259 @@
+//! The HTTPS port: who gets a TLS handshake, for how long, and which protocol
+//! they then speak.
+//!
+//! actix-web's own TLS listener takes every accepted connection into a
+//! handshake queue: thousands of connections that never send a byte kept a
+//! real client's handshake waiting for 20 s (issue 10, item 14). Here the
+//! gateway runs the handshake itself: a connection is admitted only while its
+//! address (IPv6: its /64) is under its share of open connections and of
+//! handshakes in progress, and while the totals allow; anything over a limit
+//! is closed at once instead of queued, and a handshake has a deadline. The
+//! established stream then goes to actix-http's dispatcher as HTTP/1.1, or as
+//! HTTP/2 only when `server.http2` is on (see `config/default.toml` for why it
+//! is off).
+//!
+//! Each address (IPv6: /64) also has a budget of requests
+//! (`server.connections.requests_per_address`): a client pipelining requests
+//! it never reads the answers to costs the one worker thread CPU for every
+//! one of them, and would otherwise keep every other client waiting. A
+//! request over the budget gets 429 and its connection is closed, which
+//! throws away whatever it had pipelined behind it.
+//!
+//! Untrusted input: every byte a client sends until the handshake ends, and
+//! its peer address, which is reduced to a salted key (`privacy::ClientKey`)
+//! for counting and never logged.
+
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::{HttpService, Protocol, Request, Response, body::MessageBody};
+use actix_server::ServerBuilder;
+use actix_service::{
+    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, fn_factory, fn_service,
+    map_config,
+};
+use actix_web::dev::AppConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError as _, web};
+use governor::DefaultKeyedRateLimiter;
+
+use super::read_ahead::ReadAhead;
+use crate::config::CheckedQuota;
+use crate::error::AppError;
+use crate::privacy::ClientKeyer;
+use crate::ratelimit::{ConcurrencyGate, quota};
+
+/// Room for a request head beyond the body limit in the read-ahead budget.
+const READ_AHEAD_HEAD_ROOM: usize = 64 * 1024;
+
+/// How the HTTPS port admits connections.
+pub struct Admission {
+    connections: Arc<ConcurrencyGate>,
+    handshakes: Arc<ConcurrencyGate>,
+    keyer: ClientKeyer,
+    tls: TlsAcceptor,
+    handshake_timeout: Duration,
+    /// Bytes a connection may send with nothing answered (`read_ahead.rs`).
+    read_ahead: usize,
+}
+
+/// Timeouts of an established connection, as `HttpServer` took them.
+#[derive(Clone, Copy)]
+pub struct Timeouts {
+    pub client_request: Duration,
+    pub client_disconnect: Duration,
+}
+
+impl Admission {
+    /// `tls` gets its ALPN list here: `http/1.1`, and `h2` first when `http2`.
+    pub fn new(
+        settings: &crate::config::Settings,
+        mut tls: rustls::ServerConfig,
+        keyer: ClientKeyer,
+    ) -> Self {
+        let c = &settings.server.connections;
+        tls.alpn_protocols = if settings.server.http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Self {
+            connections: ConcurrencyGate::new(c.max, c.max_per_address),
+            handshakes: ConcurrencyGate::new(c.max_handshakes, c.max_handshakes_per_address),
+            keyer,
+            tls: TlsAcceptor::from(Arc::new(tls)),
+            handshake_timeout: c.handshake_timeout(),
+            // A whole request (head and largest body) must fit before the
+            // answer: the body limit, plus room for a large head.
+            read_ahead: settings
+                .server
+                .max_body_bytes
+                .saturating_add(READ_AHEAD_HEAD_ROOM),
+        }
+    }
+
+    /// Serves one accepted connection to its end, or closes it at once when a
+    /// limit is full or the handshake fails or overruns its deadline.
+    async fn serve<S>(&self, tcp: TcpStream, http: &S)
+    where
+        S: Service<
+                (
+                    ReadAhead<TlsStream<TcpStream>>,
+                    Protocol,
+                    Option<SocketAddr>,
+                ),
+                Response = (),
+            >,
+    {
+        let peer = tcp.peer_addr().ok();
+        // A trusted proxy speaks for many clients: it counts only in the totals.
+        let client = peer
+            .map(|p| p.ip())
+            .filter(|ip| !self.keyer.trusted(*ip))
+            .map(|ip| self.keyer.key(Some(ip)));
+        let Ok(_open) = self.connections.enter(client) else {
+            return;
+        };
+        let tls = {
+            let Ok(_handshaking) = self.handshakes.enter(client) else {
+                return;
+            };
+            let _ = tcp.set_nodelay(true);
+            match tokio::time::timeout(self.handshake_timeout, self.tls.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                _ => return,
+            }
+        };
+        let protocol = match tls.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Protocol::Http2,
+            _ => Protocol::Http1,
+        };
+        // The dispatcher's errors are a client's broken or slow requests;
+        // actix logs them itself at debug level.
+        let io = ReadAhead::new(tls, self.read_ahead);
+        let _ = http.call((io, protocol, peer)).await;
+    }
+}
+
+/// Adds the HTTPS listener to `builder`, serving the app `factory` makes.
+pub fn listen<F, I, S, B>(
+    builder: ServerBuilder,
+    listener: TcpListener,
+    admission: Arc<Admission>,
+    timeouts: Timeouts,
+    factory: F,
+) -> std::io::Result<ServerBuilder>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let local = listener.local_addr()?;
+    let shutdown = builder.graceful_shutdown_signal();
+    builder.listen("tipwire-https", listener, move || {
+        let shutdown = shutdown.clone();
+        let app = factory()
+            .into_factory()
+            .map_err(|e| e.into().error_response());
+        let http = HttpService::build()
+            .graceful_shutdown_signal(move || {
+                let signal = shutdown.clone();
+                async move { signal.notified().await }
+            })
+            .client_request_timeout(timeouts.client_request)
+            .client_disconnect_timeout(timeouts.client_disconnect)
+            .secure()
+            .local_addr(local)
+            .finish(map_config(app, move |()| {
+                AppConfig::__priv_test_new(true, local.to_string(), local)
+            }));
+        let admission = admission.clone();
+        fn_factory(move || {
+            let made = http.new_service(());
+            let admission = admission.clone();
+            async move {
+                let http = Rc::new(made.await?);
+                Ok::<_, ()>(fn_service(move |tcp: TcpStream| {
+                    let (http, admission) = (http.clone(), admission.clone());
+                    async move {
+                        admission.serve(tcp, &*http).await;
+                        Ok::<(), ()>(())
+                    }
+                }))
+            }
+        })
+    })
+}
+
+/// Requests per client address on the HTTPS port.
+pub struct RequestBudget {
+    limiter: DefaultKeyedRateLimiter<crate::privacy::ClientKey>,
+    keyer: ClientKeyer,
+}
+
+impl RequestBudget {
+    pub fn new(per_address: CheckedQuota, keyer: ClientKeyer) -> Self {
+        Self {
+            limiter: governor::RateLimiter::keyed(quota(per_address)),
+            keyer,
+        }
+    }
+
+    /// Forgets addresses whose budgets are full again; run periodically.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+/// Spends one request of the peer's budget (a trusted proxy has none: it
+/// speaks for many clients); over budget, 429 and the connection closes.
+pub async fn request_budget(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let over = req
+        .app_data::<web::Data<RequestBudget>>()
+        .and_then(|budget| {
+            let ip = req.peer_addr()?.ip();
+            if budget.keyer.trusted(ip) {
+                return None;
+            }
+            budget
+                .limiter
+                .check_key(&budget.keyer.key(Some(ip)))
+                .err()
+                .map(|not_until| {
+                    use governor::clock::{Clock as _, DefaultClock};
+                    not_until.wait_time_from(DefaultClock::default().now())
+                })
+        });
+    let Some(wait) = over else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let mut response = AppError::RateLimited {
+        retry_after_secs: wait.as_secs().saturating_add(1),
+    }
+    .error_response();
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    Ok(req.into_response(response).map_into_right_body())
+}
