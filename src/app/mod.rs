@@ -123,7 +123,7 @@ impl Application {
             Some(Arc::new(EmailChannel::from_settings(
                 &settings,
                 intake.clone(),
-                Threads::new(store.clone(), keyring.clone()),
+                Threads::new(store.clone(), keyring.clone(), settings.retention()),
                 keyring.clone(),
                 metrics.clone(),
             )?))
@@ -150,6 +150,7 @@ impl Application {
             settings.relay.max_attempts,
             settings.relay.backoff_base_ms,
             metrics.clone(),
+            settings.retention(),
         ));
         let metrics_data = web::Data::from(metrics.clone());
         let drain = Drain::default();

@@ -9,6 +9,7 @@ mod store;
 
 pub use alerts::{
     AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
+    OPT_OUT_MARGIN_SECS,
     SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
 };
 pub use names::Keys;

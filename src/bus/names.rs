@@ -5,6 +5,11 @@ use crate::domain::TipId;
 
 /// Suffix of the alert stream: one entry per tip.
 pub const ALERTS: &str = "alerts";
+/// Suffix of the alert stream's companion without envelopes or pseudonyms
+/// (same ids, routing fields only), written by the same append script: what
+/// live streams and catch-ups read, so their reads stay small whatever the
+/// tips carry.
+pub const ALERT_SUMMARIES: &str = "alert-summaries";
 /// Suffix of the mediator directory hash: mediator id → record (public keys only).
 pub const MEDIATORS: &str = "mediators";
 /// Suffix of the directory's version counter, bumped with every change so a
@@ -16,7 +21,10 @@ pub const MEDIATORS_VERSION: &str = "mediators:version";
 pub const SEEN: &str = "seen";
 /// Suffix of sealed reply addresses by thread (`<prefix>:reply-to:<thread>`).
 pub const REPLY_TO: &str = "reply-to";
-/// Suffix of the set of pseudonyms that opted out of texts.
+/// Suffix of the per-pseudonym opt-out markers (`<prefix>:opted-out:<pseudonym>`),
+/// each expiring (at a whole hour) after the reply address it protects; every
+/// contact renews it. `<prefix>:opted-out` alone is the set older versions
+/// kept, moved into markers by the retention sweep.
 pub const OPTED_OUT: &str = "opted-out";
 /// Suffix of the outbound reply stream, its retry schedule and dead letters.
 pub const OUTBOUND: &str = "outbound";
@@ -125,8 +133,31 @@ impl Keys {
         format!("{}:{REPLY_TO}:{thread}", self.prefix)
     }
 
-    pub fn opted_out(&self) -> String {
+    pub fn opted_out(&self, pseudonym: &str) -> String {
+        format!("{}:{OPTED_OUT}:{pseudonym}", self.prefix)
+    }
+
+    /// The opt-out set of older versions (migrated by the retention sweep).
+    pub fn legacy_opted_out(&self) -> String {
         format!("{}:{OPTED_OUT}", self.prefix)
+    }
+
+    pub fn alert_summaries(&self) -> String {
+        format!("{}:{ALERT_SUMMARIES}", self.prefix)
+    }
+
+    /// A `SCAN MATCH` pattern for every key `<prefix>:<suffix>:*`, with the
+    /// prefix's glob characters escaped.
+    pub fn pattern(&self, suffix: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + suffix.len() + 3);
+        for c in self.prefix.chars().chain([':']).chain(suffix.chars()) {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str(":*");
+        out
     }
 
     pub fn outbound(&self) -> String {

@@ -231,9 +231,10 @@ impl RelayWorker {
         max_attempts: u32,
         backoff_base_ms: u64,
         metrics: Arc<Metrics>,
+        retention: std::time::Duration,
     ) -> Self {
         Self {
-            threads: Threads::new(store.clone(), keyring.clone()),
+            threads: Threads::new(store.clone(), keyring.clone(), retention),
             store,
             keyring,
             clients: clients.into_iter().map(|(p, c)| (p.as_str(), c)).collect(),

@@ -3,6 +3,7 @@
 mod alerts_api;
 mod bad_input;
 mod browser;
+mod catch_up;
 pub mod canary;
 mod cli;
 mod devices;

@@ -47,8 +47,9 @@ use crate::mediator::{AlertEvent, AlertStatus, DeviceId, Outcome};
 
 /// Visible alerts sent on a fresh connect.
 pub const LATEST: usize = 50;
-/// Newest alert entries looked through for them (envelopes come along, so
-/// this bounds the read).
+/// Newest alert summaries looked through for them. Summaries carry no
+/// envelope (see [`live`]), so a catch-up reads a few hundred bytes an entry
+/// whatever the tips hold.
 const SCAN_MAX: usize = 500;
 const SCAN_PAGE: usize = 100;
 /// Entries per stream a reconnect replays at most.
