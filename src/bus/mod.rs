@@ -4,6 +4,7 @@
 
 mod alerts;
 pub mod names;
+mod purge;
 mod retention;
 mod store;
 
@@ -13,5 +14,6 @@ pub use alerts::{
     SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
 };
 pub use names::Keys;
-pub use retention::trim_older_than;
+pub use retention::{migrate_opt_outs, trim_older_than};
+pub use purge::{Purged, purge_before, purge_thread};
 pub use store::{Store, StoreError};

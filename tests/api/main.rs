@@ -14,6 +14,7 @@ mod escalation_processes;
 mod helpers;
 mod pages;
 mod push;
+mod purge;
 mod push_delivery;
 mod rate_limit;
 mod redis_down;
