@@ -14,7 +14,11 @@ pub enum Target {
     Before(u64),
 }
 
-pub async fn purge(settings: &Settings, store: &Store, target: &Target) -> Result<Purged, StoreError> {
+pub async fn purge(
+    settings: &Settings,
+    store: &Store,
+    target: &Target,
+) -> Result<Purged, StoreError> {
     match target {
         Target::Thread(thread) => purge_thread(store, thread).await,
         Target::Before(cutoff) => {

@@ -95,8 +95,8 @@ pub async fn retention_step(store: &Store, keep: Duration) {
         Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
         Err(e) => tracing::warn!(error = %e, "retention trim failed; will retry"),
     }
-    let expire_at = crate::relay::threads::coarse_expiry(keep.as_secs())
-        .saturating_add(OPT_OUT_MARGIN_SECS);
+    let expire_at =
+        crate::relay::threads::coarse_expiry(keep.as_secs()).saturating_add(OPT_OUT_MARGIN_SECS);
     match migrate_opt_outs(store, expire_at).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(moved = n, "opt-outs moved to expiring markers"),

@@ -10,10 +10,9 @@ mod store;
 
 pub use alerts::{
     AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
-    OPT_OUT_MARGIN_SECS,
-    SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
+    OPT_OUT_MARGIN_SECS, SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
 };
 pub use names::Keys;
-pub use retention::{migrate_opt_outs, trim_older_than};
 pub use purge::{Purged, purge_before, purge_thread};
+pub use retention::{migrate_opt_outs, trim_older_than};
 pub use store::{Store, StoreError};

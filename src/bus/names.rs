@@ -260,6 +260,57 @@ mod tests {
     }
 
     #[test]
+    fn every_key_kind_has_its_retention_in_the_architecture_docs() {
+        let docs = include_str!("../../docs/architecture.md");
+        let table = docs.split("## Redis keys").nth(1).unwrap();
+        for suffix in [
+            ALERTS,
+            ALERT_SUMMARIES,
+            MEDIATORS,
+            MEDIATORS_VERSION,
+            SEEN,
+            REPLY_TO,
+            OPTED_OUT,
+            OUTBOUND,
+            OUTBOUND_RETRY,
+            OUTBOUND_DEAD,
+            ALERT_STATE,
+            ALERT_EVENTS,
+            ESCALATIONS,
+            ESCALATION_EVENTS,
+            ALERT_INDEX,
+            THREAD_TIPS,
+            THREAD,
+            INVITE,
+            DEVICE,
+            DEVICES,
+            DEVICE_SESSIONS,
+            CHALLENGE,
+            SESSION,
+            PUSH_SUB,
+            NUDGE_TO,
+            PUSH_OUT,
+            PUSH_RETRY,
+            PUSH_DEAD,
+            PUSH_NUDGES,
+        ] {
+            assert!(
+                table.lines().any(|l| l.starts_with("| `")
+                    && (l.contains(&format!("`{suffix}`"))
+                        || l.contains(&format!("`{suffix}:"))
+                        || l.contains(&format!(", `{suffix}`")))),
+                "{suffix} has no row in docs/architecture.md's Redis keys table"
+            );
+        }
+    }
+
+    #[test]
+    fn scan_patterns_escape_the_prefix() {
+        assert_eq!(Keys::new("{tw}").pattern(THREAD), "{tw}:thread:*");
+        assert_eq!(Keys::new("a*b[c]").pattern(SEEN), "a\\*b\\[c\\]:seen:*");
+    }
+
+    #[test]
     fn alert_state_keys_share_the_prefix_of_the_streams_they_are_scripted_with() {
         let keys = Keys::new("{tw}");
         let tip = TipId::parse("0123456789abcdef0123456789abcdef").unwrap();

@@ -127,9 +127,12 @@ pub async fn purge_before(
     // Tips by their index entries, whose values are the tips' stream ids.
     let mut tips = HashSet::new();
     let index_prefix = format!("{}:{ALERT_INDEX}:", keys.prefix());
-    for key in scan(&mut conn, &keys.pattern(ALERT_INDEX)).await? {
+    for key in scan(&mut conn, &keys.pattern(ALERT_INDEX), "string").await? {
         let id: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-        let old = id.as_deref().and_then(id_ms).is_some_and(|ms| ms < cutoff_ms);
+        let old = id
+            .as_deref()
+            .and_then(id_ms)
+            .is_some_and(|ms| ms < cutoff_ms);
         if let Some(tip) = key.strip_prefix(&index_prefix).and_then(TipId::parse)
             && old
         {
@@ -155,7 +158,7 @@ pub async fn purge_before(
     let refreshed_after = cutoff_unix_secs
         .saturating_add(reply_ttl_secs)
         .saturating_add(3600);
-    for key in scan(&mut conn, &keys.pattern(REPLY_TO)).await? {
+    for key in scan(&mut conn, &keys.pattern(REPLY_TO), "string").await? {
         let expires: i64 = redis::cmd("EXPIRETIME")
             .arg(&key)
             .query_async(&mut conn)
@@ -222,7 +225,10 @@ async fn tip_of(
     store: &Store,
     id: &str,
 ) -> Result<Option<TipId>, StoreError> {
-    for stream in [store.keys().alert_summaries(), store.keys().alerts().to_owned()] {
+    for stream in [
+        store.keys().alert_summaries(),
+        store.keys().alerts().to_owned(),
+    ] {
         let reply: StreamRangeReply = redis::cmd("XRANGE")
             .arg(&stream)
             .arg(id)

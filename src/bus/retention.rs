@@ -78,7 +78,7 @@ pub async fn trim_older_than(store: &Store, cutoff_unix_secs: u64) -> Result<u64
     }
     let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
     let mut removed: u64 = counts.iter().sum();
-    for history in scan(&mut conn, &keys.pattern(THREAD)).await? {
+    for history in scan(&mut conn, &keys.pattern(THREAD), "stream").await? {
         let n: u64 = redis::cmd("XTRIM")
             .arg(&history)
             .arg("MINID")
@@ -88,7 +88,7 @@ pub async fn trim_older_than(store: &Store, cutoff_unix_secs: u64) -> Result<u64
         removed += n;
     }
     let trim_list = redis::Script::new(TRIM_ID_LIST_LUA);
-    for list in scan(&mut conn, &keys.pattern(THREAD_TIPS)).await? {
+    for list in scan(&mut conn, &keys.pattern(THREAD_TIPS), "list").await? {
         let n: u64 = trim_list
             .key(&list)
             .arg(cutoff_ms)
@@ -99,11 +99,13 @@ pub async fn trim_older_than(store: &Store, cutoff_unix_secs: u64) -> Result<u64
     Ok(removed)
 }
 
-/// Every key matching `pattern` (a whole `SCAN`; keys added meanwhile may
-/// be missed, and are newer than any cutoff).
+/// Every key of type `kind` matching `pattern` (a whole `SCAN`; keys added
+/// meanwhile may be missed, and are newer than any cutoff). The type filter
+/// keeps a stray key of another type from failing every sweep.
 pub(crate) async fn scan(
     conn: &mut ConnectionManager,
     pattern: &str,
+    kind: &str,
 ) -> Result<Vec<String>, StoreError> {
     let mut found = Vec::new();
     let mut cursor: u64 = 0;
@@ -114,6 +116,8 @@ pub(crate) async fn scan(
             .arg(pattern)
             .arg("COUNT")
             .arg(SCAN_COUNT)
+            .arg("TYPE")
+            .arg(kind)
             .query_async(conn)
             .await?;
         found.extend(page);

@@ -60,7 +60,10 @@ async fn catch_up(app: &TestApp, login: &Login, last_event_id: Option<&str>) -> 
     text.split("\n\n")
         .filter(|block| block.starts_with("event: alert\n"))
         .map(|block| {
-            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
             let v: serde_json::Value = serde_json::from_str(data).unwrap();
             v["tip_id"].as_str().unwrap().to_owned()
         })

@@ -44,7 +44,11 @@ async fn every_value(app: &TestApp) -> Vec<Vec<u8>> {
         .unwrap();
     let mut values: Vec<Vec<u8>> = Vec::new();
     for key in keys {
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let cmd = match kind.as_str() {
             "string" => redis::cmd("GET").arg(&key).clone(),
             "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
@@ -111,7 +115,10 @@ fn opened_by_relay(app: &TestApp, values: &[Vec<u8>]) -> String {
 /// and one scheduled for a retry: everything the relay key opens for them.
 async fn two_threads(app: &TestApp) -> (ThreadId, ThreadId) {
     for (from, body, sid) in [(ANA, "ana's tip", "SM1"), (BO, "bo's tip", "SM2")] {
-        assert_eq!(app.twilio(&twilio_params(from, body, sid)).await.status(), 200);
+        assert_eq!(
+            app.twilio(&twilio_params(from, body, sid)).await.status(),
+            200
+        );
     }
     let alerts = app.alerts().await;
     let thread = |i: usize| ThreadId::parse(&alerts[i].entry.thread).unwrap();
@@ -162,7 +169,13 @@ async fn purge_thread_removes_the_thread_and_the_relay_key_then_opens_nothing_of
     let (app, _stand_in) = spawn_sms_app(|s| s.redis.url = url).await;
     let (ana, bo) = two_threads(&app).await;
     let before = opened_by_relay(&app, &every_value(&app).await);
-    for seen in [ANA, "reply to ana", "dead reply to ana", "retried reply to ana", BO] {
+    for seen in [
+        ANA,
+        "reply to ana",
+        "dead reply to ana",
+        "retried reply to ana",
+        BO,
+    ] {
         assert!(before.contains(seen), "the scan finds {seen:?}: {before}");
     }
     let mut conn = app.store.conn().await.unwrap();
@@ -177,7 +190,10 @@ async fn purge_thread_removes_the_thread_and_the_relay_key_then_opens_nothing_of
 
     let after = opened_by_relay(&app, &every_value(&app).await);
     assert!(!after.contains(ANA) && !after.contains("ana"), "{after}");
-    assert!(after.contains(BO) && after.contains("reply to bo"), "{after}");
+    assert!(
+        after.contains(BO) && after.contains("reply to bo"),
+        "{after}"
+    );
     let alerts = app.alerts().await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].entry.thread, bo.as_str());
@@ -185,7 +201,11 @@ async fn purge_thread_removes_the_thread_and_the_relay_key_then_opens_nothing_of
         app.store.keys().reply_to(ana.as_str()),
         app.store.keys().thread_tips(ana.as_str()),
     ] {
-        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert!(!exists, "{key}");
     }
 
@@ -197,8 +217,7 @@ async fn purge_thread_removes_the_thread_and_the_relay_key_then_opens_nothing_of
             .query_async(&mut conn)
             .await
             .unwrap();
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-        {
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
             rewritten = true;
             break;
         }
@@ -255,7 +274,10 @@ async fn purge_before_a_date_removes_every_tip_and_address_from_before_it_and_ke
         .find(|a| a.entry.thread == ana.as_str())
         .unwrap();
     let old_id = format!("{old_ms}-0");
-    for stream in [keys.alerts().to_owned(), format!("{}:alert-summaries", keys.prefix())] {
+    for stream in [
+        keys.alerts().to_owned(),
+        format!("{}:alert-summaries", keys.prefix()),
+    ] {
         backdate(&app, &stream, &ana_alert.id, &old_id).await;
     }
     // Her last text 25 days ago: the address expires 30 days after the hour.
@@ -288,7 +310,11 @@ async fn purge_before_a_date_removes_every_tip_and_address_from_before_it_and_ke
         keys.alert_state(&ana_alert.entry.tip_id),
         keys.reply_to(ana.as_str()),
     ] {
-        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert!(!exists, "{key}");
     }
     let kept: bool = redis::cmd("EXISTS")
@@ -325,7 +351,8 @@ async fn backdate(app: &TestApp, stream: &str, id: &str, new_id: &str) {
     for (id, map) in entries {
         let add = pipe.cmd("XADD").arg(stream).arg(id);
         for (k, v) in map {
-            add.arg(k).arg(redis::from_redis_value::<Vec<u8>>(&v).unwrap());
+            add.arg(k)
+                .arg(redis::from_redis_value::<Vec<u8>>(&v).unwrap());
         }
     }
     let () = pipe.query_async(&mut conn).await.unwrap();

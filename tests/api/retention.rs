@@ -94,7 +94,6 @@ async fn the_retention_step_trims_every_tip_linked_stream_schedule_history_and_l
     let summaries = format!("{}:alert-summaries", keys.prefix());
     let streams = [
         keys.alerts().to_owned(),
-        summaries,
         keys.alert_events(),
         keys.escalation_events(),
         keys.outbound(),
@@ -102,6 +101,7 @@ async fn the_retention_step_trims_every_tip_linked_stream_schedule_history_and_l
         keys.push_out(),
         keys.push_dead(),
         keys.thread(&thread),
+        summaries,
     ];
     for stream in &streams {
         for ms in [old_ms, new_ms] {
@@ -192,7 +192,9 @@ async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_
         ("STOP", "SM4"),
     ] {
         assert_eq!(
-            app.twilio(&twilio_params(tipster, body, sid)).await.status(),
+            app.twilio(&twilio_params(tipster, body, sid))
+                .await
+                .status(),
             200
         );
     }
@@ -213,7 +215,10 @@ async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_
         keys.push_nudges(),
     ];
     // Not the tipster's: the directory the test enrolled a mediator into.
-    let directory = [keys.mediators().to_owned(), keys.mediators_version().to_owned()];
+    let directory = [
+        keys.mediators().to_owned(),
+        keys.mediators_version().to_owned(),
+    ];
     let mut conn = app.store.conn().await.unwrap();
     let all: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", keys.prefix()))
@@ -233,7 +238,11 @@ async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_
             .unwrap();
         assert!(at > 0, "{key} never expires");
         let at = u64::try_from(at).unwrap();
-        assert!(at <= limit, "{key} expires {} s past the retention", at - limit);
+        assert!(
+            at <= limit,
+            "{key} expires {} s past the retention",
+            at - limit
+        );
         if key.contains(":opted-out") {
             assert_eq!(at % 3600, 0, "{key}: a whole hour, nothing finer");
             opt_outs.push(at);
