@@ -290,7 +290,7 @@ impl Settings {
             if days > self.retention.days {
                 return Err(invalid(
                     name,
-                    &format!(
+                    format!(
                         "is {days}, longer than retention.days = {}: a tipster's address would outlive their tips",
                         self.retention.days
                     ),
