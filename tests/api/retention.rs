@@ -256,3 +256,36 @@ async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_
     assert_eq!(opt_outs.len(), 1, "one opt-out marker for the STOP");
     assert!(opt_outs[0] > u64::try_from(address).unwrap());
 }
+
+#[tokio::test]
+async fn the_retention_step_moves_the_old_opt_out_set_into_markers_that_expire_on_the_hour() {
+    let app = spawn_app().await;
+    let keys = app.store.keys();
+    let mut conn = app.store.conn().await.unwrap();
+    let legacy = keys.legacy_opted_out();
+    let _: () = redis::cmd("SADD")
+        .arg(&legacy)
+        .arg(&["pseudonym-a", "pseudonym-b"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    tipwire::app::retention_step(&app.store, Duration::from_secs(10 * 86_400)).await;
+
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&legacy)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "the set is gone");
+    for p in ["pseudonym-a", "pseudonym-b"] {
+        let at: i64 = redis::cmd("EXPIRETIME")
+            .arg(keys.opted_out(p))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let at = u64::try_from(at).unwrap();
+        assert_eq!(at % 3600, 0);
+        assert!(at > now() + 10 * 86_400 && at <= now() + 10 * 86_400 + 3 * 3600);
+    }
+}
