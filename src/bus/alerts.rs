@@ -65,17 +65,21 @@ end
 /// and member, and the fields.
 ///
 /// For provider messages it first restarts the expiry of the reply address
-/// and of the sender's opt-out markers (two hours past the address's, so an
-/// opt-out always outlives the address it protects, even when the address is
-/// stored again in the next hour), and reads whether one exists; both
-/// answers are appended to the reply.
+/// and of the sender's opt-out markers (to two hours past the address's
+/// unless they already last longer, so an opt-out always outlives the
+/// address it protects, even when the address is stored again in the next
+/// hour), and reads whether one exists; both answers are appended to the
+/// reply.
 const APPEND_LUA: &str = r"
 local kept, opted = 0, 0
 local n, m = tonumber(ARGV[7]), tonumber(ARGV[8])
 if ARGV[3] ~= '' then
   kept = redis.call('EXPIREAT', KEYS[9], ARGV[3])
   for i = 1, n do
-    if redis.call('EXPIREAT', KEYS[9 + i], tonumber(ARGV[3]) + OPT_OUT_MARGIN_SECS) == 1 then opted = 1 end
+    if redis.call('EXISTS', KEYS[9 + i]) == 1 then
+      opted = 1
+      redis.call('EXPIREAT', KEYS[9 + i], tonumber(ARGV[3]) + OPT_OUT_MARGIN_SECS, 'GT')
+    end
   end
 end
 local version = redis.call('GET', KEYS[2]) or '0'

@@ -121,17 +121,28 @@ impl Threads {
         pipe.cmd("EXPIREAT")
             .arg(keys.reply_to(thread.as_str()))
             .arg(expire_at);
-        // Renewed with the address, so the opt-out outlives it.
-        for key in self.opt_out_keys(pseudonyms) {
+        let opt_outs = self.opt_out_keys(pseudonyms);
+        let mut conn = self.store.conn().await?;
+        if opt_outs.is_empty() {
+            let (refreshed,): (bool,) = pipe.query_async(&mut conn).await?;
+            return Ok(Touched {
+                refreshed,
+                opted_out: false,
+            });
+        }
+        pipe.cmd("EXISTS").arg(&opt_outs);
+        // Renewed with the address (never shortened), so the opt-out outlives it.
+        for key in &opt_outs {
             pipe.cmd("EXPIREAT")
                 .arg(key)
-                .arg(expire_at.saturating_add(OPT_OUT_MARGIN_SECS));
+                .arg(expire_at.saturating_add(OPT_OUT_MARGIN_SECS))
+                .arg("GT")
+                .ignore();
         }
-        let mut conn = self.store.conn().await?;
-        let flags: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let (refreshed, opted_out): (bool, u64) = pipe.query_async(&mut conn).await?;
         Ok(Touched {
-            refreshed: flags.first().copied().unwrap_or(false),
-            opted_out: flags.iter().skip(1).any(|f| *f),
+            refreshed,
+            opted_out: opted_out > 0,
         })
     }
 
