@@ -386,6 +386,32 @@ pub async fn alerts_after(
     Ok(positioned(reply, summary))
 }
 
+/// Summaries of the alert entries `ids` (stream ids), in one round trip, in
+/// the order given; ids without a summary (trimmed, malformed, or appended
+/// before summaries existed) are left out.
+pub async fn summaries_by_ids(
+    store: &Store,
+    ids: &[String],
+) -> Result<Vec<AlertSummary>, StoreError> {
+    let key = store.keys().alert_summaries();
+    let mut pipe = redis::pipe();
+    let mut asked = 0;
+    for id in ids.iter().filter(|id| StreamPos::parse(id).is_some()) {
+        pipe.cmd("XRANGE").arg(&key).arg(id).arg(id);
+        asked += 1;
+    }
+    if asked == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
+    Ok(replies
+        .into_iter()
+        .flat_map(|r| positioned(r, summary))
+        .filter_map(|(_, s)| s)
+        .collect())
+}
+
 /// Alerts before `before` (exclusive; `None` for the newest), newest first,
 /// at most `count`.
 pub async fn alerts_before(

@@ -1,6 +1,6 @@
 //! Catching up on the alert stream reads routing fields, never envelopes: a
 //! reconnect storm of phones over a stream of multi-megabyte tips costs Redis
-//! (and the gateway) a few kilobytes per phone. Measured on a private Redis,
+//! (and the gateway) a few kilobytes per phone; so does a reply to a thread. Measured on a private Redis,
 //! whose `total_net_output_bytes` counts exactly what the gateway read.
 
 use std::time::Duration;
@@ -124,6 +124,23 @@ async fn a_reconnect_storm_over_large_tips_reads_no_envelopes_and_the_app_still_
         "{catch_ups} catch-ups read {read} bytes from Redis; {} envelope bytes are in the stream",
         BIG_TIPS * ENVELOPE_BYTES
     );
+
+    // A reply to the thread reads its tips' zones, not their envelopes (a
+    // web thread has no reply channel: refused, after that read).
+    let before = output_bytes(&app).await;
+    let reply = app
+        .client
+        .post(app.url(&format!("/api/v1/threads/{}/replies", real.entry.thread)))
+        .header("Cookie", &login.cookie)
+        .header("X-CSRF-Token", &login.csrf)
+        .header("Origin", "https://localhost:8443")
+        .json(&serde_json::json!({ "text": "on our way" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 409);
+    let read = output_bytes(&app).await - before;
+    assert!(read < PER_CATCH_UP, "a reply read {read} bytes from Redis");
 
     // The app opens an alert by fetching its one envelope.
     let get = |tip: &str| {
