@@ -51,6 +51,18 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Remove one thread, or everything from before a time, now: tips, their
+    /// state, replies, queued messages, and the sealed reply address
+    /// (crypto-shredded: the AOF is rewritten without it).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["thread", "before"])))]
+    Purge {
+        /// Thread id (32 hex digits) from the alert.
+        #[arg(long)]
+        thread: Option<String>,
+        /// Unix seconds, an RFC 3339 time, or an age such as 90d.
+        #[arg(long)]
+        before: Option<String>,
+    },
     /// Queue a message to the tipster of a thread (sent by the reply relay).
     Reply {
         /// Thread id (32 hex digits) from the alert.
@@ -334,6 +346,23 @@ async fn main() -> Result<()> {
                 out.display(),
                 summary.skipped_existing
             );
+        }
+        Command::Purge { thread, before } => {
+            let target = match (thread, before) {
+                (Some(thread), _) => admin::purge::Target::Thread(
+                    tipwire::domain::ThreadId::parse(&thread)
+                        .context("--thread: a thread id is 32 lowercase hex digits")?,
+                ),
+                (None, Some(before)) => admin::purge::Target::Before(
+                    admin::export::parse_since(&before, now_secs()).with_context(|| {
+                        format!("--before {before:?}: use unix seconds, an RFC 3339 time or an age like 90d")
+                    })?,
+                ),
+                (None, None) => bail!("say what to purge: --thread ID or --before TIME"),
+            };
+            let store = admin::store(&settings)?;
+            let purged = admin::purge::purge(&settings, &store, &target).await?;
+            print!("{}", admin::purge::describe(&purged));
         }
         Command::Reply { thread, text } => {
             let thread = tipwire::domain::ThreadId::parse(&thread)

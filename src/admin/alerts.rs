@@ -91,8 +91,9 @@ pub async fn tail(
     };
     let mut shown = 0usize;
     loop {
-        // Blocking reads stay under the connection's response timeout.
-        for alert in reader.wait_after(&last, 1000, 100).await? {
+        // Blocking reads stay under the connection's response timeout; a few
+        // entries at a time, since each carries its sealed attachments.
+        for alert in reader.wait_after(&last, 1000, 8).await? {
             print(&describe(&alert, &open_alert(&alert, identities)));
             last = alert.id.clone();
             shown += 1;

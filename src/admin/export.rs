@@ -24,6 +24,10 @@ pub struct ExportSummary {
     pub skipped_existing: usize,
 }
 
+/// Entries read at once: each carries its sealed attachments (an MMS tip
+/// tens of megabytes), so a page is small and memory stays bounded.
+const PAGE: usize = 8;
+
 /// Exports every tip received at or after `since_secs` into `out`.
 pub async fn export(
     reader: &AlertReader,
@@ -32,7 +36,7 @@ pub async fn export(
 ) -> Result<ExportSummary, ExportError> {
     fs::create_dir_all(out).map_err(|e| ExportError::Write(out.to_owned(), e))?;
     let mut summary = ExportSummary::default();
-    let mut page = reader.range_since(since_secs, 500).await?;
+    let mut page = reader.range_since(since_secs, PAGE).await?;
     while let Some(last) = page.last().map(|a| a.id.clone()) {
         for alert in &page {
             let path = out.join(format!("{}.age", alert.entry.tip_id));
@@ -55,7 +59,7 @@ pub async fn export(
                 Err(e) => return Err(ExportError::Write(path, e)),
             }
         }
-        page = reader.range_after(&last, 500).await?;
+        page = reader.range_after(&last, PAGE).await?;
     }
     Ok(summary)
 }

@@ -8,6 +8,7 @@ pub mod dev;
 pub mod export;
 pub mod keys;
 pub mod mediators;
+pub mod purge;
 
 use crate::bus::Store;
 use crate::config::Settings;

@@ -21,7 +21,9 @@ use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use tokio_rustls::TlsAcceptor;
 
-use crate::bus::{AlertProducer, Store, StoreError, trim_older_than};
+use crate::bus::{
+    AlertProducer, OPT_OUT_MARGIN_SECS, Store, StoreError, migrate_opt_outs, trim_older_than,
+};
 use crate::channels::email::outbound::MailSender;
 use crate::channels::email::session::{Limits, Policy};
 use crate::channels::email::{EmailChannel, SmtpListeners};
@@ -84,6 +86,26 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The retention task's single step: everything tip- or tipster-linked
+/// older than `keep` goes (`bus::trim_older_than`), and opt-outs still in
+/// the set older versions kept become markers that expire like new ones.
+/// Errors are logged and the next step tries again.
+pub async fn retention_step(store: &Store, keep: Duration) {
+    let cutoff = unix_now().saturating_sub(keep.as_secs());
+    match trim_older_than(store, cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
+        Err(e) => tracing::warn!(error = %e, "retention trim failed; will retry"),
+    }
+    let expire_at =
+        crate::relay::threads::coarse_expiry(keep.as_secs()).saturating_add(OPT_OUT_MARGIN_SECS);
+    match migrate_opt_outs(store, expire_at).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(moved = n, "opt-outs moved to expiring markers"),
+        Err(e) => tracing::warn!(error = %e, "opt-out migration failed; will retry"),
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         settings.validate()?;
@@ -125,7 +147,7 @@ impl Application {
             Some(Arc::new(EmailChannel::from_settings(
                 &settings,
                 intake.clone(),
-                Threads::new(store.clone(), keyring.clone()),
+                Threads::new(store.clone(), keyring.clone(), settings.retention()),
                 keyring.clone(),
                 metrics.clone(),
             )?))
@@ -152,6 +174,7 @@ impl Application {
             settings.relay.max_attempts,
             settings.relay.backoff_base_ms,
             metrics.clone(),
+            settings.retention(),
         ));
         let metrics_data = web::Data::from(metrics.clone());
         let drain = Drain::default();
@@ -219,16 +242,7 @@ impl Application {
                 Duration::from_secs(settings.retention.sweep_interval_secs),
                 move || {
                     let store = store.clone();
-                    async move {
-                        let cutoff = unix_now().saturating_sub(keep.as_secs());
-                        match trim_older_than(&store, cutoff).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "retention trim failed; will retry")
-                            }
-                        }
-                    }
+                    async move { retention_step(&store, keep).await }
                 },
             );
         }

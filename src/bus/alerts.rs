@@ -54,9 +54,11 @@ end
 /// Returns `{1, id}`.
 ///
 /// Keys: 1 the stream, 2 the directory version, 3 the escalation deadlines,
-/// 4 the alert's state hash, 5 its index entry, 6 the thread's list of entries;
-/// for provider messages also 7 the dedupe marker, 8 the thread's sealed reply
-/// address and 9 the opt-out set.
+/// 4 the alert's state hash, 5 its index entry, 6 the thread's list of entries,
+/// 7 the summary stream (the entry again under the same id, without envelope,
+/// pseudonym and key version); for provider messages also 8 the dedupe
+/// marker, 9 the thread's sealed reply address and 10.. the `n` opt-out
+/// markers of the sender's pseudonyms.
 ///
 /// Arguments: 1 the directory version the tip was sealed at, 2 the minute (ms)
 /// for the id, 3 the reply address's new expiry (`''` for other tips), 4 the
@@ -66,34 +68,58 @@ end
 /// and member, and the fields.
 ///
 /// For provider messages it first restarts the expiry of the reply address
-/// and checks the sender's pseudonyms against the opt-out set; both answers
-/// are appended to the reply.
+/// and of the sender's opt-out markers (to two hours past the address's
+/// unless they already last longer, so an opt-out always outlives the
+/// address it protects, even when the address is stored again in the next
+/// hour), and reads whether one exists; both answers are appended to the
+/// reply.
 const APPEND_LUA: &str = r"
 local kept, opted = 0, 0
 local n, m = tonumber(ARGV[7]), tonumber(ARGV[8])
 if ARGV[3] ~= '' then
-  kept = redis.call('EXPIREAT', KEYS[8], ARGV[3])
+  kept = redis.call('EXPIREAT', KEYS[9], ARGV[3])
   for i = 1, n do
-    if redis.call('SISMEMBER', KEYS[9], ARGV[8 + i]) == 1 then opted = 1 end
+    if redis.call('EXISTS', KEYS[9 + i]) == 1 then
+      opted = 1
+      redis.call('EXPIREAT', KEYS[9 + i], tonumber(ARGV[3]) + OPT_OUT_MARGIN_SECS, 'GT')
+    end
   end
 end
 local version = redis.call('GET', KEYS[2]) or '0'
 if version ~= ARGV[1] then return {0, version, kept, opted} end
-if KEYS[7] and redis.call('EXISTS', KEYS[7]) == 1 then return {2, '', kept, opted} end
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then return {2, '', kept, opted} end
 local first = 9 + n
-local id = coarse_xadd(KEYS[1], ARGV[2], {unpack(ARGV, first + 2 * m)})
+local fields = {unpack(ARGV, first + 2 * m)}
+local id = coarse_xadd(KEYS[1], ARGV[2], fields)
+local summary = {}
+for i = 1, #fields - 1, 2 do
+  local f = fields[i]
+  if f ~= 'envelope' and f ~= 'pseudonym' and f ~= 'key_version' then
+    summary[#summary + 1] = f
+    summary[#summary + 1] = fields[i + 1]
+  end
+end
+fields = nil
+-- Same id; cannot fail while only this script writes the summary stream,
+-- and must not undo the append if it ever did.
+pcall(redis.call, 'XADD', KEYS[7], id, unpack(summary))
 schedule_escalation(KEYS[4], KEYS[3], ARGV[4], ARGV[5], ARGV[6],
   {unpack(ARGV, first, first + 2 * m - 1)})
 redis.call('SET', KEYS[5], id, 'EXAT', ARGV[4])
 redis.call('RPUSH', KEYS[6], id)
 redis.call('LTRIM', KEYS[6], -MAX_THREAD_TIPS, -1)
 redis.call('EXPIREAT', KEYS[6], ARGV[4])
-if KEYS[7] then
+if KEYS[8] then
   local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
-  redis.call('SET', KEYS[7], '1', 'EXAT', math.max(hour + 3600 + 86400, tonumber(ARGV[3])))
+  redis.call('SET', KEYS[8], '1', 'EXAT', math.max(hour + 3600 + 86400, tonumber(ARGV[3])))
 end
 return {1, id, kept, opted}
 ";
+
+/// How much longer than the reply address an opt-out marker is kept: every
+/// write of either adds this to the address's expiry, and the address may be
+/// stored again up to an hour later (rounded to the next hour).
+pub const OPT_OUT_MARGIN_SECS: u64 = 7200;
 
 /// Entries a thread's index keeps (the newest); older ones stay in the
 /// stream until retention but drop out of the thread view.
@@ -162,7 +188,9 @@ impl AlertProducer {
     /// `retention`: how long tips are kept (`retention.days`); the alert's
     /// state hash and its index entries expire with the entry.
     pub fn new(store: Store, retention: Duration) -> Self {
-        let body = APPEND_LUA.replace("MAX_THREAD_TIPS", &MAX_THREAD_TIPS.to_string());
+        let body = APPEND_LUA
+            .replace("MAX_THREAD_TIPS", &MAX_THREAD_TIPS.to_string())
+            .replace("OPT_OUT_MARGIN_SECS", &OPT_OUT_MARGIN_SECS.to_string());
         Self {
             store,
             script: std::sync::Arc::new(coarse_script(&format!("{SCHEDULE_FN_LUA}{body}"))),
@@ -193,15 +221,18 @@ impl AlertProducer {
             .key(keys.alert_state(&entry.tip_id))
             .key(keys.alert_index(&entry.tip_id))
             .key(keys.thread_tips(&entry.thread))
+            .key(keys.alert_summaries())
             .arg(directory_version)
             .arg(minute_ms);
         let pseudonyms: &[String] = match provider {
             Some(p) => {
                 invocation
                     .key(keys.dedupe(&p.dedupe))
-                    .key(keys.reply_to(&entry.thread))
-                    .key(keys.opted_out())
-                    .arg(p.reply_expire_at);
+                    .key(keys.reply_to(&entry.thread));
+                for pseudonym in &p.pseudonyms {
+                    invocation.key(keys.opted_out(pseudonym));
+                }
+                invocation.arg(p.reply_expire_at);
                 &p.pseudonyms
             }
             None => {

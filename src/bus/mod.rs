@@ -5,6 +5,7 @@
 mod alerts;
 mod markers;
 pub mod names;
+mod purge;
 pub mod queue;
 mod retention;
 mod store;
@@ -12,9 +13,10 @@ pub mod timing;
 
 pub use alerts::{
     AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
-    SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
+    OPT_OUT_MARGIN_SECS, SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
 };
 pub use names::Keys;
+pub use purge::{Purged, purge_before, purge_thread};
 pub use queue::WorkQueue;
-pub use retention::trim_older_than;
+pub use retention::{migrate_opt_outs, trim_older_than};
 pub use store::{Store, StoreError};

@@ -5,6 +5,11 @@ use crate::domain::TipId;
 
 /// Suffix of the alert stream: one entry per tip.
 pub const ALERTS: &str = "alerts";
+/// Suffix of the alert stream's companion without envelopes or pseudonyms
+/// (same ids, routing fields only), written by the same append script: what
+/// live streams and catch-ups read, so their reads stay small whatever the
+/// tips carry.
+pub const ALERT_SUMMARIES: &str = "alert-summaries";
 /// Suffix of the mediator directory hash: mediator id → record (public keys only).
 pub const MEDIATORS: &str = "mediators";
 /// Suffix of the directory's version counter, bumped with every change so a
@@ -17,7 +22,10 @@ pub const MEDIATORS_VERSION: &str = "mediators:version";
 pub const SEEN: &str = "seen";
 /// Suffix of sealed reply addresses by thread (`<prefix>:reply-to:<thread>`).
 pub const REPLY_TO: &str = "reply-to";
-/// Suffix of the set of pseudonyms that opted out of texts.
+/// Suffix of the per-pseudonym opt-out markers (`<prefix>:opted-out:<pseudonym>`),
+/// each expiring (at a whole hour) after the reply address it protects; every
+/// contact renews it. `<prefix>:opted-out` alone is the set older versions
+/// kept, moved into markers by the retention sweep.
 pub const OPTED_OUT: &str = "opted-out";
 /// Suffix of the outbound reply stream, its retry schedule and dead letters.
 pub const OUTBOUND: &str = "outbound";
@@ -133,8 +141,31 @@ impl Keys {
         format!("{}:{REPLY_TO}:{thread}", self.prefix)
     }
 
-    pub fn opted_out(&self) -> String {
+    pub fn opted_out(&self, pseudonym: &str) -> String {
+        format!("{}:{OPTED_OUT}:{pseudonym}", self.prefix)
+    }
+
+    /// The opt-out set of older versions (migrated by the retention sweep).
+    pub fn legacy_opted_out(&self) -> String {
         format!("{}:{OPTED_OUT}", self.prefix)
+    }
+
+    pub fn alert_summaries(&self) -> String {
+        format!("{}:{ALERT_SUMMARIES}", self.prefix)
+    }
+
+    /// A `SCAN MATCH` pattern for every key `<prefix>:<suffix>:*`, with the
+    /// prefix's glob characters escaped.
+    pub fn pattern(&self, suffix: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + suffix.len() + 3);
+        for c in self.prefix.chars().chain([':']).chain(suffix.chars()) {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str(":*");
+        out
     }
 
     pub fn outbound(&self) -> String {
@@ -246,6 +277,57 @@ mod tests {
     fn the_default_prefix_gives_the_documented_stream_name() {
         assert_eq!(Keys::new("tipwire").alerts(), "tipwire:alerts");
         assert_eq!(Keys::new("{tw}").mediators(), "{tw}:mediators");
+    }
+
+    #[test]
+    fn every_key_kind_has_its_retention_in_the_architecture_docs() {
+        let docs = include_str!("../../docs/architecture.md");
+        let table = docs.split("## Redis keys").nth(1).unwrap();
+        for suffix in [
+            ALERTS,
+            ALERT_SUMMARIES,
+            MEDIATORS,
+            MEDIATORS_VERSION,
+            SEEN,
+            REPLY_TO,
+            OPTED_OUT,
+            OUTBOUND,
+            OUTBOUND_RETRY,
+            OUTBOUND_DEAD,
+            ALERT_STATE,
+            ALERT_EVENTS,
+            ESCALATIONS,
+            ESCALATION_EVENTS,
+            ALERT_INDEX,
+            THREAD_TIPS,
+            THREAD,
+            INVITE,
+            DEVICE,
+            DEVICES,
+            DEVICE_SESSIONS,
+            CHALLENGE,
+            SESSION,
+            PUSH_SUB,
+            NUDGE_TO,
+            PUSH_OUT,
+            PUSH_RETRY,
+            PUSH_DEAD,
+            PUSH_NUDGES,
+        ] {
+            assert!(
+                table.lines().any(|l| l.starts_with("| `")
+                    && (l.contains(&format!("`{suffix}`"))
+                        || l.contains(&format!("`{suffix}:"))
+                        || l.contains(&format!(", `{suffix}`")))),
+                "{suffix} has no row in docs/architecture.md's Redis keys table"
+            );
+        }
+    }
+
+    #[test]
+    fn scan_patterns_escape_the_prefix() {
+        assert_eq!(Keys::new("{tw}").pattern(THREAD), "{tw}:thread:*");
+        assert_eq!(Keys::new("a*b[c]").pattern(SEEN), "a\\*b\\[c\\]:seen:*");
     }
 
     #[test]

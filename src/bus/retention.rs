@@ -1,17 +1,167 @@
-//! Retention: tips older than the configured period are trimmed from the alert
-//! stream with `XTRIM MINID`. The background task in `app` calls this on a
-//! timer; tests call it directly.
+//! Retention: everything linked to a tip or a tipster that is older than the
+//! configured period goes. The background task in `app` calls
+//! [`trim_older_than`] on a timer with `now - retention.days`; `tipwire purge
+//! --before` calls it with the operator's date; tests call it directly.
+//!
+//! What it removes (docs/architecture.md, "Redis keys", has every key kind):
+//! entries of every stream whose ids are coarse times (`XTRIM MINID`, exact),
+//! members of every schedule whose scores are due times, and, in the
+//! per-thread histories and tip lists found by `SCAN`, what is older than the
+//! cutoff. Keys that carry their own expiry (state hashes, indexes, reply
+//! addresses, opt-out markers, dedupe markers) are not touched here: each
+//! was written with `EXPIREAT` at most `retention.days` (plus the hour it is
+//! rounded to) ahead. Stream entries and list items read back are untrusted:
+//! only their ids are compared.
 
-use super::{Store, StoreError};
+use redis::aio::ConnectionManager;
 
-/// Removes every entry received before `cutoff_unix_secs`; returns how many.
+use super::names::{THREAD, THREAD_TIPS};
+use super::{Keys, Store, StoreError};
+
+/// Keys `SCAN` returns per call, at most.
+const SCAN_COUNT: usize = 1000;
+
+/// Drops the items of a list of stream ids (oldest first, as the append
+/// script pushes them) whose time is before `ARGV[1]` (ms); returns how many.
+const TRIM_ID_LIST_LUA: &str = r"
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local n = 0
+for _, id in ipairs(ids) do
+  local ms = tonumber(string.match(id, '^(%d+)-') or '')
+  if ms == nil or ms < tonumber(ARGV[1]) then n = n + 1 else break end
+end
+if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
+return n
+";
+
+/// Every stream whose entry ids are coarse arrival times.
+fn streams(keys: &Keys) -> [String; 8] {
+    [
+        keys.alerts().to_owned(),
+        keys.alert_summaries(),
+        keys.alert_events(),
+        keys.escalation_events(),
+        keys.outbound(),
+        keys.outbound_dead(),
+        keys.push_out(),
+        keys.push_dead(),
+    ]
+}
+
+/// Every sorted set whose scores are due times (ms), each due after the tip
+/// it belongs to arrived.
+fn schedules(keys: &Keys) -> [String; 4] {
+    [
+        keys.escalations(),
+        keys.outbound_retry(),
+        keys.push_retry(),
+        keys.push_nudges(),
+    ]
+}
+
+/// Removes everything tip- or tipster-linked from before `cutoff_unix_secs`
+/// that does not expire by itself; returns how many entries, members and
+/// list items went.
 pub async fn trim_older_than(store: &Store, cutoff_unix_secs: u64) -> Result<u64, StoreError> {
+    let keys = store.keys();
+    let cutoff_ms = cutoff_unix_secs.saturating_mul(1000);
     let mut conn = store.conn().await?;
-    let removed: u64 = redis::cmd("XTRIM")
-        .arg(store.keys().alerts())
-        .arg("MINID")
-        .arg(cutoff_unix_secs.saturating_mul(1000))
-        .query_async(&mut conn)
-        .await?;
+    let mut pipe = redis::pipe();
+    for stream in streams(keys) {
+        pipe.cmd("XTRIM").arg(stream).arg("MINID").arg(cutoff_ms);
+    }
+    for schedule in schedules(keys) {
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(schedule)
+            .arg("-inf")
+            .arg(format!("({cutoff_ms}"));
+    }
+    let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+    let mut removed: u64 = counts.iter().sum();
+    for history in scan(&mut conn, &keys.pattern(THREAD), "stream").await? {
+        let n: u64 = redis::cmd("XTRIM")
+            .arg(&history)
+            .arg("MINID")
+            .arg(cutoff_ms)
+            .query_async(&mut conn)
+            .await?;
+        removed += n;
+    }
+    let trim_list = redis::Script::new(TRIM_ID_LIST_LUA);
+    for list in scan(&mut conn, &keys.pattern(THREAD_TIPS), "list").await? {
+        let n: u64 = trim_list
+            .key(&list)
+            .arg(cutoff_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        removed += n;
+    }
     Ok(removed)
+}
+
+/// Every key of type `kind` matching `pattern` (a whole `SCAN`; keys added
+/// meanwhile may be missed, and are newer than any cutoff). The type filter
+/// keeps a stray key of another type from failing every sweep.
+pub(crate) async fn scan(
+    conn: &mut ConnectionManager,
+    pattern: &str,
+    kind: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut found = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .arg("TYPE")
+            .arg(kind)
+            .query_async(conn)
+            .await?;
+        found.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}
+
+/// Moves the opt-out set older versions kept (`<prefix>:opted-out`, never
+/// trimmed) into per-pseudonym markers expiring at `expire_at` (unix
+/// seconds), keeping any marker already there; returns how many moved.
+pub async fn migrate_opt_outs(store: &Store, expire_at: u64) -> Result<u64, StoreError> {
+    let keys = store.keys();
+    let legacy = keys.legacy_opted_out();
+    let mut conn = store.conn().await?;
+    let mut moved = 0;
+    loop {
+        // Never empty while the set is not, unlike an SSCAN page.
+        let members: Vec<String> = redis::cmd("SRANDMEMBER")
+            .arg(&legacy)
+            .arg(SCAN_COUNT)
+            .query_async(&mut conn)
+            .await?;
+        if members.is_empty() {
+            return Ok(moved);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for member in &members {
+            pipe.cmd("SET")
+                .arg(keys.opted_out(member))
+                .arg(1)
+                .arg("EXAT")
+                .arg(expire_at)
+                .arg("NX")
+                .ignore();
+        }
+        pipe.cmd("SREM").arg(&legacy).arg(&members).ignore();
+        let () = pipe.query_async(&mut conn).await?;
+        moved += u64::try_from(members.len()).unwrap_or(u64::MAX);
+    }
 }

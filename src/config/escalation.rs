@@ -159,6 +159,8 @@ mod tests {
     fn delays_past_the_retention_are_refused() {
         let mut s = defaults();
         s.retention.days = 1;
+        s.sms.reply_address_days = 1;
+        s.email.reply_address_days = 1;
         s.escalation.today.supervisors_after_secs = 50_000;
         s.escalation.today.everyone_after_secs = 50_000;
         let msg = s.validate().unwrap_err().to_string();

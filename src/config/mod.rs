@@ -285,6 +285,23 @@ impl Settings {
                 "set how many days tips are kept (default 30)",
             ));
         }
+        // A reply address is the tipster's number or address: it must not
+        // outlive the tips (opt-outs are kept just past it, see relay::threads).
+        for (name, days) in [
+            ("sms.reply_address_days", self.sms.reply_address_days),
+            ("email.reply_address_days", self.email.reply_address_days),
+        ] {
+            if days > self.retention.days {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "is {days}, longer than retention.days = {}: a tipster's address would outlive their tips",
+                        self.retention.days
+                    ),
+                    "keep reply addresses at most retention.days (default 30 for both)",
+                ));
+            }
+        }
         if self.retention.sweep_interval_secs == 0 {
             return Err(invalid(
                 "retention.sweep_interval_secs",
@@ -497,6 +514,21 @@ mod tests {
         s.server.max_body_bytes = 1000;
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.starts_with("server.max_body_bytes:"), "{msg}");
+    }
+
+    #[test]
+    fn reply_addresses_kept_longer_than_the_tips_are_refused() {
+        let mut s = defaults();
+        s.retention.days = 7;
+        s.email.reply_address_days = 7;
+        s.sms.reply_address_days = 8;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("sms.reply_address_days:"), "{msg}");
+        s.sms.reply_address_days = 7;
+        s.validate().unwrap();
+        s.email.reply_address_days = 30;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("email.reply_address_days:"), "{msg}");
     }
 
     #[test]

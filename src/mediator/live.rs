@@ -1,8 +1,9 @@
 //! Live fan-out of new alerts and alert state changes to every open alert
 //! stream of this gateway process.
 //!
-//! ONE task per process ([`LiveFeed::run`]) follows `<prefix>:alerts` and
-//! `<prefix>:alert-events` with `XREAD BLOCK` on a Redis connection of its own
+//! ONE task per process ([`LiveFeed::run`]) follows `<prefix>:alert-summaries`
+//! (the alert stream's entries without their envelopes, under the same ids)
+//! and `<prefix>:alert-events` with `XREAD BLOCK` on a Redis connection of its own
 //! (the shared connection manager has a response timeout, which a blocking
 //! read would trip, and would hold up every other caller meanwhile) and
 //! broadcasts each entry, parsed once, on a `tokio::sync::broadcast` channel.
@@ -19,6 +20,13 @@
 //! are held back while alerts are still being drained, so a connection never
 //! hears of a change to an alert it has not been sent.
 //!
+//! Nothing here reads `<prefix>:alerts` itself: its entries carry sealed
+//! attachments (megabytes each), and a reconnect storm of phones catching up
+//! would read them all. A summary entry is a few hundred bytes of routing
+//! fields, so a catch-up of [`super::alerts_api`]'s at most 500 entries reads
+//! well under a megabyte whatever the tips hold; the app fetches one
+//! envelope when it opens an alert.
+//!
 //! Untrusted: every entry read back from Redis is parsed again; one tipwire
 //! did not write is skipped (its id is logged), never fatal to the reader.
 
@@ -27,15 +35,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Value;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{FromRedisValue, Value};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::AlertEvent;
 use super::claims::parse_event;
-use crate::bus::{Store, StoreError, StoredAlert, parse_entry};
+use crate::bus::{Store, StoreError};
 use crate::domain::TipId;
 
 /// How long one `XREAD` blocks; the reader also gives up on an answer that
@@ -124,17 +132,21 @@ pub struct AlertSummary {
 }
 
 impl AlertSummary {
-    fn of(pos: StreamPos, alert: StoredAlert) -> Self {
-        let e = alert.entry;
-        Self {
+    /// Parses one summary entry read back from Redis (untrusted).
+    fn parse(pos: StreamPos, mut map: HashMap<String, Value>) -> Option<Self> {
+        let mut text = |name: &str| {
+            map.remove(name)
+                .and_then(|v| String::from_redis_value(&v).ok())
+        };
+        Some(Self {
             pos,
-            tip_id: e.tip_id,
-            zone: e.zone,
-            priority: e.priority,
-            channel: e.channel,
-            received: e.received,
-            thread: e.thread,
-        }
+            tip_id: TipId::parse(&text("tip_id")?)?,
+            zone: text("zone")?,
+            priority: text("priority")?,
+            channel: text("channel")?,
+            received: text("received")?.parse().ok()?,
+            thread: text("thread")?,
+        })
     }
 }
 
@@ -252,7 +264,7 @@ impl LiveFeed {
     async fn ends(&self, conn: &mut MultiplexedConnection) -> Result<Cursor, StoreError> {
         let keys = self.store.keys();
         Ok(Cursor {
-            alerts: last_pos(conn, keys.alerts()).await?,
+            alerts: last_pos(conn, &keys.alert_summaries()).await?,
             events: last_pos(conn, &keys.alert_events()).await?,
         })
     }
@@ -265,13 +277,14 @@ impl LiveFeed {
         at: Cursor,
     ) -> Result<Cursor, StoreError> {
         let keys = self.store.keys();
+        let alerts_key = keys.alert_summaries();
         let events_key = keys.alert_events();
         let opts = StreamReadOptions::default()
             .block(BLOCK_MS)
             .count(READ_COUNT);
         let reply: Option<StreamReadReply> = redis::AsyncCommands::xread_options(
             conn,
-            &[keys.alerts(), events_key.as_str()],
+            &[alerts_key.as_str(), events_key.as_str()],
             &[at.alerts.to_string(), at.events.to_string()],
             &opts,
         )
@@ -279,7 +292,7 @@ impl LiveFeed {
         let mut alerts = Vec::new();
         let mut events = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            if stream.key == keys.alerts() {
+            if stream.key == alerts_key {
                 alerts = stream.ids;
             } else if stream.key == events_key {
                 events = stream.ids;
@@ -340,13 +353,11 @@ async fn last_pos(conn: &mut MultiplexedConnection, key: &str) -> Result<StreamP
 
 fn summary(id: String, map: HashMap<String, Value>) -> Option<AlertSummary> {
     let pos = StreamPos::parse(&id)?;
-    match parse_entry(id.clone(), map) {
-        Ok(alert) => Some(AlertSummary::of(pos, alert)),
-        Err(_) => {
-            tracing::warn!(stream_id = %id, "skipped an alert entry tipwire did not write");
-            None
-        }
+    let parsed = AlertSummary::parse(pos, map);
+    if parsed.is_none() {
+        tracing::warn!(stream_id = %id, "skipped an alert summary tipwire did not write");
     }
+    parsed
 }
 
 fn event(id: String, map: HashMap<String, Value>) -> Option<AlertEvent> {
@@ -370,9 +381,35 @@ pub async fn alerts_after(
     count: usize,
 ) -> Result<Vec<Read<AlertSummary>>, StoreError> {
     let reply = store
-        .range_after(store.keys().alerts(), &after.to_string(), count)
+        .range_after(&store.keys().alert_summaries(), &after.to_string(), count)
         .await?;
     Ok(positioned(reply, summary))
+}
+
+/// Summaries of the alert entries `ids` (stream ids), in one round trip, in
+/// the order given; ids without a summary (trimmed, malformed, or appended
+/// before summaries existed) are left out.
+pub async fn summaries_by_ids(
+    store: &Store,
+    ids: &[String],
+) -> Result<Vec<AlertSummary>, StoreError> {
+    let key = store.keys().alert_summaries();
+    let mut pipe = redis::pipe();
+    let mut asked = 0;
+    for id in ids.iter().filter(|id| StreamPos::parse(id).is_some()) {
+        pipe.cmd("XRANGE").arg(&key).arg(id).arg(id);
+        asked += 1;
+    }
+    if asked == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
+    Ok(replies
+        .into_iter()
+        .flat_map(|r| positioned(r, summary))
+        .filter_map(|(_, s)| s)
+        .collect())
 }
 
 /// Alerts before `before` (exclusive; `None` for the newest), newest first,
@@ -385,7 +422,7 @@ pub async fn alerts_before(
     let mut conn = store.conn().await?;
     let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
     let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(store.keys().alerts())
+        .arg(store.keys().alert_summaries())
         .arg(end)
         .arg("-")
         .arg("COUNT")

@@ -218,9 +218,10 @@ impl RelayWorker {
         max_attempts: u32,
         backoff_base_ms: u64,
         metrics: Arc<Metrics>,
+        retention: std::time::Duration,
     ) -> Self {
         Self {
-            threads: Threads::new(store.clone(), keyring.clone()),
+            threads: Threads::new(store.clone(), keyring.clone(), retention),
             queue: WorkQueue::new(
                 store.clone(),
                 &store.keys().outbound(),

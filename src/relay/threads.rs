@@ -1,7 +1,9 @@
 //! Per-tipster state of the SMS and email channels, none of it readable
 //! without a key: the reply address (number or address, ours, provider, and
 //! for email the threading headers) sealed to the relay key under the thread
-//! id with an expiry, and the opt-out set by pseudonym.
+//! id with an expiry, and an opt-out marker per pseudonym that expires (at a
+//! whole hour) [`OPT_OUT_MARGIN_SECS`] after the reply address it protects
+//! and is renewed with it on every contact.
 //! Values read back from Redis are untrusted and re-validated after opening.
 
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{Store, StoreError};
+use crate::bus::{OPT_OUT_MARGIN_SECS, Store, StoreError};
 use crate::crypto::{Keyring, open_with, seal};
 use crate::domain::{EmailAddress, PhoneNumber, ThreadId};
 use crate::privacy::Pseudonym;
@@ -79,11 +81,27 @@ pub struct Touched {
 pub struct Threads {
     store: Store,
     keyring: Arc<Keyring>,
+    retention_secs: u64,
 }
 
 impl Threads {
-    pub fn new(store: Store, keyring: Arc<Keyring>) -> Self {
-        Self { store, keyring }
+    /// `retention`: `retention.days`, which bounds every reply address's
+    /// lifetime (validated at start-up), and so how long an opt-out recorded
+    /// now must last to outlive the address it protects.
+    pub fn new(store: Store, keyring: Arc<Keyring>, retention: std::time::Duration) -> Self {
+        Self {
+            store,
+            keyring,
+            retention_secs: retention.as_secs(),
+        }
+    }
+
+    fn opt_out_keys(&self, pseudonyms: &[Pseudonym]) -> Vec<String> {
+        let keys = self.store.keys();
+        pseudonyms
+            .iter()
+            .map(|p| keys.opted_out(p.as_str()))
+            .collect()
     }
 
     /// One round trip per message: restarts the expiry of the thread's reply
@@ -98,19 +116,33 @@ impl Threads {
         ttl_secs: u64,
     ) -> Result<Touched, StoreError> {
         let keys = self.store.keys();
-        let mut conn = self.store.conn().await?;
-        let (refreshed, flags): (bool, Vec<bool>) = redis::pipe()
-            .cmd("EXPIREAT")
+        let expire_at = coarse_expiry(ttl_secs);
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXPIREAT")
             .arg(keys.reply_to(thread.as_str()))
-            .arg(coarse_expiry(ttl_secs))
-            .cmd("SMISMEMBER")
-            .arg(keys.opted_out())
-            .arg(pseudonyms.iter().map(Pseudonym::as_str).collect::<Vec<_>>())
-            .query_async(&mut conn)
-            .await?;
+            .arg(expire_at);
+        let opt_outs = self.opt_out_keys(pseudonyms);
+        let mut conn = self.store.conn().await?;
+        if opt_outs.is_empty() {
+            let (refreshed,): (bool,) = pipe.query_async(&mut conn).await?;
+            return Ok(Touched {
+                refreshed,
+                opted_out: false,
+            });
+        }
+        pipe.cmd("EXISTS").arg(&opt_outs);
+        // Renewed with the address (never shortened), so the opt-out outlives it.
+        for key in &opt_outs {
+            pipe.cmd("EXPIREAT")
+                .arg(key)
+                .arg(expire_at.saturating_add(OPT_OUT_MARGIN_SECS))
+                .arg("GT")
+                .ignore();
+        }
+        let (refreshed, opted_out): (bool, u64) = pipe.query_async(&mut conn).await?;
         Ok(Touched {
             refreshed,
-            opted_out: flags.into_iter().any(|f| f),
+            opted_out: opted_out > 0,
         })
     }
 
@@ -192,13 +224,19 @@ impl Threads {
     }
 
     /// Records an opt-out under the current pseudonym; returns whether the
-    /// sender (under any key version) had not opted out before.
+    /// sender (under any key version) had not opted out before. The marker
+    /// lasts as long as any reply address stored up to now can
+    /// (`retention.days` bounds them), and every later contact renews it.
     pub async fn opt_out(&self, pseudonyms: &[Pseudonym]) -> Result<bool, StoreError> {
         let was = self.is_opted_out(pseudonyms).await?;
         if let Some(current) = pseudonyms.first() {
             let mut conn = self.store.conn().await?;
-            let _: u64 = conn
-                .sadd(self.store.keys().opted_out(), current.as_str())
+            let _: () = redis::cmd("SET")
+                .arg(self.store.keys().opted_out(current.as_str()))
+                .arg(1)
+                .arg("EXAT")
+                .arg(coarse_expiry(self.retention_secs).saturating_add(OPT_OUT_MARGIN_SECS))
+                .query_async(&mut conn)
                 .await?;
         }
         Ok(!was)
@@ -206,9 +244,11 @@ impl Threads {
 
     /// Lifts the opt-out under every key version; returns whether there was one.
     pub async fn opt_in(&self, pseudonyms: &[Pseudonym]) -> Result<bool, StoreError> {
+        if pseudonyms.is_empty() {
+            return Ok(false);
+        }
         let mut conn = self.store.conn().await?;
-        let names: Vec<&str> = pseudonyms.iter().map(Pseudonym::as_str).collect();
-        let removed: u64 = conn.srem(self.store.keys().opted_out(), names).await?;
+        let removed: u64 = conn.del(self.opt_out_keys(pseudonyms)).await?;
         Ok(removed > 0)
     }
 
@@ -219,12 +259,8 @@ impl Threads {
             return Ok(false);
         }
         let mut conn = self.store.conn().await?;
-        let flags: Vec<bool> = redis::cmd("SMISMEMBER")
-            .arg(self.store.keys().opted_out())
-            .arg(pseudonyms.iter().map(Pseudonym::as_str).collect::<Vec<_>>())
-            .query_async(&mut conn)
-            .await?;
-        Ok(flags.into_iter().any(|f| f))
+        let found: u64 = conn.exists(self.opt_out_keys(pseudonyms)).await?;
+        Ok(found > 0)
     }
 }
 

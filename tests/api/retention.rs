@@ -51,6 +51,8 @@ async fn tips_past_retention_are_trimmed_and_newer_ones_kept() {
 async fn the_gateway_trims_by_itself_on_its_timer() {
     let app = spawn_app_with(|s| {
         s.retention.days = 1;
+        s.sms.reply_address_days = 1;
+        s.email.reply_address_days = 1;
         s.retention.sweep_interval_secs = 1;
     })
     .await;
@@ -69,4 +71,221 @@ async fn the_gateway_trims_by_itself_on_its_timer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(len, 0, "the retention task removed the two-day-old entry");
+}
+
+/// Adds an entry with the id `<ms>-<seq>` and `fields` to `stream`.
+async fn entry_at(app: &crate::helpers::TestApp, stream: &str, ms: u64, fields: &[(&str, &str)]) {
+    let mut conn = app.store.conn().await.unwrap();
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg(format!("{ms}-*"));
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    let _: String = cmd.query_async(&mut conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_retention_step_trims_every_tip_linked_stream_schedule_history_and_list() {
+    let app = spawn_app().await;
+    let keys = app.store.keys();
+    let old_ms = (now() - 40 * 86_400) / 60 * 60_000;
+    let new_ms = now() / 60 * 60_000;
+    let thread = crate::helpers::random_hex(32);
+    let summaries = format!("{}:alert-summaries", keys.prefix());
+    let streams = [
+        keys.alerts().to_owned(),
+        keys.alert_events(),
+        keys.escalation_events(),
+        keys.outbound(),
+        keys.outbound_dead(),
+        keys.push_out(),
+        keys.push_dead(),
+        keys.thread(&thread),
+        summaries,
+    ];
+    for stream in &streams {
+        for ms in [old_ms, new_ms] {
+            entry_at(&app, stream, ms, &[("thread", &thread), ("tip_id", "x")]).await;
+        }
+    }
+    let schedules = [
+        keys.escalations(),
+        keys.outbound_retry(),
+        keys.push_retry(),
+        keys.push_nudges(),
+    ];
+    let mut conn = app.store.conn().await.unwrap();
+    for schedule in &schedules {
+        let _: () = redis::cmd("ZADD")
+            .arg(schedule)
+            .arg(old_ms)
+            .arg("old")
+            .arg(new_ms + 60_000)
+            .arg("new")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let list = keys.thread_tips(&thread);
+    let _: () = redis::cmd("RPUSH")
+        .arg(&list)
+        .arg(format!("{old_ms}-0"))
+        .arg(format!("{new_ms}-0"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    trim_older_than(&app.store, now() - 30 * 86_400)
+        .await
+        .unwrap();
+
+    for stream in &streams {
+        let ids: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ids: Vec<String> = ids.ids.into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, [format!("{new_ms}-0")], "{stream}");
+    }
+    for schedule in &schedules {
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(schedule)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(members, ["new"], "{schedule}");
+    }
+    let items: Vec<String> = redis::cmd("LRANGE")
+        .arg(&list)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(items, [format!("{new_ms}-0")]);
+}
+
+/// Every key the gateway wrote for a tipster's texts (a tip, a STOP, a START,
+/// a STOP again) either expires by itself within the retention (plus the
+/// hours the expiry is rounded to) or is a stream or schedule the retention
+/// step trims; and an opt-out outlives the reply address it protects.
+#[tokio::test]
+async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_outlives_the_address()
+ {
+    use crate::sms_helpers::{spawn_sms_app, twilio_params};
+    let (app, _stand_in) = spawn_sms_app(|s| {
+        s.retention.days = 10;
+        s.sms.reply_address_days = 10;
+        s.email.reply_address_days = 10;
+    })
+    .await;
+    let tipster = "+15557650000";
+    for (body, sid) in [
+        ("a tip", "SM1"),
+        ("STOP", "SM2"),
+        ("START", "SM3"),
+        ("STOP", "SM4"),
+    ] {
+        assert_eq!(
+            app.twilio(&twilio_params(tipster, body, sid))
+                .await
+                .status(),
+            200
+        );
+    }
+    let thread = app.alerts().await[0].entry.thread.clone();
+    let keys = app.store.keys();
+    let trimmed = [
+        keys.alerts().to_owned(),
+        format!("{}:alert-summaries", keys.prefix()),
+        keys.alert_events(),
+        keys.escalation_events(),
+        keys.outbound(),
+        keys.outbound_dead(),
+        keys.push_out(),
+        keys.push_dead(),
+        keys.escalations(),
+        keys.outbound_retry(),
+        keys.push_retry(),
+        keys.push_nudges(),
+    ];
+    // Not the tipster's: the directory the test enrolled a mediator into.
+    let directory = [
+        keys.mediators().to_owned(),
+        keys.mediators_version().to_owned(),
+    ];
+    let mut conn = app.store.conn().await.unwrap();
+    let all: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", keys.prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let limit = now() + 10 * 86_400 + 3 * 3600;
+    let mut opt_outs = Vec::new();
+    for key in &all {
+        if trimmed.contains(key) || directory.contains(key) {
+            continue;
+        }
+        let at: i64 = redis::cmd("EXPIRETIME")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(at > 0, "{key} never expires");
+        let at = u64::try_from(at).unwrap();
+        assert!(
+            at <= limit,
+            "{key} expires {} s past the retention",
+            at - limit
+        );
+        if key.contains(":opted-out") {
+            assert_eq!(at % 3600, 0, "{key}: a whole hour, nothing finer");
+            opt_outs.push(at);
+        }
+    }
+    let address: i64 = redis::cmd("EXPIRETIME")
+        .arg(keys.reply_to(&thread))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(opt_outs.len(), 1, "one opt-out marker for the STOP");
+    assert!(opt_outs[0] > u64::try_from(address).unwrap());
+}
+
+#[tokio::test]
+async fn the_retention_step_moves_the_old_opt_out_set_into_markers_that_expire_on_the_hour() {
+    let app = spawn_app().await;
+    let keys = app.store.keys();
+    let mut conn = app.store.conn().await.unwrap();
+    let legacy = keys.legacy_opted_out();
+    let _: () = redis::cmd("SADD")
+        .arg(&legacy)
+        .arg(&["pseudonym-a", "pseudonym-b"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    tipwire::app::retention_step(&app.store, Duration::from_secs(10 * 86_400)).await;
+
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&legacy)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "the set is gone");
+    for p in ["pseudonym-a", "pseudonym-b"] {
+        let at: i64 = redis::cmd("EXPIRETIME")
+            .arg(keys.opted_out(p))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let at = u64::try_from(at).unwrap();
+        assert_eq!(at % 3600, 0);
+        assert!(at > now() + 10 * 86_400 && at <= now() + 10 * 86_400 + 3 * 3600);
+    }
 }

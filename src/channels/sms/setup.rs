@@ -122,7 +122,7 @@ impl SmsChannel {
         }
         let (per_sender, per_number) = settings.sms_limits()?;
         Ok(Self {
-            threads: Threads::new(store.clone(), keyring.clone()),
+            threads: Threads::new(store.clone(), keyring.clone(), settings.retention()),
             intake,
             store,
             keyring,

@@ -43,7 +43,7 @@ use crate::domain::ThreadId;
 use crate::error::AppError;
 use crate::mediator::devices::AuthenticatedDevice;
 use crate::mediator::escalation::parse_zone;
-use crate::mediator::live::StreamPos;
+use crate::mediator::live::{self, StreamPos};
 use crate::mediator::{DirectoryError, MediatorDirectory};
 use crate::relay::{self, Kind, RelayError};
 
@@ -60,7 +60,7 @@ pub const MAX_THREAD_ITEMS: usize = 200;
 const REPLY_LUA: &str = r"
 local after = redis.call('LINDEX', KEYS[2], -1) or '0-0'
 local id = coarse_xadd(KEYS[1], ARGV[1], {'kind', 'reply', 'envelope', ARGV[4], 'after', after})
-redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return id
 ";
@@ -112,14 +112,40 @@ async fn thread_tips(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<StoredAle
     api.reader.by_ids(&ids).await.map_err(store_error)
 }
 
-/// Everyone who can open one of `tips`, and the escrow key.
+/// The zones of the thread's newest tips, read from the alert summaries, so
+/// a reply does not read the tips' envelopes (megabytes each with photos);
+/// only tips older than the summaries are read whole.
+async fn thread_zones(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<String>, AppError> {
+    let ids = api
+        .reader
+        .thread_tip_ids(thread.as_str(), MAX_THREAD_ITEMS)
+        .await
+        .map_err(store_error)?;
+    let summaries = live::summaries_by_ids(&api.store, &ids)
+        .await
+        .map_err(store_error)?;
+    let found: BTreeSet<String> = summaries.iter().map(|s| s.pos.to_string()).collect();
+    let older: Vec<String> = ids.into_iter().filter(|id| !found.contains(id)).collect();
+    let mut zones: Vec<String> = summaries.into_iter().map(|s| s.zone).collect();
+    for id in older {
+        let whole = api
+            .reader
+            .by_ids(std::slice::from_ref(&id))
+            .await
+            .map_err(store_error)?;
+        zones.extend(whole.into_iter().map(|t| t.entry.zone));
+    }
+    Ok(zones)
+}
+
+/// Everyone who can open a tip of one of `zones`, and the escrow key.
 async fn recipients(
     directory: &MediatorDirectory,
     escrow: &RecipientKey,
-    tips: &[StoredAlert],
+    zones: &[String],
 ) -> Result<Vec<RecipientKey>, AppError> {
     let routing = directory.routing().await.map_err(directory_error)?;
-    let zones: BTreeSet<&str> = tips.iter().map(|t| t.entry.zone.as_str()).collect();
+    let zones: BTreeSet<&str> = zones.iter().map(String::as_str).collect();
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for zone in zones.into_iter().filter_map(parse_zone) {
@@ -142,8 +168,8 @@ pub(super) async fn post_reply(
 ) -> Result<HttpResponse, AppError> {
     let thread = thread_id(&path)?;
     let me = viewer(&device);
-    let tips = thread_tips(&api, &thread).await?;
-    if !tips.iter().any(|t| me.sees_zone(&t.entry.zone)) {
+    let zones = thread_zones(&api, &thread).await?;
+    if !zones.iter().any(|z| me.sees_zone(z)) {
         return Err(AppError::NotFound);
     }
     tracing::Span::current().record("thread", thread.as_str());
@@ -166,7 +192,7 @@ pub(super) async fn post_reply(
 
     let now = now_ms();
     let minute_ms = now - now % 60_000;
-    let recipients = recipients(&api.directory, api.keyring.escrow().1, &tips).await?;
+    let recipients = recipients(&api.directory, api.keyring.escrow().1, &zones).await?;
     let plain = Zeroizing::new(
         serde_json::to_vec(&ReplyDocument {
             v: 1,

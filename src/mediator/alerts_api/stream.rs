@@ -47,12 +47,21 @@ use crate::mediator::{AlertEvent, AlertStatus, DeviceId, Outcome};
 
 /// Visible alerts sent on a fresh connect.
 pub const LATEST: usize = 50;
-/// Newest alert entries looked through for them (envelopes come along, so
-/// this bounds the read).
+/// Newest alert summaries looked through for them. Summaries carry no
+/// envelope (see [`live`]), so a catch-up reads a few hundred bytes an entry
+/// whatever the tips hold.
 const SCAN_MAX: usize = 500;
 const SCAN_PAGE: usize = 100;
 /// Entries per stream a reconnect replays at most.
 pub const REPLAY_MAX: usize = 500;
+/// Catch-ups (fresh starts, resumes, lagging connections) reading from Redis
+/// at once in this process; more wait their turn. Each reads at most about
+/// [`REPLAY_MAX`] summaries and changes (well under a megabyte with its
+/// events), so a reconnect storm of every phone holds a few megabytes of
+/// catch-up at a time, not one per phone.
+const CATCH_UPS_AT_ONCE: usize = 8;
+static CATCH_UPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CATCH_UPS_AT_ONCE);
+
 /// How long a connection waits for the process's reader to start.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
@@ -286,6 +295,8 @@ async fn fresh(
     viewer: &Viewer,
     out: &mut VecDeque<Bytes>,
 ) -> Result<Cursor, AppError> {
+    // Never closed; a closed semaphore would only mean no waiting.
+    let _turn = CATCH_UPS.acquire().await.ok();
     // Changes first: one made after this read arrives live; one made before
     // it is in the state read below (and may arrive both ways: same version).
     let events = live::events_end(&api.store).await.map_err(store_error)?;
@@ -331,6 +342,7 @@ async fn resume(
     from: Cursor,
     out: &mut VecDeque<Bytes>,
 ) -> Result<Option<Cursor>, AppError> {
+    let _turn = CATCH_UPS.acquire().await.ok();
     // Changes before alerts: a change read here concerns an alert appended
     // before it, which the alert read below therefore sees.
     let changes = live::events_after(&api.store, from.events, REPLAY_MAX + 1)
