@@ -8,6 +8,7 @@ mod cli;
 mod devices;
 mod email;
 mod email_helpers;
+mod email_hostile;
 mod escalation;
 mod escalation_processes;
 mod helpers;

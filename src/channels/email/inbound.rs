@@ -25,8 +25,8 @@ use crate::telemetry::Metrics;
 
 use super::message::{self, MessageError, MessageLimits, ParsedMessage};
 use super::replies::{
-    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, OPTED_IN, OPTED_OUT, OWN_ADDRESS,
-    Reply, SLOW_DOWN, TEXT_TOO_LONG, TRY_LATER,
+    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, NESTED_MESSAGE, OPTED_IN, OPTED_OUT,
+    OWN_ADDRESS, Reply, SLOW_DOWN, TEXT_TOO_LONG, TOO_COMPLEX, TRY_LATER,
 };
 use super::session::{Envelope, Mailbox};
 
@@ -159,6 +159,10 @@ impl EmailChannel {
         match parsed {
             Ok(Ok(parsed)) => Ok(parsed),
             Ok(Err(MessageError::Malformed)) => Err(self.refused("malformed-message", MALFORMED)),
+            Ok(Err(MessageError::NestedMessage)) => {
+                Err(self.refused("nested-message", NESTED_MESSAGE))
+            }
+            Ok(Err(MessageError::TooComplex)) => Err(self.refused("too-complex", TOO_COMPLEX)),
             Ok(Err(MessageError::Empty)) => Err(self.refused("empty-text", EMPTY)),
             Ok(Err(MessageError::TooLong)) => Err(self.refused("field-too-long", TEXT_TOO_LONG)),
             Err(_) => {

@@ -8,6 +8,7 @@
 mod inbound;
 mod listener;
 pub mod message;
+mod mime;
 pub mod outbound;
 mod replies;
 pub mod session;

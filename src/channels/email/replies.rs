@@ -97,6 +97,16 @@ pub const MALFORMED: Reply = Reply::new(
     (5, 6, 0),
     "Message refused: not a well-formed message with a From address",
 );
+pub const NESTED_MESSAGE: Reply = Reply::new(
+    550,
+    (5, 6, 0),
+    "Message refused: attached or forwarded messages (message/rfc822) are not accepted; forward inline or paste the text",
+);
+pub const TOO_COMPLEX: Reply = Reply::new(
+    550,
+    (5, 6, 0),
+    "Message refused: too many MIME parts, lines or levels of nesting",
+);
 pub const EMPTY: Reply = Reply::new(550, (5, 6, 0), "Message refused: no text and no attachment");
 pub const TEXT_TOO_LONG: Reply = Reply::new(552, (5, 3, 4), "Message refused: text too long");
 pub const SLOW_DOWN: Reply = Reply::new(450, (4, 7, 1), "Too many messages; try again later");
