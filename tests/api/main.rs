@@ -7,6 +7,7 @@ pub mod canary;
 mod cli;
 mod devices;
 mod email;
+mod email_capacity;
 mod email_helpers;
 mod email_hostile;
 mod escalation;

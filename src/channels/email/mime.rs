@@ -461,3 +461,16 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, StructureError> {
         Err(StructureError::NoHeaders)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/email.md states the memory the line bound allows for header
+    /// structures; this keeps the statement true if mail-parser grows them.
+    #[test]
+    fn the_line_bound_keeps_header_structures_under_40_mb() {
+        let per_field = std::mem::size_of::<mail_parser::Header<'_>>();
+        assert!(per_field * MAX_LINES <= 40_000_000, "{per_field} bytes a field");
+    }
+}

@@ -14,4 +14,4 @@ mod replies;
 pub mod session;
 
 pub use inbound::{EmailChannel, EmailLimiter};
-pub use listener::SmtpListeners;
+pub use listener::{ConnectionLimits, SmtpListeners};

@@ -73,6 +73,16 @@ pub const TOO_LONG_SESSION: Reply =
     Reply::new(421, (4, 4, 2), "Session too long, closing connection");
 pub const TOO_MANY_COMMANDS: Reply =
     Reply::new(421, (4, 7, 0), "Too many commands, closing connection");
+pub const TOO_SLOW: Reply = Reply::new(
+    421,
+    (4, 4, 2),
+    "Connection too slow (below the minimum data rate), closing connection",
+);
+pub const NO_ROOM: Reply = Reply::new(
+    452,
+    (4, 3, 1),
+    "Insufficient system storage, the message was not stored; try again later",
+);
 pub const SHUTTING_DOWN: Reply = Reply::new(421, (4, 3, 2), "Shutting down, try again later");
 pub const VRFY: Reply = Reply::new(
     252,
