@@ -476,7 +476,10 @@ mod tests {
         s.email.min_data_rate_bytes = 1;
         s.email.max_connections_per_network = 0;
         let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("email.max_connections_per_network"), "{msg}");
+        assert!(
+            msg.starts_with("email.max_connections_per_network"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod email;
 mod email_capacity;
 mod email_helpers;
 mod email_hostile;
+mod email_threads;
 mod escalation;
 mod escalation_processes;
 mod helpers;

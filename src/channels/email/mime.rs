@@ -471,6 +471,9 @@ mod tests {
     #[test]
     fn the_line_bound_keeps_header_structures_under_40_mb() {
         let per_field = std::mem::size_of::<mail_parser::Header<'_>>();
-        assert!(per_field * MAX_LINES <= 40_000_000, "{per_field} bytes a field");
+        assert!(
+            per_field * MAX_LINES <= 40_000_000,
+            "{per_field} bytes a field"
+        );
     }
 }

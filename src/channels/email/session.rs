@@ -94,12 +94,18 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A tip address, or one with a `+tag` (a thread token, checked by the
+    /// channel), kept as written.
     fn accepts(&self, rcpt: &str) -> Option<EmailAddress> {
         let rcpt = EmailAddress::parse(rcpt).ok()?;
+        let canonical = rcpt.canonical();
+        let (local, domain) = canonical.rsplit_once('@')?;
+        let base = local.split_once('+').map_or(local, |(base, _)| base);
+        let base = format!("{base}@{domain}");
         self.addresses
             .iter()
-            .find(|a| a.canonical() == rcpt.canonical())
-            .cloned()
+            .any(|a| a.canonical() == base)
+            .then_some(rcpt)
     }
 }
 
