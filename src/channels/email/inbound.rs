@@ -426,3 +426,40 @@ impl Mailbox for EmailChannel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_a_well_formed_tag_is_a_thread_token_and_it_round_trips() {
+        let tip = address("tips@tips.example.org");
+        let token = ThreadToken::random();
+        let tagged = address(&token.address(&tip));
+        let read = ThreadToken::of(&tagged).unwrap();
+        assert_eq!(read.thread(), token.thread());
+        assert_eq!(ThreadToken::base_address(&tagged), tip);
+        // Case does not matter; length and alphabet do.
+        let upper = address(
+            &tagged
+                .as_str()
+                .to_uppercase()
+                .replace("@TIPS.EXAMPLE.ORG", "@tips.example.org"),
+        );
+        assert_eq!(ThreadToken::of(&upper).unwrap().thread(), token.thread());
+        for bad in [
+            "tips@tips.example.org",
+            "tips+@tips.example.org",
+            "tips+abc@tips.example.org",
+            "tips+zzzzzzzzzzzzzzzzzzzzzzzz@tips.example.org",
+            "tips+0123456789abcdef012345678@tips.example.org",
+        ] {
+            assert!(ThreadToken::of(&address(bad)).is_none(), "{bad}");
+        }
+        assert_ne!(ThreadToken::random().thread(), token.thread());
+    }
+}
