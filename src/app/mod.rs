@@ -25,8 +25,8 @@ use crate::bus::{
     AlertProducer, OPT_OUT_MARGIN_SECS, Store, StoreError, migrate_opt_outs, trim_older_than,
 };
 use crate::channels::email::outbound::MailSender;
-use crate::channels::email::session::{Limits, Policy};
-use crate::channels::email::{EmailChannel, SmtpListeners};
+use crate::channels::email::session::{ByteBudget, Limits, Policy};
+use crate::channels::email::{ConnectionLimits, EmailChannel, SmtpListeners};
 use crate::channels::sms::{SmsChannel, Threads};
 use crate::channels::web::{self as web_channel, WebChannel};
 use crate::config::{ConfigError, ServerMode, Settings};
@@ -550,6 +550,7 @@ async fn start_smtp(
             max_commands: e.max_commands,
             idle: Duration::from_secs(e.idle_timeout_secs),
             session: Duration::from_secs(e.session_timeout_secs),
+            min_data_rate: e.min_data_rate_bytes,
         },
         tls: if e.starttls || e.implicit_tls {
             tls
@@ -557,6 +558,7 @@ async fn start_smtp(
             None
         },
         require_tls: e.require_tls,
+        buffers: ByteBudget::new(e.max_buffered_bytes),
     };
     let plain = std::net::SocketAddr::new(ip, e.port);
     let wrapped = e
@@ -566,8 +568,11 @@ async fn start_smtp(
         plain,
         wrapped,
         policy,
-        e.max_connections,
-        e.max_connections_per_address,
+        ConnectionLimits {
+            total: e.max_connections,
+            per_address: e.max_connections_per_address,
+            per_network: e.max_connections_per_network,
+        },
         channel,
         metrics,
     )

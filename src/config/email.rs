@@ -27,6 +27,13 @@ pub struct EmailSettings {
     pub max_commands: usize,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// Connections at once from one network: an IPv4 /24 or an IPv6 /48.
+    pub max_connections_per_network: usize,
+    /// Bytes all sessions together may hold in message buffers.
+    pub max_buffered_bytes: usize,
+    /// Bytes per second a client must average once the grace period (the
+    /// idle timeout) of waiting for it is used up.
+    pub min_data_rate_bytes: u64,
     pub idle_timeout_secs: u64,
     pub session_timeout_secs: u64,
     pub max_text_chars: usize,
@@ -144,6 +151,11 @@ impl Settings {
                 "email.max_connections_per_address",
                 email.max_connections_per_address as u64,
             ),
+            (
+                "email.max_connections_per_network",
+                email.max_connections_per_network as u64,
+            ),
+            ("email.min_data_rate_bytes", email.min_data_rate_bytes),
             ("email.idle_timeout_secs", email.idle_timeout_secs),
             ("email.session_timeout_secs", email.session_timeout_secs),
             ("email.max_text_chars", email.max_text_chars as u64),
@@ -160,6 +172,23 @@ impl Settings {
                     fix: "set a positive value (see config/default.toml for the defaults)",
                 });
             }
+        }
+        if email.max_buffered_bytes < email.max_message_bytes {
+            return Err(invalid(
+                "email.max_buffered_bytes",
+                format!(
+                    "{} is below email.max_message_bytes ({}): no message could ever be received",
+                    email.max_buffered_bytes, email.max_message_bytes
+                ),
+                "set it to a few times email.max_message_bytes (default 67108864)",
+            ));
+        }
+        if email.max_buffered_bytes > u32::MAX as usize {
+            return Err(invalid(
+                "email.max_buffered_bytes",
+                format!("{} is over 4 GiB", email.max_buffered_bytes),
+                "set at most 4294967295 (default 67108864)",
+            ));
         }
         if crate::domain::Priority::parse(&email.default_priority).is_none() {
             return Err(invalid(

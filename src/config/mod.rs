@@ -483,6 +483,28 @@ mod tests {
     }
 
     #[test]
+    fn smtp_capacity_settings_that_cannot_work_are_refused_with_the_setting_named() {
+        let mut s = defaults();
+        s.email.enabled = true;
+        s.email.addresses = vec!["tips@example.org".into()];
+        s.validate().unwrap();
+        s.email.max_buffered_bytes = s.email.max_message_bytes - 1;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("email.max_buffered_bytes:"), "{msg}");
+        s.email.max_buffered_bytes = s.email.max_message_bytes;
+        s.email.min_data_rate_bytes = 0;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("email.min_data_rate_bytes"), "{msg}");
+        s.email.min_data_rate_bytes = 1;
+        s.email.max_connections_per_network = 0;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("email.max_connections_per_network"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn duplicate_and_reserved_zones_are_refused() {
         let mut s = defaults();
         s.zones.push(ZoneSettings {

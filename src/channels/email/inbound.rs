@@ -25,8 +25,8 @@ use crate::telemetry::Metrics;
 
 use super::message::{self, MessageError, MessageLimits, ParsedMessage};
 use super::replies::{
-    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, OPTED_IN, OPTED_OUT, OWN_ADDRESS,
-    Reply, SLOW_DOWN, TEXT_TOO_LONG, TRY_LATER,
+    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, NESTED_MESSAGE, OPTED_IN, OPTED_OUT,
+    OWN_ADDRESS, Reply, SLOW_DOWN, TEXT_TOO_LONG, TOO_COMPLEX, TRY_LATER,
 };
 use super::session::{Envelope, Mailbox};
 
@@ -159,6 +159,10 @@ impl EmailChannel {
         match parsed {
             Ok(Ok(parsed)) => Ok(parsed),
             Ok(Err(MessageError::Malformed)) => Err(self.refused("malformed-message", MALFORMED)),
+            Ok(Err(MessageError::NestedMessage)) => {
+                Err(self.refused("nested-message", NESTED_MESSAGE))
+            }
+            Ok(Err(MessageError::TooComplex)) => Err(self.refused("too-complex", TOO_COMPLEX)),
             Ok(Err(MessageError::Empty)) => Err(self.refused("empty-text", EMPTY)),
             Ok(Err(MessageError::TooLong)) => Err(self.refused("field-too-long", TEXT_TOO_LONG)),
             Err(_) => {
@@ -166,6 +170,120 @@ impl EmailChannel {
                 Err(self.refused("internal", TRY_LATER))
             }
         }
+    }
+}
+
+impl EmailChannel {
+    /// STOP or START through a thread token: acts on the address the
+    /// thread's replies go to (which received the token), under every kept
+    /// pseudonym key. A thread with no address left has nothing to change.
+    async fn set_opt_out(
+        &self,
+        thread: &ThreadToken,
+        out: bool,
+    ) -> Result<(), crate::bus::StoreError> {
+        let Some(address) = self.threads.reply_address(&thread.thread()).await? else {
+            return Ok(());
+        };
+        let identifier = EmailAddress::parse(&address.to)
+            .map(|a| a.canonical())
+            .unwrap_or(address.to);
+        let pseudonyms = self.keyring.pseudonyms_of(identifier.as_bytes());
+        if out {
+            self.threads.opt_out(&pseudonyms).await?;
+        } else {
+            self.threads.opt_in(&pseudonyms).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the thread's reply address again with the newest threading ids:
+    /// replies come from the tip address with the thread's token.
+    async fn renew_address(
+        &self,
+        thread: &ThreadToken,
+        tip_address: &EmailAddress,
+        sender: &EmailAddress,
+        pseudonym: &crate::privacy::Pseudonym,
+        threading: EmailThreading,
+    ) -> Result<(), crate::bus::StoreError> {
+        let id = thread.thread();
+        let address = match self.threads.reply_address(&id).await? {
+            Some(existing) => ReplyAddress {
+                email: Some(threading),
+                ..existing
+            },
+            None => ReplyAddress {
+                provider: Provider::Email,
+                to: sender.as_str().to_owned(),
+                from: thread.address(tip_address),
+                pseudonym: pseudonym.as_str().to_owned(),
+                // No subject: it is part of the tip, and the relay key must
+                // open addresses, never tip content. Replies thread by
+                // In-Reply-To and References.
+                email: Some(threading),
+            },
+        };
+        self.threads
+            .remember_address(&id, &address, self.reply_ttl_secs)
+            .await
+    }
+}
+
+/// The capability that names an email thread: 96 random bits, carried as
+/// the tag of the tip address our replies come from
+/// (`tips+<token>@domain`), so only someone who received a reply can write
+/// into that thread, or stop and restart its replies. The thread id is a
+/// hash of the token, so neither Redis nor the stream holds the token; the
+/// token itself is kept only inside the sealed reply address.
+#[derive(Clone)]
+struct ThreadToken(String);
+
+const TOKEN_HEX: usize = 24;
+
+impl ThreadToken {
+    fn random() -> Self {
+        let bytes: [u8; TOKEN_HEX / 2] = rand::random();
+        Self(hex::encode(bytes))
+    }
+
+    /// The token in a recipient `local+token@domain`, if well-formed.
+    fn of(recipient: &EmailAddress) -> Option<Self> {
+        let (local, _) = recipient.as_str().rsplit_once('@')?;
+        let (_, tag) = local.split_once('+')?;
+        let tag = tag.to_ascii_lowercase();
+        (tag.len() == TOKEN_HEX && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(Self(tag))
+    }
+
+    /// `local@domain` without any tag.
+    fn base_address(recipient: &EmailAddress) -> EmailAddress {
+        recipient
+            .as_str()
+            .rsplit_once('@')
+            .and_then(|(local, domain)| {
+                let base = local.split_once('+').map_or(local, |(base, _)| base);
+                EmailAddress::parse(&format!("{base}@{domain}")).ok()
+            })
+            .unwrap_or_else(|| recipient.clone())
+    }
+
+    fn thread(&self) -> ThreadId {
+        ThreadId::for_pseudonym(&format!("email-thread-token\0{}", self.0))
+    }
+
+    /// The tip address with this token as its tag (the tip address alone
+    /// when the tagged form would be too long to be an address).
+    fn address(&self, tip_address: &EmailAddress) -> String {
+        tip_address
+            .as_str()
+            .rsplit_once('@')
+            .and_then(|(local, domain)| {
+                EmailAddress::parse(&format!("{local}+{}@{domain}", self.0)).ok()
+            })
+            .map_or_else(
+                || tip_address.as_str().to_owned(),
+                |a| a.as_str().to_owned(),
+            )
     }
 }
 
@@ -189,7 +307,7 @@ impl Mailbox for EmailChannel {
         if self
             .tip_addresses
             .iter()
-            .any(|a| a.canonical() == parsed.sender.canonical())
+            .any(|a| a.canonical() == ThreadToken::base_address(&parsed.sender).canonical())
         {
             // Mail "from" the tip line itself: a loop or a forgery.
             return self.refused("invalid-sender", OWN_ADDRESS);
@@ -214,31 +332,37 @@ impl Mailbox for EmailChannel {
             tracing::warn!(code = "store-unavailable", error = %e, "email not handled");
             self.refused("store-unavailable", TRY_LATER)
         };
-        match Keyword::classify(&parsed.text).map(|(k, _)| k) {
-            Some(Keyword::Stop) => {
-                return match self.threads.opt_out(&pseudonyms).await {
-                    Ok(_) => OPTED_OUT,
-                    Err(e) => store_err(e),
-                };
-            }
-            Some(Keyword::Start) => match self.threads.is_opted_out(&pseudonyms).await {
-                // START is a keyword only for someone who opted out; from
-                // anyone else "Yes" is an answer to a mediator.
-                Ok(true) => {
-                    return match self.threads.opt_in(&pseudonyms).await {
-                        Ok(_) => OPTED_IN,
+        // The sender's address is unauthenticated, so it names no thread and
+        // no opt-out: only the thread token in the recipient does (see
+        // `ThreadToken`). A message to the bare tip address starts a thread
+        // of its own and is never a keyword.
+        let token = envelope.recipients.iter().find_map(ThreadToken::of);
+        let thread = token
+            .as_ref()
+            .map_or_else(ThreadToken::random, Clone::clone);
+        if token.is_some() {
+            match Keyword::classify(&parsed.text).map(|(k, _)| k) {
+                Some(Keyword::Stop) => {
+                    return match self.set_opt_out(&thread, true).await {
+                        Ok(()) => OPTED_OUT,
                         Err(e) => store_err(e),
                     };
                 }
-                Ok(false) => {}
-                Err(e) => return store_err(e),
-            },
-            Some(Keyword::Help) | None => {}
+                // Whether or not the thread had opted out: the answer tells
+                // nothing about its state.
+                Some(Keyword::Start) => {
+                    return match self.set_opt_out(&thread, false).await {
+                        Ok(()) => OPTED_IN,
+                        Err(e) => store_err(e),
+                    };
+                }
+                Some(Keyword::Help) | None => {}
+            }
         }
         let Ok(text) = TipText::parse(parsed.text.clone(), usize::MAX) else {
             return self.refused("empty-text", EMPTY);
         };
-        let thread = ThreadId::for_pseudonym(pseudonym.as_str());
+        let thread_id = thread.thread();
         // A server that lost our 250 sends the same message again: the same
         // sender and Message-ID (or, without one, the same bytes) is stored once.
         let dedupe_source = match &parsed.message_id {
@@ -249,7 +373,7 @@ impl Mailbox for EmailChannel {
             .keyring
             .pseudonym_key()
             .pseudonym(dedupe_source.as_bytes());
-        let tip_address = envelope.recipients.first().cloned();
+        let tip_address = envelope.recipients.first().map(ThreadToken::base_address);
         let tip = InboundTip {
             channel: Channel::Email,
             zone: ZoneChoice::Unsure,
@@ -260,7 +384,7 @@ impl Mailbox for EmailChannel {
                 .clone()
                 .and_then(|s| TipText::parse(s, usize::MAX).ok()),
             pseudonym: Some(pseudonym.clone()),
-            thread: thread.clone(),
+            thread: thread_id.clone(),
             attachments: parsed.attachments,
             withheld: parsed.withheld,
             provider: Some(ProviderMessage {
@@ -279,25 +403,17 @@ impl Mailbox for EmailChannel {
             }
         };
         // Every message carries a new Message-ID, so the sealed reply address
-        // is replaced each time: replies join the tipster's latest message.
+        // is renewed each time: replies join the tipster's latest message.
+        // Within a thread the address replies go to stays the one that
+        // started it: a token forwarded to someone else cannot redirect them.
         if stored && let Some(tip_address) = tip_address {
-            let address = ReplyAddress {
-                provider: Provider::Email,
-                to: parsed.sender.as_str().to_owned(),
-                from: tip_address.as_str().to_owned(),
-                pseudonym: pseudonym.as_str().to_owned(),
-                // No subject: it is part of the tip, and the relay key must
-                // open addresses, never tip content. Replies thread by
-                // In-Reply-To and References.
-                email: Some(EmailThreading {
-                    subject: None,
-                    message_id: parsed.message_id,
-                    references: parsed.references,
-                }),
+            let threading = EmailThreading {
+                subject: None,
+                message_id: parsed.message_id,
+                references: parsed.references,
             };
             if let Err(e) = self
-                .threads
-                .remember_address(&thread, &address, self.reply_ttl_secs)
+                .renew_address(&thread, &tip_address, &parsed.sender, &pseudonym, threading)
                 .await
             {
                 // The tip is safe; only replies wait for the next message.
@@ -309,5 +425,42 @@ impl Mailbox for EmailChannel {
         } else {
             ACCEPTED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_a_well_formed_tag_is_a_thread_token_and_it_round_trips() {
+        let tip = address("tips@tips.example.org");
+        let token = ThreadToken::random();
+        let tagged = address(&token.address(&tip));
+        let read = ThreadToken::of(&tagged).unwrap();
+        assert_eq!(read.thread(), token.thread());
+        assert_eq!(ThreadToken::base_address(&tagged), tip);
+        // Case does not matter; length and alphabet do.
+        let upper = address(
+            &tagged
+                .as_str()
+                .to_uppercase()
+                .replace("@TIPS.EXAMPLE.ORG", "@tips.example.org"),
+        );
+        assert_eq!(ThreadToken::of(&upper).unwrap().thread(), token.thread());
+        for bad in [
+            "tips@tips.example.org",
+            "tips+@tips.example.org",
+            "tips+abc@tips.example.org",
+            "tips+zzzzzzzzzzzzzzzzzzzzzzzz@tips.example.org",
+            "tips+0123456789abcdef012345678@tips.example.org",
+        ] {
+            assert!(ThreadToken::of(&address(bad)).is_none(), "{bad}");
+        }
+        assert_ne!(ThreadToken::random().thread(), token.thread());
     }
 }

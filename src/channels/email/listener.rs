@@ -1,12 +1,15 @@
 //! The SMTP listeners of `tipwire serve`: the plain port (STARTTLS offered
 //! with the gateway's certificate) and, optionally, the implicit-TLS port.
-//! Connections beyond `email.max_connections` get 421 at once. On shutdown
+//! Connections beyond `email.max_connections`, beyond
+//! `max_connections_per_address` from one address (IPv6: /64) or beyond
+//! `max_connections_per_network` from one network (IPv4 /24, IPv6 /48, so
+//! that one allocation cannot take every slot) get 421 at once. On shutdown
 //! the listeners stop accepting, idle sessions get 421, and a message being
 //! stored finishes first. Peer addresses become salted keys for the rate
 //! limits and are never logged.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +34,25 @@ pub struct SmtpListeners {
     sessions: TaskTracker,
 }
 
+/// How many connections are served at once: in all, per address and per
+/// network.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub total: usize,
+    pub per_address: usize,
+    pub per_network: usize,
+}
+
+/// Open connections per salted key, so one source cannot take every slot.
+struct OpenCounts {
+    open: std::sync::Mutex<HashMap<ClientKey, usize>>,
+    max: usize,
+}
+
 struct Shared {
     policy: Policy,
-    /// Open connections per client key, so one address cannot take every slot.
-    per_client: std::sync::Mutex<HashMap<ClientKey, usize>>,
-    max_per_client: usize,
+    per_address: OpenCounts,
+    per_network: OpenCounts,
     channel: Arc<EmailChannel>,
     keyer: ClientKeyer,
     slots: Arc<Semaphore>,
@@ -54,8 +71,7 @@ impl SmtpListeners {
         addr: SocketAddr,
         implicit_tls: Option<SocketAddr>,
         policy: Policy,
-        max_connections: usize,
-        max_per_client: usize,
+        limits: ConnectionLimits,
         channel: Arc<EmailChannel>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
@@ -73,13 +89,13 @@ impl SmtpListeners {
         let sessions = TaskTracker::new();
         let shared = Arc::new(Shared {
             policy,
-            per_client: std::sync::Mutex::new(HashMap::new()),
-            max_per_client,
+            per_address: OpenCounts::new(limits.per_address),
+            per_network: OpenCounts::new(limits.per_network),
             channel,
             // SMTP peers are mail servers or clients connecting directly: no
             // proxy header exists to trust.
             keyer: ClientKeyer::new(Vec::new()),
-            slots: Arc::new(Semaphore::new(max_connections)),
+            slots: Arc::new(Semaphore::new(limits.total)),
             metrics,
             cancel: cancel.clone(),
             sessions: sessions.clone(),
@@ -167,18 +183,29 @@ async fn connection(
         return;
     };
     let client = shared.keyer.key(Some(peer.ip()));
-    let Some(_held) = ClientSlot::take(&shared, client) else {
-        if plain {
-            let _ = stream
-                .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
-                .await;
+    let network = shared.keyer.key(Some(network_of(peer.ip())));
+    let held = match ClientSlot::take(&shared.per_address, client) {
+        None => Err(&b"421 4.7.0 Too many connections from your address, try again later\r\n"[..]),
+        Some(address) => match ClientSlot::take(&shared.per_network, network) {
+            None => {
+                Err(&b"421 4.7.0 Too many connections from your network, try again later\r\n"[..])
+            }
+            Some(network) => Ok((address, network)),
+        },
+    };
+    let _held = match held {
+        Ok(held) => held,
+        Err(refusal) => {
+            if plain {
+                let _ = stream.write_all(refusal).await;
+            }
+            shared
+                .metrics
+                .smtp_sessions
+                .with_label_values(&["busy"])
+                .inc();
+            return;
         }
-        shared
-            .metrics
-            .smtp_sessions
-            .with_label_values(&["busy"])
-            .inc();
-        return;
     };
     let s = &shared;
     let ended = match tls {
@@ -199,32 +226,60 @@ async fn connection(
         .inc();
 }
 
-/// One of a client's connections, given back when dropped.
+/// The network a peer belongs to for the per-network limit: its IPv4 /24 or
+/// IPv6 /48 (an IPv4-mapped IPv6 address counts as IPv4).
+fn network_of(ip: IpAddr) -> IpAddr {
+    let v4 = |v4: Ipv4Addr| {
+        let [a, b, c, _] = v4.octets();
+        IpAddr::V4(Ipv4Addr::new(a, b, c, 0))
+    };
+    match ip {
+        IpAddr::V4(addr) => v4(addr),
+        IpAddr::V6(addr) => match addr.to_ipv4_mapped() {
+            Some(mapped) => v4(mapped),
+            None => {
+                let [a, b, c, ..] = addr.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl OpenCounts {
+    fn new(max: usize) -> Self {
+        Self {
+            open: std::sync::Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+}
+
+/// One of a source's connections, given back when dropped.
 struct ClientSlot<'a> {
-    shared: &'a Shared,
+    counts: &'a OpenCounts,
     client: ClientKey,
 }
 
 impl<'a> ClientSlot<'a> {
-    fn take(shared: &'a Shared, client: ClientKey) -> Option<Self> {
-        let mut open = shared
-            .per_client
+    fn take(counts: &'a OpenCounts, client: ClientKey) -> Option<Self> {
+        let mut open = counts
+            .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = open.entry(client).or_insert(0);
-        if *count >= shared.max_per_client {
+        if *count >= counts.max {
             return None;
         }
         *count += 1;
-        Some(Self { shared, client })
+        Some(Self { counts, client })
     }
 }
 
 impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
         let mut open = self
-            .shared
-            .per_client
+            .counts
+            .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = open.get_mut(&self.client) {
@@ -233,5 +288,35 @@ impl Drop for ClientSlot<'_> {
                 open.remove(&self.client);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_ipv4_slash_24_and_ipv6_slash_48() {
+        let net = |s: &str| network_of(s.parse().unwrap());
+        assert_eq!(net("203.0.113.77"), net("203.0.113.1"));
+        assert_ne!(net("203.0.113.77"), net("203.0.114.77"));
+        assert_eq!(net("2001:db8:1::1"), net("2001:db8:1:ffff:1:2:3:4"));
+        assert_ne!(net("2001:db8:1::1"), net("2001:db8:2::1"));
+        assert_eq!(net("::ffff:203.0.113.9"), net("203.0.113.200"));
+    }
+
+    #[test]
+    fn a_source_gets_its_share_and_its_slots_back() {
+        let counts = OpenCounts::new(2);
+        let keyer = ClientKeyer::new(Vec::new());
+        let a = keyer.key(Some(network_of("2001:db8:1:2::1".parse().unwrap())));
+        let b = keyer.key(Some(network_of("2001:db8:1:3::1".parse().unwrap())));
+        assert_eq!(a, b, "two /64s of one /48 are one network");
+        let first = ClientSlot::take(&counts, a);
+        let second = ClientSlot::take(&counts, b);
+        assert!(first.is_some() && second.is_some());
+        assert!(ClientSlot::take(&counts, a).is_none());
+        drop(first);
+        assert!(ClientSlot::take(&counts, a).is_some());
     }
 }

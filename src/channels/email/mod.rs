@@ -8,9 +8,10 @@
 mod inbound;
 mod listener;
 pub mod message;
+mod mime;
 pub mod outbound;
 mod replies;
 pub mod session;
 
 pub use inbound::{EmailChannel, EmailLimiter};
-pub use listener::SmtpListeners;
+pub use listener::{ConnectionLimits, SmtpListeners};

@@ -73,6 +73,16 @@ pub const TOO_LONG_SESSION: Reply =
     Reply::new(421, (4, 4, 2), "Session too long, closing connection");
 pub const TOO_MANY_COMMANDS: Reply =
     Reply::new(421, (4, 7, 0), "Too many commands, closing connection");
+pub const TOO_SLOW: Reply = Reply::new(
+    421,
+    (4, 4, 2),
+    "Connection too slow (below the minimum data rate), closing connection",
+);
+pub const NO_ROOM: Reply = Reply::new(
+    452,
+    (4, 3, 1),
+    "Insufficient system storage, the message was not stored; try again later",
+);
 pub const SHUTTING_DOWN: Reply = Reply::new(421, (4, 3, 2), "Shutting down, try again later");
 pub const VRFY: Reply = Reply::new(
     252,
@@ -96,6 +106,16 @@ pub const MALFORMED: Reply = Reply::new(
     550,
     (5, 6, 0),
     "Message refused: not a well-formed message with a From address",
+);
+pub const NESTED_MESSAGE: Reply = Reply::new(
+    550,
+    (5, 6, 0),
+    "Message refused: attached or forwarded messages (message/rfc822) are not accepted; forward inline or paste the text",
+);
+pub const TOO_COMPLEX: Reply = Reply::new(
+    550,
+    (5, 6, 0),
+    "Message refused: too many MIME parts, lines or levels of nesting",
 );
 pub const EMPTY: Reply = Reply::new(550, (5, 6, 0), "Message refused: no text and no attachment");
 pub const TEXT_TOO_LONG: Reply = Reply::new(552, (5, 3, 4), "Message refused: text too long");

@@ -14,14 +14,23 @@
 //! - messages over the size limit (552), more recipients than allowed (452),
 //!   lines over the line limit (500 or 554), more commands than allowed per
 //!   connection (421), and clients silent for longer than the idle timeout or
-//!   connected longer than the session timeout (421).
+//!   connected longer than the session timeout (421);
+//! - clients slower than the minimum data rate (421): past a grace period
+//!   (the idle time), a client must have sent `min_data_rate` bytes for every
+//!   second the server spent waiting for it, so a byte a minute cannot hold a
+//!   slot for the whole session;
+//! - messages when the shared buffer budget is spent (452): every session's
+//!   message buffer is paid for from one [`ByteBudget`] as it grows, so the
+//!   sessions together never buffer more than `email.max_buffered_bytes`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use smtp_proto::Request;
 use smtp_proto::request::receiver::DataReceiver;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +39,10 @@ use crate::privacy::ClientKey;
 
 pub use super::replies::Reply;
 use super::replies::*;
+
+/// DATA is refused (452) when the shared budget has less than this left: not
+/// even one read's worth.
+const MIN_BUFFER: usize = 8 * 1024;
 
 /// The limits of one connection.
 #[derive(Debug, Clone)]
@@ -40,6 +53,31 @@ pub struct Limits {
     pub max_commands: usize,
     pub idle: Duration,
     pub session: Duration,
+    /// Bytes per second a client must average once the grace period (the
+    /// idle time) of waiting for it is used up.
+    pub min_data_rate: u64,
+}
+
+/// The bytes all sessions together may hold in message buffers. A session
+/// pays for its buffer as it grows and is paid back when its message has
+/// been handled.
+#[derive(Clone)]
+pub struct ByteBudget(Arc<Semaphore>);
+
+impl ByteBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+
+    /// `bytes` more, or `None` when the budget cannot cover them now.
+    fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes).ok()?;
+        self.0.clone().try_acquire_many_owned(bytes).ok()
+    }
 }
 
 /// What every connection shares.
@@ -51,15 +89,23 @@ pub struct Policy {
     /// Offered as STARTTLS on plain connections.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub require_tls: bool,
+    /// Shared by every session of the listener.
+    pub buffers: ByteBudget,
 }
 
 impl Policy {
+    /// A tip address, or one with a `+tag` (a thread token, checked by the
+    /// channel), kept as written.
     fn accepts(&self, rcpt: &str) -> Option<EmailAddress> {
         let rcpt = EmailAddress::parse(rcpt).ok()?;
+        let canonical = rcpt.canonical();
+        let (local, domain) = canonical.rsplit_once('@')?;
+        let base = local.split_once('+').map_or(local, |(base, _)| base);
+        let base = format!("{base}@{domain}");
         self.addresses
             .iter()
-            .find(|a| a.canonical() == rcpt.canonical())
-            .cloned()
+            .any(|a| a.canonical() == base)
+            .then_some(rcpt)
     }
 }
 
@@ -93,6 +139,7 @@ pub enum Ended {
     TlsHandshake,
     ShuttingDown,
     BareNewline,
+    TooSlow,
     Io,
 }
 
@@ -108,6 +155,7 @@ impl Ended {
             Self::TlsHandshake => "tls-handshake-failed",
             Self::ShuttingDown => "shutting-down",
             Self::BareNewline => "bare-newline",
+            Self::TooSlow => "too-slow",
             Self::Io => "io-error",
         }
     }
@@ -122,6 +170,10 @@ struct Conversation<'a, M> {
     deadline: Instant,
     commands: usize,
     tls: bool,
+    /// Bytes read from the client, and time spent waiting for them: the
+    /// minimum data rate compares the two.
+    received: u64,
+    waited: Duration,
 }
 
 enum Next<S> {
@@ -151,6 +203,8 @@ where
         deadline: Instant::now() + policy.limits.session,
         commands: 0,
         tls: implicit_tls,
+        received: 0,
+        waited: Duration::ZERO,
     };
     let greeting = format!("220 {} ESMTP ready\r\n", policy.hostname);
     match conv.converse(stream, Some(&greeting)).await {
@@ -186,6 +240,10 @@ enum Line {
 struct Data {
     bytes: Vec<u8>,
     too_big: bool,
+    /// The buffer budget was spent: the message was read and thrown away.
+    no_room: bool,
+    /// What `bytes` cost from the budget, paid back when dropped.
+    paid: Option<OwnedSemaphorePermit>,
 }
 
 struct Transaction {
@@ -300,6 +358,14 @@ impl<M: Mailbox> Conversation<'_, M> {
                     },
                 },
                 Ok(Request::Data) => match tx.take() {
+                    // Nothing left to buffer a message with: say so before
+                    // the client sends it.
+                    Some(t)
+                        if !t.recipients.is_empty()
+                            && self.policy.buffers.available() < MIN_BUFFER =>
+                    {
+                        NO_ROOM
+                    }
                     Some(t) if !t.recipients.is_empty() => {
                         if reply(&mut io, &START_DATA).await.is_err() {
                             return Next::Ended(Ended::Io);
@@ -376,6 +442,9 @@ impl<M: Mailbox> Conversation<'_, M> {
         if data.too_big {
             return TOO_BIG;
         }
+        if data.no_room {
+            return NO_ROOM;
+        }
         if has_bare_newline(&data.bytes) {
             return BARE_NEWLINE;
         }
@@ -392,21 +461,37 @@ impl<M: Mailbox> Conversation<'_, M> {
             client: self.client,
             tls: self.tls,
         };
-        self.mailbox.receive(envelope, data.bytes).await
+        let Data { bytes, paid, .. } = data;
+        let answer = self.mailbox.receive(envelope, bytes).await;
+        // The mailbox has dropped the message: the budget gets it back.
+        drop(paid);
+        answer
     }
 
-    /// Waits for more input, until `idle` (or the session's end).
+    /// Waits for more input, until `idle`, the session's end, or the moment
+    /// the client falls below the minimum data rate, whichever comes first.
     async fn fill<S: AsyncRead + Unpin>(
-        &self,
+        &mut self,
         io: &mut BufReader<S>,
         idle: Instant,
     ) -> Result<usize, Ended> {
-        let (until, why) = if idle < self.deadline {
-            (idle, Ended::Idle)
-        } else {
-            (self.deadline, Ended::SessionTimeout)
-        };
-        tokio::select! {
+        let now = Instant::now();
+        let limits = &self.policy.limits;
+        // The waiting this client has earned: the grace period plus a
+        // second for every `min_data_rate` bytes it sent.
+        let earned = limits.idle.saturating_add(Duration::from_secs(
+            self.received / limits.min_data_rate.max(1),
+        ));
+        let rate_end = now + earned.saturating_sub(self.waited);
+        let (until, why) = [
+            (idle, Ended::Idle),
+            (self.deadline, Ended::SessionTimeout),
+            (rate_end, Ended::TooSlow),
+        ]
+        .into_iter()
+        .min_by_key(|(at, _)| *at)
+        .unwrap_or((idle, Ended::Idle));
+        let read = tokio::select! {
             read = tokio::time::timeout_at(until, io.fill_buf()) => match read {
                 Err(_) => Err(why),
                 Ok(Err(_)) => Err(Ended::Io),
@@ -414,12 +499,17 @@ impl<M: Mailbox> Conversation<'_, M> {
                 Ok(Ok(buf)) => Ok(buf.len()),
             },
             () = self.cancel.cancelled() => Err(Ended::ShuttingDown),
-        }
+        };
+        self.waited += now.elapsed();
+        read
     }
 
     /// Reads one command line. A line longer than the limit is read to its
     /// end and discarded.
-    async fn read_line<S: AsyncRead + Unpin>(&self, io: &mut BufReader<S>) -> Result<Line, Ended> {
+    async fn read_line<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+    ) -> Result<Line, Ended> {
         let max = self.policy.limits.max_line_bytes;
         let mut line = Vec::new();
         let mut too_long = false;
@@ -434,6 +524,7 @@ impl<M: Mailbox> Conversation<'_, M> {
                 None => (buf, false),
             };
             let used = chunk.len();
+            self.received += used as u64;
             if !too_long {
                 line.extend_from_slice(chunk);
                 if line.len() > max {
@@ -454,32 +545,86 @@ impl<M: Mailbox> Conversation<'_, M> {
         }
     }
 
-    /// Reads the message up to CRLF.CRLF, dot-unstuffed. Past the size limit
-    /// the rest is read and thrown away, so the client gets its 552.
-    async fn read_data<S: AsyncRead + Unpin>(&self, io: &mut BufReader<S>) -> Result<Data, Ended> {
+    /// Reads the message up to CRLF.CRLF, dot-unstuffed. Past the size limit,
+    /// or once the buffer budget is spent, the rest is read and thrown away,
+    /// so the client gets its 552 or 452.
+    async fn read_data<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+    ) -> Result<Data, Ended> {
         let max = self.policy.limits.max_message_bytes;
         let mut receiver = DataReceiver::new();
-        let mut bytes = Vec::new();
+        let mut data = Data {
+            bytes: Vec::new(),
+            too_big: false,
+            no_room: false,
+            paid: None,
+        };
         // The DATA line ended with CRLF: a message that begins with "." is
         // dot-stuffed (or ends) right away.
         receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-        let mut too_big = false;
         loop {
             // A large message on a slow link may take longer than the idle
-            // time: here the limit is on silence, within the session's limit.
-            self.fill(io, Instant::now() + self.policy.limits.idle)
-                .await?;
+            // time: here the limit is on silence (and on the data rate),
+            // within the session's limit.
+            let idle = Instant::now() + self.policy.limits.idle;
+            self.fill(io, idle).await?;
             let buf = io.buffer();
+            if !data.too_big && !data.no_room {
+                self.make_room(&mut data, buf.len());
+            }
             let mut rest = buf.iter();
-            let done = receiver.ingest(&mut rest, &mut bytes);
+            let done = if data.too_big || data.no_room {
+                let mut discard = Vec::new();
+                receiver.ingest(&mut rest, &mut discard)
+            } else {
+                receiver.ingest(&mut rest, &mut data.bytes)
+            };
             let used = buf.len() - rest.len();
             io.consume(used);
-            if bytes.len() > max {
-                too_big = true;
-                bytes.clear();
+            self.received += used as u64;
+            if data.bytes.len() > max {
+                data.too_big = true;
+                data.bytes = Vec::new();
+                data.paid = None;
             }
             if done {
-                return Ok(Data { bytes, too_big });
+                return Ok(data);
+            }
+        }
+    }
+
+    /// Grows the message buffer to hold `incoming` more bytes, paying for
+    /// the growth from the shared budget first (by a quarter of the buffer
+    /// at a time, so growing stays linear). When the budget cannot pay, the
+    /// buffer is given back and the message marked `no_room`.
+    fn make_room(&self, data: &mut Data, incoming: usize) {
+        let needed = data.bytes.len().saturating_add(incoming);
+        let capacity = data.bytes.capacity();
+        if needed <= capacity {
+            return;
+        }
+        let ceiling = self
+            .policy
+            .limits
+            .max_message_bytes
+            .saturating_add(incoming);
+        let target = needed
+            .max(capacity.saturating_add(capacity / 4))
+            .min(ceiling)
+            .max(needed);
+        match self.policy.buffers.take(target - capacity) {
+            Some(more) => {
+                match data.paid.as_mut() {
+                    Some(paid) => paid.merge(more),
+                    None => data.paid = Some(more),
+                }
+                data.bytes.reserve_exact(target - data.bytes.len());
+            }
+            None => {
+                data.no_room = true;
+                data.bytes = Vec::new();
+                data.paid = None;
             }
         }
     }
@@ -489,6 +634,7 @@ impl<M: Mailbox> Conversation<'_, M> {
         let last = match ended {
             Ended::Idle => Some(IDLE),
             Ended::SessionTimeout => Some(TOO_LONG_SESSION),
+            Ended::TooSlow => Some(TOO_SLOW),
             Ended::TooManyCommands => Some(TOO_MANY_COMMANDS),
             Ended::ShuttingDown => Some(SHUTTING_DOWN),
             _ => None,
@@ -556,9 +702,11 @@ mod tests {
                 max_commands,
                 idle: Duration::from_millis(idle_ms),
                 session: Duration::from_secs(30),
+                min_data_rate: 1,
             },
             tls: None,
             require_tls: false,
+            buffers: ByteBudget::new(1 << 30),
         }
     }
 
@@ -670,6 +818,136 @@ mod tests {
         assert_eq!(c.len(), 102, "greeting, 100 answers, then 421");
         assert_eq!(c.last(), Some(&"421"));
         assert_eq!(ended, Ended::TooManyCommands);
+    }
+
+    /// A message of `lines` lines of 1,000 bytes after HELLO, then QUIT.
+    fn big_message(lines: usize) -> Vec<u8> {
+        let mut input = HELLO.to_vec();
+        for _ in 0..lines {
+            input.extend_from_slice(&[b'x'; 998]);
+            input.extend_from_slice(b"\r\n");
+        }
+        input.extend_from_slice(b".\r\n");
+        input
+    }
+
+    #[tokio::test]
+    async fn a_message_the_buffer_budget_cannot_hold_gets_452_and_the_budget_is_paid_back() {
+        let mut p = policy(100_000, 100, 5_000);
+        p.buffers = ByteBudget::new(30_000);
+        let budget = p.buffers.clone();
+        let mut input = big_message(50);
+        // The same session then sends a message that fits.
+        input.extend_from_slice(
+            b"MAIL FROM:<a@example.net>\r\nRCPT TO:<tips@example.org>\r\nDATA\r\nSubject: s\r\n\r\nsmall\r\n.\r\nQUIT\r\n",
+        );
+        let (out, got, _) = converse(p, &input).await;
+        assert_eq!(
+            codes(&out),
+            [
+                "220", "250", "250", "250", "354", "452", "250", "250", "354", "250", "221"
+            ]
+        );
+        assert!(
+            out.contains("452 4.3.1 Insufficient system storage"),
+            "{out}"
+        );
+        assert_eq!(got, [b"Subject: s\r\n\r\nsmall\r\n".to_vec()]);
+        assert_eq!(budget.available(), 30_000, "every byte paid back");
+    }
+
+    #[tokio::test]
+    async fn data_is_refused_with_452_while_other_sessions_hold_the_whole_budget() {
+        let budget = ByteBudget::new(50_000);
+        let sharing = || Policy {
+            buffers: budget.clone(),
+            ..policy(100_000, 100, 5_000)
+        };
+        let held = budget.take(45_000).unwrap();
+        let (out, got, _) = converse(sharing(), &[HELLO, b"QUIT\r\n"].concat()).await;
+        assert_eq!(codes(&out), ["220", "250", "250", "250", "452", "221"]);
+        assert!(got.is_empty());
+        drop(held);
+        let input = [big_message(10), b"QUIT\r\n".to_vec()].concat();
+        let (out, got, _) = converse(sharing(), &input).await;
+        assert_eq!(
+            codes(&out),
+            ["220", "250", "250", "250", "354", "250", "221"]
+        );
+        assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_dripping_a_byte_at_a_time_is_cut_off_below_the_minimum_rate() {
+        let mut p = policy(100_000, 100, 30_000);
+        p.limits.session = Duration::from_secs(3_600);
+        p.limits.min_data_rate = 100;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut read, mut write) = tokio::io::split(client);
+        let recorder = Recorder::default();
+        let cancel = CancellationToken::new();
+        let keyer = crate::privacy::ClientKeyer::new(Vec::new());
+        let key = keyer.key(None);
+        // A byte every 20 s: never idle for the 30 s idle time, but far
+        // below 100 bytes a second.
+        let drip = tokio::spawn(async move {
+            write.write_all(HELLO).await.unwrap();
+            for byte in b"Subject: slow\r\n\r\nand slower"
+                .iter()
+                .cycle()
+                .take(1_000)
+            {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let ended = serve(server, false, key, &p, &recorder, &cancel).await;
+        assert_eq!(ended, Ended::TooSlow);
+        // Cut once its 30 s grace and the few seconds its bytes earned are
+        // used up, not after the hour-long session limit.
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let mut out = String::new();
+        read.read_to_string(&mut out).await.unwrap();
+        assert!(out.ends_with("421 4.4.2 Connection too slow (below the minimum data rate), closing connection\r\n"), "{out}");
+        assert!(recorder.messages.into_inner().unwrap().is_empty());
+        drip.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_at_the_minimum_rate_is_served_past_the_grace_period() {
+        let mut p = policy(100_000, 100, 30_000);
+        p.limits.session = Duration::from_secs(3_600);
+        p.limits.min_data_rate = 100;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut read, mut write) = tokio::io::split(client);
+        let recorder = Recorder::default();
+        let cancel = CancellationToken::new();
+        let keyer = crate::privacy::ClientKeyer::new(Vec::new());
+        let key = keyer.key(None);
+        // 200 bytes every second for two minutes, four times the grace.
+        let steady = tokio::spawn(async move {
+            write.write_all(HELLO).await.unwrap();
+            write.write_all(b"Subject: steady\r\n\r\n").await.unwrap();
+            for _ in 0..120 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                write.write_all(&[b'y'; 198]).await.unwrap();
+                write.write_all(b"\r\n").await.unwrap();
+            }
+            write.write_all(b".\r\nQUIT\r\n").await.unwrap();
+        });
+        let ended = serve(server, false, key, &p, &recorder, &cancel).await;
+        steady.await.unwrap();
+        assert_eq!(ended, Ended::Quit);
+        let mut out = String::new();
+        read.read_to_string(&mut out).await.unwrap();
+        assert_eq!(
+            codes(&out),
+            ["220", "250", "250", "250", "354", "250", "221"]
+        );
+        assert_eq!(recorder.messages.into_inner().unwrap().len(), 1);
     }
 
     #[tokio::test]
