@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::bus::{Store, StoreError};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::RecipientKey;
+use crate::mediator::revocations::{self, Ended};
 use crate::mediator::{DeviceId, DirectoryError, MediatorDirectory, NewMediator};
 
 pub use extract::AuthenticatedDevice;
-pub use invites::{Invite, InviteCode, InviteGrant, Invites, check_grant};
+pub use invites::{Invite, InviteCode, InviteGrant, Invites, cancel_named, check_grant};
 pub use keys::{DeviceSigningKey, InvalidSigningKey, SESSION_CONTEXT, login_message};
 pub use routes::routes;
 pub use sessions::{Challenge, NewSession, SESSION_COOKIE, Session, Sessions};
@@ -357,8 +358,12 @@ impl Devices {
 
     /// Ends the device: it is no recipient of the next tip (the directory
     /// version moves), its record is gone and so is every session, so the
-    /// next request with an old cookie gets 401. Safe to run again after a
-    /// failure half-way.
+    /// next request with an old cookie gets 401, its push subscription and
+    /// nudge contacts are deleted, and a notice ends its open alert streams
+    /// on every replica at once. Safe to run again after a failure half-way.
+    ///
+    /// This is one step of offboarding; [`crate::mediator::offboarding`]
+    /// also hands the device's claims back. Use that, not this alone.
     pub async fn revoke(&self, id: &DeviceId) -> Result<RevokedDevice, DeviceError> {
         #[derive(Deserialize)]
         struct Lenient {
@@ -415,6 +420,10 @@ impl Devices {
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
+        // After the deletes: a stream that re-checks on the notice finds
+        // nothing left. If the notice fails, the caller may run this again;
+        // every stream still ends at its next liveness check.
+        revocations::announce(&self.store, &Ended::Device(id.clone())).await?;
         tracing::info!(sessions = session_keys.len(), "mediator device revoked");
         Ok(RevokedDevice {
             mediator_id,

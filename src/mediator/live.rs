@@ -19,6 +19,10 @@
 //! are held back while alerts are still being drained, so a connection never
 //! hears of a change to an alert it has not been sent.
 //!
+//! The same read follows `<prefix>:revocations` ([`super::revocations`]), so
+//! a device revoked or removed on any replica, or by the admin CLI, has its
+//! open streams ended on every replica as soon as the notice is written.
+//!
 //! Untrusted: every entry read back from Redis is parsed again; one tipwire
 //! did not write is skipped (its id is logged), never fatal to the reader.
 
@@ -35,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AlertEvent;
 use super::claims::parse_event;
+use super::revocations::Ended;
 use crate::bus::{Store, StoreError, StoredAlert, parse_entry};
 use crate::domain::TipId;
 
@@ -143,6 +148,8 @@ impl AlertSummary {
 pub enum LiveItem {
     Alert(Arc<AlertSummary>),
     State(StreamPos, Arc<AlertEvent>),
+    /// A device or session ended: its open streams end now.
+    Ended(Arc<Ended>),
 }
 
 /// The process's one reader and its broadcast channel.
@@ -181,7 +188,7 @@ impl LiveFeed {
     /// Follows both streams until `stop` fires. Never returns early: Redis
     /// errors are logged and retried with backoff.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut cursor: Option<Cursor> = None;
+        let mut cursor: Option<(Cursor, StreamPos)> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             let conn = tokio::select! {
@@ -248,13 +255,17 @@ impl LiveFeed {
         }
     }
 
-    /// Where both streams end now.
-    async fn ends(&self, conn: &mut MultiplexedConnection) -> Result<Cursor, StoreError> {
+    /// Where the alert streams and the revocation notices end now.
+    async fn ends(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(Cursor, StreamPos), StoreError> {
         let keys = self.store.keys();
-        Ok(Cursor {
+        let at = Cursor {
             alerts: last_pos(conn, keys.alerts()).await?,
             events: last_pos(conn, &keys.alert_events()).await?,
-        })
+        };
+        Ok((at, last_pos(conn, &keys.revocations()).await?))
     }
 
     /// One blocking read of both streams after `at`; broadcasts what it got
@@ -262,27 +273,52 @@ impl LiveFeed {
     async fn read(
         &self,
         conn: &mut MultiplexedConnection,
-        at: Cursor,
-    ) -> Result<Cursor, StoreError> {
+        (at, revoked_at): (Cursor, StreamPos),
+    ) -> Result<(Cursor, StreamPos), StoreError> {
         let keys = self.store.keys();
         let events_key = keys.alert_events();
+        let revocations_key = keys.revocations();
         let opts = StreamReadOptions::default()
             .block(BLOCK_MS)
             .count(READ_COUNT);
         let reply: Option<StreamReadReply> = redis::AsyncCommands::xread_options(
             conn,
-            &[keys.alerts(), events_key.as_str()],
-            &[at.alerts.to_string(), at.events.to_string()],
+            &[keys.alerts(), events_key.as_str(), revocations_key.as_str()],
+            &[
+                at.alerts.to_string(),
+                at.events.to_string(),
+                revoked_at.to_string(),
+            ],
             &opts,
         )
         .await?;
         let mut alerts = Vec::new();
         let mut events = Vec::new();
+        let mut revocations = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             if stream.key == keys.alerts() {
                 alerts = stream.ids;
             } else if stream.key == events_key {
                 events = stream.ids;
+            } else if stream.key == revocations_key {
+                revocations = stream.ids;
+            }
+        }
+        // Revocations first: a stream must not hear of one more alert
+        // after its device was ended.
+        let mut next_revoked = revoked_at;
+        for entry in revocations {
+            let Some(pos) = StreamPos::parse(&entry.id) else {
+                continue;
+            };
+            next_revoked = next_revoked.max(pos);
+            match Ended::parse(&entry.map) {
+                Some(ended) => {
+                    let _ = self.sender.send(LiveItem::Ended(Arc::new(ended)));
+                }
+                None => {
+                    tracing::warn!(stream_id = %entry.id, "skipped a revocation notice tipwire did not write")
+                }
             }
         }
         let mut next = at;
@@ -310,7 +346,7 @@ impl LiveFeed {
                 }
             }
         }
-        Ok(next)
+        Ok((next, next_revoked))
     }
 }
 

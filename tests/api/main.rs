@@ -11,6 +11,7 @@ mod email_helpers;
 mod escalation;
 mod escalation_processes;
 mod helpers;
+mod offboarding;
 mod pages;
 mod push;
 mod push_delivery;

@@ -13,11 +13,16 @@
 //!   [`LATEST`] visible alerts, oldest first, with their current state) or
 //!   `resume` (what was missed since `Last-Event-ID`, then live).
 //! - `end` `{code}` before the server closes the stream: `session-expired`
-//!   (revoked, logged out or expired: sign in again) or `resync` (too far
+//!   (revoked, logged out or expired: sign in again), `store-unavailable`
+//!   (the session could not be checked: reconnect) or `resync` (too far
 //!   behind: reconnect).
 //!
 //! The stream opens with `retry: 2000` and sends a comment every
-//! `mediator.stream_heartbeat_secs`; each heartbeat also checks the session.
+//! `mediator.stream_heartbeat_secs`; each heartbeat also checks the session,
+//! and a check that fails ends the stream (fail closed). A revocation or
+//! logout ends it at once, through the notice [`crate::mediator::live`]
+//! broadcasts; the session is checked once more after subscribing, so a
+//! revocation between sign-in check and subscription is not missed either.
 //!
 //! No gaps, no duplicates: the connection subscribes to the process's
 //! [`LiveFeed`] before it reads the backlog from Redis, then skips every live
@@ -87,6 +92,13 @@ pub(super) async fn stream(
     // Before any backlog read: whatever is appended from here on arrives
     // live, whatever came before is in the backlog.
     let rx = api.live.subscribe();
+    // A revocation notice broadcast before the subscription is not in `rx`:
+    // the session must still exist now, when every later one is.
+    match devices.sessions.is_live(device.session()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AppError::SessionExpired),
+        Err(e) => return Err(super::device_error(e)),
+    }
     let mut out = VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]);
     let resumed = match resume_from {
         Some(from) => resume(&api, &viewer, from, &mut out).await?,
@@ -169,8 +181,15 @@ impl Connection {
                 self.end("session-expired");
             }
             Ok(true) => self.out.push_back(Bytes::from_static(b": heartbeat\n\n")),
-            // Redis is down: the stream stays, the next beat asks again.
-            Err(_) => self.out.push_back(Bytes::from_static(b": heartbeat\n\n")),
+            // Fail closed: a stream whose session cannot be checked ends;
+            // the app reconnects, and is let back in once Redis answers.
+            Err(_) => {
+                tracing::warn!(
+                    code = "store-unavailable",
+                    "alert stream ended: session check failed"
+                );
+                self.end("store-unavailable");
+            }
         }
     }
 
@@ -195,6 +214,12 @@ impl Connection {
                         .push_back(event("alert", self.at, &alert_json(&alert, None, me)));
                 }
             }
+            LiveItem::Ended(notice) => {
+                if self.session.ended_by(&notice) {
+                    tracing::info!(code = "session-expired", "alert stream ended: revoked");
+                    self.end("session-expired");
+                }
+            }
             LiveItem::State(pos, change) => {
                 if pos <= self.at.events {
                     return;
@@ -212,6 +237,11 @@ impl Connection {
     /// Redis; if that is too much, or Redis fails, end the stream so the
     /// client reconnects and starts over from its last event id.
     async fn catch_up(&mut self) {
+        // Lagging, it may have missed a revocation notice too.
+        if !matches!(self.devices.sessions.is_live(&self.session).await, Ok(true)) {
+            self.end("session-expired");
+            return;
+        }
         let mut out = VecDeque::new();
         match resume(&self.api, &self.viewer, self.at, &mut out).await {
             Ok(Some(at)) => {

@@ -1,0 +1,329 @@
+//! Offboarding end to end: a phone that is enrolled, signed in, streaming,
+//! subscribed to push and holding a claim is removed with `tipwire mediator
+//! remove`; then its cookie, CSRF token and device key are tried on every
+//! route under `/api/v1/` (read from the route registrations in `src/`, so a
+//! new route cannot be forgotten), its open stream must end at once, no push
+//! may reach it, the next tip must not be sealed to it, and its claim must be
+//! open again and escalating.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tipwire::mediator::{AlertState, AlertStates, EscalationWorker, Stage};
+use tipwire::push::{PushWorker, unix_ms};
+
+use crate::devices::{Login, Phone, enrol, invite, login, next_tip_opens_for};
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::push::PushEndpoint;
+
+const ORIGIN: &str = "https://localhost:8443";
+
+fn tipwire(app: &TestApp, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tipwire"))
+        .arg("--config")
+        .arg(app.cli_config())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tipwire {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every `(method, path)` registered under `/api/v1/`: each
+/// `web::resource("/api/v1/…")` in `src/` with the methods of the
+/// `.route(web::<method>())` calls that follow it.
+fn api_routes() -> Vec<(reqwest::Method, String)> {
+    fn sources(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut routes = Vec::new();
+    for text in files {
+        let mut resources = text.split("web::resource(\"").skip(1);
+        for chunk in resources.by_ref() {
+            let Some((path, rest)) = chunk.split_once('"') else {
+                continue;
+            };
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for (call, method) in [
+                ("web::get()", reqwest::Method::GET),
+                ("web::post()", reqwest::Method::POST),
+                ("web::put()", reqwest::Method::PUT),
+                ("web::patch()", reqwest::Method::PATCH),
+                ("web::delete()", reqwest::Method::DELETE),
+            ] {
+                if rest.contains(&format!(".route({call}")) {
+                    routes.push((method, path.to_owned()));
+                }
+            }
+        }
+    }
+    routes.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
+    routes
+}
+
+/// Reads the stream's body until `needle` shows, or fails after `within`.
+async fn read_until(
+    response: &mut reqwest::Response,
+    seen: &mut String,
+    needle: &str,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => panic!("the stream closed before {needle:?}: {seen}"),
+            Ok(Err(e)) => panic!("the stream failed before {needle:?}: {e}: {seen}"),
+            Err(_) => panic!("no {needle:?} within {within:?}: {seen}"),
+        }
+    }
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    login: &Login,
+    body: &Value,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .header("Cookie", &login.cookie)
+        .header("X-CSRF-Token", &login.csrf)
+        .header("Origin", ORIGIN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reopens() {
+    let endpoint = PushEndpoint::start();
+    let app = spawn_app_with(|s| {
+        s.push.enabled = true;
+        s.push.subject = "mailto:ops@cvi.example.org".into();
+        s.push.dangerous_allow_loopback_http_endpoints = true;
+        s.push.poll_interval_ms = 3_600_000;
+        // The longest allowed: only a revocation notice can end the stream
+        // within the 10 s this test waits for it.
+        s.mediator.stream_heartbeat_secs = 60;
+    })
+    .await;
+    let push = PushWorker::from_settings(
+        &app.settings,
+        app.store.clone(),
+        std::sync::Arc::new(tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap()),
+        app.metrics.clone(),
+        "w1".into(),
+    )
+    .unwrap();
+
+    // Ana's phone: enrolled, signed in, push on, streaming, holding a claim.
+    let phone = Phone::new();
+    let device_id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let ana = login(&app, &phone, &device_id).await;
+    let subscribed = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/devices/me/push",
+        &ana,
+        &json!({ "subscription": endpoint.subscription_json(Some("/ana")) }),
+    )
+    .await;
+    assert_eq!(subscribed.status(), 204);
+    let mut stream = app
+        .client
+        .get(app.url("/api/v1/alerts/stream"))
+        .header("Cookie", &ana.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: ready",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    assert_eq!(
+        app.post_tip("fight at the court", "south", "now")
+            .await
+            .status(),
+        200
+    );
+    let alert = app.alerts().await.pop().unwrap();
+    let tip_id = alert.entry.tip_id.clone();
+    read_until(
+        &mut stream,
+        &mut seen,
+        tip_id.as_str(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let report = push.step(unix_ms()).await.unwrap();
+    assert_eq!(report.delivered, 1, "push works before the removal");
+    let claimed = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{tip_id}/claim"),
+        &ana,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(claimed.status(), 200);
+    // And an invite for a second phone she has not used yet.
+    let pending = invite(&app, &["south"], Duration::from_secs(900)).await;
+
+    // The administrator finds her in the list, with her phone, and removes her.
+    let list = tipwire(&app, &["mediator", "list"]);
+    assert!(
+        list.contains(&device_id),
+        "the list shows her device: {list}"
+    );
+    let entry = list
+        .lines()
+        .find(|l| l.contains("Ana Mediator") && l.starts_with("m_"))
+        .unwrap_or_else(|| panic!("{list}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let said = tipwire(&app, &["mediator", "remove", &entry]);
+    assert!(
+        said.contains(&device_id) && said.contains("1 session(s) ended"),
+        "{said}"
+    );
+
+    // The open stream ends now, not at the next heartbeat, a minute away.
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: end",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(seen.contains(r#"{"code":"session-expired"}"#), "{seen}");
+
+    // Every route refuses the old cookie, CSRF token and device key.
+    let challenge = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let body = json!({
+        "invite": pending,
+        "age_recipient": phone.recipient(),
+        "signing_key": phone.spki(),
+        "device_id": device_id,
+        "challenge": challenge,
+        "signature": phone.sign(&challenge),
+        "on_duty": true,
+        "outcome": "mediated",
+        "text": "we are on our way",
+        "subscription": endpoint.subscription_json(Some("/ana")),
+        "email": "ana@example.org",
+    });
+    let routes = api_routes();
+    assert!(
+        routes.len() >= 18,
+        "the route scan found too few: {routes:?}"
+    );
+    for (method, pattern) in &routes {
+        // The VAPID public key is public: it carries no authority.
+        if pattern == "/api/v1/push/key" {
+            continue;
+        }
+        let path = pattern
+            .replace("{tip_id}", tip_id.as_str())
+            .replace("{thread}", &alert.entry.thread);
+        assert!(
+            !path.contains('{'),
+            "a path parameter this test does not fill: {pattern}"
+        );
+        let response = call(&app, method.clone(), &path, &ana, &body).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(
+            matches!(status, 401 | 403 | 404),
+            "{method} {pattern} answered {status} to the removed phone: {text}"
+        );
+    }
+    // The device key cannot sign in again either.
+    let again = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/session/challenge",
+        &ana,
+        &json!({ "device_id": device_id }),
+    )
+    .await;
+    assert_eq!(again.status(), 401);
+
+    // Her claim is open again, and escalates to the supervisors at once.
+    let state = AlertStates::new(app.store.clone(), 86_400)
+        .get(&tip_id)
+        .await
+        .unwrap();
+    assert_eq!(state.state, AlertState::Open);
+    let fired = EscalationWorker::new(app.store.clone(), 86_400)
+        .step(unix_ms())
+        .await
+        .unwrap();
+    assert!(
+        fired
+            .iter()
+            .any(|f| f.tip_id == tip_id && f.stage == Stage::Supervisors),
+        "{fired:?}"
+    );
+
+    // The next tip is not sealed to her phone, and no push reaches it.
+    assert!(!next_tip_opens_for(&app, &phone, "south", "after removal").await);
+    push.step(unix_ms()).await.unwrap();
+    let pushed: Vec<Value> = endpoint
+        .received_now()
+        .into_iter()
+        .filter(|r| r["path"] == "/ana")
+        .collect();
+    assert_eq!(
+        pushed.len(),
+        1,
+        "only the push from before the removal: {pushed:?}"
+    );
+
+    // Nothing of her is left: no entry, device, session or invite.
+    let list = tipwire(&app, &["mediator", "list"]);
+    assert!(
+        !list.contains("Ana Mediator") && !list.contains(&device_id),
+        "{list}"
+    );
+    let fresh =
+        crate::devices::post_json(&app, "/api/v1/devices", &Phone::new().enrolment(&pending)).await;
+    assert_eq!(fresh.status(), 403, "her pending invite was cancelled");
+}
