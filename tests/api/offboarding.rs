@@ -327,3 +327,50 @@ async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reo
         crate::devices::post_json(&app, "/api/v1/devices", &Phone::new().enrolment(&pending)).await;
     assert_eq!(fresh.status(), 403, "her pending invite was cancelled");
 }
+
+#[tokio::test]
+async fn an_open_stream_ends_when_its_session_can_no_longer_be_checked() {
+    let mut redis = crate::redis_down::PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis.url = url;
+        s.mediator.stream_heartbeat_secs = 1;
+    })
+    .await;
+    let phone = Phone::new();
+    let device_id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let ana = login(&app, &phone, &device_id).await;
+    let mut stream = app
+        .client
+        .get(app.url("/api/v1/alerts/stream"))
+        .header("Cookie", &ana.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: ready",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Nobody can tell now whether the phone was revoked: the stream ends
+    // (the app reconnects and is let back in once Redis answers again).
+    redis.kill();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: end",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(seen.contains(r#"{"code":"store-unavailable"}"#), "{seen}");
+}
