@@ -126,6 +126,8 @@ pub struct AlertSummary {
     /// Unix seconds, rounded down to the minute.
     pub received: u64,
     pub thread: String,
+    /// Whom the tip was sealed to (see `AlertEntry::sealed_to`).
+    pub sealed_to: Option<Vec<String>>,
 }
 
 impl AlertSummary {
@@ -139,6 +141,7 @@ impl AlertSummary {
             channel: e.channel,
             received: e.received,
             thread: e.thread,
+            sealed_to: e.sealed_to,
         }
     }
 }

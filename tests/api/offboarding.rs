@@ -374,3 +374,164 @@ async fn an_open_stream_ends_when_its_session_can_no_longer_be_checked() {
     .await;
     assert!(seen.contains(r#"{"code":"store-unavailable"}"#), "{seen}");
 }
+
+/// The `data` of the `alert` event for `tip_id` in what a stream sent.
+fn alert_event(seen: &str, tip_id: &str) -> Value {
+    seen.split("\n\n")
+        .filter(|block| block.contains("event: alert\n"))
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str::<Value>(data).unwrap())
+        .find(|data| data["tip_id"] == tip_id)
+        .unwrap_or_else(|| panic!("no alert event for {tip_id}: {seen}"))
+}
+
+#[tokio::test]
+async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it() {
+    let app = crate::helpers::spawn_app().await;
+    let early_phone = Phone::new();
+    let early_id = enrol(
+        &app,
+        &early_phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let early = login(&app, &early_phone, &early_id).await;
+    assert_eq!(
+        app.post_tip("fight at the court", "south", "now")
+            .await
+            .status(),
+        200
+    );
+    let alert = app.alerts().await.pop().unwrap();
+    let tip_id = alert.entry.tip_id.as_str().to_owned();
+
+    let late_phone = Phone::new();
+    let late_id = enrol(
+        &app,
+        &late_phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let late = login(&app, &late_phone, &late_id).await;
+
+    // Both see the alert; the app is told which phone can open it.
+    for (who, can_open) in [(&early, true), (&late, false)] {
+        let mut stream = app
+            .client
+            .get(app.url("/api/v1/alerts/stream"))
+            .header("Cookie", &who.cookie)
+            .send()
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(
+            &mut stream,
+            &mut seen,
+            "event: ready",
+            Duration::from_secs(10),
+        )
+        .await;
+        let event = alert_event(&seen, &tip_id);
+        assert_eq!(event["state"], "open");
+        assert_eq!(event["can_open"], can_open, "{event}");
+    }
+
+    // The late phone's claim is refused and leaves the alert open (and
+    // escalating); so is its reply to the tipster.
+    let claim = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{tip_id}/claim"),
+        &late,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(claim.status(), 403);
+    assert_eq!(crate::helpers::error_code(claim).await, "cannot-open-alert");
+    let state = AlertStates::new(app.store.clone(), 86_400)
+        .get(&alert.entry.tip_id)
+        .await
+        .unwrap();
+    assert_eq!((state.state, state.version), (AlertState::Open, 0));
+    let reply = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/threads/{}/replies", alert.entry.thread),
+        &late,
+        &json!({ "text": "we are on our way" }),
+    )
+    .await;
+    assert_eq!(crate::helpers::error_code(reply).await, "cannot-open-alert");
+
+    // A supervisor enrolled later still hands it on, but only to a phone
+    // that can open it.
+    let sup_phone = Phone::new();
+    let code = crate::devices::api(&app)
+        .invites
+        .create("Sam Supervisor", &[], true, Duration::from_secs(900))
+        .await
+        .unwrap()
+        .code
+        .as_str()
+        .to_owned();
+    let sup_id = enrol(&app, &sup_phone, &code).await;
+    let sup = login(&app, &sup_phone, &sup_id).await;
+    let assignees: Value = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/alerts/{tip_id}/assignees"),
+        &sup,
+        &json!({}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let listed: Vec<&str> = assignees["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [early_id.as_str()], "{assignees}");
+    let to_late = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{tip_id}/reassign"),
+        &sup,
+        &json!({ "device_id": late_id }),
+    )
+    .await;
+    assert_eq!(
+        crate::helpers::error_code(to_late).await,
+        "invalid-assignee"
+    );
+    let to_early = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{tip_id}/reassign"),
+        &sup,
+        &json!({ "device_id": early_id }),
+    )
+    .await;
+    assert_eq!(to_early.status(), 200);
+    // The phone it was sealed to claims as before.
+    let release = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{tip_id}/release"),
+        &early,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(release.status(), 200);
+    let claim = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{tip_id}/claim"),
+        &early,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(claim.status(), 200);
+}

@@ -1,7 +1,8 @@
 //! Replies to tipsters, and the thread view.
 //!
 //! `POST /api/v1/threads/{thread}/replies` `{text}`: for a device that sees
-//! at least one tip of the thread. The reply is sealed (age, like a tip) to
+//! at least one tip of the thread (404 otherwise) and can open one, i.e. one
+//! was sealed to it (403 `cannot-open-alert` otherwise). The reply is sealed (age, like a tip) to
 //! every device and supervisor that can open the thread's tips (the union over
 //! its tips' zones) and the escrow key, and appended to the thread's history
 //! stream `<prefix>:thread:<thread>` (coarse id; fields `kind=reply`,
@@ -145,6 +146,11 @@ pub(super) async fn post_reply(
     let tips = thread_tips(&api, &thread).await?;
     if !tips.iter().any(|t| me.sees_zone(&t.entry.zone)) {
         return Err(AppError::NotFound);
+    }
+    // Only someone who can read the thread may answer it.
+    if !tips.iter().any(|t| me.can_open_alert(t)) {
+        tracing::info!(code = "cannot-open-alert", "reply refused");
+        return Err(AppError::CannotOpenAlert);
     }
     tracing::Span::current().record("thread", thread.as_str());
     let text = Zeroizing::new(body.into_inner().text);
@@ -339,6 +345,7 @@ mod tests {
                 thread: String::new(),
                 key_version: "1".into(),
                 envelope: vec![1],
+                sealed_to: None,
             },
         }
     }

@@ -6,7 +6,9 @@
 //! (how far the connection has read both streams):
 //!
 //! - `alert` `{tip_id, zone, priority, channel, received, thread, state,
-//!   outcome, claimed_by_me, version}`: an alert the device may see.
+//!   outcome, claimed_by_me, version, can_open}`: an alert the device may
+//!   see; `can_open` says whether it was sealed to this device (if not, the
+//!   app offers no Claim: the claim would be refused).
 //! - `state` `{tip_id, state, outcome, by_me, claimed_by_me, version}`: a
 //!   change to one. Versions only grow; a client keeps the highest it saw.
 //! - `ready` `{mode}` once the backlog is sent: `fresh` (the newest
@@ -210,8 +212,11 @@ impl Connection {
                 if self.viewer.sees_zone(&alert.zone) {
                     // Just appended: open. A change that raced it follows
                     // as a `state` event with a higher version.
-                    self.out
-                        .push_back(event("alert", self.at, &alert_json(&alert, None, me)));
+                    self.out.push_back(event(
+                        "alert",
+                        self.at,
+                        &alert_json(&alert, None, &self.viewer),
+                    ));
                 }
             }
             LiveItem::Ended(notice) => {
@@ -258,7 +263,12 @@ fn event(name: &str, id: Cursor, data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("event: {name}\nid: {id}\ndata: {data}\n\n"))
 }
 
-fn alert_json(a: &AlertSummary, status: Option<&AlertStatus>, me: &DeviceId) -> serde_json::Value {
+fn alert_json(
+    a: &AlertSummary,
+    status: Option<&AlertStatus>,
+    viewer: &Viewer,
+) -> serde_json::Value {
+    let me = &viewer.device_id;
     json!({
         "tip_id": a.tip_id.as_str(),
         "zone": a.zone,
@@ -270,6 +280,7 @@ fn alert_json(a: &AlertSummary, status: Option<&AlertStatus>, me: &DeviceId) -> 
         "outcome": status.and_then(|s| s.outcome).map(Outcome::as_str),
         "claimed_by_me": status.is_some_and(|s| s.device.as_ref() == Some(me)),
         "version": status.map_or(0, |s| s.version),
+        "can_open": viewer.can_open(&a.zone, a.received, a.sealed_to.as_deref()),
     })
 }
 
@@ -300,11 +311,7 @@ async fn send_alerts(
             alerts: alert.pos,
             events,
         };
-        out.push_back(event(
-            "alert",
-            at,
-            &alert_json(alert, Some(status), &viewer.device_id),
-        ));
+        out.push_back(event("alert", at, &alert_json(alert, Some(status), viewer)));
     }
     Ok(())
 }
