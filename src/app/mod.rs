@@ -226,13 +226,16 @@ impl Application {
             let web = web.clone();
             let sms = sms.clone();
             let email = email.clone();
+            let devices = devices.clone();
             tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
                 let web = web.clone();
                 let sms = sms.clone();
                 let email = email.clone();
+                let devices = devices.clone();
                 async move {
                     web.limiter.forget_idle();
                     sms.limiter.forget_idle();
+                    devices.enrolment_limiter.forget_idle();
                     if let Some(email) = email {
                         email.limiter.forget_idle();
                     }

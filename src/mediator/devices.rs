@@ -155,6 +155,8 @@ impl Enrolment {
         signing_key: &str,
         device_name: Option<&str>,
     ) -> Result<Self, DeviceError> {
+        // The invite's error comes first, as it does at the HTTP edge.
+        let invite = InviteCode::parse(invite).ok_or(DeviceError::InviteInvalid)?;
         if age_recipient.len() > MAX_RECIPIENT_CHARS {
             return Err(DeviceError::InvalidRecipient);
         }
@@ -172,7 +174,6 @@ impl Enrolment {
             }
             Some(_) => return Err(DeviceError::InvalidDeviceName),
         };
-        let invite = InviteCode::parse(invite).ok_or(DeviceError::InviteInvalid)?;
         Ok(Self {
             invite,
             recipient,
@@ -208,14 +209,18 @@ impl Devices {
     }
 
     /// Redeems the invite and enrols the device as a recipient of its zones.
-    /// A recipient that is already enrolled is refused before the invite is
-    /// used up; if that races, the invite is put back.
+    /// The invite is checked first, before anything else is read: without a
+    /// valid one every request gets `InviteInvalid`, whatever else is wrong,
+    /// so nobody learns whether a key is enrolled. A recipient that is
+    /// already enrolled is refused before the invite is used up; if that
+    /// races, the invite is put back.
     pub async fn enrol(
         &self,
         invites: &Invites,
         enrolment: Enrolment,
         now: SystemTime,
     ) -> Result<DeviceRecord, DeviceError> {
+        invites.peek(&enrolment.invite).await?;
         let recipient = enrolment.recipient.to_string();
         if self
             .directory
@@ -446,6 +451,10 @@ pub struct DeviceApi {
     pub devices: Devices,
     pub invites: Invites,
     pub sessions: Sessions,
+    /// `rate_limits.enrolment`: every enrolment attempt takes a cell, per
+    /// client address and in all, before the invite is looked at.
+    pub enrolment_limiter: crate::ratelimit::ChannelLimiter,
+    keyer: crate::privacy::ClientKeyer,
     /// `scheme://host[:port]` of `mediator.public_base_url`.
     origin: String,
 }
@@ -453,12 +462,28 @@ pub struct DeviceApi {
 impl DeviceApi {
     pub fn from_settings(settings: &Settings, store: Store) -> Result<Self, ConfigError> {
         let m = &settings.mediator;
+        let (per_client, global) = settings.enrolment_limits()?;
         Ok(Self {
+            enrolment_limiter: crate::ratelimit::ChannelLimiter::new(per_client, global),
+            keyer: crate::privacy::ClientKeyer::new(settings.trusted_proxies()?),
             devices: Devices::new(store.clone()),
             invites: Invites::new(store.clone(), &m.base_url()?, m.invite_ttl()),
             sessions: Sessions::new(store, m.session_ttl(), m.session_max()),
             origin: m.public_origin()?,
         })
+    }
+
+    /// Takes an enrolment attempt from the request's client and from the
+    /// global allowance.
+    pub fn check_enrolment_limit(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Result<(), crate::ratelimit::Limited> {
+        let forwarded: Vec<_> = req.headers().get_all("x-forwarded-for").collect();
+        let ip = self
+            .keyer
+            .client_ip(req.peer_addr().map(|a| a.ip()), &forwarded);
+        self.enrolment_limiter.check(self.keyer.key(ip))
     }
 
     /// Whether a state-changing request may proceed: browsers send `Origin`

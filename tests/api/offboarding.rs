@@ -535,3 +535,82 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
     .await;
     assert_eq!(claim.status(), 200);
 }
+
+#[tokio::test]
+async fn without_a_valid_invite_every_enrolment_gets_the_same_answer() {
+    let app = crate::helpers::spawn_app().await;
+    let enrolled = Phone::new();
+    enrol(
+        &app,
+        &enrolled,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let made_up = "abcdefghijklmnopqrstuvwxyz";
+    let used = invite(&app, &["south"], Duration::from_secs(900)).await;
+    enrol(&app, &Phone::new(), &used).await;
+
+    // An enrolled key, a malformed key, a private key: without a valid
+    // invite nobody learns anything about them, or about who is enrolled.
+    let mut malformed = Phone::new().enrolment(made_up);
+    malformed["age_recipient"] = "age1notakey".into();
+    let mut private = Phone::new().enrolment(&used);
+    private["age_recipient"] = enrolled.identity.to_secret_string().as_str().into();
+    for body in [
+        enrolled.enrolment(made_up),
+        enrolled.enrolment(&used),
+        enrolled.enrolment("not a code"),
+        malformed,
+        private,
+    ] {
+        let response = crate::devices::post_json(&app, "/api/v1/devices", &body).await;
+        assert_eq!(response.status(), 403, "{body}");
+        assert_eq!(
+            crate::helpers::error_code(response).await,
+            "invite-invalid",
+            "{body}"
+        );
+    }
+    // With a valid invite the holder is told what to fix.
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    let taken =
+        crate::devices::post_json(&app, "/api/v1/devices", &enrolled.enrolment(&code)).await;
+    assert_eq!(
+        crate::helpers::error_code(taken).await,
+        "recipient-already-enrolled"
+    );
+    enrol(&app, &Phone::new(), &code).await;
+}
+
+#[tokio::test]
+async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_read() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.enrolment.per_client.count = 3;
+        s.rate_limits.enrolment.per_client.per_secs = 3_600;
+    })
+    .await;
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    for _ in 0..3 {
+        let guess = crate::devices::post_json(
+            &app,
+            "/api/v1/devices",
+            &Phone::new().enrolment("abcdefghijklmnopqrstuvwxyz"),
+        )
+        .await;
+        assert_eq!(guess.status(), 403);
+    }
+    // The fourth attempt is refused unread, even with the right code, which
+    // stays usable.
+    let limited =
+        crate::devices::post_json(&app, "/api/v1/devices", &Phone::new().enrolment(&code)).await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().get("retry-after").is_some());
+    assert_eq!(crate::helpers::error_code(limited).await, "rate-limited");
+    assert!(
+        tipwire::mediator::devices::Devices::new(app.store.clone())
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
