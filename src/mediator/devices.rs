@@ -437,6 +437,33 @@ impl Devices {
     }
 }
 
+/// `SET KEYS[2] ARGV[1]` only while the device record `KEYS[1]` exists.
+const SET_IF_ENROLLED_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+";
+
+/// Stores `value` under `key`, something of `device`'s (its push
+/// subscription, its nudge contacts), only while the device is enrolled: a
+/// request that passed its session check just before a revocation must not
+/// leave anything of the device behind it. False if the device was gone.
+pub async fn set_if_enrolled(
+    store: &Store,
+    device: &DeviceId,
+    key: &str,
+    value: &[u8],
+) -> Result<bool, StoreError> {
+    let mut conn = store.conn().await?;
+    let set: i64 = redis::Script::new(SET_IF_ENROLLED_LUA)
+        .key(store.keys().device(device.as_str()))
+        .key(key)
+        .arg(value)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(set == 1)
+}
+
 /// What a revocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedDevice {

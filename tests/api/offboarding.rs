@@ -614,3 +614,33 @@ async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_rea
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn nothing_of_a_device_is_stored_once_it_is_revoked() {
+    use tipwire::mediator::devices::set_if_enrolled;
+    let app = crate::helpers::spawn_app().await;
+    let phone = Phone::new();
+    let device_id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let id = tipwire::mediator::DeviceId::parse(&device_id).unwrap();
+    let key = app.store.keys().push_sub(&device_id);
+    assert!(set_if_enrolled(&app.store, &id, &key, b"{}").await.unwrap());
+    tipwire::mediator::offboarding::Offboarding::new(app.store.clone(), Default::default(), 86_400)
+        .revoke_device(&id)
+        .await
+        .unwrap();
+    // A push subscription or nudge contact posted by a request that passed
+    // its session check just before the revocation leaves nothing behind.
+    assert!(!set_if_enrolled(&app.store, &id, &key, b"{}").await.unwrap());
+    let mut conn = app.store.conn().await.unwrap();
+    let left: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!left);
+}
