@@ -129,7 +129,7 @@ impl Viewer {
     /// of the alert's zones enrolled no later than the day of the tip.
     pub fn can_open(&self, zone: &str, received: u64, sealed_to: Option<&[String]>) -> bool {
         match sealed_to {
-            Some(ids) => ids.iter().any(|id| *id == self.mediator_id),
+            Some(ids) => ids.contains(&self.mediator_id),
             None => self.sees_zone(zone) && self.created <= received,
         }
     }
