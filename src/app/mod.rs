@@ -110,7 +110,7 @@ impl Application {
             zones,
             settings.tips.max_text_chars,
             settings.server.max_body_bytes,
-            settings.server.mode == ServerMode::Plaintext && settings.trusted_proxies()?.is_empty(),
+            settings.loopback_is_everyone()?,
         ));
         let sms = web::Data::new(SmsChannel::from_settings(
             &settings,

@@ -351,6 +351,12 @@ impl Settings {
         )
     }
 
+    /// Plaintext mode without trusted proxies (an onion service): every
+    /// visitor arrives from loopback, so loopback is no one client.
+    pub fn loopback_is_everyone(&self) -> Result<bool, ConfigError> {
+        Ok(self.server.mode == ServerMode::Plaintext && self.trusted_proxies()?.is_empty())
+    }
+
     /// `rate_limits.enrolment`, checked.
     pub fn enrolment_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
         channel_limits(

@@ -482,6 +482,10 @@ pub struct DeviceApi {
     /// client address and in all, before the invite is looked at.
     pub enrolment_limiter: crate::ratelimit::ChannelLimiter,
     keyer: crate::privacy::ClientKeyer,
+    /// Plaintext mode without trusted proxies (an onion service): everyone
+    /// arrives from loopback, so only the global limit applies to loopback,
+    /// as for tips, or one visitor could lock every phone out.
+    loopback_is_everyone: bool,
     /// `scheme://host[:port]` of `mediator.public_base_url`.
     origin: String,
 }
@@ -493,6 +497,7 @@ impl DeviceApi {
         Ok(Self {
             enrolment_limiter: crate::ratelimit::ChannelLimiter::new(per_client, global),
             keyer: crate::privacy::ClientKeyer::new(settings.trusted_proxies()?),
+            loopback_is_everyone: settings.loopback_is_everyone()?,
             devices: Devices::new(store.clone()),
             invites: Invites::new(store.clone(), &m.base_url()?, m.invite_ttl()),
             sessions: Sessions::new(store, m.session_ttl(), m.session_max()),
@@ -510,7 +515,8 @@ impl DeviceApi {
         let ip = self
             .keyer
             .client_ip(req.peer_addr().map(|a| a.ip()), &forwarded);
-        self.enrolment_limiter.check(self.keyer.key(ip))
+        self.enrolment_limiter
+            .check_from(&self.keyer, ip, self.loopback_is_everyone)
     }
 
     /// Whether a state-changing request may proceed: browsers send `Origin`
