@@ -2,9 +2,10 @@
 //!
 //! `POST /api/v1/threads/{thread}/replies` `{text}`: for a device that sees
 //! at least one tip of the thread (404 otherwise) and can open one, i.e. one
-//! was sealed to it (403 `cannot-open-alert` otherwise). The reply is sealed (age, like a tip) to
-//! every device and supervisor that can open the thread's tips (the union over
-//! its tips' zones) and the escrow key, and appended to the thread's history
+//! was sealed to it (403 `cannot-open-alert` otherwise). The reply is sealed
+//! (age, like a tip) to every device and supervisor that can open the
+//! thread's tips (the union over its tips' zones) and the escrow key, and
+//! appended to the thread's history
 //! stream `<prefix>:thread:<thread>` (coarse id; fields `kind=reply`,
 //! `envelope`, and `after`, the newest tip's stream id then, which orders it
 //! among the tips); then the text is handed to the reply relay (sealed to the
