@@ -88,7 +88,7 @@ unmapped="+15550001111"
 zone_number() { printf '+155500010%02d' "$1"; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 {
-  bench_config_head "$work" "$port" "$prefix" sms
+  bench_config_head "$work" "$port" "$prefix" sms enrolment
   numbers="\"$unmapped\""
   for i in $(seq 1 "$zones"); do numbers="$numbers, \"$(zone_number "$i")\""; done
   cat <<TOML

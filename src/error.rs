@@ -88,6 +88,8 @@ pub enum AppError {
     NotClaimant,
     #[error("only a supervisor can do this")]
     NotSupervisor,
+    #[error("this device was not among the alert's recipients")]
+    CannotOpenAlert,
     #[error("the outcome is not one of the outcome codes")]
     UnknownOutcome,
     #[error("the device to assign is not enrolled or cannot open this alert")]
@@ -306,6 +308,11 @@ impl AppError {
                 "not-supervisor",
                 "Only a supervisor can do that.",
             ),
+            Self::CannotOpenAlert => (
+                StatusCode::FORBIDDEN,
+                "cannot-open-alert",
+                "This alert was not sealed to this device (it was enrolled after the tip came in), so it cannot be claimed or answered from here; a supervisor can reassign it to someone who can open it.",
+            ),
             Self::UnknownOutcome => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown-outcome",
@@ -502,6 +509,7 @@ mod tests {
             AppError::AlertNotClaimed,
             AppError::NotClaimant,
             AppError::NotSupervisor,
+            AppError::CannotOpenAlert,
             AppError::UnknownOutcome,
             AppError::InvalidAssignee,
             AppError::InvalidReplyText,

@@ -212,6 +212,7 @@ impl Intake {
                 thread: tip.thread.to_string(),
                 key_version: self.keyring.key_version(),
                 envelope,
+                sealed_to: Some(routing.recipient_ids_for(&tip.zone)),
             };
             let (appended, state) = self
                 .producer

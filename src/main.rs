@@ -14,6 +14,7 @@ use tipwire::bus::AlertReader;
 use tipwire::config::Settings;
 use tipwire::crypto::{IdentityKey, KeyKind, Keyring};
 use tipwire::mediator::devices::{Devices, Invites};
+use tipwire::mediator::offboarding::Offboarding;
 use tipwire::mediator::{DeviceId, MediatorDirectory};
 
 #[derive(Parser)]
@@ -121,8 +122,13 @@ enum MediatorCommand {
         #[arg(long)]
         recipient: String,
     },
+    /// List people: each directory entry with the devices enrolled under it.
     List,
+    /// Offboard a person at once: every device, session, live stream, push
+    /// subscription and pending invite under their name, their recipient
+    /// status, and their claims (the alerts open again and escalate).
     Remove {
+        /// A directory entry (m_…) or device (d_…) id of the person.
         id: String,
     },
     /// Make a one-time enrolment link (with a QR code) for a mediator's phone.
@@ -139,11 +145,9 @@ enum MediatorCommand {
     },
     /// List enrolled devices: id, name, zones, on duty.
     Devices,
-    /// End a device at once: its sessions, and its recipient status from the
-    /// next tip on.
-    Revoke {
-        device_id: String,
-    },
+    /// End one device at once: its sessions, live streams, push subscription,
+    /// recipient status from the next tip on, and its claims (reopened).
+    Revoke { device_id: String },
 }
 
 #[derive(Subcommand)]
@@ -256,11 +260,18 @@ async fn main() -> Result<()> {
                     );
                 }
                 MediatorCommand::List => {
-                    print!("{}", admin::mediators::describe(&directory.list().await?))
+                    let devices = Devices::new(admin::store(&settings)?).list().await?;
+                    print!(
+                        "{}",
+                        admin::mediators::describe(&directory.list().await?, &devices)
+                    )
                 }
                 MediatorCommand::Remove { id } => {
-                    directory.remove(&id).await?;
-                    println!("removed {id}; it is no recipient of new tips");
+                    let done = Offboarding::from_settings(&settings, admin::store(&settings)?)
+                        .remove_person(&id)
+                        .await
+                        .with_context(|| format!("remove {id}"))?;
+                    print!("{}", admin::mediators::describe_offboarded(&done));
                 }
                 MediatorCommand::Invite {
                     name,
@@ -292,19 +303,11 @@ async fn main() -> Result<()> {
                     let id = DeviceId::parse(device_id.trim()).with_context(|| {
                         format!("{device_id:?}: a device id is what `tipwire mediator devices` lists (d_…)")
                     })?;
-                    let devices = Devices::new(admin::store(&settings)?);
-                    let revoked = devices
-                        .revoke(&id)
+                    let done = Offboarding::from_settings(&settings, admin::store(&settings)?)
+                        .revoke_device(&id)
                         .await
                         .with_context(|| format!("revoke {id}"))?;
-                    println!(
-                        "revoked {id}: {} session(s) ended; it is no recipient of new tips{}",
-                        revoked.sessions_ended,
-                        revoked
-                            .mediator_id
-                            .map(|m| format!(" (directory entry {m} removed)"))
-                            .unwrap_or_default()
-                    );
+                    print!("{}", admin::mediators::describe_offboarded(&done));
                 }
             }
         }

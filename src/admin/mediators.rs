@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::crypto::RecipientKey;
 use crate::domain::Zone;
 use crate::mediator::devices::{DeviceRecord, Invite};
+use crate::mediator::offboarding::Offboarded;
 use crate::mediator::{MediatorRecord, NewMediator};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +66,26 @@ pub fn parse_zones(settings: &Settings, zones: &[String]) -> Result<Vec<Zone>, A
     Ok(parsed)
 }
 
-pub fn describe(list: &[MediatorRecord]) -> String {
-    if list.is_empty() {
+/// What `tipwire mediator list` prints: each directory entry (by name, so a
+/// person's entries stand together) with the devices enrolled under it,
+/// then devices whose entry is gone (left by an older `remove`: remove them
+/// by their device id).
+pub fn describe(list: &[MediatorRecord], devices: &[DeviceRecord]) -> String {
+    if list.is_empty() && devices.is_empty() {
         return "no mediators enrolled\n".to_owned();
     }
     let mut out = String::from(
         "id               name                 role        zones            recipient\n",
     );
+    let device_line = |out: &mut String, d: &DeviceRecord| {
+        let _ = writeln!(
+            out,
+            "  device {:<26} {:<20} on duty: {}",
+            d.device_id,
+            d.device_name.as_deref().unwrap_or("-"),
+            if d.on_duty { "yes" } else { "no" },
+        );
+    };
     for m in list {
         let _ = writeln!(
             out,
@@ -90,7 +104,63 @@ pub fn describe(list: &[MediatorRecord]) -> String {
             },
             m.recipient
         );
+        for d in devices.iter().filter(|d| d.mediator_id == m.id) {
+            device_line(&mut out, d);
+        }
     }
+    let orphans: Vec<&DeviceRecord> = devices
+        .iter()
+        .filter(|d| !list.iter().any(|m| m.id == d.mediator_id))
+        .collect();
+    if !orphans.is_empty() {
+        out.push_str("devices without a directory entry (remove them by device id):\n");
+        for d in orphans {
+            let _ = writeln!(out, "  {}:", d.name);
+            device_line(&mut out, d);
+        }
+    }
+    out
+}
+
+/// What `tipwire mediator remove` and `revoke` print.
+pub fn describe_offboarded(done: &Offboarded) -> String {
+    let mut out = String::new();
+    match &done.name {
+        Some(name) => {
+            let _ = writeln!(out, "removed {name}:");
+        }
+        None => out.push_str("revoked:\n"),
+    }
+    let list = |ids: &[String]| {
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  devices ended: {} (their live streams ended, push subscriptions deleted)",
+        list(&done.devices)
+    );
+    let _ = writeln!(out, "  {} session(s) ended", done.sessions_ended);
+    let _ = writeln!(
+        out,
+        "  directory entries removed: {} (no recipient of new tips)",
+        list(&done.entries)
+    );
+    if done.name.is_some() {
+        let _ = writeln!(
+            out,
+            "  pending invites cancelled: {}",
+            done.invites_cancelled
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  alerts they had claimed, open again and escalating: {}",
+        done.claims_reopened
+    );
     out
 }
 

@@ -134,7 +134,7 @@ impl Application {
             zones,
             settings.tips.max_text_chars,
             settings.server.max_body_bytes,
-            settings.server.mode == ServerMode::Plaintext && settings.trusted_proxies()?.is_empty(),
+            settings.loopback_is_everyone()?,
         ));
         let sms = web::Data::new(SmsChannel::from_settings(
             &settings,
@@ -251,15 +251,18 @@ impl Application {
             let sms = sms.clone();
             let email = email.clone();
             let budget = budget.clone();
+            let devices = devices.clone();
             tasks.every("limiter-cleanup", Duration::from_secs(60), move || {
                 let web = web.clone();
                 let sms = sms.clone();
                 let email = email.clone();
                 let budget = budget.clone();
+                let devices = devices.clone();
                 async move {
                     budget.forget_idle();
                     web.limiter.forget_idle();
                     sms.limiter.forget_idle();
+                    devices.enrolment_limiter.forget_idle();
                     if let Some(email) = email {
                         email.limiter.forget_idle();
                     }

@@ -149,6 +149,10 @@ pub struct AlertEntry {
     pub thread: String,
     pub key_version: String,
     pub envelope: Vec<u8>,
+    /// The directory entry ids (`m_…`) the envelope was sealed to, escrow
+    /// aside (field `sealed_to`, comma-separated): who may claim the alert.
+    /// `None` for entries written before the field existed.
+    pub sealed_to: Option<Vec<String>>,
 }
 
 /// What the append found about a provider message's sender.
@@ -269,6 +273,9 @@ impl AlertProducer {
             .arg(&entry.key_version)
             .arg("envelope")
             .arg(entry.envelope.as_slice());
+        if let Some(ids) = &entry.sealed_to {
+            invocation.arg("sealed_to").arg(ids.join(","));
+        }
         let (status, id, kept, opted): (i64, String, i64, i64) =
             invocation.invoke_async(&mut conn).await?;
         let sender = SenderState {
@@ -463,6 +470,17 @@ pub fn parse_entry(id: String, mut map: HashMap<String, Value>) -> Result<Stored
         .remove("envelope")
         .and_then(|v| Vec::<u8>::from_redis_value(&v).ok())
         .ok_or(StoreError::Corrupt("envelope"))?;
+    let sealed_to = match map.remove("sealed_to") {
+        None => None,
+        Some(v) => Some(
+            String::from_redis_value(&v)
+                .map_err(|_| StoreError::Corrupt("sealed_to"))?
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+    };
     Ok(StoredAlert {
         id,
         entry: AlertEntry {
@@ -475,6 +493,7 @@ pub fn parse_entry(id: String, mut map: HashMap<String, Value>) -> Result<Stored
             thread,
             key_version,
             envelope,
+            sealed_to,
         },
     })
 }

@@ -62,6 +62,13 @@ pub const INVITE: &str = "invite";
 pub const DEVICE: &str = "device";
 /// Suffix of the set of enrolled device ids.
 pub const DEVICES: &str = "devices";
+/// Suffix of the stream of revocation notices (fields `device` or
+/// `session`; coarse ids, trimmed to the newest [`REVOCATIONS_KEPT`]): every
+/// replica's live reader follows it and ends the streams they name at once.
+pub const REVOCATIONS: &str = "revocations";
+/// Notices `<prefix>:revocations` keeps; a replica that missed more (a long
+/// outage) still ends the streams at their next heartbeat check.
+pub const REVOCATIONS_KEPT: usize = 10_000;
 /// Suffix of the per-device sets of session hashes
 /// (`<prefix>:device-sessions:<device id>`), so revoking ends every session.
 pub const DEVICE_SESSIONS: &str = "device-sessions";
@@ -218,6 +225,10 @@ impl Keys {
 
     pub fn devices(&self) -> String {
         format!("{}:{DEVICES}", self.prefix)
+    }
+
+    pub fn revocations(&self) -> String {
+        format!("{}:{REVOCATIONS}", self.prefix)
     }
 
     pub fn device_sessions(&self, device_id: &str) -> String {

@@ -27,6 +27,19 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
+/// `s` with Redis glob characters escaped, so a key prefix such as
+/// `{tipwire}` or one holding `*` matches only itself.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -118,9 +131,51 @@ impl Store {
             .await?)
     }
 
+    /// Every key named `<prefix>:<kind>:…` (`kind` one of the
+    /// [`super::names`] suffixes), for the rare administrative sweeps that
+    /// must find keys by kind (offboarding: a person's invites and claims).
+    /// `SCAN`, so Redis is never blocked; as many keys as there are of that
+    /// kind (bounded by their expiry).
+    pub async fn scan_kind(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("{}:{kind}:*", glob_escape(self.keys().prefix()));
+        let mut conn = self.conn().await?;
+        let mut cursor = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await?;
+            out.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice.
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_matches_only_itself_in_a_scan_pattern() {
+        assert_eq!(glob_escape("{tipwire}"), "{tipwire}");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }

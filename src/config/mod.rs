@@ -132,6 +132,9 @@ pub struct LogSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RateLimitSettings {
     pub web: ChannelLimits,
+    /// Device enrolments (`POST /api/v1/devices`), per client address and in
+    /// all: guesses at invite codes.
+    pub enrolment: ChannelLimits,
     pub sms: ChannelLimits,
     pub email: EmailLimits,
 }
@@ -198,6 +201,7 @@ impl Settings {
                 "set server.mode = \"tls\", or bind server.host to 127.0.0.1 or ::1 behind a TLS-terminating proxy or onion service",
             ));
         }
+        self.enrolment_limits()?;
         let proxies = self.trusted_proxies()?;
         let metrics = self.metrics_allow()?;
         // Behind a proxy or an onion service every request comes from the
@@ -362,21 +366,26 @@ impl Settings {
     }
 
     pub fn web_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
-        let per_client = check_quota(self.rate_limits.web.per_client).ok_or_else(|| {
-            invalid(
-                "rate_limits.web.per_client",
-                "count and per_secs must both be positive",
-                "for example { count = 10, per_secs = 3600 }",
-            )
-        })?;
-        let global = check_quota(self.rate_limits.web.global).ok_or_else(|| {
-            invalid(
-                "rate_limits.web.global",
-                "count and per_secs must both be positive",
-                "for example { count = 600, per_secs = 60 }",
-            )
-        })?;
-        Ok((per_client, global))
+        channel_limits(
+            &self.rate_limits.web,
+            "rate_limits.web.per_client",
+            "rate_limits.web.global",
+        )
+    }
+
+    /// Plaintext mode without trusted proxies (an onion service): every
+    /// visitor arrives from loopback, so loopback is no one client.
+    pub fn loopback_is_everyone(&self) -> Result<bool, ConfigError> {
+        Ok(self.server.mode == ServerMode::Plaintext && self.trusted_proxies()?.is_empty())
+    }
+
+    /// `rate_limits.enrolment`, checked.
+    pub fn enrolment_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
+        channel_limits(
+            &self.rate_limits.enrolment,
+            "rate_limits.enrolment.per_client",
+            "rate_limits.enrolment.global",
+        )
     }
 
     /// The configured zones, parsed; duplicates and reserved ids are refused.
@@ -419,6 +428,30 @@ impl Settings {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention.days.saturating_mul(86_400))
     }
+}
+
+/// A channel's two quotas, each checked, named by their settings.
+fn channel_limits(
+    limits: &ChannelLimits,
+    per_client: &'static str,
+    global: &'static str,
+) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
+    let check = |setting: &'static str, q: QuotaSettings, example: &'static str| {
+        check_quota(q)
+            .ok_or_else(|| invalid(setting, "count and per_secs must both be positive", example))
+    };
+    Ok((
+        check(
+            per_client,
+            limits.per_client,
+            "for example { count = 10, per_secs = 3600 }",
+        )?,
+        check(
+            global,
+            limits.global,
+            "for example { count = 600, per_secs = 60 }",
+        )?,
+    ))
 }
 
 pub(crate) fn check_quota(q: QuotaSettings) -> Option<CheckedQuota> {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `GET /api/v1/alerts/stream` | | 200 `text/event-stream` (see [`stream`]) |
 //! | `GET /api/v1/alerts/{tip_id}/envelope` | | 200 `application/octet-stream`: the sealed age file |
-//! | `POST /api/v1/alerts/{tip_id}/claim` | | 200 status; 409 `alert-claimed`, `alert-resolved` |
+//! | `POST /api/v1/alerts/{tip_id}/claim` | | 200 status; 409 `alert-claimed`, `alert-resolved`; 403 `cannot-open-alert` |
 //! | `POST /api/v1/alerts/{tip_id}/release` | | 200 status; 409 `alert-not-claimed`, `alert-resolved`; 403 `not-claimant` |
 //! | `POST /api/v1/alerts/{tip_id}/resolve` | `{outcome}` | 200 status; 422 `unknown-outcome`; 409, 403 as release |
 //! | `POST /api/v1/alerts/{tip_id}/reassign` | `{device_id}` | 200 status; 403 `not-supervisor`; 422 `invalid-assignee`; 409 `alert-resolved` |
@@ -103,17 +103,41 @@ impl AlertsApi {
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub device_id: DeviceId,
+    /// The device's directory entry: what an alert's `sealed_to` lists.
+    mediator_id: String,
     zones: BTreeSet<String>,
     supervisor: bool,
+    /// When the device was enrolled (unix seconds, the day).
+    created: u64,
 }
 
 impl Viewer {
     pub fn of(device_id: &DeviceId, record: &DeviceRecord) -> Self {
         Self {
             device_id: device_id.clone(),
+            mediator_id: record.mediator_id.clone(),
             zones: record.zones.iter().cloned().collect(),
             supervisor: record.supervisor,
+            created: record.created,
         }
+    }
+
+    /// Whether the alert was sealed to this device: only then can it open
+    /// the alert, and so claim it, be handed it or answer its tipster. A
+    /// device enrolled after the tip came in sees the alert (its zone) but
+    /// cannot. For entries written before `sealed_to` was recorded: a device
+    /// of the alert's zones enrolled no later than the day of the tip.
+    pub fn can_open(&self, zone: &str, received: u64, sealed_to: Option<&[String]>) -> bool {
+        match sealed_to {
+            Some(ids) => ids.contains(&self.mediator_id),
+            None => self.sees_zone(zone) && self.created <= received,
+        }
+    }
+
+    /// [`Self::can_open`] for a stored alert.
+    pub fn can_open_alert(&self, alert: &StoredAlert) -> bool {
+        let e = &alert.entry;
+        self.can_open(&e.zone, e.received, e.sealed_to.as_deref())
     }
 
     /// Alerts of the device's zones, every "unsure" alert, and for a

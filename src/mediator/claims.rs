@@ -263,8 +263,20 @@ if state == 'claimed' and device == ARGV[6] then return unchanged('same') end
 return change('claimed', ARGV[6], '')
 ";
 
+/// Offboarding: the alert goes back to open if `ARGV[5]` (the device ended)
+/// still holds it, and `KEYS[3]` (the escalation deadlines) gets the pairs
+/// of due time and member from `ARGV[6]` on, each kept at the earlier of its
+/// old and new due time, so escalation resumes for an alert nobody holds.
+const REOPEN_LUA: &str = r"
+if state ~= 'claimed' or device ~= ARGV[5] then return unchanged('not-claimant') end
+local reply = change('open', '', '')
+for i = 6, #ARGV, 2 do redis.call('ZADD', KEYS[3], 'LT', ARGV[i], ARGV[i + 1]) end
+return reply
+";
+
 struct Scripts {
     claim: redis::Script,
+    reopen: redis::Script,
     release: redis::Script,
     resolve: redis::Script,
     reassign: redis::Script,
@@ -301,6 +313,7 @@ impl AlertStates {
             retention_secs: retention_secs.max(1),
             scripts: Arc::new(Scripts {
                 claim: script(CLAIM_LUA),
+                reopen: script(REOPEN_LUA),
                 release: script(RELEASE_LUA),
                 resolve: script(RESOLVE_LUA),
                 reassign: script(REASSIGN_LUA),
@@ -378,6 +391,40 @@ impl AlertStates {
             )
             .await?;
         refusal(&code).map_or(Ok(status), Err)
+    }
+
+    /// Hands back the claim of an offboarded `device`: if it still holds
+    /// the alert, the alert is open again (a `state` event says so, `by`
+    /// the device) and `resume` (`(due ms, member)` pairs of the
+    /// escalation deadlines, see `EscalationPolicy::resumed`) is scheduled
+    /// in the same script. `None` when the device no longer held it.
+    pub async fn reopen(
+        &self,
+        tip_id: &TipId,
+        device: &DeviceId,
+        resume: &[(u64, String)],
+    ) -> Result<Option<AlertStatus>, ClaimError> {
+        let keys = self.store.keys();
+        let now = now_ms();
+        let mut invocation = self.scripts.reopen.key(keys.alert_state(tip_id));
+        invocation
+            .key(keys.alert_events())
+            .key(keys.escalations())
+            .arg(tip_id.as_str())
+            .arg(now - now % 60_000)
+            .arg(now.saturating_sub(self.retention_secs.saturating_mul(1000)))
+            .arg(self.retention_secs)
+            .arg(device.as_str());
+        for (due, member) in resume {
+            invocation.arg(*due).arg(member);
+        }
+        let mut conn = self.store.conn().await?;
+        let (code, state, holder, outcome, version): Reply = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let status = status(&state, &holder, &outcome, version)?;
+        Ok((code == "ok").then_some(status))
     }
 
     /// The alert's current state (`open` at version 0 if nobody touched it).

@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::bus::{Store, StoreError};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::RecipientKey;
+use crate::mediator::revocations::{self, Ended};
 use crate::mediator::{DeviceId, DirectoryError, MediatorDirectory, NewMediator};
 
 pub use extract::AuthenticatedDevice;
-pub use invites::{Invite, InviteCode, InviteGrant, Invites, check_grant};
+pub use invites::{Invite, InviteCode, InviteGrant, Invites, cancel_named, check_grant};
 pub use keys::{DeviceSigningKey, InvalidSigningKey, SESSION_CONTEXT, login_message};
 pub use routes::routes;
 pub use sessions::{Challenge, NewSession, SESSION_COOKIE, Session, Sessions};
@@ -154,6 +155,8 @@ impl Enrolment {
         signing_key: &str,
         device_name: Option<&str>,
     ) -> Result<Self, DeviceError> {
+        // The invite's error comes first, as it does at the HTTP edge.
+        let invite = InviteCode::parse(invite).ok_or(DeviceError::InviteInvalid)?;
         if age_recipient.len() > MAX_RECIPIENT_CHARS {
             return Err(DeviceError::InvalidRecipient);
         }
@@ -171,7 +174,6 @@ impl Enrolment {
             }
             Some(_) => return Err(DeviceError::InvalidDeviceName),
         };
-        let invite = InviteCode::parse(invite).ok_or(DeviceError::InviteInvalid)?;
         Ok(Self {
             invite,
             recipient,
@@ -207,14 +209,18 @@ impl Devices {
     }
 
     /// Redeems the invite and enrols the device as a recipient of its zones.
-    /// A recipient that is already enrolled is refused before the invite is
-    /// used up; if that races, the invite is put back.
+    /// The invite is checked first, before anything else is read: without a
+    /// valid one every request gets `InviteInvalid`, whatever else is wrong,
+    /// so nobody learns whether a key is enrolled. A recipient that is
+    /// already enrolled is refused before the invite is used up; if that
+    /// races, the invite is put back.
     pub async fn enrol(
         &self,
         invites: &Invites,
         enrolment: Enrolment,
         now: SystemTime,
     ) -> Result<DeviceRecord, DeviceError> {
+        invites.peek(&enrolment.invite).await?;
         let recipient = enrolment.recipient.to_string();
         if self
             .directory
@@ -357,8 +363,12 @@ impl Devices {
 
     /// Ends the device: it is no recipient of the next tip (the directory
     /// version moves), its record is gone and so is every session, so the
-    /// next request with an old cookie gets 401. Safe to run again after a
-    /// failure half-way.
+    /// next request with an old cookie gets 401, its push subscription and
+    /// nudge contacts are deleted, and a notice ends its open alert streams
+    /// on every replica at once. Safe to run again after a failure half-way.
+    ///
+    /// This is one step of offboarding; [`crate::mediator::offboarding`]
+    /// also hands the device's claims back. Use that, not this alone.
     pub async fn revoke(&self, id: &DeviceId) -> Result<RevokedDevice, DeviceError> {
         #[derive(Deserialize)]
         struct Lenient {
@@ -415,12 +425,43 @@ impl Devices {
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
+        // After the deletes: a stream that re-checks on the notice finds
+        // nothing left. If the notice fails, the caller may run this again;
+        // every stream still ends at its next liveness check.
+        revocations::announce(&self.store, &Ended::Device(id.clone())).await?;
         tracing::info!(sessions = session_keys.len(), "mediator device revoked");
         Ok(RevokedDevice {
             mediator_id,
             sessions_ended: session_keys.len(),
         })
     }
+}
+
+/// `SET KEYS[2] ARGV[1]` only while the device record `KEYS[1]` exists.
+const SET_IF_ENROLLED_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+";
+
+/// Stores `value` under `key`, something of `device`'s (its push
+/// subscription, its nudge contacts), only while the device is enrolled: a
+/// request that passed its session check just before a revocation must not
+/// leave anything of the device behind it. False if the device was gone.
+pub async fn set_if_enrolled(
+    store: &Store,
+    device: &DeviceId,
+    key: &str,
+    value: &[u8],
+) -> Result<bool, StoreError> {
+    let mut conn = store.conn().await?;
+    let set: i64 = redis::Script::new(SET_IF_ENROLLED_LUA)
+        .key(store.keys().device(device.as_str()))
+        .key(key)
+        .arg(value)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(set == 1)
 }
 
 /// What a revocation did.
@@ -437,6 +478,14 @@ pub struct DeviceApi {
     pub devices: Devices,
     pub invites: Invites,
     pub sessions: Sessions,
+    /// `rate_limits.enrolment`: every enrolment attempt takes a cell, per
+    /// client address and in all, before the invite is looked at.
+    pub enrolment_limiter: crate::ratelimit::ChannelLimiter,
+    keyer: crate::privacy::ClientKeyer,
+    /// Plaintext mode without trusted proxies (an onion service): everyone
+    /// arrives from loopback, so only the global limit applies to loopback,
+    /// as for tips, or one visitor could lock every phone out.
+    loopback_is_everyone: bool,
     /// `scheme://host[:port]` of `mediator.public_base_url`.
     origin: String,
 }
@@ -444,12 +493,30 @@ pub struct DeviceApi {
 impl DeviceApi {
     pub fn from_settings(settings: &Settings, store: Store) -> Result<Self, ConfigError> {
         let m = &settings.mediator;
+        let (per_client, global) = settings.enrolment_limits()?;
         Ok(Self {
+            enrolment_limiter: crate::ratelimit::ChannelLimiter::new(per_client, global),
+            keyer: crate::privacy::ClientKeyer::new(settings.trusted_proxies()?),
+            loopback_is_everyone: settings.loopback_is_everyone()?,
             devices: Devices::new(store.clone()),
             invites: Invites::new(store.clone(), &m.base_url()?, m.invite_ttl()),
             sessions: Sessions::new(store, m.session_ttl(), m.session_max()),
             origin: m.public_origin()?,
         })
+    }
+
+    /// Takes an enrolment attempt from the request's client and from the
+    /// global allowance.
+    pub fn check_enrolment_limit(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Result<(), crate::ratelimit::Limited> {
+        let forwarded: Vec<_> = req.headers().get_all("x-forwarded-for").collect();
+        let ip = self
+            .keyer
+            .client_ip(req.peer_addr().map(|a| a.ip()), &forwarded);
+        self.enrolment_limiter
+            .check_from(&self.keyer, ip, self.loopback_is_everyone)
     }
 
     /// Whether a state-changing request may proceed: browsers send `Origin`

@@ -162,19 +162,26 @@ impl MediatorDirectory {
     }
 }
 
+/// One recipient: its directory entry id and its key.
+#[derive(Debug, Clone)]
+struct Recipient {
+    id: String,
+    key: RecipientKey,
+}
+
 /// Recipients by zone at one directory version, parsed once and reused for
 /// every tip until the version changes.
 #[derive(Debug, Clone)]
 pub struct Routing {
     pub version: u64,
-    by_zone: HashMap<String, Vec<RecipientKey>>,
-    supervisors: Vec<RecipientKey>,
-    everyone: Vec<RecipientKey>,
+    by_zone: HashMap<String, Vec<Recipient>>,
+    supervisors: Vec<Recipient>,
+    everyone: Vec<Recipient>,
 }
 
 impl Routing {
     fn new(version: u64, records: &[MediatorRecord]) -> Self {
-        let mut by_zone: HashMap<String, Vec<RecipientKey>> = HashMap::new();
+        let mut by_zone: HashMap<String, Vec<Recipient>> = HashMap::new();
         let mut supervisors = Vec::new();
         let mut everyone = Vec::new();
         let mut seen = BTreeSet::new();
@@ -185,12 +192,16 @@ impl Routing {
             if !seen.insert(m.recipient.clone()) {
                 continue;
             }
-            everyone.push(key.clone());
+            let r = Recipient {
+                id: m.id.clone(),
+                key,
+            };
+            everyone.push(r.clone());
             if m.supervisor {
-                supervisors.push(key);
+                supervisors.push(r);
             } else {
                 for zone in &m.zones {
-                    by_zone.entry(zone.clone()).or_default().push(key.clone());
+                    by_zone.entry(zone.clone()).or_default().push(r.clone());
                 }
             }
         }
@@ -202,17 +213,30 @@ impl Routing {
         }
     }
 
+    fn selected<'a>(&'a self, zone: &ZoneChoice) -> Box<dyn Iterator<Item = &'a Recipient> + 'a> {
+        match zone {
+            ZoneChoice::Unsure => Box::new(self.everyone.iter()),
+            ZoneChoice::Known(z) => Box::new(
+                self.by_zone
+                    .get(z.as_str())
+                    .into_iter()
+                    .flatten()
+                    .chain(self.supervisors.iter()),
+            ),
+        }
+    }
+
+    /// The directory entry ids of [`Self::recipients_for`], in the same
+    /// order: recorded with the tip (`sealed_to`), so that only a device the
+    /// tip was sealed to can claim it.
+    pub fn recipient_ids_for(&self, zone: &ZoneChoice) -> Vec<String> {
+        self.selected(zone).map(|r| r.id.clone()).collect()
+    }
+
     /// Who can open a tip about `zone`: its mediators and every supervisor; for
     /// "not sure", every mediator device, so an urgent tip without a place still
     /// reaches whoever is on duty. The escrow key is added by the caller.
     pub fn recipients_for(&self, zone: &ZoneChoice) -> Vec<RecipientKey> {
-        match zone {
-            ZoneChoice::Unsure => self.everyone.clone(),
-            ZoneChoice::Known(z) => {
-                let mut out = self.by_zone.get(z.as_str()).cloned().unwrap_or_default();
-                out.extend(self.supervisors.iter().cloned());
-                out
-            }
-        }
+        self.selected(zone).map(|r| r.key.clone()).collect()
     }
 }

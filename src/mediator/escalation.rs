@@ -167,6 +167,25 @@ impl EscalationPolicy {
             .map(|(stage, due)| (due, member(tip_id, stage)))
             .collect()
     }
+
+    /// The deadlines of a tip whose claimant was offboarded at `now_ms`: its
+    /// escalation starts again as if it had just arrived, except that stage
+    /// 1 (the supervisors) is due at once, since the alert has already waited.
+    pub(crate) fn resumed(
+        &self,
+        tip_id: &TipId,
+        priority: Priority,
+        now_ms: u64,
+    ) -> Vec<(u64, String)> {
+        let scheduled = self.scheduled(tip_id, priority, now_ms);
+        let first = scheduled
+            .first()
+            .map_or(0, |(due, _)| due.saturating_sub(now_ms));
+        scheduled
+            .into_iter()
+            .map(|(due, member)| (due.saturating_sub(first), member))
+            .collect()
+    }
 }
 
 /// The expiry (unix seconds) of an alert's state hash: the minute it arrived
@@ -480,6 +499,17 @@ mod tests {
             ]
         );
         assert!(p.deadlines(Priority::Fyi, T0).is_empty());
+    }
+
+    #[test]
+    fn an_offboarded_claimants_alert_escalates_to_supervisors_at_once_then_everyone() {
+        let tip = TipId::random();
+        let p = EscalationPolicy::default();
+        assert_eq!(
+            p.resumed(&tip, Priority::Today, T0),
+            vec![(T0, format!("{tip}:1")), (T0 + 900_000, format!("{tip}:2"))]
+        );
+        assert!(p.resumed(&tip, Priority::Fyi, T0).is_empty());
     }
 
     #[test]

@@ -26,6 +26,9 @@
 //! fields, so a catch-up of [`super::alerts_api`]'s at most 500 entries reads
 //! well under a megabyte whatever the tips hold; the app fetches one
 //! envelope when it opens an alert.
+//! The same read follows `<prefix>:revocations` ([`super::revocations`]), so
+//! a device revoked or removed on any replica, or by the admin CLI, has its
+//! open streams ended on every replica as soon as the notice is written.
 //!
 //! Untrusted: every entry read back from Redis is parsed again; one tipwire
 //! did not write is skipped (its id is logged), never fatal to the reader.
@@ -43,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AlertEvent;
 use super::claims::parse_event;
+use super::revocations::Ended;
 use crate::bus::{Store, StoreError};
 use crate::domain::TipId;
 
@@ -129,6 +133,8 @@ pub struct AlertSummary {
     /// Unix seconds, rounded down to the minute.
     pub received: u64,
     pub thread: String,
+    /// Whom the tip was sealed to (see `AlertEntry::sealed_to`).
+    pub sealed_to: Option<Vec<String>>,
 }
 
 impl AlertSummary {
@@ -146,6 +152,12 @@ impl AlertSummary {
             channel: text("channel")?,
             received: text("received")?.parse().ok()?,
             thread: text("thread")?,
+            sealed_to: text("sealed_to").map(|ids| {
+                ids.split(',')
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
         })
     }
 }
@@ -155,6 +167,8 @@ impl AlertSummary {
 pub enum LiveItem {
     Alert(Arc<AlertSummary>),
     State(StreamPos, Arc<AlertEvent>),
+    /// A device or session ended: its open streams end now.
+    Ended(Arc<Ended>),
 }
 
 /// The process's one reader and its broadcast channel.
@@ -193,7 +207,7 @@ impl LiveFeed {
     /// Follows both streams until `stop` fires. Never returns early: Redis
     /// errors are logged and retried with backoff.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut cursor: Option<Cursor> = None;
+        let mut cursor: Option<(Cursor, StreamPos)> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             let conn = tokio::select! {
@@ -260,13 +274,17 @@ impl LiveFeed {
         }
     }
 
-    /// Where both streams end now.
-    async fn ends(&self, conn: &mut MultiplexedConnection) -> Result<Cursor, StoreError> {
+    /// Where the alert streams and the revocation notices end now.
+    async fn ends(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(Cursor, StreamPos), StoreError> {
         let keys = self.store.keys();
-        Ok(Cursor {
+        let at = Cursor {
             alerts: last_pos(conn, &keys.alert_summaries()).await?,
             events: last_pos(conn, &keys.alert_events()).await?,
-        })
+        };
+        Ok((at, last_pos(conn, &keys.revocations()).await?))
     }
 
     /// One blocking read of both streams after `at`; broadcasts what it got
@@ -274,28 +292,57 @@ impl LiveFeed {
     async fn read(
         &self,
         conn: &mut MultiplexedConnection,
-        at: Cursor,
-    ) -> Result<Cursor, StoreError> {
+        (at, revoked_at): (Cursor, StreamPos),
+    ) -> Result<(Cursor, StreamPos), StoreError> {
         let keys = self.store.keys();
         let alerts_key = keys.alert_summaries();
         let events_key = keys.alert_events();
+        let revocations_key = keys.revocations();
         let opts = StreamReadOptions::default()
             .block(BLOCK_MS)
             .count(READ_COUNT);
         let reply: Option<StreamReadReply> = redis::AsyncCommands::xread_options(
             conn,
-            &[alerts_key.as_str(), events_key.as_str()],
-            &[at.alerts.to_string(), at.events.to_string()],
+            &[
+                alerts_key.as_str(),
+                events_key.as_str(),
+                revocations_key.as_str(),
+            ],
+            &[
+                at.alerts.to_string(),
+                at.events.to_string(),
+                revoked_at.to_string(),
+            ],
             &opts,
         )
         .await?;
         let mut alerts = Vec::new();
         let mut events = Vec::new();
+        let mut revocations = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             if stream.key == alerts_key {
                 alerts = stream.ids;
             } else if stream.key == events_key {
                 events = stream.ids;
+            } else if stream.key == revocations_key {
+                revocations = stream.ids;
+            }
+        }
+        // Revocations first: a stream must not hear of one more alert
+        // after its device was ended.
+        let mut next_revoked = revoked_at;
+        for entry in revocations {
+            let Some(pos) = StreamPos::parse(&entry.id) else {
+                continue;
+            };
+            next_revoked = next_revoked.max(pos);
+            match Ended::parse(&entry.map) {
+                Some(ended) => {
+                    let _ = self.sender.send(LiveItem::Ended(Arc::new(ended)));
+                }
+                None => {
+                    tracing::warn!(stream_id = %entry.id, "skipped a revocation notice tipwire did not write")
+                }
             }
         }
         let mut next = at;
@@ -323,7 +370,7 @@ impl LiveFeed {
                 }
             }
         }
-        Ok(next)
+        Ok((next, next_revoked))
     }
 }
 

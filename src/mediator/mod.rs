@@ -12,6 +12,8 @@ pub mod devices;
 mod directory;
 pub mod escalation;
 pub mod live;
+pub mod offboarding;
+pub mod revocations;
 
 pub use claims::{
     AlertEvent, AlertState, AlertStates, AlertStatus, Claim, ClaimError, DeviceId, Outcome,

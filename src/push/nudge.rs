@@ -171,12 +171,9 @@ impl NudgeContacts {
         );
         let relay = self.keyring.relay_identity().1.to_public();
         let sealed = seal(&json, &[relay]).map_err(|_| StoreError::Corrupt("nudge contact"))?;
-        let mut conn = self.store.conn().await?;
-        let _: () = redis::cmd("SET")
-            .arg(self.store.keys().nudge_to(device.as_str()))
-            .arg(sealed)
-            .query_async(&mut conn)
-            .await?;
+        // Nothing is stored for a device revoked meanwhile.
+        let key = self.store.keys().nudge_to(device.as_str());
+        crate::mediator::devices::set_if_enrolled(&self.store, device, &key, &sealed).await?;
         Ok(())
     }
 

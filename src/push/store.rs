@@ -9,6 +9,7 @@
 
 use crate::bus::{Store, StoreError};
 use crate::mediator::DeviceId;
+use crate::mediator::devices::set_if_enrolled;
 
 use super::subscription::{EndpointPolicy, Subscription};
 
@@ -38,13 +39,10 @@ impl Subscriptions {
     }
 
     /// Stores (or replaces) the device's subscription.
+    /// Nothing is stored for a device revoked meanwhile.
     pub async fn put(&self, device: &DeviceId, sub: &Subscription) -> Result<(), StoreError> {
-        let mut conn = self.store.conn().await?;
-        let _: () = redis::cmd("SET")
-            .arg(self.store.keys().push_sub(device.as_str()))
-            .arg(sub.to_json())
-            .query_async(&mut conn)
-            .await?;
+        let key = self.store.keys().push_sub(device.as_str());
+        set_if_enrolled(&self.store, device, &key, sub.to_json().as_bytes()).await?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 use crate::config::CheckedQuota;
-use crate::privacy::ClientKey;
+use crate::privacy::{ClientKey, ClientKeyer};
 
 /// Which limit refused the request (a metric label, never an identifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,24 @@ impl ChannelLimiter {
             scope: Scope::Global,
             retry_after: not_until.wait_time_from(self.clock.now()),
         })
+    }
+
+    /// Takes a cell for the client at `ip` (see [`Self::check`]); but when
+    /// `loopback_is_everyone` (an onion service: every visitor arrives from
+    /// loopback) and the request came from loopback, from the channel's
+    /// bucket only, since one shared per-client bucket would let one person
+    /// lock everyone out.
+    pub fn check_from(
+        &self,
+        keyer: &ClientKeyer,
+        ip: Option<std::net::IpAddr>,
+        loopback_is_everyone: bool,
+    ) -> Result<(), Limited> {
+        if loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback()) {
+            self.check_global()
+        } else {
+            self.check(keyer.key(ip))
+        }
     }
 
     /// Takes one cell from the channel's bucket only, for requests whose

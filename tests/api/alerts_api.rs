@@ -258,6 +258,7 @@ async fn a_tip_for_the_devices_zone_reaches_its_open_stream_and_its_envelope_ope
             "outcome": null,
             "claimed_by_me": false,
             "version": 0,
+            "can_open": true,
         })
     );
     assert!(e.id.starts_with(&format!("{}|", tip.id)), "{}", e.id);

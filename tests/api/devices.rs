@@ -34,12 +34,12 @@ impl Phone {
         }
     }
 
-    fn recipient(&self) -> String {
+    pub(crate) fn recipient(&self) -> String {
         self.identity.to_public().to_string()
     }
 
     /// `exportKey("spki", publicKey)`, base64url.
-    fn spki(&self) -> String {
+    pub(crate) fn spki(&self) -> String {
         URL_SAFE_NO_PAD.encode(
             self.signing
                 .verifying_key()
@@ -51,7 +51,7 @@ impl Phone {
 
     /// `sign({name: "ECDSA", hash: "SHA-256"}, key, context ‖ challenge)`:
     /// P1363 `r || s`, base64url.
-    fn sign(&self, challenge_b64: &str) -> String {
+    pub(crate) fn sign(&self, challenge_b64: &str) -> String {
         let challenge: [u8; 32] = URL_SAFE_NO_PAD
             .decode(challenge_b64)
             .unwrap()
@@ -61,7 +61,7 @@ impl Phone {
         URL_SAFE_NO_PAD.encode(signature.to_bytes())
     }
 
-    fn enrolment(&self, code: &str) -> Value {
+    pub(crate) fn enrolment(&self, code: &str) -> Value {
         json!({
             "invite": code,
             "age_recipient": self.recipient(),
@@ -202,7 +202,12 @@ async fn routing_version(app: &TestApp) -> u64 {
 
 /// Posts a tip for `zone` and returns whether `phone` can open it (and the
 /// escrow key always can).
-async fn next_tip_opens_for(app: &TestApp, phone: &Phone, zone: &str, text: &str) -> bool {
+pub(crate) async fn next_tip_opens_for(
+    app: &TestApp,
+    phone: &Phone,
+    zone: &str,
+    text: &str,
+) -> bool {
     let before = app.alerts().await.len();
     let response = app.post_tip(text, zone, "now").await;
     assert_eq!(response.status(), 200);

@@ -17,6 +17,7 @@ mod escalation;
 mod escalation_processes;
 mod helpers;
 mod hostile_load;
+mod offboarding;
 mod pages;
 mod purge;
 mod push;

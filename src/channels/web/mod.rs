@@ -201,12 +201,9 @@ async fn accept_tip(
     // Behind an onion service every tipster arrives from loopback: one shared
     // per-client bucket would let one person silence everyone, so only the
     // channel's global limit applies to them.
-    let shared = channel.loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback());
-    let checked = if shared {
-        channel.limiter.check_global()
-    } else {
-        channel.limiter.check(channel.keyer.key(ip))
-    };
+    let checked = channel
+        .limiter
+        .check_from(&channel.keyer, ip, channel.loopback_is_everyone);
     if let Err(limited) = checked {
         metrics
             .rate_limited

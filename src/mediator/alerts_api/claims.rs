@@ -1,7 +1,9 @@
 //! Claim, release, resolve and reassign, and the supervisor's picker of
 //! assignees: every state change goes through [`AlertStates`] (one Lua
 //! script each, atomic across replicas) and answers with the alert's status
-//! after it.
+//! after it. Only a device the tip was sealed to can claim it or be handed
+//! it (403 `cannot-open-alert`, 422 `invalid-assignee`); a supervisor can
+//! hand it on without being able to open it.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -44,6 +46,12 @@ pub(super) async fn claim(
 ) -> Result<HttpResponse, AppError> {
     let alert = visible(&device, &path, &api).await?;
     let tip_id = &alert.entry.tip_id;
+    // A phone that cannot open the tip cannot act on it, and a claim would
+    // silence its escalation for everyone who can.
+    if !viewer(&device).can_open_alert(&alert) {
+        tracing::info!(code = "cannot-open-alert", "alert change refused");
+        return Err(AppError::CannotOpenAlert);
+    }
     let me = device.device_id();
     match api.states.claim(tip_id, me).await.map_err(claim_error)? {
         Claim::Claimed { version } => {
@@ -131,7 +139,7 @@ pub(super) async fn reassign(
         .map_err(device_error)?
         .ok_or(AppError::InvalidAssignee)?;
     // Someone who could not open the tip could not act on it.
-    if !Viewer::of(&to, &target).sees_zone(&alert.entry.zone) {
+    if !Viewer::of(&to, &target).can_open_alert(&alert) {
         return Err(AppError::InvalidAssignee);
     }
     let status = api
@@ -168,8 +176,8 @@ pub(super) async fn assignees(
         .iter()
         .filter_map(|record| {
             let id = record.id()?;
-            let eligible = claimant.as_ref() != Some(&id)
-                && Viewer::of(&id, record).sees_zone(&alert.entry.zone);
+            let eligible =
+                claimant.as_ref() != Some(&id) && Viewer::of(&id, record).can_open_alert(&alert);
             eligible.then(|| {
                 serde_json::json!({
                     "device_id": id.as_str(),

@@ -1,9 +1,11 @@
 //! Replies to tipsters, and the thread view.
 //!
 //! `POST /api/v1/threads/{thread}/replies` `{text}`: for a device that sees
-//! at least one tip of the thread. The reply is sealed (age, like a tip) to
-//! every device and supervisor that can open the thread's tips (the union over
-//! its tips' zones) and the escrow key, and appended to the thread's history
+//! at least one tip of the thread (404 otherwise) and can open one, i.e. one
+//! was sealed to it (403 `cannot-open-alert` otherwise). The reply is sealed
+//! (age, like a tip) to every device and supervisor that can open the
+//! thread's tips (the union over its tips' zones) and the escrow key, and
+//! appended to the thread's history
 //! stream `<prefix>:thread:<thread>` (coarse id; fields `kind=reply`,
 //! `envelope`, and `after`, the newest tip's stream id then, which orders it
 //! among the tips); then the text is handed to the reply relay (sealed to the
@@ -112,10 +114,17 @@ async fn thread_tips(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<StoredAle
     api.reader.by_ids(&ids).await.map_err(store_error)
 }
 
-/// The zones of the thread's newest tips, read from the alert summaries, so
-/// a reply does not read the tips' envelopes (megabytes each with photos);
-/// only tips older than the summaries are read whole.
-async fn thread_zones(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<String>, AppError> {
+/// What a reply needs to know of one of the thread's tips.
+struct ThreadTip {
+    zone: String,
+    received: u64,
+    sealed_to: Option<Vec<String>>,
+}
+
+/// The routing fields of the thread's newest tips, read from the alert
+/// summaries, so a reply does not read the tips' envelopes (megabytes each
+/// with photos); only tips older than the summaries are read whole.
+async fn thread_routing(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<ThreadTip>, AppError> {
     let ids = api
         .reader
         .thread_tip_ids(thread.as_str(), MAX_THREAD_ITEMS)
@@ -126,16 +135,27 @@ async fn thread_zones(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<String>,
         .map_err(store_error)?;
     let found: BTreeSet<String> = summaries.iter().map(|s| s.pos.to_string()).collect();
     let older: Vec<String> = ids.into_iter().filter(|id| !found.contains(id)).collect();
-    let mut zones: Vec<String> = summaries.into_iter().map(|s| s.zone).collect();
+    let mut tips: Vec<ThreadTip> = summaries
+        .into_iter()
+        .map(|s| ThreadTip {
+            zone: s.zone,
+            received: s.received,
+            sealed_to: s.sealed_to,
+        })
+        .collect();
     for id in older {
         let whole = api
             .reader
             .by_ids(std::slice::from_ref(&id))
             .await
             .map_err(store_error)?;
-        zones.extend(whole.into_iter().map(|t| t.entry.zone));
+        tips.extend(whole.into_iter().map(|t| ThreadTip {
+            zone: t.entry.zone,
+            received: t.entry.received,
+            sealed_to: t.entry.sealed_to,
+        }));
     }
-    Ok(zones)
+    Ok(tips)
 }
 
 /// Everyone who can open a tip of one of `zones`, and the escrow key.
@@ -168,9 +188,17 @@ pub(super) async fn post_reply(
 ) -> Result<HttpResponse, AppError> {
     let thread = thread_id(&path)?;
     let me = viewer(&device);
-    let zones = thread_zones(&api, &thread).await?;
-    if !zones.iter().any(|z| me.sees_zone(z)) {
+    let tips = thread_routing(&api, &thread).await?;
+    if !tips.iter().any(|t| me.sees_zone(&t.zone)) {
         return Err(AppError::NotFound);
+    }
+    // Only someone who can read the thread may answer it.
+    if !tips
+        .iter()
+        .any(|t| me.can_open(&t.zone, t.received, t.sealed_to.as_deref()))
+    {
+        tracing::info!(code = "cannot-open-alert", "reply refused");
+        return Err(AppError::CannotOpenAlert);
     }
     tracing::Span::current().record("thread", thread.as_str());
     let text = Zeroizing::new(body.into_inner().text);
@@ -192,6 +220,7 @@ pub(super) async fn post_reply(
 
     let now = now_ms();
     let minute_ms = now - now % 60_000;
+    let zones: Vec<String> = tips.into_iter().map(|t| t.zone).collect();
     let recipients = recipients(&api.directory, api.keyring.escrow().1, &zones).await?;
     let plain = Zeroizing::new(
         serde_json::to_vec(&ReplyDocument {
@@ -365,6 +394,7 @@ mod tests {
                 thread: String::new(),
                 key_version: "1".into(),
                 envelope: vec![1],
+                sealed_to: None,
             },
         }
     }

@@ -6,18 +6,25 @@
 //! (how far the connection has read both streams):
 //!
 //! - `alert` `{tip_id, zone, priority, channel, received, thread, state,
-//!   outcome, claimed_by_me, version}`: an alert the device may see.
+//!   outcome, claimed_by_me, version, can_open}`: an alert the device may
+//!   see; `can_open` says whether it was sealed to this device (if not, the
+//!   app offers no Claim: the claim would be refused).
 //! - `state` `{tip_id, state, outcome, by_me, claimed_by_me, version}`: a
 //!   change to one. Versions only grow; a client keeps the highest it saw.
 //! - `ready` `{mode}` once the backlog is sent: `fresh` (the newest
 //!   [`LATEST`] visible alerts, oldest first, with their current state) or
 //!   `resume` (what was missed since `Last-Event-ID`, then live).
 //! - `end` `{code}` before the server closes the stream: `session-expired`
-//!   (revoked, logged out or expired: sign in again) or `resync` (too far
+//!   (revoked, logged out or expired: sign in again), `store-unavailable`
+//!   (the session could not be checked: reconnect) or `resync` (too far
 //!   behind: reconnect).
 //!
 //! The stream opens with `retry: 2000` and sends a comment every
-//! `mediator.stream_heartbeat_secs`; each heartbeat also checks the session.
+//! `mediator.stream_heartbeat_secs`; each heartbeat also checks the session,
+//! and a check that fails ends the stream (fail closed). A revocation or
+//! logout ends it at once, through the notice [`crate::mediator::live`]
+//! broadcasts; the session is checked once more after subscribing, so a
+//! revocation between sign-in check and subscription is not missed either.
 //!
 //! No gaps, no duplicates: the connection subscribes to the process's
 //! [`LiveFeed`] before it reads the backlog from Redis, then skips every live
@@ -96,6 +103,13 @@ pub(super) async fn stream(
     // Before any backlog read: whatever is appended from here on arrives
     // live, whatever came before is in the backlog.
     let rx = api.live.subscribe();
+    // A revocation notice broadcast before the subscription is not in `rx`:
+    // the session must still exist now, when every later one is.
+    match devices.sessions.is_live(device.session()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AppError::SessionExpired),
+        Err(e) => return Err(super::device_error(e)),
+    }
     let mut out = VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]);
     let resumed = match resume_from {
         Some(from) => resume(&api, &viewer, from, &mut out).await?,
@@ -178,8 +192,15 @@ impl Connection {
                 self.end("session-expired");
             }
             Ok(true) => self.out.push_back(Bytes::from_static(b": heartbeat\n\n")),
-            // Redis is down: the stream stays, the next beat asks again.
-            Err(_) => self.out.push_back(Bytes::from_static(b": heartbeat\n\n")),
+            // Fail closed: a stream whose session cannot be checked ends;
+            // the app reconnects, and is let back in once Redis answers.
+            Err(_) => {
+                tracing::warn!(
+                    code = "store-unavailable",
+                    "alert stream ended: session check failed"
+                );
+                self.end("store-unavailable");
+            }
         }
     }
 
@@ -200,8 +221,17 @@ impl Connection {
                 if self.viewer.sees_zone(&alert.zone) {
                     // Just appended: open. A change that raced it follows
                     // as a `state` event with a higher version.
-                    self.out
-                        .push_back(event("alert", self.at, &alert_json(&alert, None, me)));
+                    self.out.push_back(event(
+                        "alert",
+                        self.at,
+                        &alert_json(&alert, None, &self.viewer),
+                    ));
+                }
+            }
+            LiveItem::Ended(notice) => {
+                if self.session.ended_by(&notice) {
+                    tracing::info!(code = "session-expired", "alert stream ended: revoked");
+                    self.end("session-expired");
                 }
             }
             LiveItem::State(pos, change) => {
@@ -221,6 +251,11 @@ impl Connection {
     /// Redis; if that is too much, or Redis fails, end the stream so the
     /// client reconnects and starts over from its last event id.
     async fn catch_up(&mut self) {
+        // Lagging, it may have missed a revocation notice too.
+        if !matches!(self.devices.sessions.is_live(&self.session).await, Ok(true)) {
+            self.end("session-expired");
+            return;
+        }
         let mut out = VecDeque::new();
         match resume(&self.api, &self.viewer, self.at, &mut out).await {
             Ok(Some(at)) => {
@@ -237,7 +272,12 @@ fn event(name: &str, id: Cursor, data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("event: {name}\nid: {id}\ndata: {data}\n\n"))
 }
 
-fn alert_json(a: &AlertSummary, status: Option<&AlertStatus>, me: &DeviceId) -> serde_json::Value {
+fn alert_json(
+    a: &AlertSummary,
+    status: Option<&AlertStatus>,
+    viewer: &Viewer,
+) -> serde_json::Value {
+    let me = &viewer.device_id;
     json!({
         "tip_id": a.tip_id.as_str(),
         "zone": a.zone,
@@ -249,6 +289,7 @@ fn alert_json(a: &AlertSummary, status: Option<&AlertStatus>, me: &DeviceId) -> 
         "outcome": status.and_then(|s| s.outcome).map(Outcome::as_str),
         "claimed_by_me": status.is_some_and(|s| s.device.as_ref() == Some(me)),
         "version": status.map_or(0, |s| s.version),
+        "can_open": viewer.can_open(&a.zone, a.received, a.sealed_to.as_deref()),
     })
 }
 
@@ -279,11 +320,7 @@ async fn send_alerts(
             alerts: alert.pos,
             events,
         };
-        out.push_back(event(
-            "alert",
-            at,
-            &alert_json(alert, Some(status), &viewer.device_id),
-        ));
+        out.push_back(event("alert", at, &alert_json(alert, Some(status), viewer)));
     }
     Ok(())
 }

@@ -214,6 +214,26 @@ impl Invites {
         })
     }
 
+    /// What the invite would grant, without using it up: the first check of
+    /// an enrolment, before anything else is read or said. The code is found
+    /// by its hash, so no comparison of secret bytes can leak by timing.
+    pub async fn peek(&self, code: &InviteCode) -> Result<InviteGrant, DeviceError> {
+        let mut conn = self.store.conn().await?;
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(self.store.keys().invite(&code.hash_hex()))
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        let grant: InviteGrant = match raw {
+            None => return Err(DeviceError::InviteInvalid),
+            Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("invite"))?,
+        };
+        if !grant.usable_at(unix_ms(SystemTime::now())) {
+            return Err(DeviceError::InviteInvalid);
+        }
+        Ok(grant)
+    }
+
     /// Uses the invite up: returns its grant once, then never again.
     pub async fn redeem(&self, code: &InviteCode) -> Result<InviteGrant, DeviceError> {
         let mut conn = self.store.conn().await?;
@@ -253,6 +273,41 @@ impl Invites {
             .map_err(StoreError::from)?;
         Ok(())
     }
+}
+
+/// Deletes every pending invite made for `name` (offboarding: a person
+/// being removed must not be able to enrol a phone afterwards). Returns how
+/// many there were.
+pub async fn cancel_named(store: &Store, name: &str) -> Result<usize, DeviceError> {
+    let keys = store.scan_kind(crate::bus::names::INVITE).await?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let mut conn = store.conn().await?;
+    let mut get = redis::cmd("MGET");
+    for key in &keys {
+        get.arg(key);
+    }
+    let raw: Vec<Option<String>> = get.query_async(&mut conn).await.map_err(StoreError::from)?;
+    let doomed: Vec<&String> = keys
+        .iter()
+        .zip(raw)
+        .filter(|(_, json)| {
+            json.as_deref()
+                .and_then(|j| serde_json::from_str::<InviteGrant>(j).ok())
+                .is_some_and(|g| g.name == name)
+        })
+        .map(|(key, _)| key)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let deleted: usize = redis::cmd("DEL")
+        .arg(&doomed)
+        .query_async(&mut conn)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `POST /api/v1/devices` | `{invite, age_recipient, signing_key, device_name?}` | 201 `{device_id, name, zones, supervisor}` |
+//! | `POST /api/v1/devices` | `{invite, age_recipient, signing_key, device_name?}` | 201 `{device_id, name, zones, supervisor}`; 429 `rate-limited`; 403 `invite-invalid` for any request without a valid invite, whatever else it holds; then 422 per field, 409 `recipient-already-enrolled` |
 //! | `POST /api/v1/session/challenge` | `{device_id}` | 200 `{challenge, expires, expires_in}` |
 //! | `POST /api/v1/session` | `{device_id, challenge, signature}` | 200 `{device_id, csrf_token, idle_timeout_secs, max_age_secs}` + cookie |
 //! | `GET /api/v1/session` | | 200 `{device_id, name, device_name, zones, supervisor, on_duty, csrf_token}` |
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::AuthenticatedDevice;
 use super::sessions::{CHALLENGE_TTL_SECS, clear_cookie};
-use super::{DeviceApi, DeviceError, Enrolment};
+use super::{DeviceApi, DeviceError, Enrolment, InviteCode};
 use crate::bus::StoreError;
 use crate::error::AppError;
 use crate::mediator::DeviceId;
@@ -146,7 +146,20 @@ async fn enrol(
     api: web::Data<DeviceApi>,
 ) -> Result<HttpResponse, AppError> {
     check_origin(&req, &api)?;
+    // Limits first: a flood of guesses costs a counter, not a Redis read.
+    api.check_enrolment_limit(&req).map_err(|limited| {
+        refused(AppError::RateLimited {
+            retry_after_secs: limited.retry_after_secs(),
+        })
+    })?;
     let body = body.into_inner();
+    // Then the invite, before any other field is judged or anything is
+    // read: without a valid invite every request gets the same answer.
+    let code = InviteCode::parse(&body.invite).ok_or_else(|| refused(AppError::InviteInvalid))?;
+    api.invites
+        .peek(&code)
+        .await
+        .map_err(|e| refused(app_error(e)))?;
     let enrolment = Enrolment::parse(
         &body.invite,
         &body.age_recipient,

@@ -32,6 +32,7 @@ use crate::bus::timing::{coarse_due, minute_floor};
 use crate::bus::{Store, StoreError};
 use crate::config::CheckedQuota;
 use crate::mediator::DeviceId;
+use crate::mediator::revocations::{self, Ended};
 
 /// The session cookie. `__Host-`: the browser keeps it only if it is Secure,
 /// has Path=/ and no Domain, so no sibling subdomain can set or read it.
@@ -99,6 +100,15 @@ impl Session {
     /// Compares in constant time with the session's CSRF token.
     pub fn csrf_matches(&self, header: &str) -> bool {
         header.len() == self.csrf.len() && bool::from(header.as_bytes().ct_eq(self.csrf.as_bytes()))
+    }
+
+    /// Whether a revocation notice ends this session: its device was
+    /// revoked or removed, or the session itself logged out.
+    pub fn ended_by(&self, notice: &Ended) -> bool {
+        match notice {
+            Ended::Device(d) => *d == self.device_id,
+            Ended::Session(hash) => *hash == self.token_hash,
+        }
     }
 
     /// For the app to read back after a reload (`GET /api/v1/session`). Only
@@ -357,7 +367,7 @@ impl Sessions {
         Ok(session_exists && device_exists)
     }
 
-    /// Ends one session.
+    /// Ends one session, and its open alert streams on every replica.
     pub async fn logout(&self, session: &Session) -> Result<(), DeviceError> {
         let keys = self.store.keys();
         let mut conn = self.store.conn().await?;
@@ -373,6 +383,13 @@ impl Sessions {
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
+        // The session is gone whatever happens here; a stream a lost notice
+        // leaves open ends at its next liveness check.
+        if let Err(e) =
+            revocations::announce(&self.store, &Ended::Session(session.token_hash.clone())).await
+        {
+            tracing::warn!(error = %e, "logout notice not sent; open streams end at their next check");
+        }
         Ok(())
     }
 }

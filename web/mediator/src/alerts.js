@@ -57,6 +57,7 @@ const REFUSED = {
   "alert-resolved": "This alert is already resolved.",
   "alert-not-claimed": "This alert is not claimed any more.",
   "not-claimant": "Someone else holds this alert now.",
+  "cannot-open-alert": "This alert was not sealed to this phone, so it cannot be claimed or answered from here.",
   "not-supervisor": "Only a supervisor can reassign an alert.",
   "invalid-assignee": "That phone cannot take this alert any more (removed, or not in its zone). Choose another.",
   "unknown-outcome": "Choose one of the listed outcomes.",
@@ -281,8 +282,9 @@ function connect() {
   });
   // `end` {code} comes just before the gateway closes the stream:
   // session-expired (revoked, signed out, expired), shutting-down (resume
-  // elsewhere or after the restart) or resync (too far behind: start afresh
-  // rather than resume).
+  // elsewhere or after the restart), store-unavailable (the session could
+  // not be checked: resume once the gateway answers) or resync (too far
+  // behind: start afresh rather than resume).
   source.addEventListener("end", (e) => {
     if (mounted?.source !== source) return;
     let code = null;
@@ -296,7 +298,7 @@ function connect() {
       setStatus("Signing in again…", "reconnecting");
       checkSession(source);
     } else {
-      if (code !== "shutting-down") mounted.lastEventId = null;
+      if (code !== "shutting-down" && code !== "store-unavailable") mounted.lastEventId = null;
       setStatus(RECONNECTING, "reconnecting");
       connect();
     }
@@ -496,7 +498,17 @@ function renderActions() {
   const outcome = box.querySelector("#alert-outcome")?.value;
   const state = el("p", { class: `alert-state state-${alert.state}`, id: "alert-open-state" }, `State: ${stateText(alert)}`);
   const children = [state];
-  if (alert.state === "open") {
+  if (alert.state === "open" && alert.can_open === false) {
+    // Not sealed to this phone (enrolled after the tip came in): the gateway
+    // would refuse the claim, and claiming would silence its escalation.
+    children.push(
+      el(
+        "p",
+        { class: "help", id: "alert-cannot-open" },
+        "This alert came in before this phone was set up, so it cannot open or claim it. A supervisor can hand it to someone who can.",
+      ),
+    );
+  } else if (alert.state === "open") {
     const claim = el("button", { type: "button", class: "primary", id: "alert-claim" }, "Claim");
     claim.addEventListener("click", () => act(tipId, "claim").catch(() => {}));
     children.push(claim);
