@@ -30,8 +30,17 @@
 //!   or in other files (`data_reference_index`), extents outside the file,
 //!   sizes that do not add up, more than the caps.
 //!
-//! Kept: item ids, types and names in `iinf`, the `hdlr` name, `iref`
-//! references (thumbnails stay: a HEIC thumbnail is the same photo, smaller).
+//! - Free text in the boxes that stay is emptied: the `hdlr` name, each
+//!   `infe`'s name, content type, encoding or URI (ids, protection indexes
+//!   and types stay), and `url ` locations in `dinf` (marked self-contained;
+//!   other `dref` entries become `free`). A child of `iinf` that is not an
+//!   `infe` becomes `free`; bytes after the last entry of `iloc`, `ipma` and
+//!   each `iref` reference are zeroed.
+//!
+//! Kept: item ids and types, `iref` references (thumbnails stay: a HEIC
+//! thumbnail is the same photo, smaller), the `ftyp` brands, and image data
+//! as it is (an HEVC stream's own SEI messages, and the `hvcC` and `auxC`
+//! properties, are not parsed).
 
 use super::metadata::StripError;
 
@@ -222,8 +231,8 @@ fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, bool)>, StripError>
     Ok(items)
 }
 
-/// Every extent `iloc` lists.
-fn item_extents(bytes: &[u8], iloc: BoxAt) -> Result<Vec<Extent>, StripError> {
+/// Every extent `iloc` lists, and where its entries end.
+fn item_extents(bytes: &[u8], iloc: BoxAt) -> Result<(Vec<Extent>, usize), StripError> {
     let version = read_u8(bytes, iloc.payload)?;
     if version > 2 {
         return Err(StripError::BadBox);
@@ -301,7 +310,7 @@ fn item_extents(bytes: &[u8], iloc: BoxAt) -> Result<Vec<Extent>, StripError> {
     if at > iloc.end {
         return Err(StripError::Truncated);
     }
-    Ok(extents)
+    Ok((extents, at))
 }
 
 /// The byte range an extent covers inside `[area_start, area_end)`, at
@@ -375,15 +384,20 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     };
     let (iinf, iloc, idat, iprp) = (one(b"iinf")?, one(b"iloc")?, one(b"idat")?, one(b"iprp")?);
     for b in &children {
-        if !KEPT_META.contains(&&b.kind) {
-            neutralise(&mut out, *b);
+        match &b.kind {
+            b"hdlr" => clean_handler(&mut out, *b),
+            b"iinf" => clean_item_infos(bytes, &mut out, *b)?,
+            b"iref" => clean_references(bytes, &mut out, *b)?,
+            b"dinf" => clean_data_information(bytes, &mut out, *b)?,
+            kind if KEPT_META.contains(&kind) => {}
+            _ => neutralise(&mut out, *b),
         }
     }
     if let Some(iprp) = iprp {
         for b in boxes(bytes, iprp.payload, iprp.end)? {
             match &b.kind {
                 b"ipco" => clean_properties(bytes, &mut out, b)?,
-                b"ipma" => {}
+                b"ipma" => clean_associations(bytes, &mut out, b)?,
                 _ => neutralise(&mut out, b),
             }
         }
@@ -397,7 +411,12 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     // allow thousands of items and extents, not their product in work.
     types.sort_unstable();
     let extents = match iloc {
-        Some(iloc) => item_extents(bytes, iloc)?,
+        Some(iloc) => {
+            let (extents, used) = item_extents(bytes, iloc)?;
+            // Bytes after the last entry are read by nobody.
+            zero(&mut out, used, iloc.end);
+            extents
+        }
         None => Vec::new(),
     };
     let idat_area = idat.map(|b| (b.payload, b.end));
@@ -452,6 +471,101 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         zero_gaps(&mut out, from, to, &kept_in_idat);
     }
     Ok(out)
+}
+
+/// `hdlr`: version and flags, `pre_defined`, the handler type and 12
+/// reserved bytes, then a free-text name (a writer's or device's): emptied.
+fn clean_handler(out: &mut [u8], hdlr: BoxAt) {
+    zero(out, (hdlr.payload + 24).min(hdlr.end), hdlr.end);
+}
+
+/// `iinf`: every child but `infe` becomes `free`; each `infe` keeps its id,
+/// protection index and type, and loses its name, content type, encoding or
+/// URI (free text), and anything after them.
+fn clean_item_infos(bytes: &[u8], out: &mut [u8], iinf: BoxAt) -> Result<(), StripError> {
+    let version = read_u8(bytes, iinf.payload)?;
+    let first = iinf.payload + 4 + if version == 0 { 2 } else { 4 };
+    for b in boxes(bytes, first, iinf.end)? {
+        if b.kind != *b"infe" {
+            neutralise(out, b);
+            continue;
+        }
+        // Version and flags, then id (2 bytes, 4 from version 3), protection
+        // index (2), and from version 2 the item type (4).
+        let fixed = match read_u8(bytes, b.payload)? {
+            0 | 1 => 4 + 2 + 2,
+            2 => 4 + 2 + 2 + 4,
+            _ => 4 + 4 + 2 + 4,
+        };
+        zero(out, (b.payload + fixed).min(b.end), b.end);
+    }
+    Ok(())
+}
+
+/// `iref`: each reference box holds a from-id, a count and that many to-ids
+/// (2 bytes each, 4 from version 1); bytes past them are zeroed.
+fn clean_references(bytes: &[u8], out: &mut [u8], iref: BoxAt) -> Result<(), StripError> {
+    let id_size = if read_u8(bytes, iref.payload)? == 0 {
+        2
+    } else {
+        4
+    };
+    for b in boxes(bytes, iref.payload + 4, iref.end)? {
+        let count = usize::from(read_u16(bytes, b.payload + id_size)?);
+        let used = b.payload + id_size + 2 + count * id_size;
+        if used > b.end {
+            return Err(StripError::BadBox);
+        }
+        zero(out, used, b.end);
+    }
+    Ok(())
+}
+
+/// `ipma`: an entry count, then per item its id (2 bytes, 4 from version 1),
+/// an association count and the associations (1 byte, 2 with flag 1); bytes
+/// past them are zeroed.
+fn clean_associations(bytes: &[u8], out: &mut [u8], ipma: BoxAt) -> Result<(), StripError> {
+    let version = read_u8(bytes, ipma.payload)?;
+    let wide = read_u8(bytes, ipma.payload + 3)? & 1 == 1;
+    let id_size = if version == 0 { 2 } else { 4 };
+    let entries = read_u32(bytes, ipma.payload + 4)?;
+    let mut at = ipma.payload + 8;
+    for _ in 0..entries {
+        // Each entry takes at least 3 bytes: the box end bounds the loop.
+        if at >= ipma.end {
+            return Err(StripError::Truncated);
+        }
+        let count = usize::from(read_u8(bytes, at + id_size)?);
+        at += id_size + 1 + count * if wide { 2 } else { 1 };
+    }
+    if at > ipma.end {
+        return Err(StripError::Truncated);
+    }
+    zero(out, at, ipma.end);
+    Ok(())
+}
+
+/// `dinf`: only `dref` stays; its `url ` entries are marked self-contained
+/// (flag 1, which every item already is: other files are refused) and lose
+/// their location text; any other entry (`urn `, ...) becomes `free`.
+fn clean_data_information(bytes: &[u8], out: &mut [u8], dinf: BoxAt) -> Result<(), StripError> {
+    for b in boxes(bytes, dinf.payload, dinf.end)? {
+        if b.kind != *b"dref" {
+            neutralise(out, b);
+            continue;
+        }
+        for entry in boxes(bytes, b.payload + 8, b.end)? {
+            if entry.kind == *b"url " && entry.payload + 4 <= entry.end {
+                if let Some(flags) = out.get_mut(entry.payload + 1..entry.payload + 4) {
+                    flags.copy_from_slice(&[0, 0, 1]);
+                }
+                zero(out, entry.payload + 4, entry.end);
+            } else {
+                neutralise(out, entry);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), StripError> {
@@ -709,7 +823,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(item_types(&clean, child(b"iinf")).unwrap().len(), 6);
-        assert_eq!(item_extents(&clean, child(b"iloc")).unwrap().len(), 6);
+        assert_eq!(item_extents(&clean, child(b"iloc")).unwrap().0.len(), 6);
         let iprp = child(b"iprp");
         let ipco = boxes(&clean, iprp.payload, iprp.end).unwrap()[0];
         let properties: Vec<[u8; 4]> = boxes(&clean, ipco.payload, ipco.end)
@@ -829,7 +943,199 @@ mod tests {
         );
     }
 
+    /// Where [`planted_heic`] can hide a marker: every place of a HEIC that
+    /// is not image data.
+    const SPOTS: [&str; 16] = [
+        "hdlr name",
+        "hvc1 item name",
+        "Exif item name",
+        "mime item content type",
+        "stray box in iinf",
+        "bytes after iloc's entries",
+        "bytes after an iref reference",
+        "bytes after ipma's entries",
+        "dref url location",
+        "dref urn entry",
+        "EXIF item in mdat",
+        "mdat gap",
+        "idat gap",
+        "xml box in meta",
+        "top-level uuid box",
+        "udes property",
+    ];
+
+    /// A small HEIC (one hvc1 tile, an EXIF and a mime item, a grid in
+    /// `idat`) with `marker` hidden at `SPOTS[spot]` and nowhere else.
+    fn planted_heic(spot: usize, marker: &[u8]) -> Vec<u8> {
+        let at = |here: &str| -> &[u8] {
+            if SPOTS.get(spot) == Some(&here) {
+                marker
+            } else {
+                &[]
+            }
+        };
+        let ftyp = bx(b"ftyp", b"heic\0\0\0\0mif1heic");
+        let exif = exif_item(at("EXIF item in mdat"));
+        let mdat = bx(b"mdat", &[TILE, &exif, at("mdat gap")].concat());
+        let uuid = bx(
+            b"uuid",
+            &[[9u8; 16].as_slice(), at("top-level uuid box")].concat(),
+        );
+        let meta = |mdat_at: u32| {
+            let name = |item: &[u8]| [item, b"\0"].concat();
+            let hdlr = full(
+                b"hdlr",
+                0,
+                &[
+                    &[0; 4],
+                    b"pict".as_slice(),
+                    &[0; 12],
+                    &name(at("hdlr name")),
+                ]
+                .concat(),
+            );
+            let infe_named = |id: u16, kind: &[u8; 4], item_name: &[u8], rest: &[u8]| {
+                let mut p = id.to_be_bytes().to_vec();
+                p.extend_from_slice(&[0, 0]);
+                p.extend_from_slice(kind);
+                p.extend_from_slice(&name(item_name));
+                p.extend_from_slice(rest);
+                full(b"infe", 2, &p)
+            };
+            let mut iinf = 4u16.to_be_bytes().to_vec();
+            iinf.extend(infe_named(1, b"grid", b"", b""));
+            iinf.extend(infe_named(2, b"hvc1", at("hvc1 item name"), b""));
+            iinf.extend(infe_named(3, b"Exif", at("Exif item name"), b""));
+            iinf.extend(infe_named(
+                4,
+                b"mime",
+                b"",
+                &name(
+                    &[
+                        b"application/rdf+xml;".as_slice(),
+                        at("mime item content type"),
+                    ]
+                    .concat(),
+                ),
+            ));
+            if !at("stray box in iinf").is_empty() {
+                iinf.extend(bx(b"abcd", marker));
+            }
+            let iinf = full(b"iinf", 0, &iinf);
+            let mut iloc = vec![0x44, 0x40];
+            iloc.extend_from_slice(&3u16.to_be_bytes());
+            let tile_len = TILE.len() as u32;
+            for (id, method, base, offset, length) in [
+                (1u16, 1u16, 0u32, 0u32, GRID.len() as u32),
+                (2, 0, mdat_at, 0, tile_len),
+                (3, 0, mdat_at, tile_len, exif.len() as u32),
+            ] {
+                iloc.extend_from_slice(&id.to_be_bytes());
+                iloc.extend_from_slice(&method.to_be_bytes());
+                iloc.extend_from_slice(&0u16.to_be_bytes());
+                iloc.extend_from_slice(&base.to_be_bytes());
+                iloc.extend_from_slice(&1u16.to_be_bytes());
+                iloc.extend_from_slice(&offset.to_be_bytes());
+                iloc.extend_from_slice(&length.to_be_bytes());
+            }
+            iloc.extend_from_slice(at("bytes after iloc's entries"));
+            let iloc = full(b"iloc", 1, &iloc);
+            let iref = full(
+                b"iref",
+                0,
+                &[
+                    bx(
+                        b"dimg",
+                        &[&[0, 1, 0, 1, 0, 2], at("bytes after an iref reference")].concat(),
+                    ),
+                    bx(b"cdsc", &[0, 3, 0, 1, 0, 2]),
+                ]
+                .concat(),
+            );
+            let ipco = bx(
+                b"ipco",
+                &[
+                    bx(b"hvcC", &[1, 2, 3, 4]),
+                    full(b"ispe", 0, &[0, 0, 0x0F, 0, 0, 0, 0x0B, 0x40]),
+                    full(
+                        b"udes",
+                        0,
+                        &[b"en\0".as_slice(), at("udes property"), b"\0\0\0"].concat(),
+                    ),
+                ]
+                .concat(),
+            );
+            let ipma = full(
+                b"ipma",
+                0,
+                &[
+                    &2u32.to_be_bytes()[..],
+                    &[0, 1, 2, 0x82, 0x03, 0, 2, 1, 0x81],
+                    at("bytes after ipma's entries"),
+                ]
+                .concat(),
+            );
+            let iprp = bx(b"iprp", &[ipco, ipma].concat());
+            let mut dref = 1u32.to_be_bytes().to_vec();
+            if at("dref url location").is_empty() {
+                dref.extend(full(b"url ", 0, b""));
+                dref[..4].copy_from_slice(&1u32.to_be_bytes());
+            } else {
+                dref.extend(full(b"url ", 0, &name(marker)));
+            }
+            if !at("dref urn entry").is_empty() {
+                dref[..4].copy_from_slice(&2u32.to_be_bytes());
+                dref.extend(full(b"urn ", 0, &[&name(marker)[..], b"\0"].concat()));
+            }
+            let dinf = bx(b"dinf", &full(b"dref", 0, &dref));
+            let idat = bx(b"idat", &[GRID, at("idat gap")].concat());
+            let mut children = [hdlr, iinf, iloc, iref, iprp, dinf, idat].concat();
+            if !at("xml box in meta").is_empty() {
+                children.extend(full(b"xml ", 0, marker));
+            }
+            full(b"meta", 0, &children)
+        };
+        let head = ftyp.len() + meta(0).len() + uuid.len() + 8;
+        let meta = meta(u32::try_from(head).unwrap());
+        [ftyp, meta, uuid, mdat].concat()
+    }
+
+    #[test]
+    fn no_spot_keeps_a_planted_marker() {
+        let marker = b"MARKER-47.6062N-122.3321W";
+        let survivors: Vec<&str> = (0..SPOTS.len())
+            .filter(|&spot| {
+                let clean = strip_heif(&planted_heic(spot, marker)).unwrap();
+                contains(&clean, marker)
+            })
+            .map(|spot| SPOTS[spot])
+            .collect();
+        assert_eq!(survivors, Vec::<&str>::new());
+    }
+
     proptest! {
+        #[test]
+        fn a_marker_planted_anywhere_but_the_image_data_is_gone(
+            spot in 0..SPOTS.len(),
+            tail in proptest::collection::vec(any::<u8>(), 4..24),
+        ) {
+            let marker = [b"MARKER-".as_slice(), &tail].concat();
+            let dirty = planted_heic(spot, &marker);
+            prop_assert!(contains(&dirty, &marker));
+            let clean = strip_heif(&dirty);
+            prop_assert!(clean.is_ok(), "{} refused: {:?}", SPOTS[spot], clean);
+            let clean = clean.unwrap_or_default();
+            prop_assert!(
+                !contains(&clean, &marker),
+                "the marker in the {} survived",
+                SPOTS[spot]
+            );
+            prop_assert!(!contains(&clean, b"MARKER-"), "{}", SPOTS[spot]);
+            let tile = position(&dirty, TILE);
+            prop_assert_eq!(&clean[tile..tile + TILE.len()], TILE);
+            prop_assert_eq!(strip_heif(&clean), Ok(clean.clone()), "a fixed point");
+        }
+
         #[test]
         fn corrupted_heic_never_panics_and_strips_to_a_fixed_point(
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
