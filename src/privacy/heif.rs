@@ -10,7 +10,8 @@
 //! the file is cleaned in place and keeps its length:
 //!
 //! - Allow-list of items: only image coding items (`hvc1`, and the derived
-//!   `grid`, `iovl`, `iden`) keep their bytes. Every other item (`Exif`,
+//!   `iovl`) keep their bytes; a `grid` keeps its 8- or 12-byte descriptor
+//!   and no more, an `iden` (which has no data) nothing. Every other item (`Exif`,
 //!   `mime` items such as XMP, `uri `, anything unknown) has its bytes zeroed
 //!   wherever `iloc` puts them.
 //! - Bytes of `mdat` and `idat` that no kept item uses are zeroed too, so
@@ -52,8 +53,29 @@ const MAX_ITEMS: usize = 4096;
 /// Extents in all of `iloc`.
 const MAX_EXTENTS: usize = 16_384;
 
-/// Item types whose bytes are image data and kept.
-const KEPT_ITEMS: [&[u8; 4]; 4] = [b"hvc1", b"grid", b"iovl", b"iden"];
+/// What of an item's bytes is kept, by its type.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Keep {
+    /// Not image data (`Exif`, `mime`, `uri `, unknown types): nothing.
+    Nothing,
+    /// `iden` has no data: nothing either.
+    NoData,
+    /// `grid`: its 8- or 12-byte descriptor, no more.
+    GridDescriptor,
+    /// `hvc1` coded image data, `iovl` (offsets per input image): all.
+    Image,
+}
+
+impl Keep {
+    fn of(kind: Option<[u8; 4]>) -> Self {
+        match kind.as_ref() {
+            Some(b"hvc1" | b"iovl") => Keep::Image,
+            Some(b"grid") => Keep::GridDescriptor,
+            Some(b"iden") => Keep::NoData,
+            _ => Keep::Nothing,
+        }
+    }
+}
 const KEPT_META: [&[u8; 4]; 8] = [
     b"hdlr", b"pitm", b"iloc", b"iinf", b"iref", b"iprp", b"idat", b"dinf",
 ];
@@ -202,8 +224,8 @@ struct Extent {
     length: u64,
 }
 
-/// Item id → whether its type keeps its bytes.
-fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, bool)>, StripError> {
+/// Item id → what its type keeps of its bytes.
+fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, Keep)>, StripError> {
     let version = read_u8(bytes, iinf.payload)?;
     let first = iinf.payload + 4 + if version == 0 { 2 } else { 4 };
     let mut items = Vec::new();
@@ -225,8 +247,7 @@ fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, bool)>, StripError>
             // Versions 0 and 1 describe MIME-typed items, never image data.
             _ => (u32::from(read_u16(bytes, at)?), None),
         };
-        let kept = kind.is_some_and(|k| KEPT_ITEMS.contains(&&k));
-        items.push((id, kept));
+        items.push((id, Keep::of(kind)));
     }
     Ok(items)
 }
@@ -424,6 +445,9 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     let mut kept_in_file = Vec::new();
     let mut kept_in_idat = Vec::new();
     let mut dropped = Vec::new();
+    // Bytes an item may still keep, by its first index in `types` (set at
+    // its first extent, in `iloc` order).
+    let mut left: Vec<Option<usize>> = vec![None; types.len()];
     for e in &extents {
         let (start, end) = match e.place {
             // Only inside an `mdat`: an extent over box headers would let
@@ -447,15 +471,38 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
             }
         };
         // Kept only when the item is described, and only as image data: a
-        // second description of the same id cannot vouch for metadata.
+        // second description of the same id cannot vouch for metadata (the
+        // sort puts the most restrictive description first).
         let from = types.partition_point(|&(id, _)| id < e.item);
-        let to = types.partition_point(|&(id, _)| id <= e.item);
-        let described = types.get(from..to).unwrap_or_default();
-        let kept = !described.is_empty() && described.iter().all(|&(_, kept)| kept);
-        match (kept, e.place) {
-            (true, Place::File) => kept_in_file.push((start, end)),
-            (true, Place::Idat) => kept_in_idat.push((start, end)),
-            (false, _) => dropped.push((start, end)),
+        let described = types.get(from).is_some_and(|&(id, _)| id == e.item);
+        let keep = match types.get(from) {
+            Some(&(_, keep)) if described => keep,
+            _ => Keep::Nothing,
+        };
+        let mut undescribed = None;
+        let budget = match left.get_mut(from) {
+            Some(budget) if described => budget,
+            _ => &mut undescribed,
+        };
+        let allowed = budget.get_or_insert(match keep {
+            Keep::Nothing | Keep::NoData => 0,
+            // Version, flags (bit 0: 32-bit sizes), rows and columns, then
+            // width and height.
+            Keep::GridDescriptor if read_u8(bytes, start + 1)? & 1 == 1 => 12,
+            Keep::GridDescriptor => 8,
+            Keep::Image => usize::MAX,
+        });
+        let take = (end - start).min(*allowed);
+        *allowed -= take;
+        let split = start + take;
+        if take > 0 {
+            match e.place {
+                Place::File => kept_in_file.push((start, split)),
+                Place::Idat => kept_in_idat.push((start, split)),
+            }
+        }
+        if split < end {
+            dropped.push((split, end));
         }
     }
     // Metadata items' bytes go, even where a kept item shares them (that
@@ -945,7 +992,7 @@ mod tests {
 
     /// Where [`planted_heic`] can hide a marker: every place of a HEIC that
     /// is not image data.
-    const SPOTS: [&str; 16] = [
+    const SPOTS: [&str; 18] = [
         "hdlr name",
         "hvc1 item name",
         "Exif item name",
@@ -962,6 +1009,8 @@ mod tests {
         "xml box in meta",
         "top-level uuid box",
         "udes property",
+        "grid item data past its descriptor",
+        "iden item data",
     ];
 
     /// A small HEIC (one hvc1 tile, an EXIF and a mime item, a grid in
@@ -1002,7 +1051,7 @@ mod tests {
                 p.extend_from_slice(rest);
                 full(b"infe", 2, &p)
             };
-            let mut iinf = 4u16.to_be_bytes().to_vec();
+            let mut iinf = 5u16.to_be_bytes().to_vec();
             iinf.extend(infe_named(1, b"grid", b"", b""));
             iinf.extend(infe_named(2, b"hvc1", at("hvc1 item name"), b""));
             iinf.extend(infe_named(3, b"Exif", at("Exif item name"), b""));
@@ -1018,18 +1067,24 @@ mod tests {
                     .concat(),
                 ),
             ));
+            iinf.extend(infe_named(5, b"iden", b"", b""));
             if !at("stray box in iinf").is_empty() {
                 iinf.extend(bx(b"abcd", marker));
             }
             let iinf = full(b"iinf", 0, &iinf);
             let mut iloc = vec![0x44, 0x40];
-            iloc.extend_from_slice(&3u16.to_be_bytes());
             let tile_len = TILE.len() as u32;
-            for (id, method, base, offset, length) in [
-                (1u16, 1u16, 0u32, 0u32, GRID.len() as u32),
+            let grid_len = (GRID.len() + at("grid item data past its descriptor").len()) as u32;
+            let mut items = vec![
+                (1u16, 1u16, 0u32, 0u32, grid_len),
                 (2, 0, mdat_at, 0, tile_len),
                 (3, 0, mdat_at, tile_len, exif.len() as u32),
-            ] {
+            ];
+            if !at("iden item data").is_empty() {
+                items.push((5, 1, 0, grid_len, marker.len() as u32));
+            }
+            iloc.extend_from_slice(&(items.len() as u16).to_be_bytes());
+            for (id, method, base, offset, length) in items {
                 iloc.extend_from_slice(&id.to_be_bytes());
                 iloc.extend_from_slice(&method.to_be_bytes());
                 iloc.extend_from_slice(&0u16.to_be_bytes());
@@ -1088,7 +1143,16 @@ mod tests {
                 dref.extend(full(b"urn ", 0, &[&name(marker)[..], b"\0"].concat()));
             }
             let dinf = bx(b"dinf", &full(b"dref", 0, &dref));
-            let idat = bx(b"idat", &[GRID, at("idat gap")].concat());
+            let idat = bx(
+                b"idat",
+                &[
+                    GRID,
+                    at("grid item data past its descriptor"),
+                    at("iden item data"),
+                    at("idat gap"),
+                ]
+                .concat(),
+            );
             let mut children = [hdlr, iinf, iloc, iref, iprp, dinf, idat].concat();
             if !at("xml box in meta").is_empty() {
                 children.extend(full(b"xml ", 0, marker));
