@@ -39,7 +39,8 @@
 //!   each `iref` reference are zeroed.
 //!
 //! Kept: item ids and types, `iref` references (thumbnails stay: a HEIC
-//! thumbnail is the same photo, smaller), the `ftyp` brands, and image data
+//! thumbnail is the same photo, smaller), the major and known compatible
+//! `ftyp` brands (the minor version and other brands are zeroed), and image data
 //! as it is (an HEVC stream's own SEI messages, and the `hvcC` and `auxC`
 //! properties, are not parsed).
 
@@ -389,8 +390,10 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     };
     let mut out = bytes.to_vec();
     for b in &top {
-        if !matches!(&b.kind, b"ftyp" | b"meta" | b"mdat") {
-            neutralise(&mut out, *b);
+        match &b.kind {
+            b"ftyp" => clean_file_type(&mut out, *b),
+            b"meta" | b"mdat" => {}
+            _ => neutralise(&mut out, *b),
         }
     }
 
@@ -518,6 +521,36 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         zero_gaps(&mut out, from, to, &kept_in_idat);
     }
     Ok(out)
+}
+
+/// Compatible brands a HEIC photo names; others are zeroed.
+const KNOWN_BRANDS: [&[u8; 4]; 17] = [
+    b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"heif", b"mif1", b"mif2", b"msf1",
+    b"miaf", b"MiHE", b"MiHA", b"MiHB", b"MiPr", b"MiAn", b"MiCm",
+];
+
+/// `ftyp`: the major brand stays (the sniffing accepted it); the minor
+/// version is zeroed, and so are compatible brands outside
+/// [`KNOWN_BRANDS`] and any bytes after the last whole brand: four free
+/// bytes each, to a writer.
+fn clean_file_type(out: &mut [u8], ftyp: BoxAt) {
+    zero(
+        out,
+        (ftyp.payload + 4).min(ftyp.end),
+        (ftyp.payload + 8).min(ftyp.end),
+    );
+    let mut at = ftyp.payload + 8;
+    while at < ftyp.end {
+        let whole = at + 4 <= ftyp.end;
+        let known = whole
+            && out
+                .get(at..at + 4)
+                .is_some_and(|brand| KNOWN_BRANDS.iter().any(|k| brand == k.as_slice()));
+        if !known {
+            zero(out, at, (at + 4).min(ftyp.end));
+        }
+        at += 4;
+    }
 }
 
 /// `hdlr`: version and flags, `pre_defined`, the handler type and 12
@@ -992,7 +1025,7 @@ mod tests {
 
     /// Where [`planted_heic`] can hide a marker: every place of a HEIC that
     /// is not image data.
-    const SPOTS: [&str; 18] = [
+    const SPOTS: [&str; 19] = [
         "hdlr name",
         "hvc1 item name",
         "Exif item name",
@@ -1011,6 +1044,7 @@ mod tests {
         "udes property",
         "grid item data past its descriptor",
         "iden item data",
+        "ftyp compatible brands",
     ];
 
     /// A small HEIC (one hvc1 tile, an EXIF and a mime item, a grid in
@@ -1023,7 +1057,14 @@ mod tests {
                 &[]
             }
         };
-        let ftyp = bx(b"ftyp", b"heic\0\0\0\0mif1heic");
+        let ftyp = bx(
+            b"ftyp",
+            &[
+                b"heic\0\0\0\0mif1heic".as_slice(),
+                at("ftyp compatible brands"),
+            ]
+            .concat(),
+        );
         let exif = exif_item(at("EXIF item in mdat"));
         let mdat = bx(b"mdat", &[TILE, &exif, at("mdat gap")].concat());
         let uuid = bx(
