@@ -23,7 +23,8 @@
 //!   `dinf` (the `xml `/`bxml` XMP boxes); in `iprp` everything but `ipco` and
 //!   `ipma`; in `ipco` every property but the small rendering ones
 //!   (`hvcC`, `ispe`, `pixi`, `irot`, `imir`, `clap`, `pasp`, `auxC`, `rloc`,
-//!   `lsel`, `clli`, `mdcv`, and `colr` of type `nclx`). An ICC profile in
+//!   `lsel`, `clli`, `mdcv`, and `colr` of type `nclx`; bytes past the
+//!   fields of the fixed-size ones are zeroed). An ICC profile in
 //!   `colr` names the device and can fingerprint it; a `udes` property carries
 //!   free text. Their indexes stay, so `ipma` still lines up.
 //! - A file this cannot clean for certain is refused: no single `meta` box,
@@ -654,6 +655,24 @@ fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), Str
             || (p.kind == *b"colr" && read_4cc(bytes, p.payload).ok() == Some(*b"nclx"));
         if !keep {
             neutralise(out, p);
+            continue;
+        }
+        // Fixed-size properties: bytes past their fields are zeroed. `hvcC`
+        // (parameter sets) and `auxC` (a type URN and subtype) are kept whole.
+        let size = match &p.kind {
+            b"ispe" | b"rloc" => Some(12),
+            b"pixi" => Some(5 + usize::from(read_u8(bytes, p.payload + 4)?)),
+            b"irot" | b"imir" => Some(1),
+            b"lsel" => Some(2),
+            b"clli" => Some(4),
+            b"pasp" => Some(8),
+            b"colr" => Some(11),
+            b"mdcv" => Some(24),
+            b"clap" => Some(32),
+            _ => None,
+        };
+        if let Some(size) = size {
+            zero(out, (p.payload + size).min(p.end), p.end);
         }
     }
     Ok(())
@@ -1025,7 +1044,7 @@ mod tests {
 
     /// Where [`planted_heic`] can hide a marker: every place of a HEIC that
     /// is not image data.
-    const SPOTS: [&str; 19] = [
+    const SPOTS: [&str; 21] = [
         "hdlr name",
         "hvc1 item name",
         "Exif item name",
@@ -1045,6 +1064,8 @@ mod tests {
         "grid item data past its descriptor",
         "iden item data",
         "ftyp compatible brands",
+        "bytes after ispe's fields",
+        "bytes after an nclx colr's fields",
     ];
 
     /// A small HEIC (one hvc1 tile, an EXIF and a mime item, a grid in
@@ -1152,7 +1173,23 @@ mod tests {
                 b"ipco",
                 &[
                     bx(b"hvcC", &[1, 2, 3, 4]),
-                    full(b"ispe", 0, &[0, 0, 0x0F, 0, 0, 0, 0x0B, 0x40]),
+                    full(
+                        b"ispe",
+                        0,
+                        &[
+                            &[0, 0, 0x0F, 0, 0, 0, 0x0B, 0x40],
+                            at("bytes after ispe's fields"),
+                        ]
+                        .concat(),
+                    ),
+                    bx(
+                        b"colr",
+                        &[
+                            b"nclx\0\x01\0\x0D\0\x06\x80".as_slice(),
+                            at("bytes after an nclx colr's fields"),
+                        ]
+                        .concat(),
+                    ),
                     full(
                         b"udes",
                         0,
@@ -1166,7 +1203,7 @@ mod tests {
                 0,
                 &[
                     &2u32.to_be_bytes()[..],
-                    &[0, 1, 2, 0x82, 0x03, 0, 2, 1, 0x81],
+                    &[0, 1, 3, 0x82, 0x83, 0x04, 0, 2, 1, 0x81],
                     at("bytes after ipma's entries"),
                 ]
                 .concat(),
