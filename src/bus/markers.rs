@@ -9,14 +9,20 @@
 use super::{Store, StoreError};
 
 impl Store {
-    /// Whether a message with this marker was handled before.
-    pub async fn marker_seen(&self, marker: &str) -> Result<bool, StoreError> {
+    /// Whether a message was handled before under any of its markers (one
+    /// per kept pseudonym key: a marker set before a key rotation still
+    /// refuses a replay after it).
+    pub async fn marker_seen(&self, markers: &[&str]) -> Result<bool, StoreError> {
+        if markers.is_empty() {
+            return Ok(false);
+        }
         let mut conn = self.conn().await?;
-        let seen: bool = redis::cmd("EXISTS")
-            .arg(self.keys().dedupe(marker))
-            .query_async(&mut conn)
-            .await?;
-        Ok(seen)
+        let mut exists = redis::cmd("EXISTS");
+        for marker in markers {
+            exists.arg(self.keys().dedupe(marker));
+        }
+        let seen: u64 = exists.query_async(&mut conn).await?;
+        Ok(seen > 0)
     }
 
     /// Sets the marker unless it exists; `false` when another delivery of the

@@ -107,3 +107,55 @@ async fn a_replayed_telnyx_stop_or_start_changes_nothing_and_queues_nothing() {
         "a replay queues no confirmation"
     );
 }
+
+/// The same gateway restarted on a rotated pseudonym key (what `tipwire keys
+/// rotate pseudonym` and a restart do), sharing the test's Redis prefix.
+async fn restart_with_rotated_pseudonym_key(app: &mut TestApp) {
+    use tipwire::crypto::{KeyKind, Keyring};
+    Keyring::rotate(
+        &app.settings.keys.dir,
+        KeyKind::Pseudonym,
+        &app.dir.path().join("escrow-after-rotation.identity"),
+    )
+    .unwrap();
+    let restarted = tipwire::app::Application::build(app.settings.clone())
+        .await
+        .unwrap();
+    app.port = restarted.port();
+    app.address = format!("https://localhost:{}", app.port);
+    tokio::spawn(restarted.run_until_stopped());
+}
+
+#[tokio::test]
+async fn a_webhook_replayed_after_a_pseudonym_key_rotation_changes_nothing() {
+    let (mut app, stand_in) = spawn_sms_app(|_| {}).await;
+    let tip = twilio_params(TIPSTER, "shots near the park", "SMrotate0");
+    app.twilio(&tip).await;
+    let thread = ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
+    let stop = twilio_params(TIPSTER, "STOP", "SMrotate1");
+    app.twilio(&stop).await;
+    app.twilio(&twilio_params(TIPSTER, "START", "SMrotate2"))
+        .await;
+    assert!(replies_reach(&app, &stand_in, &thread).await);
+
+    restart_with_rotated_pseudonym_key(&mut app).await;
+
+    let replay = app.twilio(&tip).await;
+    assert_eq!(replay.status(), 200);
+    assert!(
+        replay.text().await.unwrap().ends_with("<Response/>"),
+        "a replayed tip is answered with silence"
+    );
+    assert_eq!(
+        app.alerts().await.len(),
+        1,
+        "a replayed tip is not stored again"
+    );
+    let replay = app.twilio(&stop).await;
+    assert_eq!(replay.status(), 200);
+    assert!(replay.text().await.unwrap().ends_with("<Response/>"));
+    assert!(
+        replies_reach(&app, &stand_in, &thread).await,
+        "a STOP replayed after the rotation must not silence the tipster"
+    );
+}

@@ -149,17 +149,18 @@ impl SmsChannel {
         // first answer was: the replayer learns nothing, and the tipster is
         // not texted again. Checked before the limits, so replays cannot use
         // up a tipster's allowance.
-        let marker = self
-            .keyring
-            .pseudonym_key()
-            .pseudonym(format!("message\0{}\0{}", provider.as_str(), msg.message_id).as_bytes());
+        // Set under the current key, looked up under every kept one: Twilio
+        // signs no timestamp, so a webhook captured before a key rotation
+        // can be replayed after it.
+        let markers = self.keyring.pseudonyms_of(
+            format!("message\0{}\0{}", provider.as_str(), msg.message_id).as_bytes(),
+        );
+        let Some(marker) = markers.first().cloned() else {
+            return Err(self.refused(AppError::Internal));
+        };
         let marker_expire_at = coarse_expiry(s.reply_ttl_secs);
-        if self
-            .store
-            .marker_seen(marker.as_str())
-            .await
-            .map_err(store_err)?
-        {
+        let names: Vec<&str> = markers.iter().map(|m| m.as_str()).collect();
+        if self.store.marker_seen(&names).await.map_err(store_err)? {
             tracing::info!("provider message handled before; replay changes nothing");
             return Ok(Answer::Silent);
         }
