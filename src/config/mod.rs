@@ -461,6 +461,22 @@ mod tests {
     }
 
     #[test]
+    fn an_outbound_mail_timeout_longer_than_the_relay_lease_allows_is_refused() {
+        let mut s = defaults();
+        let out = &mut s.email.outbound;
+        out.enabled = true;
+        out.relay_host = "smtp.example.org".into();
+        out.relay_port = 587;
+        out.timeout_secs = 30;
+        s.validate().unwrap();
+        for bad in [0, 31, 600] {
+            s.email.outbound.timeout_secs = bad;
+            let msg = s.validate().unwrap_err().to_string();
+            assert!(msg.starts_with("email.outbound.timeout_secs:"), "{msg}");
+        }
+    }
+
+    #[test]
     fn duplicate_and_reserved_zones_are_refused() {
         let mut s = defaults();
         s.zones.push(ZoneSettings {
