@@ -87,6 +87,15 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<String>,
     pub metrics_allow: Vec<String>,
+    /// `/metrics` answers with the counters as they stood at the last whole
+    /// minute (true), or live (false: tests, and operators who accept that
+    /// a scraper then times each tip to its scrape interval).
+    #[serde(default = "yes")]
+    pub metrics_by_minute: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
