@@ -97,12 +97,12 @@ async fn a_crashed_workers_entry_is_taken_over_once_at_its_lease_end_and_the_old
     let qs = Queues::new();
     let (a, b, c) = (qs.replica("a"), qs.replica("b"), qs.replica("c"));
     let id = qs.add(T0 - T0 % MINUTE_MS, 0);
-    assert_eq!(take(&a, T0, 16).await, [id.clone()]);
+    assert_eq!(take(&a, T0, 16).await, [id.as_str()]);
     // `a` dies (or sent and died before its acknowledgement: the documented
     // duplicate). At the lease's end exactly one other replica gets it.
     let end = coarse_due(T0, LEASE_MS);
     assert_eq!(end % MINUTE_MS, 0, "lease ends are minute boundaries");
-    assert_eq!(take(&b, end, 16).await, [id.clone()]);
+    assert_eq!(take(&b, end, 16).await, [id.as_str()]);
     assert!(take(&c, end, 16).await.is_empty(), "taken over once");
     // The old worker, coming back, may not send it.
     assert!(!a.own(&id, end).await.unwrap());
@@ -121,7 +121,7 @@ async fn owning_an_entry_at_the_time_of_its_send_keeps_it_from_other_replicas_fo
     let qs = Queues::new();
     let (a, b) = (qs.replica("a"), qs.replica("b"));
     let id = qs.add(T0 - T0 % MINUTE_MS, 0);
-    assert_eq!(take(&a, T0, 16).await, [id.clone()]);
+    assert_eq!(take(&a, T0, 16).await, [id.as_str()]);
     // Earlier sends took three minutes; the send of this one starts now.
     let send_at = T0 + 3 * MINUTE_MS;
     assert!(a.own(&id, send_at).await.unwrap());
@@ -129,7 +129,7 @@ async fn owning_an_entry_at_the_time_of_its_send_keeps_it_from_other_replicas_fo
     assert!(take(&b, send_at + LEASE_MS - 1, 16).await.is_empty());
     assert_eq!(
         take(&b, coarse_due(send_at, LEASE_MS), 16).await,
-        [id.clone()]
+        [id.as_str()]
     );
 }
 
@@ -139,12 +139,12 @@ async fn entries_appended_after_the_cursor_in_the_same_minute_or_after_deletions
     let (a, b) = (qs.replica("a"), qs.replica("b"));
     let minute = T0 - T0 % MINUTE_MS;
     let first = qs.add(minute, 0);
-    assert_eq!(take(&a, T0, 16).await, [first.clone()]);
+    assert_eq!(take(&a, T0, 16).await, [first.as_str()]);
     a.finish(&first, None).await.unwrap();
     // Same minute, the stream now empty: the id continues after the cursor.
     let second = qs.add(minute, 1);
     assert!(second > first);
-    assert_eq!(take(&b, T0, 16).await, [second.clone()]);
+    assert_eq!(take(&b, T0, 16).await, [second.as_str()]);
     // An entry deleted while leased (trimmed, dead-lettered elsewhere) is
     // forgotten at its lease end, not handed out forever.
     let _: usize = redis::cmd("XDEL")
