@@ -279,3 +279,35 @@ async fn a_relay_send_late_in_a_round_keeps_its_lease_so_another_replica_does_no
     let bodies: Vec<String> = stand_in.sent().into_iter().map(|s| s.body).collect();
     assert_eq!(bodies, ["first", "second"], "each reply sent once");
 }
+
+#[tokio::test]
+async fn a_worker_whose_lease_was_taken_over_does_not_schedule_a_retry_of_the_new_holders_entry() {
+    let qs = Queues::new();
+    let (a, b) = (qs.replica("a"), qs.replica("b"));
+    let schedule = format!("{}:qtest-retry", qs.settings.redis.key_prefix);
+    let id = qs.add(T0 - T0 % MINUTE_MS, 0);
+    assert_eq!(take(&a, T0, 16).await, [id.as_str()]);
+    let end = coarse_due(T0, LEASE_MS);
+    assert_eq!(take(&b, end, 16).await, [id.as_str()]);
+    // `a`'s send failed for now, after `b` took the entry over (and may be
+    // sending it): `a` leaves it to `b`.
+    a.finish(&id, Some((&schedule, "again".into(), end + MINUTE_MS)))
+        .await
+        .unwrap();
+    let scheduled: usize = redis::cmd("ZCARD")
+        .arg(&schedule)
+        .query(&mut qs.redis())
+        .unwrap();
+    assert_eq!(scheduled, 0, "no second copy scheduled");
+    assert!(b.own(&id, end).await.unwrap(), "b still holds it");
+    // The holder's own retry is scheduled and ends the entry.
+    b.finish(&id, Some((&schedule, "again".into(), end + MINUTE_MS)))
+        .await
+        .unwrap();
+    let scheduled: usize = redis::cmd("ZCARD")
+        .arg(&schedule)
+        .query(&mut qs.redis())
+        .unwrap();
+    assert_eq!(scheduled, 1);
+    assert!(!b.own(&id, end).await.unwrap());
+}
