@@ -45,6 +45,11 @@ impl Queues {
             .unwrap()
     }
 
+    /// The answer of a counting command (`ZCARD`, `HLEN`, `XLEN`) on `key`.
+    fn count(&self, cmd: &str, key: &str) -> usize {
+        redis::cmd(cmd).arg(key).query(&mut self.redis()).unwrap()
+    }
+
     /// Appends an entry with an id at `minute_ms` (Redis picks the sequence).
     fn add(&self, minute_ms: u64, n: usize) -> String {
         redis::cmd("XADD")
@@ -109,10 +114,7 @@ async fn a_crashed_workers_entry_is_taken_over_once_at_its_lease_end_and_the_old
     assert!(b.own(&id, end).await.unwrap());
     b.finish(&id, None).await.unwrap();
     assert!(take(&c, end + 10 * MINUTE_MS, 16).await.is_empty());
-    let len: usize = redis::cmd("XLEN")
-        .arg(qs.stream())
-        .query(&mut qs.redis())
-        .unwrap();
+    let len = qs.count("XLEN", &qs.stream());
     assert_eq!(len, 0, "a finished entry is deleted");
 }
 
@@ -154,14 +156,8 @@ async fn entries_appended_after_the_cursor_in_the_same_minute_or_after_deletions
         .unwrap();
     let end = coarse_due(T0, LEASE_MS);
     assert!(take(&a, end, 16).await.is_empty());
-    let leases: usize = redis::cmd("ZCARD")
-        .arg(a.leases())
-        .query(&mut qs.redis())
-        .unwrap();
-    let owners: usize = redis::cmd("HLEN")
-        .arg(a.owners())
-        .query(&mut qs.redis())
-        .unwrap();
+    let leases = qs.count("ZCARD", a.leases());
+    let owners = qs.count("HLEN", a.owners());
     assert_eq!((leases, owners), (0, 0));
 }
 
@@ -294,20 +290,14 @@ async fn a_worker_whose_lease_was_taken_over_does_not_schedule_a_retry_of_the_ne
     a.finish(&id, Some((&schedule, "again".into(), end + MINUTE_MS)))
         .await
         .unwrap();
-    let scheduled: usize = redis::cmd("ZCARD")
-        .arg(&schedule)
-        .query(&mut qs.redis())
-        .unwrap();
+    let scheduled = qs.count("ZCARD", &schedule);
     assert_eq!(scheduled, 0, "no second copy scheduled");
     assert!(b.own(&id, end).await.unwrap(), "b still holds it");
     // The holder's own retry is scheduled and ends the entry.
     b.finish(&id, Some((&schedule, "again".into(), end + MINUTE_MS)))
         .await
         .unwrap();
-    let scheduled: usize = redis::cmd("ZCARD")
-        .arg(&schedule)
-        .query(&mut qs.redis())
-        .unwrap();
+    let scheduled = qs.count("ZCARD", &schedule);
     assert_eq!(scheduled, 1);
     assert!(!b.own(&id, end).await.unwrap());
 }
