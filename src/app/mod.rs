@@ -180,7 +180,10 @@ impl Application {
         let drain = Drain::default();
         let drain_data = web::Data::new(drain.clone());
         let store_data = web::Data::new(store.clone());
-        let access = web::Data::new(ops::MetricsAccess(settings.metrics_allow()?));
+        let access = web::Data::new(ops::MetricsAccess(
+            settings.metrics_allow()?,
+            settings.server.metrics_by_minute,
+        ));
         let devices = web::Data::new(crate::mediator::devices::DeviceApi::from_settings(
             &settings,
             store.clone(),
@@ -195,6 +198,14 @@ impl Application {
         let budget_on = settings.server.mode == ServerMode::Tls;
 
         let mut tasks = BackgroundTasks::default();
+        metrics.publish();
+        {
+            let metrics = metrics.clone();
+            tasks.every_minute("metrics-publish", move || {
+                metrics.publish();
+                std::future::ready(())
+            });
+        }
         let live = Arc::new(LiveFeed::new(store.clone()));
         {
             let live = live.clone();

@@ -9,7 +9,9 @@ use crate::bus::Store;
 use crate::error::AppError;
 use crate::telemetry::Metrics;
 
-pub struct MetricsAccess(pub Vec<IpNet>);
+/// Who may read `/metrics`, and whether it answers by the minute
+/// (`server.metrics_by_minute`).
+pub struct MetricsAccess(pub Vec<IpNet>, pub bool);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -51,5 +53,9 @@ async fn metrics(
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics.render()))
+        .body(if access.1 {
+            metrics.published()
+        } else {
+            metrics.render()
+        }))
 }

@@ -35,6 +35,28 @@ impl BackgroundTasks {
         self.handles.push((name, handle));
     }
 
+    /// Runs `step` at every minute boundary of the wall clock, until stopped.
+    pub fn every_minute<F, Fut>(&mut self, name: &'static str, mut step: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        use crate::bus::timing::MINUTE_MS;
+        let cancel = self.cancel.clone();
+        let handle = tokio::spawn(async move {
+            loop {
+                let now = crate::push::unix_ms();
+                let wait = Duration::from_millis(MINUTE_MS - now % MINUTE_MS);
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(wait) => step().await,
+                }
+            }
+            tracing::debug!(task = name, "background task stopped");
+        });
+        self.handles.push((name, handle));
+    }
+
     /// Runs `task` once, handing it the stop signal: for tasks with a loop of
     /// their own (a blocking stream reader) that return when it fires.
     pub fn spawn<F, Fut>(&mut self, name: &'static str, task: F)

@@ -122,6 +122,19 @@ end
 return 0
 ";
 
+/// `KEYS[1]` the stream, `KEYS[2]` the leases, `KEYS[3]` the owners,
+/// `KEYS[4]` the retry schedule; `ARGV[1]` the id, `ARGV[2]` the consumer,
+/// `ARGV[3]` the member, `ARGV[4]` its due time. Only the entry's holder
+/// schedules it again: a worker whose lease was taken over leaves the entry
+/// to the new holder, which may be sending it right now. 1 if scheduled.
+const RETRY_LUA: &str = r"
+if not queue_owns(KEYS[3], ARGV[1], ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+queue_ack(KEYS[2], KEYS[3], ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+";
+
 /// `KEYS[1]` the stream, `KEYS[2]` the dead letters, `KEYS[3]` the leases,
 /// `KEYS[4]` the owners; `ARGV[1]` the id, `ARGV[2]` the minute (ms) for the
 /// dead letter's id, then its fields. Appends, ends the lease and deletes
@@ -151,6 +164,7 @@ struct Scripts {
     take: redis::Script,
     own: redis::Script,
     migrate: redis::Script,
+    retry: redis::Script,
     dead: redis::Script,
 }
 
@@ -160,6 +174,7 @@ fn scripts() -> &'static Scripts {
         take: redis::Script::new(TAKE_LUA),
         own: redis::Script::new(&format!("{OWNS_FN_LUA}{OWN_LUA}")),
         migrate: redis::Script::new(MIGRATE_LUA),
+        retry: redis::Script::new(&format!("{ACK_FN_LUA}{OWNS_FN_LUA}{RETRY_LUA}")),
         dead: coarse_script(&format!("{ACK_FN_LUA}{DEAD_LUA}")),
     })
 }
@@ -266,24 +281,37 @@ impl WorkQueue {
 
     /// Ends `id`'s lease and deletes it from the stream (a job done); with
     /// `retry` (sorted set, member, due time: a minute boundary) schedules it
-    /// again, in the same transaction.
+    /// again, in the same script, if this consumer still holds it (else
+    /// leaves it to the one that does).
     pub async fn finish(
         &self,
         id: &str,
         retry: Option<(&str, String, u64)>,
     ) -> Result<(), StoreError> {
+        let mut conn = self.store.conn().await?;
+        if let Some((schedule, member, due)) = retry {
+            let _: i64 = scripts()
+                .retry
+                .key(&self.stream)
+                .key(&self.leases)
+                .key(&self.owners)
+                .key(schedule)
+                .arg(id)
+                .arg(&self.consumer)
+                .arg(member)
+                .arg(due)
+                .invoke_async(&mut conn)
+                .await?;
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        if let Some((schedule, member, due)) = retry {
-            pipe.zadd(schedule, member, due).ignore();
-        }
         pipe.zrem(&self.leases, id)
             .ignore()
             .hdel(&self.owners, id)
             .ignore()
             .xdel(&self.stream, &[id])
             .ignore();
-        let mut conn = self.store.conn().await?;
         let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
     }

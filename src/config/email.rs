@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
 
+/// Longest `email.outbound.timeout_secs`: well inside the reply relay's
+/// one-minute lease.
+const MAX_OUTBOUND_TIMEOUT_SECS: u64 = 30;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EmailSettings {
     pub enabled: bool,
@@ -246,10 +250,16 @@ impl Settings {
                 "point it at a file (mode 0600) holding the relay password",
             ));
         }
-        if out.timeout_secs == 0 {
+        // The reply relay leases a message for at least a minute from when
+        // its send starts; a send (plus its QUIT) must end well within that,
+        // or another replica takes it over and the tipster gets it twice.
+        if out.timeout_secs == 0 || out.timeout_secs > MAX_OUTBOUND_TIMEOUT_SECS {
             return Err(invalid(
                 "email.outbound.timeout_secs",
-                "is 0",
+                format!(
+                    "{} is not between 1 and {MAX_OUTBOUND_TIMEOUT_SECS}",
+                    out.timeout_secs
+                ),
                 "set how long a send may take, in seconds (default 30)",
             ));
         }

@@ -91,6 +91,15 @@ pub struct ServerSettings {
     /// Offer HTTP/2 over TLS (ALPN `h2`); see `config/default.toml`.
     pub http2: bool,
     pub connections: connections::ConnectionSettings,
+    /// `/metrics` answers with the counters as they stood at the last whole
+    /// minute (true), or live (false: tests, and operators who accept that
+    /// a scraper then times each tip to its scrape interval).
+    #[serde(default = "yes")]
+    pub metrics_by_minute: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -535,6 +544,22 @@ mod tests {
             msg.starts_with("email.max_connections_per_network"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn an_outbound_mail_timeout_longer_than_the_relay_lease_allows_is_refused() {
+        let mut s = defaults();
+        let out = &mut s.email.outbound;
+        out.enabled = true;
+        out.relay_host = "smtp.example.org".into();
+        out.relay_port = 587;
+        out.timeout_secs = 30;
+        s.validate().unwrap();
+        for bad in [0, 31, 600] {
+            s.email.outbound.timeout_secs = bad;
+            let msg = s.validate().unwrap_err().to_string();
+            assert!(msg.starts_with("email.outbound.timeout_secs:"), "{msg}");
+        }
     }
 
     #[test]

@@ -250,11 +250,23 @@ impl RelayWorker {
     /// One round: due retries back into the stream, entries a crashed worker
     /// left (lease ended) taken over, new entries delivered. Never sleeps.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
-        self.step_at(now_ms()).await
+        self.step_with(&now_ms).await
     }
 
     /// [`Self::step`] at `now_ms` (unix milliseconds).
     pub async fn step_at(&self, now_ms: u64) -> Result<StepReport, StoreError> {
+        self.step_with(&|| now_ms).await
+    }
+
+    /// [`Self::step`] reading the time (unix milliseconds) from `clock`
+    /// whenever it matters: sends are one after another, so a send late in a
+    /// round may start minutes after the round did, and its lease is
+    /// extended from when it starts, not from when the round took it.
+    pub async fn step_with(
+        &self,
+        clock: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<StepReport, StoreError> {
+        let now_ms = clock();
         if !self.migrated.load(std::sync::atomic::Ordering::Relaxed) {
             self.ensure_group().await?;
             self.migrated
@@ -273,7 +285,7 @@ impl RelayWorker {
         let entries = self.queue.take(now_ms, 16, "0-0").await?.ids;
         let mut report = StepReport::default();
         for entry in entries {
-            self.deliver(&entry.id, entry.map, now_ms, &mut report)
+            self.deliver(&entry.id, entry.map, clock, &mut report)
                 .await?;
         }
         Ok(report)
@@ -283,7 +295,7 @@ impl RelayWorker {
         &self,
         id: &str,
         mut map: HashMap<String, Value>,
-        now_ms: u64,
+        clock: &(dyn Fn() -> u64 + Sync),
         report: &mut StepReport,
     ) -> Result<(), StoreError> {
         let mut field = |name: &str| {
@@ -347,6 +359,7 @@ impl RelayWorker {
                 .dead(id, Some(&queued), "provider-disabled", report)
                 .await;
         };
+        let now_ms = clock();
         if !self.queue.own(id, now_ms).await? {
             tracing::info!(thread = %thread, "entry reclaimed by another worker; not sending");
             return Ok(());

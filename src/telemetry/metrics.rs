@@ -18,6 +18,9 @@ pub struct Metrics {
     pub smtp_sessions: IntCounterVec,
     pub pushes: IntCounterVec,
     pub nudges: IntCounterVec,
+    /// What `/metrics` serves when it answers by the minute: the text as it
+    /// stood at the last [`Self::publish`].
+    published: std::sync::Mutex<String>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -120,7 +123,24 @@ impl Metrics {
             smtp_sessions,
             pushes,
             nudges,
+            published: std::sync::Mutex::new(String::new()),
         })
+    }
+
+    /// Keeps the counters as they stand now for [`Self::published`]; the
+    /// gateway calls it at start-up and at every minute boundary. A counter
+    /// read live tells a scraper (and its time-series disk) when a tip
+    /// arrived, to the scrape interval; read this way, to the minute.
+    pub fn publish(&self) {
+        let text = self.render();
+        if let Ok(mut published) = self.published.lock() {
+            *published = text;
+        }
+    }
+
+    /// The text kept by the last [`Self::publish`].
+    pub fn published(&self) -> String {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// The Prometheus text exposition format (version 0.0.4).

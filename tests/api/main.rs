@@ -33,3 +33,4 @@ mod sms_media;
 mod sms_replay;
 mod timing;
 mod tls;
+mod work_queue;

@@ -150,6 +150,39 @@ async fn health_readiness_and_metrics_answer() {
     }
 }
 
+/// The web tips counted in what `/metrics` answers.
+fn web_tips(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("tipwire_tips_accepted_total{channel=\"web\"} "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_show_the_counters_as_they_stood_at_the_last_whole_minute() {
+    let app = spawn_app_with(|s| s.server.metrics_by_minute = true).await;
+    let minute = || tipwire::push::unix_ms() / 60_000;
+    // A tip and a scrape within one minute: the scrape does not show the tip
+    // (tried again if the wall clock crossed a minute meanwhile, when the
+    // gateway publishes by itself).
+    let mut shown_late = false;
+    for _ in 0..3 {
+        let before = minute();
+        assert_eq!(app.post_tip("counted", "north", "now").await.status(), 200);
+        let scraped = web_tips(&app.get_text("/metrics").await);
+        if minute() == before {
+            let live = app.metrics.tips_accepted.with_label_values(&["web"]).get();
+            assert!(scraped < live, "{scraped} shown of {live}");
+            shown_late = true;
+            break;
+        }
+    }
+    assert!(shown_late);
+    // The minute boundary's step, driven directly: now it shows.
+    app.metrics.publish();
+    let live = app.metrics.tips_accepted.with_label_values(&["web"]).get();
+    assert_eq!(web_tips(&app.get_text("/metrics").await), live);
+}
+
 #[tokio::test]
 async fn metrics_are_hidden_from_addresses_not_allowed() {
     let app = spawn_app_with(|s| s.server.metrics_allow = vec!["10.0.0.0/8".into()]).await;

@@ -34,6 +34,16 @@ pub struct StandInState {
     /// Answer this many sends with 500 before accepting.
     pub fail_next: usize,
     pub media: Vec<(String, &'static str, Vec<u8>)>,
+    /// Holds one Twilio send in flight (see [`Hold`]).
+    pub hold: Option<Hold>,
+}
+
+/// The Twilio send that arrives when `at` sends were accepted is held: the
+/// stand-in signals `arrived` and answers only after `release`.
+pub struct Hold {
+    pub at: usize,
+    pub arrived: Arc<tokio::sync::Notify>,
+    pub release: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone)]
@@ -87,6 +97,15 @@ async fn twilio_messages(
             serde_json::json!({"code": 21604, "message": "missing parameter", "status": 400}),
         );
     };
+    let hold = {
+        let mut s = state.lock().unwrap();
+        let due = s.hold.as_ref().is_some_and(|h| h.at == s.sent.len());
+        if due { s.hold.take() } else { None }
+    };
+    if let Some(hold) = hold {
+        hold.arrived.notify_one();
+        hold.release.notified().await;
+    }
     let mut s = state.lock().unwrap();
     if s.fail_next > 0 {
         s.fail_next -= 1;

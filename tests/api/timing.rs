@@ -7,9 +7,10 @@
 //! `XINFO STREAM … FULL` with its group, consumer and pending records, and
 //! each key's expiry as an absolute time) are searched for any number that
 //! is a unix time, in seconds or milliseconds, within two minutes of the
-//! tips and not on a minute boundary. Decimal text and binary integers
-//! (8-byte little- and big-endian, 4-byte little-endian seconds, doubles)
-//! are both read, since an RDB stores times in binary.
+//! tips and not on a minute boundary. Decimal text (seconds, milliseconds,
+//! microseconds, nanoseconds), hex text and binary integers (8-byte little-
+//! and big-endian, 4-byte little-endian seconds, doubles in milliseconds or
+//! seconds) are all read, since an RDB stores times in binary.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,44 @@ impl Window {
     fn fine_secs(self, n: u64) -> bool {
         (self.from_ms / 1000..=self.to_ms / 1000).contains(&n) && !n.is_multiple_of(60)
     }
+
+    /// Microseconds or nanoseconds (Redis keeps some times in µs).
+    fn fine_sub_ms(self, n: u64) -> bool {
+        [1_000u64, 1_000_000].into_iter().any(|per_ms| {
+            (self.from_ms.saturating_mul(per_ms)..=self.to_ms.saturating_mul(per_ms)).contains(&n)
+                && !n.is_multiple_of(60_000 * per_ms)
+        })
+    }
+
+    fn fine(self, n: u64) -> bool {
+        self.fine_ms(n) || self.fine_secs(n) || self.fine_sub_ms(n)
+    }
+}
+
+/// Maximal runs of 8 to 12 hex digits (a time in seconds or milliseconds
+/// written in hex) that are fine times. Longer runs (random ids, hashes)
+/// are not times.
+fn hex_findings(bytes: &[u8], window: Window, what: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_hexdigit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
+            i += 1;
+        }
+        let run = std::str::from_utf8(&bytes[start..i]).unwrap();
+        if (8..=12).contains(&run.len())
+            && let Ok(n) = u64::from_str_radix(run, 16)
+            && (window.fine_ms(n) || window.fine_secs(n))
+        {
+            found.push(format!("{what}: hex {run} = {n}"));
+        }
+    }
+    found
 }
 
 /// Numbers written as decimal text (maximal runs of digits) that are fine
@@ -70,7 +109,7 @@ fn decimal_findings(bytes: &[u8], window: Window, what: &str) -> Vec<String> {
         let Ok(n) = std::str::from_utf8(run).unwrap().parse::<u64>() else {
             continue;
         };
-        if window.fine_ms(n) || window.fine_secs(n) {
+        if window.fine(n) {
             let context = &bytes[start.saturating_sub(80)..(i + 20).min(bytes.len())];
             found.push(format!(
                 "{what}: {n} in …{}…",
@@ -102,10 +141,15 @@ fn binary_findings(bytes: &[u8], window: Window, what: &str) -> Vec<String> {
             .then_some(float as u64);
         for (kind, n) in [("le64", Some(le)), ("be64", Some(be)), ("f64", as_int)] {
             if let Some(n) = n
-                && window.fine_ms(n)
+                && (window.fine_ms(n) || window.fine_sub_ms(n))
             {
                 found.push(format!("{what}: {kind} {n} at byte {i}"));
             }
+        }
+        // Seconds as a double, with a fraction or off the minute (a score).
+        let secs = window.from_ms as f64 / 1000.0..=window.to_ms as f64 / 1000.0;
+        if secs.contains(&float) && (float.fract() != 0.0 || !(float as u64).is_multiple_of(60)) {
+            found.push(format!("{what}: f64 seconds {float} at byte {i}"));
         }
     }
     for (i, w) in bytes.windows(4).enumerate() {
@@ -128,6 +172,7 @@ fn scan_files(dir: &std::path::Path, window: Window, findings: &mut Vec<String>)
         let bytes = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         findings.extend(decimal_findings(&bytes, window, &name));
+        findings.extend(hex_findings(&bytes, window, &name));
         findings.extend(binary_findings(&bytes, window, &name));
     }
 }
@@ -161,6 +206,7 @@ fn scan_keys(url: &str, window: Window, findings: &mut Vec<String>) {
         }
     }
     findings.extend(decimal_findings(&out, window, "redis"));
+    findings.extend(hex_findings(&out, window, "redis"));
 }
 
 fn rewrite_aof(url: &str) {
