@@ -49,7 +49,7 @@ use super::read_ahead::ReadAhead;
 use crate::config::CheckedQuota;
 use crate::error::AppError;
 use crate::privacy::ClientKeyer;
-use crate::ratelimit::{ConcurrencyGate, quota};
+use crate::ratelimit::{ConcurrencyGate, Counted, NETWORK_SHARE, quota};
 
 /// Room for a request head beyond the body limit in the read-ahead budget.
 const READ_AHEAD_HEAD_ROOM: usize = 64 * 1024;
@@ -118,7 +118,8 @@ impl Admission {
         let client = peer
             .map(|p| p.ip())
             .filter(|ip| !self.keyer.trusted(*ip))
-            .map(|ip| self.keyer.key(Some(ip)));
+            .map(|ip| Counted::peer(&self.keyer, ip))
+            .unwrap_or_default();
         let Ok(_open) = self.connections.enter(client) else {
             return;
         };
@@ -199,24 +200,50 @@ where
     })
 }
 
-/// Requests per client address on the HTTPS port.
+/// Requests per client address on the HTTPS port, and per IPv6 /48
+/// ([`NETWORK_SHARE`] addresses' worth).
 pub struct RequestBudget {
     limiter: DefaultKeyedRateLimiter<crate::privacy::ClientKey>,
+    networks: DefaultKeyedRateLimiter<crate::privacy::ClientKey>,
     keyer: ClientKeyer,
 }
 
 impl RequestBudget {
     pub fn new(per_address: CheckedQuota, keyer: ClientKeyer) -> Self {
+        let share = u32::try_from(NETWORK_SHARE).unwrap_or(u32::MAX);
+        let per_network = CheckedQuota {
+            count: per_address.count.saturating_mul(
+                std::num::NonZeroU32::new(share).unwrap_or(std::num::NonZeroU32::MIN),
+            ),
+            period: per_address.period,
+        };
         Self {
             limiter: governor::RateLimiter::keyed(quota(per_address)),
+            networks: governor::RateLimiter::keyed(quota(per_network)),
             keyer,
         }
     }
 
+    /// Spends one request of `ip`'s budget; over it, how long until the next.
+    fn spend(&self, ip: std::net::IpAddr) -> Result<(), Duration> {
+        use governor::clock::{Clock as _, DefaultClock};
+        let wait = |not_until: governor::NotUntil<_>| {
+            not_until.wait_time_from(DefaultClock::default().now())
+        };
+        if let Some(network) = self.keyer.network(ip) {
+            self.networks.check_key(&network).map_err(wait)?;
+        }
+        self.limiter
+            .check_key(&self.keyer.key(Some(ip)))
+            .map_err(wait)
+    }
+
     /// Forgets addresses whose budgets are full again; run periodically.
     pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        for limiter in [&self.limiter, &self.networks] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 
@@ -233,14 +260,7 @@ pub async fn request_budget(
             if budget.keyer.trusted(ip) {
                 return None;
             }
-            budget
-                .limiter
-                .check_key(&budget.keyer.key(Some(ip)))
-                .err()
-                .map(|not_until| {
-                    use governor::clock::{Clock as _, DefaultClock};
-                    not_until.wait_time_from(DefaultClock::default().now())
-                })
+            budget.spend(ip).err()
         });
     let Some(wait) = over else {
         return next
@@ -256,4 +276,31 @@ pub async fn request_budget(
         .head_mut()
         .set_connection_type(actix_web::http::ConnectionType::Close);
     Ok(req.into_response(response).map_into_right_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10 review: an IPv6 /48's addresses share a request budget of
+    /// [`NETWORK_SHARE`] addresses' worth.
+    #[test]
+    fn one_ipv6_48_has_a_request_budget_of_its_own() {
+        let budget = RequestBudget::new(
+            CheckedQuota {
+                count: std::num::NonZeroU32::new(2).unwrap(),
+                period: Duration::from_secs(3600),
+            },
+            ClientKeyer::new(Vec::new()),
+        );
+        let spent = (0..40)
+            .filter(|n| {
+                let ip = format!("2001:db8:7:{n:x}::1").parse().unwrap();
+                budget.spend(ip).is_ok()
+            })
+            .count();
+        assert_eq!(spent, 2 * NETWORK_SHARE);
+        assert!(budget.spend("2001:db8:8::1".parse().unwrap()).is_ok());
+        assert!(budget.spend("203.0.113.7".parse().unwrap()).is_ok());
+    }
 }
