@@ -3,6 +3,7 @@
 //! starts the background tasks. `Application::build` binds (port 0 allowed) and
 //! exposes the port, so every test spawns its own gateway.
 
+mod body_deadline;
 mod drain;
 mod https;
 mod ops;
@@ -170,6 +171,9 @@ impl Application {
             ClientKeyer::new(settings.trusted_proxies()?),
         ));
         let budget_on = settings.server.mode == ServerMode::Tls;
+        let body_deadline = web::Data::new(body_deadline::BodyDeadline(
+            settings.server.connections.body_timeout(),
+        ));
 
         let mut tasks = BackgroundTasks::default();
         let live = Arc::new(LiveFeed::new(store.clone()));
@@ -306,6 +310,7 @@ impl Application {
                 .app_data(devices.clone())
                 .app_data(push.clone())
                 .app_data(budget.clone())
+                .app_data(body_deadline.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(
                     web::JsonConfig::default()
@@ -316,6 +321,7 @@ impl Application {
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .wrap(from_fn(body_deadline::middleware))
                 .wrap(from_fn(drain::middleware))
                 .wrap(from_fn(telemetry::error_pages))
                 .wrap(security_headers())
