@@ -19,6 +19,12 @@
 //! request over the budget gets 429 and its connection is closed, which
 //! throws away whatever it had pipelined behind it.
 //!
+//! In plaintext mode (`server.mode = "plaintext"`, loopback only, behind a
+//! TLS-terminating proxy or as an onion service's target) the same gate
+//! admits connections, without a handshake: every peer is then the proxy, so
+//! a connection counts only in the total, and the read-ahead bound holds as
+//! on the HTTPS port. Plaintext is HTTP/1.1 only, as before.
+//!
 //! Untrusted input: every byte a client sends until the handshake ends, and
 //! its peer address, which is reduced to a salted key (`privacy::ClientKey`)
 //! for counting and never logged.
@@ -35,9 +41,9 @@ use actix_service::{
     map_config,
 };
 use actix_web::dev::AppConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -54,12 +60,18 @@ use crate::ratelimit::{ConcurrencyGate, Counted, NETWORK_SHARE, quota};
 /// Room for a request head beyond the body limit in the read-ahead budget.
 const READ_AHEAD_HEAD_ROOM: usize = 64 * 1024;
 
-/// How the HTTPS port admits connections.
+/// An established connection, TLS or plain, as the dispatcher reads it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
+type Io = ReadAhead<Box<dyn Stream>>;
+
+/// How the HTTP port admits connections.
 pub struct Admission {
     connections: Arc<ConcurrencyGate>,
     handshakes: Arc<ConcurrencyGate>,
     keyer: ClientKeyer,
-    tls: TlsAcceptor,
+    /// `None` in plaintext mode.
+    tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
     /// Bytes a connection may send with nothing answered (`read_ahead.rs`).
     read_ahead: usize,
@@ -73,23 +85,27 @@ pub struct Timeouts {
 }
 
 impl Admission {
-    /// `tls` gets its ALPN list here: `http/1.1`, and `h2` first when `http2`.
+    /// `tls` (`None` in plaintext mode) gets its ALPN list here:
+    /// `http/1.1`, and `h2` first when `http2`.
     pub fn new(
         settings: &crate::config::Settings,
-        mut tls: rustls::ServerConfig,
+        tls: Option<rustls::ServerConfig>,
         keyer: ClientKeyer,
     ) -> Self {
         let c = &settings.server.connections;
-        tls.alpn_protocols = if settings.server.http2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
+        let tls = tls.map(|mut tls| {
+            tls.alpn_protocols = if settings.server.http2 {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            } else {
+                vec![b"http/1.1".to_vec()]
+            };
+            TlsAcceptor::from(Arc::new(tls))
+        });
         Self {
             connections: ConcurrencyGate::new(c.max, c.max_per_address),
             handshakes: ConcurrencyGate::new(c.max_handshakes, c.max_handshakes_per_address),
             keyer,
-            tls: TlsAcceptor::from(Arc::new(tls)),
+            tls,
             handshake_timeout: c.handshake_timeout(),
             // A whole request (head and largest body) must fit before the
             // answer: the body limit, plus room for a large head.
@@ -104,47 +120,47 @@ impl Admission {
     /// limit is full or the handshake fails or overruns its deadline.
     async fn serve<S>(&self, tcp: TcpStream, http: &S)
     where
-        S: Service<
-                (
-                    ReadAhead<TlsStream<TcpStream>>,
-                    Protocol,
-                    Option<SocketAddr>,
-                ),
-                Response = (),
-            >,
+        S: Service<(Io, Protocol, Option<SocketAddr>), Response = ()>,
     {
         let peer = tcp.peer_addr().ok();
-        // A trusted proxy speaks for many clients: it counts only in the totals.
+        // A trusted proxy speaks for many clients: it counts only in the
+        // totals, as does every peer in plaintext mode (the proxy or onion
+        // service in front).
         let client = peer
             .map(|p| p.ip())
-            .filter(|ip| !self.keyer.trusted(*ip))
+            .filter(|ip| self.tls.is_some() && !self.keyer.trusted(*ip))
             .map(|ip| Counted::peer(&self.keyer, ip))
             .unwrap_or_default();
         let Ok(_open) = self.connections.enter(client) else {
             return;
         };
-        let tls = {
-            let Ok(_handshaking) = self.handshakes.enter(client) else {
-                return;
-            };
-            let _ = tcp.set_nodelay(true);
-            match tokio::time::timeout(self.handshake_timeout, self.tls.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                _ => return,
+        let _ = tcp.set_nodelay(true);
+        let (stream, protocol): (Box<dyn Stream>, _) = match &self.tls {
+            None => (Box::new(tcp), Protocol::Http1),
+            Some(acceptor) => {
+                let Ok(_handshaking) = self.handshakes.enter(client) else {
+                    return;
+                };
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                let protocol = match tls.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Protocol::Http2,
+                    _ => Protocol::Http1,
+                };
+                (Box::new(tls), protocol)
             }
-        };
-        let protocol = match tls.get_ref().1.alpn_protocol() {
-            Some(b"h2") => Protocol::Http2,
-            _ => Protocol::Http1,
         };
         // The dispatcher's errors are a client's broken or slow requests;
         // actix logs them itself at debug level.
-        let io = ReadAhead::new(tls, self.read_ahead);
+        let io = ReadAhead::new(stream, self.read_ahead);
         let _ = http.call((io, protocol, peer)).await;
     }
 }
 
-/// Adds the HTTPS listener to `builder`, serving the app `factory` makes.
+/// Adds the HTTP(S) listener to `builder`, serving the app `factory` makes.
 pub fn listen<F, I, S, B>(
     builder: ServerBuilder,
     listener: TcpListener,
@@ -164,24 +180,27 @@ where
     B: MessageBody + 'static,
 {
     let local = listener.local_addr()?;
+    let secure = admission.tls.is_some();
     let shutdown = builder.graceful_shutdown_signal();
-    builder.listen("tipwire-https", listener, move || {
+    builder.listen("tipwire-http", listener, move || {
         let shutdown = shutdown.clone();
         let app = factory()
             .into_factory()
             .map_err(|e| e.into().error_response());
-        let http = HttpService::build()
+        let mut http = HttpService::build()
             .graceful_shutdown_signal(move || {
                 let signal = shutdown.clone();
                 async move { signal.notified().await }
             })
             .client_request_timeout(timeouts.client_request)
             .client_disconnect_timeout(timeouts.client_disconnect)
-            .secure()
-            .local_addr(local)
-            .finish(map_config(app, move |()| {
-                AppConfig::__priv_test_new(true, local.to_string(), local)
-            }));
+            .local_addr(local);
+        if secure {
+            http = http.secure();
+        }
+        let http = http.finish(map_config(app, move |()| {
+            AppConfig::__priv_test_new(secure, local.to_string(), local)
+        }));
         let admission = admission.clone();
         fn_factory(move || {
             let made = http.new_service(());

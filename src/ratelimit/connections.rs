@@ -181,9 +181,7 @@ mod tests {
         let gate = ConcurrencyGate::new(3, 3);
         let _p1 = gate.enter(Counted::default()).unwrap();
         let _p2 = gate.enter(Counted::default()).unwrap();
-        let _c = gate
-            .enter(peer(&keyer, "203.0.113.7"))
-            .unwrap();
+        let _c = gate.enter(peer(&keyer, "203.0.113.7")).unwrap();
         assert_eq!(gate.enter(Counted::default()).err(), Some(Full::Total));
         assert_eq!(
             gate.enter(peer(&keyer, "198.51.100.9")).err(),
@@ -195,9 +193,7 @@ mod tests {
     fn an_ipv6_client_is_one_client_across_its_64() {
         let keyer = ClientKeyer::new(Vec::new());
         let gate = ConcurrencyGate::new(10, 1);
-        let _first = gate
-            .enter(peer(&keyer, "2001:db8:1:2::1"))
-            .unwrap();
+        let _first = gate.enter(peer(&keyer, "2001:db8:1:2::1")).unwrap();
         assert_eq!(
             gate.enter(peer(&keyer, "2001:db8:1:2:ffff::9")).err(),
             Some(Full::Client)

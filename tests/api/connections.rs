@@ -256,3 +256,43 @@ async fn an_address_over_its_request_budget_gets_429_and_its_connection_closed()
         200
     );
 }
+
+/// Review of issue 10 items 13 and 14: in plaintext mode (behind a proxy or
+/// as an onion service's target) connections bypassed the admission gate:
+/// no total, no read-ahead bound. Every peer is then the proxy, so a
+/// connection counts only in the total, which now holds there too.
+#[tokio::test]
+async fn plaintext_mode_is_bounded_by_the_connection_total() {
+    use tokio::io::AsyncWriteExt as _;
+    let app = spawn_app_with(|s| {
+        s.server.mode = tipwire::config::ServerMode::Plaintext;
+        s.server.connections.max = 4;
+        s.server.connections.max_per_address = 2;
+        s.server.connections.max_handshakes = 2;
+        s.server.connections.max_handshakes_per_address = 2;
+    })
+    .await;
+    // A proxy's connections are not held to one address's share.
+    let plain_healthz = |mut tcp: TcpStream| async move {
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "hang guard");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.1", app.port).await);
+    }
+    let fourth = connect_from("127.0.0.1", app.port).await;
+    assert!(plain_healthz(fourth).await.starts_with("HTTP/1.1 200"));
+    // Four are open (the three idle ones and one more): a fifth is closed
+    // unanswered.
+    held.push(connect_from("127.0.0.1", app.port).await);
+    let over = connect_from("127.0.0.1", app.port).await;
+    assert_eq!(plain_healthz(over).await, "");
+    drop(held);
+}
