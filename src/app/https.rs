@@ -59,6 +59,10 @@ use crate::ratelimit::{ConcurrencyGate, Counted, NETWORK_SHARE, quota};
 
 /// Room for a request head beyond the body limit in the read-ahead budget.
 const READ_AHEAD_HEAD_ROOM: usize = 64 * 1024;
+/// Time a handler has to start its answer once its request is in, in the
+/// answer deadline (`read_ahead.rs`); longer than any handler's own deadline
+/// (SMS media: at most `sms.media_deadline_ms`, 10 s).
+const HANDLING_ROOM: Duration = Duration::from_secs(15);
 
 /// An established connection, TLS or plain, as the dispatcher reads it.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin {}
@@ -75,6 +79,8 @@ pub struct Admission {
     handshake_timeout: Duration,
     /// Bytes a connection may send with nothing answered (`read_ahead.rs`).
     read_ahead: usize,
+    /// How soon bytes read must be answered (`read_ahead.rs`).
+    answer_deadline: Duration,
 }
 
 /// Timeouts of an established connection, as `HttpServer` took them.
@@ -91,6 +97,7 @@ impl Admission {
         settings: &crate::config::Settings,
         tls: Option<rustls::ServerConfig>,
         keyer: ClientKeyer,
+        timeouts: Timeouts,
     ) -> Self {
         let c = &settings.server.connections;
         let tls = tls.map(|mut tls| {
@@ -113,6 +120,11 @@ impl Admission {
                 .server
                 .max_body_bytes
                 .saturating_add(READ_AHEAD_HEAD_ROOM),
+            // A head, its body and then the handler's own time.
+            answer_deadline: timeouts
+                .client_request
+                .saturating_add(c.body_timeout())
+                .saturating_add(HANDLING_ROOM),
         }
     }
 
@@ -155,7 +167,7 @@ impl Admission {
         };
         // The dispatcher's errors are a client's broken or slow requests;
         // actix logs them itself at debug level.
-        let io = ReadAhead::new(stream, self.read_ahead);
+        let io = ReadAhead::new(stream, self.read_ahead, self.answer_deadline);
         let _ = http.call((io, protocol, peer)).await;
     }
 }

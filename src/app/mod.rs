@@ -366,6 +366,7 @@ impl Application {
             &settings,
             tls,
             ClientKeyer::new(settings.trusted_proxies()?),
+            timeouts,
         ));
         let c = &settings.server.connections;
         let mut builder = actix_server::Server::build()
