@@ -217,8 +217,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = lo.to_be_bytes();
         Ipv4Addr::new(a, b, c, d)
     };
-    if s0 == 0x0064 && s1 == 0xff9b {
-        // NAT64 (RFC 6052 / 8215): judged by the IPv4 address inside.
+    if s0 == 0x0064 && s1 == 0xff9b && s[2..6] == [0; 4] {
+        // Well-known NAT64 prefix 64:ff9b::/96 (RFC 6052): judged by the
+        // IPv4 address inside. The rest of 64:ff9b::/32 is refused below.
         let [.., hi, lo] = s;
         return is_public_v4(embedded_v4(hi, lo));
     }
@@ -233,6 +234,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s0 == 0x0100 && s1 == 0 && s[2] == 0 && s[3] == 0) // discard-only
         || (s0 == 0x2001 && s1 < 0x0200) // IETF protocol assignments (Teredo, ORCHID…)
         || (s0 == 0x2001 && s1 == 0x0db8) // documentation
+        || (s0 == 0x0064 && s1 == 0xff9b) // local-use NAT64 64:ff9b:1::/48 (RFC 8215) and the rest
+        || (s0 & 0xfff0) == 0x3ff0 // documentation 3fff::/20 (RFC 9637)
+        || s0 == 0x5f00 // SRv6 SIDs (RFC 9602)
         || (s0 & 0xfe00) == 0xfc00 // unique local fc00::/7
         || (s0 & 0xffc0) == 0xfe80 // link-local
         || (s0 & 0xffc0) == 0xfec0 // site-local (deprecated)
@@ -277,6 +281,14 @@ mod tests {
         "fe80::1",
         "fec0::1",
         "ff02::1",
+        // Local-use NAT64 (RFC 8215): where the IPv4 address sits depends on
+        // the local translator's prefix length, so none inside is trusted.
+        "64:ff9b:1:a00:1::808:808",
+        "64:ff9b:1::808:808",
+        "64:ff9b::1:0:808:808",
+        // Documentation (RFC 9637) and SRv6 SIDs (RFC 9602).
+        "3fff::1",
+        "5f00::1",
     ];
     const PUBLIC: &[&str] = &[
         "1.1.1.1",

@@ -437,6 +437,8 @@ impl From<actix_web::error::PayloadError> for AppError {
         match e {
             E::Overflow => Self::BodyTooLarge,
             E::Incomplete(_) => Self::IncompleteBody,
+            // The request body deadline (`app::body_deadline`).
+            E::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Self::BodyTimeout,
             _ => Self::MalformedBody,
         }
     }

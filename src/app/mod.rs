@@ -3,6 +3,7 @@
 //! starts the background tasks. `Application::build` binds (port 0 allowed) and
 //! exposes the port, so every test spawns its own gateway.
 
+mod body_deadline;
 mod drain;
 mod https;
 mod ops;
@@ -18,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{
@@ -196,6 +197,9 @@ impl Application {
             ClientKeyer::new(settings.trusted_proxies()?),
         ));
         let budget_on = settings.server.mode == ServerMode::Tls;
+        let body_deadline = web::Data::new(body_deadline::BodyDeadline(
+            settings.server.connections.body_timeout(),
+        ));
 
         let mut tasks = BackgroundTasks::default();
         metrics.publish();
@@ -334,6 +338,7 @@ impl Application {
                 .app_data(devices.clone())
                 .app_data(push.clone())
                 .app_data(budget.clone())
+                .app_data(body_deadline.clone())
                 .app_data(web::FormConfig::default().error_handler(|e, _| AppError::from(e).into()))
                 .app_data(
                     web::JsonConfig::default()
@@ -344,6 +349,7 @@ impl Application {
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| AppError::from(e).into()))
+                .wrap(from_fn(body_deadline::middleware))
                 .wrap(from_fn(drain::middleware))
                 .wrap(from_fn(telemetry::error_pages))
                 .wrap(security_headers())
@@ -371,60 +377,51 @@ impl Application {
                  the gateway's requests at this host; for tests only"
             );
         }
-        let server = match &cert {
-            Some(cert) => {
-                if settings.server.http2 {
-                    tracing::warn!(
-                        "server.http2 is on: one HTTP/2 connection can hold unbounded memory \
-                         (streams and responses queued for a client that never reads); \
-                         serve it only behind a proxy that bounds HTTP/2"
-                    );
-                }
-                let admission = Arc::new(https::Admission::new(
-                    &settings,
-                    crate::tls::server_config(cert.clone())?,
-                    ClientKeyer::new(settings.trusted_proxies()?),
-                ));
-                let c = &settings.server.connections;
-                let mut builder = actix_server::Server::build()
-                    .shutdown_timeout(settings.server.shutdown_timeout_secs)
-                    // The admission gates refuse excess connections at once;
-                    // the worker's own cap must never be what queues them.
-                    .max_concurrent_connections(c.max.saturating_add(1))
-                    .disable_signals();
-                if settings.server.workers > 0 {
-                    builder = builder.workers(settings.server.workers);
-                }
-                let builder = https::listen(builder, listener, admission, timeouts, app)
-                    .map_err(|e| StartupError::Bind(addr.clone(), e))?;
-                let watched = cert.clone();
-                tasks.every("tls-reload", Duration::from_secs(settings.tls.reload_interval_secs), move || {
-                    let watched = watched.clone();
-                    async move {
-                        match watched.reload_if_changed() {
-                            Ok(true) => tracing::info!("tls certificate reloaded"),
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!(error = %e, "new tls certificate refused; keeping the old one"),
-                        }
-                    }
-                });
-                builder.run()
-            }
-            None => {
-                let mut server = HttpServer::new(app)
-                    .shutdown_timeout(settings.server.shutdown_timeout_secs)
-                    .client_request_timeout(timeouts.client_request)
-                    .client_disconnect_timeout(timeouts.client_disconnect);
-                if settings.server.workers > 0 {
-                    server = server.workers(settings.server.workers);
-                }
-                server
-                    .listen(listener)
-                    .map_err(|e| StartupError::Bind(addr.clone(), e))?
-                    .disable_signals()
-                    .run()
-            }
+        if settings.server.http2 && cert.is_some() {
+            tracing::warn!(
+                "server.http2 is on: one HTTP/2 connection can hold unbounded memory \
+                 (streams and responses queued for a client that never reads); \
+                 serve it only behind a proxy that bounds HTTP/2"
+            );
+        }
+        // Both modes go through the same admission gate (`https.rs`); in
+        // plaintext mode there is no handshake and every peer is the proxy.
+        let tls = match &cert {
+            Some(cert) => Some(crate::tls::server_config(cert.clone())?),
+            None => None,
         };
+        let admission = Arc::new(https::Admission::new(
+            &settings,
+            tls,
+            ClientKeyer::new(settings.trusted_proxies()?),
+            timeouts,
+        ));
+        let c = &settings.server.connections;
+        let mut builder = actix_server::Server::build()
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            // The admission gates refuse excess connections at once;
+            // the worker's own cap must never be what queues them.
+            .max_concurrent_connections(c.max.saturating_add(1))
+            .disable_signals();
+        if settings.server.workers > 0 {
+            builder = builder.workers(settings.server.workers);
+        }
+        let builder = https::listen(builder, listener, admission, timeouts, app)
+            .map_err(|e| StartupError::Bind(addr.clone(), e))?;
+        if let Some(cert) = &cert {
+            let watched = cert.clone();
+            tasks.every("tls-reload", Duration::from_secs(settings.tls.reload_interval_secs), move || {
+                let watched = watched.clone();
+                async move {
+                    match watched.reload_if_changed() {
+                        Ok(true) => tracing::info!("tls certificate reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "new tls certificate refused; keeping the old one"),
+                    }
+                }
+            });
+        }
+        let server = builder.run();
         tracing::info!(port, mode = ?settings.server.mode, "tipwire listening");
         Ok(Self {
             port,

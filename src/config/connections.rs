@@ -12,6 +12,8 @@ use super::{CheckedQuota, ConfigError, QuotaSettings, Settings, check_quota, inv
 /// Longer than any real handshake, even over a poor mobile link; an idle
 /// connection holds its handshake slot no longer than this.
 const MAX_HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
+/// A body of `server.max_body_bytes` arrives far sooner, even on a poor link.
+const MAX_BODY_TIMEOUT_MS: u64 = 120_000;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConnectionSettings {
@@ -25,6 +27,8 @@ pub struct ConnectionSettings {
     pub max_handshakes_per_address: usize,
     /// Milliseconds a TLS handshake may take, from accept to the end.
     pub tls_handshake_timeout_ms: u64,
+    /// Milliseconds a request body may take to arrive, from its head.
+    pub request_body_timeout_ms: u64,
     /// Requests from one address (IPv6: one /64), all routes together.
     pub requests_per_address: QuotaSettings,
 }
@@ -32,6 +36,10 @@ pub struct ConnectionSettings {
 impl ConnectionSettings {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.tls_handshake_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
     }
 }
 
@@ -85,6 +93,16 @@ impl Settings {
                 "set how long a TLS handshake may take, in milliseconds (default 5000)",
             ));
         }
+        if c.request_body_timeout_ms == 0 || c.request_body_timeout_ms > MAX_BODY_TIMEOUT_MS {
+            return Err(invalid(
+                "server.connections.request_body_timeout_ms",
+                format!(
+                    "{} is not between 1 and {MAX_BODY_TIMEOUT_MS}",
+                    c.request_body_timeout_ms
+                ),
+                "set how long a request body may take to arrive, in milliseconds (default 10000)",
+            ));
+        }
         Ok(())
     }
 }
@@ -101,12 +119,13 @@ mod tests {
         assert_eq!((c.max, c.max_per_address), (1024, 64));
         assert_eq!((c.max_handshakes, c.max_handshakes_per_address), (256, 8));
         assert_eq!(c.handshake_timeout(), Duration::from_secs(5));
+        assert_eq!(c.body_timeout(), Duration::from_secs(10));
     }
 
     #[test]
     fn limits_out_of_order_or_zero_are_refused_with_the_setting_named() {
         type Tweak = fn(&mut ConnectionSettings);
-        let cases: [(&str, Tweak); 6] = [
+        let cases: [(&str, Tweak); 8] = [
             ("server.connections.max", |c| c.max = 0),
             ("server.connections.max", |c| c.max_per_address = 2000),
             ("server.connections.max_handshakes", |c| {
@@ -120,6 +139,12 @@ mod tests {
             }),
             ("server.connections.tls_handshake_timeout_ms", |c| {
                 c.tls_handshake_timeout_ms = 60_000
+            }),
+            ("server.connections.request_body_timeout_ms", |c| {
+                c.request_body_timeout_ms = 0
+            }),
+            ("server.connections.request_body_timeout_ms", |c| {
+                c.request_body_timeout_ms = 600_000
             }),
         ];
         for (name, tweak) in cases {

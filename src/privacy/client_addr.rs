@@ -93,6 +93,22 @@ impl ClientKeyer {
     }
 }
 
+impl ClientKeyer {
+    /// The network an IPv6 client's /64 belongs to: its /48, which one site
+    /// (or one free tunnel-broker account) holds whole. `None` for IPv4,
+    /// whose address is already the client. Keys of this kind are counted
+    /// apart from [`ClientKeyer::key`]'s.
+    pub fn network(&self, ip: IpAddr) -> Option<ClientKey> {
+        match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let bits = u128::from(v6) & !((1u128 << 80) - 1);
+                Some(ClientKey(self.salt.hash_one((48u8, bits))))
+            }
+            _ => None,
+        }
+    }
+}
+
 fn prefix64(ip: Ipv6Addr) -> Ipv6Addr {
     let bits = u128::from(ip) & !((1u128 << 64) - 1);
     Ipv6Addr::from(bits)

@@ -4,7 +4,7 @@
 
 mod connections;
 
-pub use connections::{ConcurrencyGate, Full, Slot};
+pub use connections::{ConcurrencyGate, Counted, Full, NETWORK_SHARE, Slot};
 
 use std::time::Duration;
 

@@ -129,8 +129,12 @@ async fn one_address_cannot_hold_more_open_connections_than_its_share() {
     drop(held);
 }
 
-/// ALPN as a client offers it; `None` when the gateway refused the handshake.
-async fn negotiated(app: &TestApp, offer: &[&[u8]]) -> Option<Vec<u8>> {
+/// A TLS connection to the gateway, offering `offer` by ALPN; `None` when
+/// the gateway refused the handshake.
+async fn tls_connect(
+    app: &TestApp,
+    offer: &[&[u8]],
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(app.ca_pem.as_bytes()) {
@@ -145,11 +149,46 @@ async fn negotiated(app: &TestApp, offer: &[&[u8]]) -> Option<Vec<u8>> {
     .with_no_client_auth();
     config.alpn_protocols = offer.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
-        .ok()?;
+        .ok()
+}
+
+/// ALPN as a client offers it; `None` when the gateway refused the handshake.
+async fn negotiated(app: &TestApp, offer: &[&[u8]]) -> Option<Vec<u8>> {
+    let tls = tls_connect(app, offer).await?;
     Some(tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec())
+}
+
+/// Review of issue 10 item 14: actix times a request's head, not its body,
+/// and only the tip and webhook routes timed theirs. A client that sent a
+/// JSON route (here the unauthenticated session challenge) a head and part
+/// of its body and then nothing held its connection, and its slot, for as
+/// long as it liked; now every body has a deadline, past which the answer
+/// is 408 and the connection closes.
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_is_refused_at_its_deadline() {
+    use tokio::io::AsyncWriteExt as _;
+    let app = spawn_app_with(|s| s.server.connections.request_body_timeout_ms = 300).await;
+    let mut tls = tls_connect(&app, &[b"http/1.1"]).await.unwrap();
+    tls.write_all(
+        b"POST /api/v1/session/challenge HTTP/1.1\r\nHost: localhost\r\n\
+          Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n\
+          {\"device_id\": \"a body that stops here",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    // Read to the end: the answer, then the close (hang guard only).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "the stalled body still holds its connection");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body-timeout\""), "{answer}");
+    // Nothing was stored, and the gateway serves on.
+    assert_eq!(healthz(&app).await, 200);
 }
 
 #[tokio::test]
@@ -216,4 +255,44 @@ async fn an_address_over_its_request_budget_gets_429_and_its_connection_closed()
             .status(),
         200
     );
+}
+
+/// Review of issue 10 items 13 and 14: in plaintext mode (behind a proxy or
+/// as an onion service's target) connections bypassed the admission gate:
+/// no total, no read-ahead bound. Every peer is then the proxy, so a
+/// connection counts only in the total, which now holds there too.
+#[tokio::test]
+async fn plaintext_mode_is_bounded_by_the_connection_total() {
+    use tokio::io::AsyncWriteExt as _;
+    let app = spawn_app_with(|s| {
+        s.server.mode = tipwire::config::ServerMode::Plaintext;
+        s.server.connections.max = 4;
+        s.server.connections.max_per_address = 2;
+        s.server.connections.max_handshakes = 2;
+        s.server.connections.max_handshakes_per_address = 2;
+    })
+    .await;
+    // A proxy's connections are not held to one address's share.
+    let plain_healthz = |mut tcp: TcpStream| async move {
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "hang guard");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.1", app.port).await);
+    }
+    let fourth = connect_from("127.0.0.1", app.port).await;
+    assert!(plain_healthz(fourth).await.starts_with("HTTP/1.1 200"));
+    // Four are open (the three idle ones and one more): a fifth is closed
+    // unanswered.
+    held.push(connect_from("127.0.0.1", app.port).await);
+    let over = connect_from("127.0.0.1", app.port).await;
+    assert_eq!(plain_healthz(over).await, "");
+    drop(held);
 }
