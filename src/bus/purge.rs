@@ -78,6 +78,10 @@ pub async fn purge_thread(store: &Store, thread: &ThreadId) -> Result<Purged, St
             .cmd("XDEL")
             .arg(keys.alert_summaries())
             .arg(&ids)
+            .cmd("XDEL")
+            .arg(keys.alert_summaries_backfill())
+            .arg(&ids)
+            .ignore()
             .query_async(&mut conn)
             .await?;
         purged.tips = alerts;
