@@ -357,3 +357,38 @@ async fn backdate(app: &TestApp, stream: &str, id: &str, new_id: &str) {
     }
     let () = pipe.query_async(&mut conn).await.unwrap();
 }
+
+/// A `--before` in the future (a typo'd year, milliseconds for seconds) would
+/// purge every tip there is; it is refused, as is one that is no time, and
+/// nothing changes.
+#[tokio::test]
+async fn purge_before_a_future_or_malformed_time_is_refused_and_removes_nothing() {
+    let app = crate::helpers::spawn_app_with(|_| {}).await;
+    assert_eq!(
+        app.post_tip("still here", "north", "now").await.status(),
+        200
+    );
+    for before in [
+        "2999-01-01T00:00:00Z",
+        "99999999999999",
+        "yesterday-ish",
+        "-5",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tipwire"))
+            .arg("--config")
+            .arg(app.cli_config())
+            .arg("purge")
+            .arg("--before")
+            .arg(before)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--before {before} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--before"), "{stderr}");
+        assert_eq!(
+            app.alerts().await.len(),
+            1,
+            "--before {before} removed a tip"
+        );
+    }
+}
