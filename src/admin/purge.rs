@@ -56,7 +56,7 @@ pub fn describe(purged: &Purged) -> String {
         purged.entries,
         purged.keys,
         if purged.aof_rewritten {
-            "; Redis is rewriting its AOF so the files on disk lose them too (backups and RDB snapshots made before still hold them)"
+            "; Redis rewrote its AOF and removed the old files, so the files on disk lose them too (backups and RDB snapshots made before still hold them)"
         } else {
             "; Redis keeps no AOF here (backups and RDB snapshots made before still hold them)"
         }
