@@ -357,9 +357,7 @@ async fn main() -> Result<()> {
                         .context("--thread: a thread id is 32 lowercase hex digits")?,
                 ),
                 (None, Some(before)) => admin::purge::Target::Before(
-                    admin::export::parse_since(&before, now_secs()).with_context(|| {
-                        format!("--before {before:?}: use unix seconds, an RFC 3339 time or an age like 90d")
-                    })?,
+                    admin::purge::parse_before(&before, now_secs()).map_err(anyhow::Error::msg)?,
                 ),
                 (None, None) => bail!("say what to purge: --thread ID or --before TIME"),
             };

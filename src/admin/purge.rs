@@ -14,6 +14,24 @@ pub enum Target {
     Before(u64),
 }
 
+/// The cutoff of `--before` (unix seconds), what `export --since` takes.
+/// A time after `now_secs` is refused: it would purge every tip there is
+/// (a mistyped year, milliseconds given for seconds); to remove a thread,
+/// name it.
+pub fn parse_before(s: &str, now_secs: u64) -> Result<u64, String> {
+    let Some(cutoff) = super::export::parse_since(s, now_secs) else {
+        return Err(format!(
+            "--before {s:?}: use unix seconds, an RFC 3339 time or an age like 90d"
+        ));
+    };
+    if cutoff > now_secs {
+        return Err(format!(
+            "--before {s:?} is in the future and would purge every tip; give a past time"
+        ));
+    }
+    Ok(cutoff)
+}
+
 pub async fn purge(
     settings: &Settings,
     store: &Store,
@@ -38,9 +56,23 @@ pub fn describe(purged: &Purged) -> String {
         purged.entries,
         purged.keys,
         if purged.aof_rewritten {
-            "; Redis is rewriting its AOF so the files on disk lose them too (backups and RDB snapshots made before still hold them)"
+            "; Redis rewrote its AOF and removed the old files, so the files on disk lose them too (backups and RDB snapshots made before still hold them)"
         } else {
             "; Redis keeps no AOF here (backups and RDB snapshots made before still hold them)"
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_takes_past_times_only() {
+        assert_eq!(parse_before("1700000000", 1_800_000_000), Ok(1_700_000_000));
+        assert_eq!(parse_before("2d", 1_000_000), Ok(1_000_000 - 172_800));
+        assert!(parse_before("1700000001", 1_700_000_000).is_err());
+        assert!(parse_before("2999-01-01T00:00:00Z", 1_700_000_000).is_err());
+        assert!(parse_before("-5", 1_700_000_000).is_err());
+    }
 }

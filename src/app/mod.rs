@@ -23,7 +23,8 @@ use actix_web::{App, web};
 use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{
-    AlertProducer, OPT_OUT_MARGIN_SECS, Store, StoreError, migrate_opt_outs, trim_older_than,
+    AlertProducer, OPT_OUT_MARGIN_SECS, Store, StoreError, backfill_summaries, migrate_opt_outs,
+    trim_older_than,
 };
 use crate::channels::email::outbound::MailSender;
 use crate::channels::email::session::{ByteBudget, Limits, Policy};
@@ -87,11 +88,25 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Gives alerts appended before the summary stream existed their summaries
+/// (`bus::backfill_summaries`), so the app lists them; run at start and by
+/// every retention step. Errors are logged and the next step tries again.
+pub async fn summaries_step(store: &Store) {
+    match backfill_summaries(store).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(alerts = n, "alert summaries rebuilt for older alerts"),
+        Err(e) => tracing::warn!(error = %e, "alert summary rebuild failed; will retry"),
+    }
+}
+
 /// The retention task's single step: everything tip- or tipster-linked
 /// older than `keep` goes (`bus::trim_older_than`), and opt-outs still in
-/// the set older versions kept become markers that expire like new ones.
-/// Errors are logged and the next step tries again.
+/// the set older versions kept become markers that expire like new ones;
+/// before that, alerts older than the summary stream get their summaries
+/// (`bus::backfill_summaries`). Errors are logged and the next step tries again.
 pub async fn retention_step(store: &Store, keep: Duration) {
+    // First, so what it copies is trimmed with the rest.
+    summaries_step(store).await;
     let cutoff = unix_now().saturating_sub(keep.as_secs());
     match trim_older_than(store, cutoff).await {
         Ok(0) => {}
@@ -260,6 +275,14 @@ impl Application {
                     async move { retention_step(&store, keep).await }
                 },
             );
+        }
+        {
+            // After an upgrade the app lists older alerts at once, not
+            // only after the first sweep.
+            let store = store.clone();
+            tasks.spawn("summaries", move |_| async move {
+                summaries_step(&store).await;
+            });
         }
         {
             let web = web.clone();

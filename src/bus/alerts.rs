@@ -91,14 +91,7 @@ if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then return {2, '', kept, opte
 local first = 9 + n
 local fields = {unpack(ARGV, first + 2 * m)}
 local id = coarse_xadd(KEYS[1], ARGV[2], fields)
-local summary = {}
-for i = 1, #fields - 1, 2 do
-  local f = fields[i]
-  if f ~= 'envelope' and f ~= 'pseudonym' and f ~= 'key_version' then
-    summary[#summary + 1] = f
-    summary[#summary + 1] = fields[i + 1]
-  end
-end
+local summary = summary_of(fields)
 fields = nil
 -- Same id; cannot fail while only this script writes the summary stream,
 -- and must not undo the append if it ever did.
@@ -115,6 +108,111 @@ if KEYS[8] then
 end
 return {1, id, kept, opted}
 ";
+
+/// A Lua function giving an alert entry's fields (a flat name, value list)
+/// without envelope, pseudonym and key version: its summary.
+const SUMMARY_OF_LUA: &str = r"
+local function summary_of(fields)
+  local summary = {}
+  for i = 1, #fields - 1, 2 do
+    local f = fields[i]
+    if f ~= 'envelope' and f ~= 'pseudonym' and f ~= 'key_version' then
+      summary[#summary + 1] = f
+      summary[#summary + 1] = fields[i + 1]
+    end
+  end
+  return summary
+end
+";
+
+/// One step of rebuilding the summaries of alerts appended before the
+/// summary stream existed (an upgrade). Keys: 1 the alerts, 2 the
+/// summaries, 3 the rebuild stream. Arguments: 1 alerts, 2 summaries to copy
+/// at most.
+///
+/// The rebuild stream gets, in id order, the summaries of the alerts older
+/// than the oldest summary (or of every alert, when there are none), and
+/// then the summaries themselves; once a step has copied the last summary,
+/// it renames the rebuild over the summaries in the same script, so no
+/// append is lost. Each step continues after the rebuild's newest entry, so
+/// steps may be interrupted and run by several processes. Returns `{more,
+/// copied}`: more is 0 when nothing is left to do. An alert read here carries its
+/// envelope (Redis cannot read part of an entry), hence the small first
+/// argument.
+const BACKFILL_STEP_LUA: &str = r"
+local function before(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if tonumber(ams) ~= tonumber(bms) then return tonumber(ams) < tonumber(bms) end
+  return tonumber(aseq) < tonumber(bseq)
+end
+local function edge(cmd, key, from, to)
+  local e = redis.call(cmd, key, from, to, 'COUNT', 1)
+  return e[1] and e[1][1]
+end
+local function copy(entries)
+  for _, e in ipairs(entries) do
+    redis.call('XADD', KEYS[3], e[1], unpack(summary_of(e[2])))
+  end
+  return #entries
+end
+local last = edge('XREVRANGE', KEYS[3], '+', '-')
+if not last then
+  -- Empty or never begun: XADD below must not meet an old last id.
+  redis.call('DEL', KEYS[3])
+  local oldest_alert = edge('XRANGE', KEYS[1], '-', '+')
+  local oldest_summary = edge('XRANGE', KEYS[2], '-', '+')
+  if not oldest_alert then return {0, 0} end
+  if oldest_summary and not before(oldest_alert, oldest_summary) then return {0, 0} end
+end
+local oldest_summary = edge('XRANGE', KEYS[2], '-', '+')
+local from = last and ('(' .. last) or '-'
+local to = oldest_summary and ('(' .. oldest_summary) or '+'
+local n = tonumber(ARGV[1])
+local copied = copy(redis.call('XRANGE', KEYS[1], from, to, 'COUNT', n))
+if copied == n then return {1, copied} end
+last = edge('XREVRANGE', KEYS[3], '+', '-')
+from = last and ('(' .. last) or '-'
+n = tonumber(ARGV[2])
+local summaries = copy(redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', n))
+if summaries == n then return {1, copied} end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RENAME', KEYS[3], KEYS[2])
+end
+return {0, copied}
+";
+
+/// Alerts one backfill step reads, at most: each carries its envelope, up
+/// to the largest tip's size, into the Redis script's memory.
+const BACKFILL_ALERTS_PER_STEP: usize = 2;
+/// Summaries one backfill step copies, at most (a few hundred bytes each).
+const BACKFILL_SUMMARIES_PER_STEP: usize = 500;
+
+/// Gives every alert appended before `<prefix>:alert-summaries` existed its
+/// summary (same id, routing fields only), so catch-ups, the app's list and
+/// thread replies see older alerts after an upgrade. Does nothing when every
+/// alert has one; safe to run at any time and from several processes.
+/// Returns how many alerts got a summary.
+pub async fn backfill_summaries(store: &Store) -> Result<u64, StoreError> {
+    let keys = store.keys();
+    let script = redis::Script::new(&format!("{SUMMARY_OF_LUA}{BACKFILL_STEP_LUA}"));
+    let mut conn = store.conn().await?;
+    let mut backfilled: u64 = 0;
+    loop {
+        let (more, copied): (i64, u64) = script
+            .key(keys.alerts())
+            .key(keys.alert_summaries())
+            .key(keys.alert_summaries_backfill())
+            .arg(BACKFILL_ALERTS_PER_STEP)
+            .arg(BACKFILL_SUMMARIES_PER_STEP)
+            .invoke_async(&mut conn)
+            .await?;
+        backfilled = backfilled.saturating_add(copied);
+        if more == 0 {
+            return Ok(backfilled);
+        }
+    }
+}
 
 /// How much longer than the reply address an opt-out marker is kept: every
 /// write of either adds this to the address's expiry, and the address may be
@@ -197,7 +295,9 @@ impl AlertProducer {
             .replace("OPT_OUT_MARGIN_SECS", &OPT_OUT_MARGIN_SECS.to_string());
         Self {
             store,
-            script: std::sync::Arc::new(coarse_script(&format!("{SCHEDULE_FN_LUA}{body}"))),
+            script: std::sync::Arc::new(coarse_script(&format!(
+                "{SCHEDULE_FN_LUA}{SUMMARY_OF_LUA}{body}"
+            ))),
             retention_secs: retention.as_secs().max(1),
         }
     }

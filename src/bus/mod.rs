@@ -13,7 +13,8 @@ pub mod timing;
 
 pub use alerts::{
     AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
-    OPT_OUT_MARGIN_SECS, SenderState, StoredAlert, coarse_script, is_stream_id, parse_entry,
+    OPT_OUT_MARGIN_SECS, SenderState, StoredAlert, backfill_summaries, coarse_script, is_stream_id,
+    parse_entry,
 };
 pub use names::Keys;
 pub use purge::{Purged, purge_before, purge_thread};

@@ -10,6 +10,10 @@ pub const ALERTS: &str = "alerts";
 /// live streams and catch-ups read, so their reads stay small whatever the
 /// tips carry.
 pub const ALERT_SUMMARIES: &str = "alert-summaries";
+/// Suffix of the stream the summaries of alerts appended before summaries
+/// existed are rebuilt in (`bus::backfill_summaries`), then renamed over
+/// `alert-summaries` in one script; gone once that is done.
+pub const ALERT_SUMMARIES_BACKFILL: &str = "alert-summaries-backfill";
 /// Suffix of the mediator directory hash: mediator id → record (public keys only).
 pub const MEDIATORS: &str = "mediators";
 /// Suffix of the directory's version counter, bumped with every change so a
@@ -161,6 +165,10 @@ impl Keys {
         format!("{}:{ALERT_SUMMARIES}", self.prefix)
     }
 
+    pub fn alert_summaries_backfill(&self) -> String {
+        format!("{}:{ALERT_SUMMARIES_BACKFILL}", self.prefix)
+    }
+
     /// A `SCAN MATCH` pattern for every key `<prefix>:<suffix>:*`, with the
     /// prefix's glob characters escaped.
     pub fn pattern(&self, suffix: &str) -> String {
@@ -297,6 +305,7 @@ mod tests {
         for suffix in [
             ALERTS,
             ALERT_SUMMARIES,
+            ALERT_SUMMARIES_BACKFILL,
             MEDIATORS,
             MEDIATORS_VERSION,
             SEEN,

@@ -28,6 +28,8 @@ use crate::domain::{ThreadId, TipId};
 const PAGE: usize = 200;
 /// How long to wait for a running AOF rewrite before starting ours.
 const REWRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long to wait for our rewrite to finish (it writes the whole data set).
+const REWRITE_DONE_WAIT: std::time::Duration = std::time::Duration::from_secs(1800);
 
 /// What a purge removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +40,8 @@ pub struct Purged {
     pub entries: u64,
     /// Whole keys deleted (state hashes, indexes, histories, reply addresses).
     pub keys: u64,
-    /// An AOF rewrite was started, so the files on disk lose what went.
+    /// The AOF was rewritten (finished, old files removed by Redis), so the
+    /// files on disk lose what went.
     pub aof_rewritten: bool,
 }
 
@@ -78,6 +81,10 @@ pub async fn purge_thread(store: &Store, thread: &ThreadId) -> Result<Purged, St
             .cmd("XDEL")
             .arg(keys.alert_summaries())
             .arg(&ids)
+            .cmd("XDEL")
+            .arg(keys.alert_summaries_backfill())
+            .arg(&ids)
+            .ignore()
             .query_async(&mut conn)
             .await?;
         purged.tips = alerts;
@@ -325,7 +332,8 @@ async fn zrem_where(
 
 /// Rewrites the AOF (when Redis keeps one) so deleted values leave the files
 /// on disk too, waiting for a rewrite already running (forked before the
-/// deletes, it would keep them). Returns whether a rewrite was started.
+/// deletes, it would keep them), and then for ours to finish. Returns
+/// whether a rewrite was done.
 async fn rewrite_aof(conn: &mut ConnectionManager) -> Result<bool, StoreError> {
     let info: String = redis::cmd("INFO")
         .arg("persistence")
@@ -339,13 +347,51 @@ async fn rewrite_aof(conn: &mut ConnectionManager) -> Result<bool, StoreError> {
         let asked: Result<String, redis::RedisError> =
             redis::cmd("BGREWRITEAOF").query_async(conn).await;
         match asked {
-            Ok(_) => return Ok(true),
+            Ok(_) => return rewritten(conn).await,
             Err(e) if started.elapsed() < REWRITE_WAIT && e.to_string().contains("in progress") => {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Waits for the AOF rewrite just started to finish: only then has Redis
+/// removed the old files that still hold what was purged. A failed rewrite
+/// is an error, not a purge reported done.
+async fn rewritten(conn: &mut ConnectionManager) -> Result<bool, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(conn)
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                .unwrap_or("")
+                .to_owned()
+        };
+        if field("aof_rewrite_in_progress") == "0" && field("aof_rewrite_scheduled") == "0" {
+            return if field("aof_last_bgrewrite_status") == "ok" {
+                Ok(true)
+            } else {
+                Err(persistence(
+                    "the AOF rewrite failed; the old AOF files still hold what was purged",
+                ))
+            };
+        }
+        if started.elapsed() > REWRITE_DONE_WAIT {
+            return Err(persistence(
+                "the AOF rewrite is still running; the old AOF files hold what was purged until it ends",
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn persistence(what: &'static str) -> StoreError {
+    StoreError::Unavailable(redis::RedisError::from((redis::ErrorKind::IoError, what)))
 }
 
 fn text(v: &Value) -> Option<String> {

@@ -35,10 +35,11 @@ return n
 ";
 
 /// Every stream whose entry ids are coarse arrival times.
-fn streams(keys: &Keys) -> [String; 8] {
+fn streams(keys: &Keys) -> [String; 9] {
     [
         keys.alerts().to_owned(),
         keys.alert_summaries(),
+        keys.alert_summaries_backfill(),
         keys.alert_events(),
         keys.escalation_events(),
         keys.outbound(),

@@ -161,3 +161,64 @@ async fn a_reconnect_storm_over_large_tips_reads_no_envelopes_and_the_app_still_
     assert_eq!(large.status(), 200);
     assert_eq!(large.bytes().await.unwrap().len(), ENVELOPE_BYTES);
 }
+
+/// Alerts appended before `<prefix>:alert-summaries` existed (an upgrade) get
+/// their summaries from the retention step, so the app lists them again;
+/// the step reads the alerts a page at a time and can run any number of times.
+#[tokio::test]
+async fn alerts_from_before_the_summaries_are_backfilled_and_listed_again() {
+    let app = spawn_app_with(|_| {}).await;
+    let phone = Phone::new();
+    let code = invite(&app, &["north"], Duration::from_secs(900)).await;
+    let device_id = enrol(&app, &phone, &code).await;
+    let login = login(&app, &phone, &device_id).await;
+    let mut old = Vec::new();
+    for i in 0..5 {
+        let text = format!("tip {i} from before the upgrade");
+        assert_eq!(app.post_tip(&text, "north", "now").await.status(), 200);
+        old.push(app.alerts().await.pop().unwrap().entry.tip_id.to_string());
+    }
+    // As an older version left it: alerts, and no summaries at all.
+    let mut conn = app.store.conn().await.unwrap();
+    let () = redis::cmd("DEL")
+        .arg(app.store.keys().alert_summaries())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(catch_up(&app, &login, None).await.is_empty());
+    // The upgraded gateway's first tip has a summary; the older ones none.
+    assert_eq!(
+        app.post_tip("after the upgrade", "north", "now")
+            .await
+            .status(),
+        200
+    );
+    let new = app.alerts().await.pop().unwrap().entry.tip_id.to_string();
+    assert_eq!(catch_up(&app, &login, None).await, vec![new.clone()]);
+
+    let mut expected = old.clone();
+    expected.push(new);
+    for _ in 0..2 {
+        tipwire::app::retention_step(&app.store, Duration::from_secs(86_400)).await;
+        assert_eq!(catch_up(&app, &login, None).await, expected);
+    }
+    let len: u64 = redis::cmd("XLEN")
+        .arg(app.store.keys().alert_summaries())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 6, "each alert has one summary");
+    let summary: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(app.store.keys().alert_summaries())
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fields: Vec<&str> = summary[0].1.iter().map(|(f, _)| f.as_str()).collect();
+    for secret in ["envelope", "pseudonym", "key_version"] {
+        assert!(!fields.contains(&secret), "{fields:?}");
+    }
+}

@@ -3,7 +3,6 @@
 //! relay key opens nothing of what was purged, in Redis or in its AOF files.
 
 use std::process::Command;
-use std::time::Duration;
 
 use base64::Engine as _;
 use tipwire::crypto::Keyring;
@@ -164,7 +163,9 @@ async fn two_threads(app: &TestApp) -> (ThreadId, ThreadId) {
 
 #[tokio::test]
 async fn purge_thread_removes_the_thread_and_the_relay_key_then_opens_nothing_of_it() {
-    let redis = PrivateRedis::start();
+    // Each key takes a few milliseconds to rewrite, so the rewrite outlasts
+    // the purge unless the purge waits for it.
+    let redis = PrivateRedis::start_with(&["--rdb-key-save-delay", "20000"]);
     let url = redis.url();
     let (app, _stand_in) = spawn_sms_app(|s| s.redis.url = url).await;
     let (ana, bo) = two_threads(&app).await;
@@ -209,21 +210,14 @@ async fn purge_thread_removes_the_thread_and_the_relay_key_then_opens_nothing_of
         assert!(!exists, "{key}");
     }
 
-    // The AOF was rewritten: the sealed address is on disk no more.
-    let mut rewritten = false;
-    for _ in 0..200 {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            rewritten = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(rewritten, "the AOF rewrite finished");
+    // When the purge returns, the AOF was rewritten and the old files are
+    // gone: the sealed address is on disk no more.
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(info.contains("aof_rewrite_in_progress:0"), "{info}");
     let dir: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("dir")
@@ -356,4 +350,39 @@ async fn backdate(app: &TestApp, stream: &str, id: &str, new_id: &str) {
         }
     }
     let () = pipe.query_async(&mut conn).await.unwrap();
+}
+
+/// A `--before` in the future (a typo'd year, milliseconds for seconds) would
+/// purge every tip there is; it is refused, as is one that is no time, and
+/// nothing changes.
+#[tokio::test]
+async fn purge_before_a_future_or_malformed_time_is_refused_and_removes_nothing() {
+    let app = crate::helpers::spawn_app_with(|_| {}).await;
+    assert_eq!(
+        app.post_tip("still here", "north", "now").await.status(),
+        200
+    );
+    for before in [
+        "2999-01-01T00:00:00Z",
+        "99999999999999",
+        "yesterday-ish",
+        "-5",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tipwire"))
+            .arg("--config")
+            .arg(app.cli_config())
+            .arg("purge")
+            .arg("--before")
+            .arg(before)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--before {before} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--before"), "{stderr}");
+        assert_eq!(
+            app.alerts().await.len(),
+            1,
+            "--before {before} removed a tip"
+        );
+    }
 }
