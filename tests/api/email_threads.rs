@@ -141,3 +141,61 @@ async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
     assert!(envelope.contains(TIPSTER), "{envelope}");
     assert!(!envelope.contains("someone.else"), "{envelope}");
 }
+
+/// A token the gateway never issued names no thread: a stranger who makes
+/// one up and writes "as" the tipster through it must not create a thread
+/// whose replies go to the tipster, and so cannot stop or restart the
+/// tipster's replies through it.
+#[tokio::test]
+async fn a_made_up_token_cannot_stop_or_restart_a_tipsters_replies() {
+    let sink = Sink::start(0);
+    let ca_file = sink.ca_file();
+    let app = spawn_email_app(|s| {
+        s.email.outbound.enabled = true;
+        s.email.outbound.relay_host = "localhost".into();
+        s.email.outbound.relay_port = sink.port;
+        s.email.outbound.ca_file = ca_file;
+    })
+    .await;
+    assert!(
+        send(&app, TIPSTER, TIP_ADDRESS, "A tip.")
+            .await
+            .starts_with("250")
+    );
+    let thread = last_thread(&app).await;
+    assert_eq!(reply_on(&app, &thread).await.sent, 1);
+
+    // The stranger's own token, "from" the tipster: a message, then STOP.
+    let minted = "tips+0123456789abcdef01234567@tips.example.org";
+    let ordinary = send(&app, TIPSTER, minted, "Hello again.").await;
+    assert_eq!(ordinary, "250 2.0.0 Message accepted");
+    assert_ne!(last_thread(&app).await, thread);
+    send(&app, TIPSTER, minted, "STOP").await;
+    assert_eq!(
+        reply_on(&app, &thread).await.sent,
+        1,
+        "a forged STOP through a made-up token silenced the tipster"
+    );
+
+    // The tipster stops replies through the real token; a forged START
+    // through the made-up one does not lift it.
+    let (_, raw) = sink.received().last().unwrap().clone();
+    let raw = String::from_utf8(raw).unwrap();
+    let from = header(&raw, "From");
+    let token_address = from
+        .rsplit_once('<')
+        .map_or(from, |(_, a)| a.trim_end_matches('>'))
+        .to_owned();
+    assert!(
+        send(&app, TIPSTER, &token_address, "STOP")
+            .await
+            .contains("no more mail")
+    );
+    assert_eq!(reply_on(&app, &thread).await.suppressed, 1);
+    send(&app, TIPSTER, minted, "START").await;
+    assert_eq!(
+        reply_on(&app, &thread).await.suppressed,
+        1,
+        "a forged START through a made-up token lifted the tipster's opt-out"
+    );
+}

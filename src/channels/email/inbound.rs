@@ -337,13 +337,10 @@ impl Mailbox for EmailChannel {
         // `ThreadToken`). A message to the bare tip address starts a thread
         // of its own and is never a keyword.
         let token = envelope.recipients.iter().find_map(ThreadToken::of);
-        let thread = token
-            .as_ref()
-            .map_or_else(ThreadToken::random, Clone::clone);
-        if token.is_some() {
+        if let Some(thread) = &token {
             match Keyword::classify(&parsed.text).map(|(k, _)| k) {
                 Some(Keyword::Stop) => {
-                    return match self.set_opt_out(&thread, true).await {
+                    return match self.set_opt_out(thread, true).await {
                         Ok(()) => OPTED_OUT,
                         Err(e) => store_err(e),
                     };
@@ -351,7 +348,7 @@ impl Mailbox for EmailChannel {
                 // Whether or not the thread had opted out: the answer tells
                 // nothing about its state.
                 Some(Keyword::Start) => {
-                    return match self.set_opt_out(&thread, false).await {
+                    return match self.set_opt_out(thread, false).await {
                         Ok(()) => OPTED_IN,
                         Err(e) => store_err(e),
                     };
@@ -359,6 +356,24 @@ impl Mailbox for EmailChannel {
                 Some(Keyword::Help) | None => {}
             }
         }
+        // Only a token we issued joins a thread: one whose thread has a
+        // sealed reply address. A well-formed token anyone can make up; if it
+        // started a thread, the stranger who made it up would hold the token
+        // of a thread whose replies go to the (forged) sender, and could stop
+        // and restart that person's replies through it. A made-up or expired
+        // token gets what the bare address gets: a thread of its own, with
+        // the same answer.
+        let issued = match &token {
+            Some(t) => match self.threads.reply_address(&t.thread()).await {
+                Ok(address) => address.is_some(),
+                Err(e) => return store_err(e),
+            },
+            None => false,
+        };
+        let thread = match token {
+            Some(t) if issued => t,
+            _ => ThreadToken::random(),
+        };
         let Ok(text) = TipText::parse(parsed.text.clone(), usize::MAX) else {
             return self.refused("empty-text", EMPTY);
         };
