@@ -51,6 +51,13 @@ pub const MAX_PARTS: usize = 200;
 /// Lines per message: a 10 MB message of base64 attachments has about
 /// 135,000.
 pub const MAX_LINES: usize = 250_000;
+/// Header bytes per message, all its parts' header sections together. One
+/// header field can hold any number of addresses, message ids, keywords or
+/// parameters, and mail-parser builds a structure of 24 to 48 bytes for each
+/// (a 10 MB References field of `<a>` took 250 MB); so the bytes its header
+/// parser sees are bounded, not only the fields. Real mail has a few dozen
+/// KiB of headers (Received, DKIM and ARC chains included).
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
 /// RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
 const MAX_BOUNDARY_LEN: usize = 70;
 
@@ -63,7 +70,7 @@ pub enum StructureError {
     NestedMessage,
     #[error("multiparts nest too deep")]
     TooDeep,
-    #[error("the message has too many parts or lines")]
+    #[error("the message has too many parts, lines or header bytes")]
     TooManyParts,
     #[error("a multipart has no usable boundary")]
     BadMultipart,
@@ -162,6 +169,39 @@ impl Frame {
     }
 }
 
+/// Parses one header section with mail-parser's header parser, on a stream
+/// cut off where the message's header budget ends: the parser never sees
+/// more header bytes than are left. A section that does not end within them
+/// is refused; one cut off by the end of the message is what it is.
+fn parse_headers_within<'x>(
+    raw: &'x [u8],
+    stream: &mut MessageStream<'x>,
+    conf: &MessageParser,
+    headers: &mut Vec<mail_parser::Header<'x>>,
+    budget: &mut usize,
+) -> Result<bool, StructureError> {
+    let start = stream.offset();
+    let end = start.saturating_add(*budget).min(raw.len());
+    let mut section = MessageStream::new(raw.get(start..end).unwrap_or_default());
+    let before = headers.len();
+    let ended = section.parse_headers(conf, headers);
+    if !ended && end < raw.len() {
+        return Err(StructureError::TooManyParts);
+    }
+    let used = section.offset();
+    *budget = budget.saturating_sub(used);
+    // Offsets count from the start of the message, as mail-parser's own
+    // (`header_raw` reads the raw message by them).
+    let shift = offset(start);
+    for header in headers.iter_mut().skip(before) {
+        header.offset_field = header.offset_field.saturating_add(shift);
+        header.offset_start = header.offset_start.saturating_add(shift);
+        header.offset_end = header.offset_end.saturating_add(shift);
+    }
+    stream.skip_bytes(used);
+    Ok(ended)
+}
+
 fn id(index: usize) -> Result<u32, StructureError> {
     u32::try_from(index).map_err(|_| StructureError::TooManyParts)
 }
@@ -195,10 +235,11 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, StructureError> {
     let mut frame = Frame::root();
     let mut stack: Vec<Frame> = Vec::with_capacity(MAX_MIME_DEPTH);
     let mut headers = Vec::new();
+    let mut header_budget = MAX_HEADER_BYTES;
 
     'outer: loop {
         frame.offset_header = stream.offset();
-        if !stream.parse_headers(&conf, &mut headers) {
+        if !parse_headers_within(raw, &mut stream, &conf, &mut headers, &mut header_budget)? {
             break;
         }
         frame.offset_body = stream.offset();
@@ -468,6 +509,59 @@ mod tests {
 
     /// docs/email.md states the memory the line bound allows for header
     /// structures; this keeps the statement true if mail-parser grows them.
+    /// A header section of `n` bytes whose one field holds ~n/3 message ids.
+    fn references_bomb(n: usize) -> Vec<u8> {
+        let mut m = b"From: a@example.org\r\nReferences: <a>".to_vec();
+        while m.len() < n {
+            m.extend_from_slice(b"\r\n <a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>");
+        }
+        m.extend_from_slice(b"\r\n\r\nhello\r\n");
+        m
+    }
+
+    #[test]
+    fn a_header_section_past_the_header_budget_is_refused() {
+        // 2 MB of ids in one field: mail-parser alone builds ~700,000 of
+        // them (50 MB); here it sees only the first MiB and stops.
+        assert_eq!(
+            parse(&references_bomb(2 * MAX_HEADER_BYTES)).err(),
+            Some(StructureError::TooManyParts)
+        );
+        // Just under the budget is a message.
+        assert!(parse(&references_bomb(MAX_HEADER_BYTES - 100)).is_ok());
+    }
+
+    #[test]
+    fn the_header_budget_counts_every_parts_headers() {
+        let padding = format!("X-Pad: {}\r\n", "p".repeat(7_000)).repeat(1);
+        let mut m = String::from(
+            "From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+        );
+        for _ in 0..(MAX_HEADER_BYTES / 7_000 + 10).min(MAX_PARTS - 2) {
+            m.push_str(&format!("--b\r\n{padding}\r\nx\r\n"));
+        }
+        m.push_str("--b--\r\n");
+        assert_eq!(
+            parse(m.as_bytes()).err(),
+            Some(StructureError::TooManyParts)
+        );
+    }
+
+    #[test]
+    fn header_offsets_count_from_the_start_of_the_message() {
+        let raw = b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Inner: inner value\r\n\r\nx\r\n--b--\r\n";
+        let message = parse(raw).unwrap();
+        assert_eq!(message.header_raw("From").map(str::trim), Some("a@example.org"));
+        let inner = message.parts.get(1).unwrap();
+        let header = inner.headers.first().unwrap();
+        let at = usize::try_from(header.offset_start).unwrap()
+            ..usize::try_from(header.offset_end).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&raw[at]).unwrap().trim(),
+            "inner value"
+        );
+    }
+
     #[test]
     fn the_line_bound_keeps_header_structures_under_40_mb() {
         let per_field = std::mem::size_of::<mail_parser::Header<'_>>();
