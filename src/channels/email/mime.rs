@@ -551,15 +551,15 @@ mod tests {
     fn header_offsets_count_from_the_start_of_the_message() {
         let raw = b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Inner: inner value\r\n\r\nx\r\n--b--\r\n";
         let message = parse(raw).unwrap();
-        assert_eq!(message.header_raw("From").map(str::trim), Some("a@example.org"));
+        assert_eq!(
+            message.header_raw("From").map(str::trim),
+            Some("a@example.org")
+        );
         let inner = message.parts.get(1).unwrap();
         let header = inner.headers.first().unwrap();
         let at = usize::try_from(header.offset_start).unwrap()
             ..usize::try_from(header.offset_end).unwrap();
-        assert_eq!(
-            std::str::from_utf8(&raw[at]).unwrap().trim(),
-            "inner value"
-        );
+        assert_eq!(std::str::from_utf8(&raw[at]).unwrap().trim(), "inner value");
     }
 
     #[test]
@@ -746,7 +746,11 @@ mod tests {
             }
             // Decoding never grows a body past three bytes a raw byte (an
             // invalid byte becomes U+FFFD).
-            assert!(body_bytes <= 3 * raw.len(), "{body_bytes} from {}", raw.len());
+            assert!(
+                body_bytes <= 3 * raw.len(),
+                "{body_bytes} from {}",
+                raw.len()
+            );
         }
 
         proptest! {
