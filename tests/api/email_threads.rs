@@ -199,3 +199,54 @@ async fn a_made_up_token_cannot_stop_or_restart_a_tipsters_replies() {
         "a forged START through a made-up token lifted the tipster's opt-out"
     );
 }
+
+/// A tipster's answer quotes our reply, and with it the From address that
+/// carries the thread's token: the token is a capability over the thread
+/// (join it, stop and restart its replies), so it does not reach the
+/// mediators' phones with the tip.
+#[tokio::test]
+async fn the_thread_token_quoted_in_an_answer_is_not_stored_in_the_tip() {
+    let sink = Sink::start(0);
+    let ca_file = sink.ca_file();
+    let app = spawn_email_app(|s| {
+        s.email.outbound.enabled = true;
+        s.email.outbound.relay_host = "localhost".into();
+        s.email.outbound.relay_port = sink.port;
+        s.email.outbound.ca_file = ca_file;
+    })
+    .await;
+    send(&app, TIPSTER, TIP_ADDRESS, "A tip.").await;
+    let thread = last_thread(&app).await;
+    assert_eq!(reply_on(&app, &thread).await.sent, 1);
+    let (_, raw) = sink.received().last().unwrap().clone();
+    let raw = String::from_utf8(raw).unwrap();
+    let from = header(&raw, "From");
+    let token_address = from
+        .rsplit_once('<')
+        .map_or(from, |(_, a)| a.trim_end_matches('>'))
+        .to_owned();
+    let token = token_address
+        .split_once('+')
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(token, _)| token.to_owned())
+        .unwrap();
+    let answer = format!(
+        "Yes, I am safe.\r\n\r\nOn Monday, Tip line <{token_address}> wrote:\r\n> Are you safe?\r\n> ({})",
+        token.to_ascii_uppercase()
+    );
+    assert!(
+        send(&app, TIPSTER, &token_address, &answer)
+            .await
+            .starts_with("250")
+    );
+    let alerts = app.alerts().await;
+    let alert = alerts.last().unwrap();
+    assert_eq!(alert.entry.thread, thread);
+    let doc = crate::helpers::open_tip(alert, &app.escrow).unwrap();
+    let stored = serde_json::to_string(&doc).unwrap().to_ascii_lowercase();
+    assert!(stored.contains("yes, i am safe."), "{stored}");
+    assert!(
+        !stored.contains(&token),
+        "the token reached the tip: {stored}"
+    );
+}

@@ -267,6 +267,22 @@ impl ThreadToken {
             .unwrap_or_else(|| recipient.clone())
     }
 
+    /// `text` with every occurrence of the token (any case) replaced.
+    fn strip_from(&self, text: &str) -> String {
+        // ASCII lowercasing keeps every byte offset, and the token is ASCII,
+        // so a match in the lowercased text is a char-boundary range here.
+        let lower = text.to_ascii_lowercase();
+        let mut out = String::with_capacity(text.len());
+        let mut from = 0;
+        for (at, _) in lower.match_indices(self.0.as_str()) {
+            out.push_str(text.get(from..at).unwrap_or_default());
+            out.push_str("[thread token]");
+            from = at + self.0.len();
+        }
+        out.push_str(text.get(from..).unwrap_or_default());
+        out
+    }
+
     fn thread(&self) -> ThreadId {
         ThreadId::for_pseudonym(&format!("email-thread-token\0{}", self.0))
     }
@@ -300,7 +316,7 @@ impl Mailbox for EmailChannel {
             Ok(parsed) => parsed,
             Err(reply) => return reply,
         };
-        let (parsed, digest) = parsed;
+        let (mut parsed, digest) = parsed;
         if parsed.auto_submitted {
             return self.refused("auto-submitted", AUTOMATIC);
         }
@@ -370,10 +386,17 @@ impl Mailbox for EmailChannel {
             },
             None => false,
         };
-        let thread = match token {
-            Some(t) if issued => t,
+        let thread = match &token {
+            Some(t) if issued => t.clone(),
             _ => ThreadToken::random(),
         };
+        // An answer quotes our reply, and with it the token in its From
+        // address: a capability over the thread, kept off the mediators'
+        // phones.
+        if let Some(t) = &token {
+            parsed.text = t.strip_from(&parsed.text);
+            parsed.subject = parsed.subject.as_deref().map(|s| t.strip_from(s));
+        }
         let Ok(text) = TipText::parse(parsed.text.clone(), usize::MAX) else {
             return self.refused("empty-text", EMPTY);
         };
