@@ -53,8 +53,8 @@ fn header<'a>(raw: &'a str, name: &str) -> &'a str {
         .unwrap()
 }
 
-#[tokio::test]
-async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
+/// A gateway whose replies go to a local relay sink.
+async fn app_with_relay() -> (Sink, TestApp) {
     let sink = Sink::start(0);
     let ca_file = sink.ca_file();
     let app = spawn_email_app(|s| {
@@ -64,6 +64,22 @@ async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
         s.email.outbound.ca_file = ca_file;
     })
     .await;
+    (sink, app)
+}
+
+/// The From address of the newest reply the relay received.
+fn last_reply_from(sink: &Sink) -> String {
+    let (_, raw) = sink.received().last().unwrap().clone();
+    let raw = String::from_utf8(raw).unwrap();
+    let from = header(&raw, "From");
+    from.rsplit_once('<')
+        .map_or(from, |(_, a)| a.trim_end_matches('>'))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
+    let (sink, app) = app_with_relay().await;
     assert!(
         send(&app, TIPSTER, TIP_ADDRESS, "A tip.")
             .await
@@ -148,15 +164,7 @@ async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
 /// tipster's replies through it.
 #[tokio::test]
 async fn a_made_up_token_cannot_stop_or_restart_a_tipsters_replies() {
-    let sink = Sink::start(0);
-    let ca_file = sink.ca_file();
-    let app = spawn_email_app(|s| {
-        s.email.outbound.enabled = true;
-        s.email.outbound.relay_host = "localhost".into();
-        s.email.outbound.relay_port = sink.port;
-        s.email.outbound.ca_file = ca_file;
-    })
-    .await;
+    let (sink, app) = app_with_relay().await;
     assert!(
         send(&app, TIPSTER, TIP_ADDRESS, "A tip.")
             .await
@@ -179,13 +187,7 @@ async fn a_made_up_token_cannot_stop_or_restart_a_tipsters_replies() {
 
     // The tipster stops replies through the real token; a forged START
     // through the made-up one does not lift it.
-    let (_, raw) = sink.received().last().unwrap().clone();
-    let raw = String::from_utf8(raw).unwrap();
-    let from = header(&raw, "From");
-    let token_address = from
-        .rsplit_once('<')
-        .map_or(from, |(_, a)| a.trim_end_matches('>'))
-        .to_owned();
+    let token_address = last_reply_from(&sink);
     assert!(
         send(&app, TIPSTER, &token_address, "STOP")
             .await
@@ -206,25 +208,11 @@ async fn a_made_up_token_cannot_stop_or_restart_a_tipsters_replies() {
 /// mediators' phones with the tip.
 #[tokio::test]
 async fn the_thread_token_quoted_in_an_answer_is_not_stored_in_the_tip() {
-    let sink = Sink::start(0);
-    let ca_file = sink.ca_file();
-    let app = spawn_email_app(|s| {
-        s.email.outbound.enabled = true;
-        s.email.outbound.relay_host = "localhost".into();
-        s.email.outbound.relay_port = sink.port;
-        s.email.outbound.ca_file = ca_file;
-    })
-    .await;
+    let (sink, app) = app_with_relay().await;
     send(&app, TIPSTER, TIP_ADDRESS, "A tip.").await;
     let thread = last_thread(&app).await;
     assert_eq!(reply_on(&app, &thread).await.sent, 1);
-    let (_, raw) = sink.received().last().unwrap().clone();
-    let raw = String::from_utf8(raw).unwrap();
-    let from = header(&raw, "From");
-    let token_address = from
-        .rsplit_once('<')
-        .map_or(from, |(_, a)| a.trim_end_matches('>'))
-        .to_owned();
+    let token_address = last_reply_from(&sink);
     let token = token_address
         .split_once('+')
         .and_then(|(_, rest)| rest.split_once('@'))
