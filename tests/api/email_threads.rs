@@ -237,4 +237,6 @@ async fn the_thread_token_quoted_in_an_answer_is_not_stored_in_the_tip() {
         !stored.contains(&token),
         "the token reached the tip: {stored}"
     );
+    // Nor Redis (the thread id is a hash of it), disk, logs or metrics.
+    crate::canary::assert_nowhere(&app, &[token.as_str(), &token.to_ascii_uppercase()]);
 }
