@@ -100,6 +100,18 @@ impl Settings {
                     "write plain addresses such as tips@example.org",
                 ));
             }
+            // Replies come from `local+<thread token>@domain` and every
+            // `+tag` is read as that address with a tag: a tip address with
+            // a `+` of its own would refuse all its mail.
+            if a.rsplit_once('@')
+                .is_some_and(|(local, _)| local.contains('+'))
+            {
+                return Err(invalid(
+                    "email.addresses",
+                    format!("{a:?} has a '+' in its local part"),
+                    "use an address without '+' (tips+<token>@ carries thread tokens), such as tips@example.org",
+                ));
+            }
         }
         if email.host.parse::<std::net::IpAddr>().is_err() {
             return Err(invalid(

@@ -525,6 +525,15 @@ mod tests {
     }
 
     #[test]
+    fn a_tip_address_with_a_plus_is_refused() {
+        let mut s = defaults();
+        s.email.enabled = true;
+        s.email.addresses = vec!["cvi+tips@example.org".into()];
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("email.addresses:"), "{msg}");
+    }
+
+    #[test]
     fn smtp_capacity_settings_that_cannot_work_are_refused_with_the_setting_named() {
         let mut s = defaults();
         s.email.enabled = true;

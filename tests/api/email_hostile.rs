@@ -190,11 +190,12 @@ async fn hostile_headers_encodings_html_and_names_are_answered_and_the_gateway_k
     );
     let words = format!(
         "From: <{TIPSTER}>\r\nSubject: {}\r\n\r\nencoded words",
-        fold("=?utf-8?q?=C3=A9?= ", 100_000)
+        // Just under the 1 MiB of header bytes a message may have.
+        fold("=?utf-8?q?=C3=A9?= ", 50_000)
     );
     let broken_words = format!(
         "From: <{TIPSTER}>\r\nSubject: {}\r\n\r\nbroken words",
-        fold("=?utf-8?b?", 200_000)
+        fold("=?utf-8?b?", 95_000)
     );
     let params = format!(
         "From: <{TIPSTER}>\r\nContent-Type: text/plain; {}\r\n\r\nparameters",
@@ -228,6 +229,14 @@ async fn hostile_headers_encodings_html_and_names_are_answered_and_the_gateway_k
         ("base64 garbage", base64_garbage, "550 5.6.0"),
         ("soft line breaks", qp, "550 5.6.0"),
         ("html", html, "550 5.6.0"),
+        (
+            "header bytes",
+            format!(
+                "From: <{TIPSTER}>\r\nReferences: {}\r\n\r\nids",
+                fold("<a>", 1_000_000)
+            ),
+            "550 5.6.0 Message refused: too many MIME parts",
+        ),
     ];
     let mut stored = 0;
     let mut wrong = Vec::new();

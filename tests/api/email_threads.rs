@@ -53,8 +53,8 @@ fn header<'a>(raw: &'a str, name: &str) -> &'a str {
         .unwrap()
 }
 
-#[tokio::test]
-async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
+/// A gateway whose replies go to a local relay sink.
+async fn app_with_relay() -> (Sink, TestApp) {
     let sink = Sink::start(0);
     let ca_file = sink.ca_file();
     let app = spawn_email_app(|s| {
@@ -64,6 +64,22 @@ async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
         s.email.outbound.ca_file = ca_file;
     })
     .await;
+    (sink, app)
+}
+
+/// The From address of the newest reply the relay received.
+fn last_reply_from(sink: &Sink) -> String {
+    let (_, raw) = sink.received().last().unwrap().clone();
+    let raw = String::from_utf8(raw).unwrap();
+    let from = header(&raw, "From");
+    from.rsplit_once('<')
+        .map_or(from, |(_, a)| a.trim_end_matches('>'))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
+    let (sink, app) = app_with_relay().await;
     assert!(
         send(&app, TIPSTER, TIP_ADDRESS, "A tip.")
             .await
@@ -140,4 +156,87 @@ async fn forged_senders_cannot_stop_restart_probe_or_join_a_tipsters_thread() {
     let (envelope, _) = sink.received().last().unwrap().clone();
     assert!(envelope.contains(TIPSTER), "{envelope}");
     assert!(!envelope.contains("someone.else"), "{envelope}");
+}
+
+/// A token the gateway never issued names no thread: a stranger who makes
+/// one up and writes "as" the tipster through it must not create a thread
+/// whose replies go to the tipster, and so cannot stop or restart the
+/// tipster's replies through it.
+#[tokio::test]
+async fn a_made_up_token_cannot_stop_or_restart_a_tipsters_replies() {
+    let (sink, app) = app_with_relay().await;
+    assert!(
+        send(&app, TIPSTER, TIP_ADDRESS, "A tip.")
+            .await
+            .starts_with("250")
+    );
+    let thread = last_thread(&app).await;
+    assert_eq!(reply_on(&app, &thread).await.sent, 1);
+
+    // The stranger's own token, "from" the tipster: a message, then STOP.
+    let minted = "tips+0123456789abcdef01234567@tips.example.org";
+    let ordinary = send(&app, TIPSTER, minted, "Hello again.").await;
+    assert_eq!(ordinary, "250 2.0.0 Message accepted");
+    assert_ne!(last_thread(&app).await, thread);
+    send(&app, TIPSTER, minted, "STOP").await;
+    assert_eq!(
+        reply_on(&app, &thread).await.sent,
+        1,
+        "a forged STOP through a made-up token silenced the tipster"
+    );
+
+    // The tipster stops replies through the real token; a forged START
+    // through the made-up one does not lift it.
+    let token_address = last_reply_from(&sink);
+    assert!(
+        send(&app, TIPSTER, &token_address, "STOP")
+            .await
+            .contains("no more mail")
+    );
+    assert_eq!(reply_on(&app, &thread).await.suppressed, 1);
+    send(&app, TIPSTER, minted, "START").await;
+    assert_eq!(
+        reply_on(&app, &thread).await.suppressed,
+        1,
+        "a forged START through a made-up token lifted the tipster's opt-out"
+    );
+}
+
+/// A tipster's answer quotes our reply, and with it the From address that
+/// carries the thread's token: the token is a capability over the thread
+/// (join it, stop and restart its replies), so it does not reach the
+/// mediators' phones with the tip.
+#[tokio::test]
+async fn the_thread_token_quoted_in_an_answer_is_not_stored_in_the_tip() {
+    let (sink, app) = app_with_relay().await;
+    send(&app, TIPSTER, TIP_ADDRESS, "A tip.").await;
+    let thread = last_thread(&app).await;
+    assert_eq!(reply_on(&app, &thread).await.sent, 1);
+    let token_address = last_reply_from(&sink);
+    let token = token_address
+        .split_once('+')
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(token, _)| token.to_owned())
+        .unwrap();
+    let answer = format!(
+        "Yes, I am safe.\r\n\r\nOn Monday, Tip line <{token_address}> wrote:\r\n> Are you safe?\r\n> ({})",
+        token.to_ascii_uppercase()
+    );
+    assert!(
+        send(&app, TIPSTER, &token_address, &answer)
+            .await
+            .starts_with("250")
+    );
+    let alerts = app.alerts().await;
+    let alert = alerts.last().unwrap();
+    assert_eq!(alert.entry.thread, thread);
+    let doc = crate::helpers::open_tip(alert, &app.escrow).unwrap();
+    let stored = serde_json::to_string(&doc).unwrap().to_ascii_lowercase();
+    assert!(stored.contains("yes, i am safe."), "{stored}");
+    assert!(
+        !stored.contains(&token),
+        "the token reached the tip: {stored}"
+    );
+    // Nor Redis (the thread id is a hash of it), disk, logs or metrics.
+    crate::canary::assert_nowhere(&app, &[token.as_str(), &token.to_ascii_uppercase()]);
 }

@@ -267,6 +267,22 @@ impl ThreadToken {
             .unwrap_or_else(|| recipient.clone())
     }
 
+    /// `text` with every occurrence of the token (any case) replaced.
+    fn strip_from(&self, text: &str) -> String {
+        // ASCII lowercasing keeps every byte offset, and the token is ASCII,
+        // so a match in the lowercased text is a char-boundary range here.
+        let lower = text.to_ascii_lowercase();
+        let mut out = String::with_capacity(text.len());
+        let mut from = 0;
+        for (at, _) in lower.match_indices(self.0.as_str()) {
+            out.push_str(text.get(from..at).unwrap_or_default());
+            out.push_str("[thread token]");
+            from = at + self.0.len();
+        }
+        out.push_str(text.get(from..).unwrap_or_default());
+        out
+    }
+
     fn thread(&self) -> ThreadId {
         ThreadId::for_pseudonym(&format!("email-thread-token\0{}", self.0))
     }
@@ -300,7 +316,7 @@ impl Mailbox for EmailChannel {
             Ok(parsed) => parsed,
             Err(reply) => return reply,
         };
-        let (parsed, digest) = parsed;
+        let (mut parsed, digest) = parsed;
         if parsed.auto_submitted {
             return self.refused("auto-submitted", AUTOMATIC);
         }
@@ -337,13 +353,10 @@ impl Mailbox for EmailChannel {
         // `ThreadToken`). A message to the bare tip address starts a thread
         // of its own and is never a keyword.
         let token = envelope.recipients.iter().find_map(ThreadToken::of);
-        let thread = token
-            .as_ref()
-            .map_or_else(ThreadToken::random, Clone::clone);
-        if token.is_some() {
+        if let Some(thread) = &token {
             match Keyword::classify(&parsed.text).map(|(k, _)| k) {
                 Some(Keyword::Stop) => {
-                    return match self.set_opt_out(&thread, true).await {
+                    return match self.set_opt_out(thread, true).await {
                         Ok(()) => OPTED_OUT,
                         Err(e) => store_err(e),
                     };
@@ -351,13 +364,38 @@ impl Mailbox for EmailChannel {
                 // Whether or not the thread had opted out: the answer tells
                 // nothing about its state.
                 Some(Keyword::Start) => {
-                    return match self.set_opt_out(&thread, false).await {
+                    return match self.set_opt_out(thread, false).await {
                         Ok(()) => OPTED_IN,
                         Err(e) => store_err(e),
                     };
                 }
                 Some(Keyword::Help) | None => {}
             }
+        }
+        // Only a token we issued joins a thread: one whose thread has a
+        // sealed reply address. A well-formed token anyone can make up; if it
+        // started a thread, the stranger who made it up would hold the token
+        // of a thread whose replies go to the (forged) sender, and could stop
+        // and restart that person's replies through it. A made-up or expired
+        // token gets what the bare address gets: a thread of its own, with
+        // the same answer.
+        let issued = match &token {
+            Some(t) => match self.threads.reply_address(&t.thread()).await {
+                Ok(address) => address.is_some(),
+                Err(e) => return store_err(e),
+            },
+            None => false,
+        };
+        let thread = match &token {
+            Some(t) if issued => t.clone(),
+            _ => ThreadToken::random(),
+        };
+        // An answer quotes our reply, and with it the token in its From
+        // address: a capability over the thread, kept off the mediators'
+        // phones.
+        if let Some(t) = &token {
+            parsed.text = t.strip_from(&parsed.text);
+            parsed.subject = parsed.subject.as_deref().map(|s| t.strip_from(s));
         }
         let Ok(text) = TipText::parse(parsed.text.clone(), usize::MAX) else {
             return self.refused("empty-text", EMPTY);

@@ -139,7 +139,7 @@ pub enum MessageError {
     Malformed,
     #[error("the message holds a nested message")]
     NestedMessage,
-    #[error("the message has too many parts, lines or levels of nesting")]
+    #[error("the message has too many parts, lines, header bytes or levels of nesting")]
     TooComplex,
     #[error("the message has no text and no usable attachment")]
     Empty,

@@ -115,7 +115,7 @@ pub const NESTED_MESSAGE: Reply = Reply::new(
 pub const TOO_COMPLEX: Reply = Reply::new(
     550,
     (5, 6, 0),
-    "Message refused: too many MIME parts, lines or levels of nesting",
+    "Message refused: too many MIME parts, lines, header bytes or levels of nesting",
 );
 pub const EMPTY: Reply = Reply::new(550, (5, 6, 0), "Message refused: no text and no attachment");
 pub const TEXT_TOO_LONG: Reply = Reply::new(552, (5, 3, 4), "Message refused: text too long");
