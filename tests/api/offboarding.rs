@@ -644,3 +644,56 @@ async fn nothing_of_a_device_is_stored_once_it_is_revoked() {
         .unwrap();
     assert!(!left);
 }
+
+/// A claim or handover whose request passed its session check just before
+/// the device was removed reaches Redis after the removal handed the
+/// device's claims back: it must not make the gone device the alert's holder
+/// (escalation only runs while an alert is unclaimed).
+#[tokio::test]
+async fn a_claim_or_handover_landing_after_a_removal_does_not_hold_the_alert() {
+    use tipwire::domain::TipId;
+    use tipwire::mediator::{ClaimError, DeviceId};
+    let app = crate::helpers::spawn_app().await;
+    let gone = Phone::new();
+    let gone_id = enrol(
+        &app,
+        &gone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let supervisor = Phone::new();
+    let supervisor_id = enrol(
+        &app,
+        &supervisor,
+        crate::devices::api(&app)
+            .invites
+            .create("Sam Supervisor", &[], true, Duration::from_secs(900))
+            .await
+            .unwrap()
+            .code
+            .as_str(),
+    )
+    .await;
+    let gone_id = DeviceId::parse(&gone_id).unwrap();
+    let supervisor_id = DeviceId::parse(&supervisor_id).unwrap();
+    tipwire::mediator::offboarding::Offboarding::new(app.store.clone(), Default::default(), 86_400)
+        .revoke_device(&gone_id)
+        .await
+        .unwrap();
+    let states = AlertStates::new(app.store.clone(), 86_400);
+    let tip = TipId::random();
+    assert!(matches!(
+        states.claim(&tip, &gone_id).await,
+        Err(ClaimError::Unenrolled)
+    ));
+    assert!(matches!(
+        states.reassign(&tip, &supervisor_id, true, &gone_id).await,
+        Err(ClaimError::AssigneeGone)
+    ));
+    // A supervisor removed mid-request hands nothing either.
+    assert!(matches!(
+        states.reassign(&tip, &gone_id, true, &supervisor_id).await,
+        Err(ClaimError::Unenrolled)
+    ));
+    assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
+}
