@@ -697,3 +697,43 @@ async fn a_claim_or_handover_landing_after_a_removal_does_not_hold_the_alert() {
     ));
     assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
 }
+
+/// The revocation notice is the last write of a device's revocation; when it
+/// cannot be written (Redis refusing it for a moment) the removal must still
+/// hand the person's claims back: running `remove` again finds nobody left to
+/// remove, so a claim not reopened now would silence escalation for good.
+#[tokio::test]
+async fn a_removal_whose_notice_cannot_be_written_still_reopens_the_claims() {
+    use tipwire::domain::TipId;
+    use tipwire::mediator::DeviceId;
+    let app = crate::helpers::spawn_app().await;
+    let phone = Phone::new();
+    let id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let id = DeviceId::parse(&id).unwrap();
+    let states = AlertStates::new(app.store.clone(), 86_400);
+    let tip = TipId::random();
+    states.claim(&tip, &id).await.unwrap();
+    // The notice's XADD fails (WRONGTYPE) as a write to an unavailable Redis would.
+    let mut conn = app.store.conn().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(app.store.keys().revocations())
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let done = tipwire::mediator::offboarding::Offboarding::new(
+        app.store.clone(),
+        Default::default(),
+        86_400,
+    )
+    .remove_person(id.as_str())
+    .await
+    .unwrap();
+    assert_eq!(done.claims_reopened, 1);
+    assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
+}
