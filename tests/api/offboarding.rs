@@ -737,3 +737,37 @@ async fn a_removal_whose_notice_cannot_be_written_still_reopens_the_claims() {
     assert_eq!(done.claims_reopened, 1);
     assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
 }
+
+/// An offboarding that failed after the device's revocation (Redis gone
+/// before its claims were handed back) is finished by running `revoke` on
+/// the device again: the device is gone, but its claims still reopen.
+#[tokio::test]
+async fn revoking_an_already_revoked_device_again_hands_its_claims_back() {
+    use tipwire::domain::TipId;
+    use tipwire::mediator::DeviceId;
+    use tipwire::mediator::devices::Devices;
+    use tipwire::mediator::offboarding::{OffboardError, Offboarding};
+    let app = crate::helpers::spawn_app().await;
+    let phone = Phone::new();
+    let id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let id = DeviceId::parse(&id).unwrap();
+    let states = AlertStates::new(app.store.clone(), 86_400);
+    let tip = TipId::random();
+    states.claim(&tip, &id).await.unwrap();
+    // The first run stopped after the revocation itself.
+    Devices::new(app.store.clone()).revoke(&id).await.unwrap();
+    let offboarding = Offboarding::new(app.store.clone(), Default::default(), 86_400);
+    let done = offboarding.revoke_device(&id).await.unwrap();
+    assert_eq!(done.claims_reopened, 1);
+    assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
+    // With nothing left of it, the device is reported unknown.
+    assert!(matches!(
+        offboarding.revoke_device(&id).await,
+        Err(OffboardError::NotFound(_))
+    ));
+}
