@@ -183,6 +183,8 @@ fn claim_error(e: ClaimError) -> AppError {
         ClaimError::NotClaimed => AppError::AlertNotClaimed,
         ClaimError::NotClaimant => AppError::NotClaimant,
         ClaimError::AlreadyResolved => AppError::AlertResolved,
+        ClaimError::Unenrolled => AppError::SessionExpired,
+        ClaimError::AssigneeGone => AppError::InvalidAssignee,
     };
     tracing::info!(code = mapped.info().code, "alert change refused");
     mapped
@@ -324,6 +326,8 @@ mod tests {
             ClaimError::NotClaimed,
             ClaimError::NotClaimant,
             ClaimError::AlreadyResolved,
+            ClaimError::Unenrolled,
+            ClaimError::AssigneeGone,
         ] {
             let code = e.code();
             assert_eq!(claim_error(e).info().code, code);

@@ -188,6 +188,13 @@ pub enum ClaimError {
     NotClaimant,
     #[error("the alert is already resolved")]
     AlreadyResolved,
+    /// The acting device was revoked (or its person removed) after its
+    /// request passed the session check.
+    #[error("the device is no longer enrolled")]
+    Unenrolled,
+    /// The device an alert was being handed to is no longer enrolled.
+    #[error("the device to hand the alert to is no longer enrolled")]
+    AssigneeGone,
 }
 
 impl ClaimError {
@@ -199,6 +206,8 @@ impl ClaimError {
             Self::NotClaimed => "alert-not-claimed",
             Self::NotClaimant => "not-claimant",
             Self::AlreadyResolved => "alert-resolved",
+            Self::Unenrolled => "session-expired",
+            Self::AssigneeGone => "invalid-assignee",
         }
     }
 }
@@ -209,6 +218,12 @@ impl ClaimError {
 /// a minute plus the retention: a relative TTL would tell the claim's second),
 /// `ARGV[5]` the acting device. Every script answers
 /// `{code, state, device, outcome, version}` with the state after the call.
+/// For the device operations `KEYS[3]` is the acting device's record and
+/// `KEYS[4]` the record of the device that would hold the alert (the same
+/// for all but reassign): `enrolled()` refuses when either is gone, in the
+/// same script as the change, so a request that passed its session check
+/// just before an offboarding cannot make a gone device the holder after
+/// the offboarding handed its claims back (it deletes the record first).
 const PREAMBLE_LUA: &str = r"
 local function current()
   local h = redis.call('HMGET', KEYS[1], 'state', 'device', 'outcome', 'version')
@@ -226,9 +241,16 @@ local function change(state, device, outcome)
 end
 local state, device, outcome, version = current()
 local function unchanged(code) return {code, state, device, outcome, version} end
+local function enrolled()
+  if redis.call('EXISTS', KEYS[3]) == 0 then return 'unenrolled' end
+  if redis.call('EXISTS', KEYS[4]) == 0 then return 'assignee-gone' end
+  return nil
+end
 ";
 
 const CLAIM_LUA: &str = r"
+local gone = enrolled()
+if gone then return unchanged(gone) end
 if state == 'resolved' then return unchanged('resolved') end
 if state == 'claimed' then
   if device == ARGV[5] then return unchanged('same') end
@@ -238,6 +260,8 @@ return change('claimed', ARGV[5], '')
 ";
 
 const RELEASE_LUA: &str = r"
+local gone = enrolled()
+if gone then return unchanged(gone) end
 if state == 'resolved' then return unchanged('resolved') end
 if state ~= 'claimed' then return unchanged('open') end
 if device ~= ARGV[5] then return unchanged('not-claimant') end
@@ -247,6 +271,8 @@ return change('open', '', '')
 /// `ARGV[6]` is the outcome. Resolving again with the same outcome is a no-op,
 /// so a phone may retry after a lost answer.
 const RESOLVE_LUA: &str = r"
+local gone = enrolled()
+if gone then return unchanged(gone) end
 if state == 'resolved' then
   if device == ARGV[5] and outcome == ARGV[6] then return unchanged('same') end
   return unchanged('resolved')
@@ -258,6 +284,8 @@ return change('resolved', ARGV[5], ARGV[6])
 
 /// `ARGV[5]` is the supervisor, `ARGV[6]` the new claimant.
 const REASSIGN_LUA: &str = r"
+local gone = enrolled()
+if gone then return unchanged(gone) end
 if state == 'resolved' then return unchanged('resolved') end
 if state == 'claimed' and device == ARGV[6] then return unchanged('same') end
 return change('claimed', ARGV[6], '')
@@ -324,8 +352,11 @@ impl AlertStates {
     /// Claims the alert for `device`. One claimant ever wins; the same device
     /// claiming again gets `Claimed` with nothing changed.
     pub async fn claim(&self, tip_id: &TipId, device: &DeviceId) -> Result<Claim, ClaimError> {
-        let (code, status) = self.run(&self.scripts.claim, tip_id, device, None).await?;
+        let (code, status) = self
+            .run(&self.scripts.claim, tip_id, device, None, None)
+            .await?;
         Ok(match code.as_str() {
+            "unenrolled" => return Err(ClaimError::Unenrolled),
             "ok" | "same" => Claim::Claimed {
                 version: status.version,
             },
@@ -345,7 +376,7 @@ impl AlertStates {
         device: &DeviceId,
     ) -> Result<AlertStatus, ClaimError> {
         let (code, status) = self
-            .run(&self.scripts.release, tip_id, device, None)
+            .run(&self.scripts.release, tip_id, device, None, None)
             .await?;
         refusal(&code).map_or(Ok(status), Err)
     }
@@ -364,6 +395,7 @@ impl AlertStates {
                 tip_id,
                 device,
                 Some(outcome.as_str()),
+                None,
             )
             .await?;
         refusal(&code).map_or(Ok(status), Err)
@@ -388,6 +420,7 @@ impl AlertStates {
                 tip_id,
                 supervisor,
                 Some(to.as_str()),
+                Some(to),
             )
             .await?;
         refusal(&code).map_or(Ok(status), Err)
@@ -492,12 +525,15 @@ impl AlertStates {
         tip_id: &TipId,
         device: &DeviceId,
         extra: Option<&str>,
+        holder: Option<&DeviceId>,
     ) -> Result<(String, AlertStatus), ClaimError> {
         let keys = self.store.keys();
         let now = now_ms();
         let mut invocation = script.key(keys.alert_state(tip_id));
         invocation
             .key(keys.alert_events())
+            .key(keys.device(device.as_str()))
+            .key(keys.device(holder.unwrap_or(device).as_str()))
             .arg(tip_id.as_str())
             .arg(minute_floor(now))
             .arg(minute_floor(
@@ -523,6 +559,8 @@ fn refusal(code: &str) -> Option<ClaimError> {
         "ok" | "same" => None,
         "resolved" => Some(ClaimError::AlreadyResolved),
         "open" => Some(ClaimError::NotClaimed),
+        "unenrolled" => Some(ClaimError::Unenrolled),
+        "assignee-gone" => Some(ClaimError::AssigneeGone),
         _ => Some(ClaimError::NotClaimant),
     }
 }

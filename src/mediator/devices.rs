@@ -426,9 +426,13 @@ impl Devices {
             .await
             .map_err(StoreError::from)?;
         // After the deletes: a stream that re-checks on the notice finds
-        // nothing left. If the notice fails, the caller may run this again;
-        // every stream still ends at its next liveness check.
-        revocations::announce(&self.store, &Ended::Device(id.clone())).await?;
+        // nothing left. A notice that cannot be written does not stop the
+        // offboarding (running it again finds nothing left to revoke, so the
+        // device's claims would stay held): every stream still ends at its
+        // next liveness check, which fails closed.
+        if let Err(e) = revocations::announce(&self.store, &Ended::Device(id.clone())).await {
+            tracing::warn!(error = %e, "revocation notice not sent; open streams end at their next check");
+        }
         tracing::info!(sessions = session_keys.len(), "mediator device revoked");
         Ok(RevokedDevice {
             mediator_id,

@@ -23,6 +23,8 @@
 //!    has gone.
 //!
 //! Every step can run again: after a failure half-way, run the command again.
+//! Once nothing of the person is left, `remove` finds nobody; `revoke` on a
+//! device id still hands back any claim that device holds.
 //! Two people must not share a name in the directory: removing one would
 //! remove both (`mediator list` groups by name, so it shows).
 //!
@@ -210,14 +212,17 @@ impl Offboarding {
     /// devices and invites stay.
     pub async fn revoke_device(&self, id: &DeviceId) -> Result<Offboarded, OffboardError> {
         let mut done = Offboarded::default();
-        match self.end_device(id, &mut done).await {
-            Err(OffboardError::Damaged(_)) | Ok(false) => {
-                return Err(OffboardError::NotFound(id.to_string()));
-            }
+        let ended = match self.end_device(id, &mut done).await {
+            Err(OffboardError::Damaged(_)) | Ok(false) => false,
             Err(e) => return Err(e),
-            Ok(true) => {}
+            Ok(true) => true,
+        };
+        // Also for a device already gone: an offboarding that failed after
+        // the revocation is finished by running `revoke` on the device again.
+        done.claims_reopened = self.reopen_claims(&[id.to_string()]).await?;
+        if !ended && done.claims_reopened == 0 {
+            return Err(OffboardError::NotFound(id.to_string()));
         }
-        done.claims_reopened = self.reopen_claims(&done.devices).await?;
         Ok(done)
     }
 

@@ -39,6 +39,18 @@ impl SharedRedis {
         Store::new(&self.settings.redis).unwrap()
     }
 
+    /// A device id with a device record, as an enrolled phone has: the alert
+    /// state scripts refuse devices that are not (or no longer) enrolled.
+    fn device(&self, name: &str) -> DeviceId {
+        let id = DeviceId::parse(name).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(self.replica().keys().device(id.as_str()))
+            .arg("{}")
+            .query(&mut self.redis())
+            .unwrap();
+        id
+    }
+
     fn states(&self) -> AlertStates {
         AlertStates::new(self.replica(), RETENTION_SECS)
     }
@@ -67,10 +79,6 @@ impl Drop for SharedRedis {
     fn drop(&mut self) {
         delete_prefix(&self.settings.redis.url, &self.settings.redis.key_prefix);
     }
-}
-
-fn device(name: &str) -> DeviceId {
-    DeviceId::parse(name).unwrap()
 }
 
 fn north() -> ZoneChoice {
@@ -123,7 +131,9 @@ async fn changes(
 async fn fifty_concurrent_claims_from_ten_devices_on_two_replicas_have_exactly_one_winner() {
     let redis = SharedRedis::new();
     let replicas = [redis.states(), redis.states()];
-    let devices: Vec<DeviceId> = (0..10).map(|i| device(&format!("phone-{i}"))).collect();
+    let devices: Vec<DeviceId> = (0..10)
+        .map(|i| redis.device(&format!("phone-{i}")))
+        .collect();
     for _round in 0..5 {
         let tip = TipId::random();
         let mut attempts = Vec::new();
@@ -183,7 +193,7 @@ async fn release_and_resolve_are_only_for_the_claimant() {
     let redis = SharedRedis::new();
     let (a, b) = (redis.states(), redis.states());
     let tip = TipId::random();
-    let (ana, ben) = (device("ana"), device("ben"));
+    let (ana, ben) = (redis.device("ana"), redis.device("ben"));
 
     assert!(matches!(
         a.release(&tip, &ana).await,
@@ -251,7 +261,11 @@ async fn only_a_supervisor_can_reassign_and_to_any_device() {
     let redis = SharedRedis::new();
     let states = redis.states();
     let tip = TipId::random();
-    let (ana, ben, sup) = (device("ana"), device("ben"), device("sup-1"));
+    let (ana, ben, sup) = (
+        redis.device("ana"),
+        redis.device("ben"),
+        redis.device("sup-1"),
+    );
 
     states.claim(&tip, &ana).await.unwrap();
     let refused = states.reassign(&tip, &ana, false, &ben).await.unwrap_err();
@@ -299,7 +313,11 @@ async fn every_change_appears_once_and_in_order_in_alert_events() {
     let redis = SharedRedis::new();
     let (a, b) = (redis.states(), redis.states());
     let (t1, t2) = (TipId::random(), TipId::random());
-    let (ana, ben, sup) = (device("ana"), device("ben"), device("sup"));
+    let (ana, ben, sup) = (
+        redis.device("ana"),
+        redis.device("ben"),
+        redis.device("sup"),
+    );
 
     a.claim(&t1, &ana).await.unwrap();
     b.claim(&t2, &ben).await.unwrap();
@@ -358,10 +376,10 @@ async fn state_of_an_unknown_tip_expires_with_the_retention_and_is_never_extende
     let key = redis.key(&format!("alert-state:{tip}"));
     let mut conn = redis.redis();
 
-    states.claim(&tip, &device("ana")).await.unwrap();
+    states.claim(&tip, &redis.device("ana")).await.unwrap();
     let first: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
     assert!(0 < first && first <= 3_600_000, "{first}");
-    states.release(&tip, &device("ana")).await.unwrap();
+    states.release(&tip, &redis.device("ana")).await.unwrap();
     let second: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
     assert!(0 < second && second <= first, "{second} after {first}");
 }
@@ -463,7 +481,7 @@ async fn a_claimed_or_resolved_alert_never_escalates_but_a_released_one_does() {
         TipId::random(),
         TipId::random(),
     );
-    let ana = device("ana");
+    let ana = redis.device("ana");
     // A claim that lands before the intake scheduled the tip keeps its state.
     states.claim(&early, &ana).await.unwrap();
     for tip in [&claimed, &resolved, &released, &early] {

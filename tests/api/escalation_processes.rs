@@ -339,10 +339,16 @@ everyone_after_secs = {EVERYONE_AFTER_SECS}
     /// Claims `tip` on the shared Redis, as a phone on either gateway would.
     async fn claim(&self, tip: &Tip) {
         let states = AlertStates::new(self.store.clone(), RETENTION_SECS);
-        let claim = states
-            .claim(&tip.id, &DeviceId::parse("phone-ana").unwrap())
+        let ana = DeviceId::parse("phone-ana").unwrap();
+        // As an enrolled phone: the claim script refuses unenrolled devices.
+        let mut conn = self.store.conn().await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(self.store.keys().device(ana.as_str()))
+            .arg("{}")
+            .query_async(&mut conn)
             .await
             .unwrap();
+        let claim = states.claim(&tip.id, &ana).await.unwrap();
         assert_eq!(claim, Claim::Claimed { version: 1 });
         assert!(
             unix_ms() < tip.due[0],

@@ -644,3 +644,130 @@ async fn nothing_of_a_device_is_stored_once_it_is_revoked() {
         .unwrap();
     assert!(!left);
 }
+
+/// A claim or handover whose request passed its session check just before
+/// the device was removed reaches Redis after the removal handed the
+/// device's claims back: it must not make the gone device the alert's holder
+/// (escalation only runs while an alert is unclaimed).
+#[tokio::test]
+async fn a_claim_or_handover_landing_after_a_removal_does_not_hold_the_alert() {
+    use tipwire::domain::TipId;
+    use tipwire::mediator::{ClaimError, DeviceId};
+    let app = crate::helpers::spawn_app().await;
+    let gone = Phone::new();
+    let gone_id = enrol(
+        &app,
+        &gone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let supervisor = Phone::new();
+    let supervisor_id = enrol(
+        &app,
+        &supervisor,
+        crate::devices::api(&app)
+            .invites
+            .create("Sam Supervisor", &[], true, Duration::from_secs(900))
+            .await
+            .unwrap()
+            .code
+            .as_str(),
+    )
+    .await;
+    let gone_id = DeviceId::parse(&gone_id).unwrap();
+    let supervisor_id = DeviceId::parse(&supervisor_id).unwrap();
+    tipwire::mediator::offboarding::Offboarding::new(app.store.clone(), Default::default(), 86_400)
+        .revoke_device(&gone_id)
+        .await
+        .unwrap();
+    let states = AlertStates::new(app.store.clone(), 86_400);
+    let tip = TipId::random();
+    assert!(matches!(
+        states.claim(&tip, &gone_id).await,
+        Err(ClaimError::Unenrolled)
+    ));
+    assert!(matches!(
+        states.reassign(&tip, &supervisor_id, true, &gone_id).await,
+        Err(ClaimError::AssigneeGone)
+    ));
+    // A supervisor removed mid-request hands nothing either.
+    assert!(matches!(
+        states.reassign(&tip, &gone_id, true, &supervisor_id).await,
+        Err(ClaimError::Unenrolled)
+    ));
+    assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
+}
+
+/// The revocation notice is the last write of a device's revocation; when it
+/// cannot be written (Redis refusing it for a moment) the removal must still
+/// hand the person's claims back: running `remove` again finds nobody left to
+/// remove, so a claim not reopened now would silence escalation for good.
+#[tokio::test]
+async fn a_removal_whose_notice_cannot_be_written_still_reopens_the_claims() {
+    use tipwire::domain::TipId;
+    use tipwire::mediator::DeviceId;
+    let app = crate::helpers::spawn_app().await;
+    let phone = Phone::new();
+    let id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let id = DeviceId::parse(&id).unwrap();
+    let states = AlertStates::new(app.store.clone(), 86_400);
+    let tip = TipId::random();
+    states.claim(&tip, &id).await.unwrap();
+    // The notice's XADD fails (WRONGTYPE) as a write to an unavailable Redis would.
+    let mut conn = app.store.conn().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(app.store.keys().revocations())
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let done = tipwire::mediator::offboarding::Offboarding::new(
+        app.store.clone(),
+        Default::default(),
+        86_400,
+    )
+    .remove_person(id.as_str())
+    .await
+    .unwrap();
+    assert_eq!(done.claims_reopened, 1);
+    assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
+}
+
+/// An offboarding that failed after the device's revocation (Redis gone
+/// before its claims were handed back) is finished by running `revoke` on
+/// the device again: the device is gone, but its claims still reopen.
+#[tokio::test]
+async fn revoking_an_already_revoked_device_again_hands_its_claims_back() {
+    use tipwire::domain::TipId;
+    use tipwire::mediator::DeviceId;
+    use tipwire::mediator::devices::Devices;
+    use tipwire::mediator::offboarding::{OffboardError, Offboarding};
+    let app = crate::helpers::spawn_app().await;
+    let phone = Phone::new();
+    let id = enrol(
+        &app,
+        &phone,
+        &invite(&app, &["south"], Duration::from_secs(900)).await,
+    )
+    .await;
+    let id = DeviceId::parse(&id).unwrap();
+    let states = AlertStates::new(app.store.clone(), 86_400);
+    let tip = TipId::random();
+    states.claim(&tip, &id).await.unwrap();
+    // The first run stopped after the revocation itself.
+    Devices::new(app.store.clone()).revoke(&id).await.unwrap();
+    let offboarding = Offboarding::new(app.store.clone(), Default::default(), 86_400);
+    let done = offboarding.revoke_device(&id).await.unwrap();
+    assert_eq!(done.claims_reopened, 1);
+    assert_eq!(states.get(&tip).await.unwrap().state, AlertState::Open);
+    // With nothing left of it, the device is reported unknown.
+    assert!(matches!(
+        offboarding.revoke_device(&id).await,
+        Err(OffboardError::NotFound(_))
+    ));
+}
