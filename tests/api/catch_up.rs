@@ -258,7 +258,9 @@ async fn a_thread_of_large_tips_answers_without_envelopes_and_the_app_still_open
             ..real.entry.clone()
         };
         let (appended, _) = producer
-            .append(&entry, version.unwrap_or(0), None, &[]).await.unwrap();
+            .append(&entry, version.unwrap_or(0), None, &[])
+            .await
+            .unwrap();
         assert!(matches!(appended, Appended::Stored(_)), "{appended:?}");
         big.push(entry.tip_id.to_string());
     }
@@ -284,7 +286,10 @@ async fn a_thread_of_large_tips_answers_without_envelopes_and_the_app_still_open
         "the thread view is {} bytes",
         body.len()
     );
-    assert!(read < PER_CATCH_UP, "the thread view read {read} bytes from Redis");
+    assert!(
+        read < PER_CATCH_UP,
+        "the thread view read {read} bytes from Redis"
+    );
     let items = |body: &[u8]| -> Vec<serde_json::Value> {
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         v["items"].as_array().unwrap().clone()
@@ -292,7 +297,10 @@ async fn a_thread_of_large_tips_answers_without_envelopes_and_the_app_still_open
     let shown = items(&body);
     let mut expected = vec![real.entry.tip_id.to_string()];
     expected.extend(big.iter().cloned());
-    let listed: Vec<&str> = shown.iter().map(|i| i["tip_id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = shown
+        .iter()
+        .map(|i| i["tip_id"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, expected, "oldest first");
     for item in &shown {
         assert_eq!(item["kind"], "tip");
