@@ -4,14 +4,14 @@
 //! | route | body | answer |
 //! |---|---|---|
 //! | `GET /api/v1/alerts/stream` | | 200 `text/event-stream` (see [`stream`]) |
-//! | `GET /api/v1/alerts/{tip_id}/envelope` | | 200 `application/octet-stream`: the sealed age file |
+//! | `GET /api/v1/alerts/{tip_id}/envelope` | | 200 `application/octet-stream`: the sealed age file (at most 8 read at once, process-wide; more wait) |
 //! | `POST /api/v1/alerts/{tip_id}/claim` | | 200 status; 409 `alert-claimed`, `alert-resolved`; 403 `cannot-open-alert` |
 //! | `POST /api/v1/alerts/{tip_id}/release` | | 200 status; 409 `alert-not-claimed`, `alert-resolved`; 403 `not-claimant` |
 //! | `POST /api/v1/alerts/{tip_id}/resolve` | `{outcome}` | 200 status; 422 `unknown-outcome`; 409, 403 as release |
 //! | `POST /api/v1/alerts/{tip_id}/reassign` | `{device_id}` | 200 status; 403 `not-supervisor`; 422 `invalid-assignee`; 409 `alert-resolved` |
 //! | `GET /api/v1/alerts/{tip_id}/assignees` | | 200 `{tip_id, devices: [{device_id, name, device_name, on_duty}]}`; 403 `not-supervisor` (see [`claims`]) |
 //! | `POST /api/v1/threads/{thread}/replies` | `{text}` | 202 `{id, thread}`; 422 `invalid-reply-text`; 409 `no-reply-channel` (see [`replies`]) |
-//! | `GET /api/v1/threads/{thread}` | | 200 `{thread, items}` |
+//! | `GET /api/v1/threads/{thread}` | | 200 `{thread, items}`: tips without envelopes, replies sealed inline (see [`replies`]) |
 //!
 //! A status is `{tip_id, state, outcome, claimed_by_me, version}`. A device
 //! sees the alerts of its zones, every "unsure" alert (those are sealed to

@@ -18,9 +18,12 @@
 //! record errs toward showing too much.
 //!
 //! `GET /api/v1/threads/{thread}`: `{thread, items}`, oldest first: the tips
-//! of the thread this device may see (`kind=tip`, with their routing fields)
-//! and the team's replies (`kind=reply`), each with its sealed envelope in
-//! base64. The phone opens them; the gateway cannot.
+//! of the thread this device may see (`kind=tip`, with their routing fields
+//! and `can_open`, read from the alert summaries: no envelope, which the
+//! phone fetches per tip from `/api/v1/alerts/{tip}/envelope`, since tips
+//! can hold megabytes of photos each) and the team's replies (`kind=reply`,
+//! short by construction), each with its sealed envelope in base64. The
+//! phone opens them; the gateway cannot.
 //!
 //! Untrusted: the thread id (path) and the reply text (only its length is
 //! checked; it is sealed and never logged); history entries read back from
