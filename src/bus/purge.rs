@@ -20,7 +20,7 @@ use redis::streams::StreamRangeReply;
 use redis::{FromRedisValue, Value};
 
 use super::names::{ALERT_INDEX, REPLY_TO};
-use super::retention::{scan, trim_older_than};
+use super::retention::{Scan, trim_older_than};
 use super::{Store, StoreError, is_stream_id};
 use crate::domain::{ThreadId, TipId};
 
@@ -134,16 +134,20 @@ pub async fn purge_before(
     // Tips by their index entries, whose values are the tips' stream ids.
     let mut tips = HashSet::new();
     let index_prefix = format!("{}:{ALERT_INDEX}:", keys.prefix());
-    for key in scan(&mut conn, &keys.pattern(ALERT_INDEX), "string").await? {
-        let id: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-        let old = id
-            .as_deref()
-            .and_then(id_ms)
-            .is_some_and(|ms| ms < cutoff_ms);
-        if let Some(tip) = key.strip_prefix(&index_prefix).and_then(TipId::parse)
-            && old
-        {
-            tips.insert(tip);
+    let indexes = keys.pattern(ALERT_INDEX);
+    let mut scan = Scan::new(&indexes, "string");
+    while let Some(page) = scan.next_page(&mut conn).await? {
+        for key in page {
+            let id: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let old = id
+                .as_deref()
+                .and_then(id_ms)
+                .is_some_and(|ms| ms < cutoff_ms);
+            if let Some(tip) = key.strip_prefix(&index_prefix).and_then(TipId::parse)
+                && old
+            {
+                tips.insert(tip);
+            }
         }
     }
     let alerts_before: u64 = redis::cmd("XLEN")
@@ -165,17 +169,22 @@ pub async fn purge_before(
     let refreshed_after = cutoff_unix_secs
         .saturating_add(reply_ttl_secs)
         .saturating_add(3600);
-    for key in scan(&mut conn, &keys.pattern(REPLY_TO), "string").await? {
-        let expires: i64 = redis::cmd("EXPIRETIME")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await?;
-        // -1 (no expiry) is not tipwire's doing: purge it too.
-        if expires == -1 || u64::try_from(expires).is_ok_and(|at| at < refreshed_after) {
-            purged.keys += redis::cmd("DEL")
+    let addresses = keys.pattern(REPLY_TO);
+    let mut scan = Scan::new(&addresses, "string");
+    while let Some(page) = scan.next_page(&mut conn).await? {
+        for key in page {
+            let expires: i64 = redis::cmd("EXPIRETIME")
                 .arg(&key)
-                .query_async::<u64>(&mut conn)
+                .query_async(&mut conn)
                 .await?;
+            // -1 (no expiry) is not tipwire's doing: purge it too. A key
+            // seen twice is deleted once (`DEL` counts what it removed).
+            if expires == -1 || u64::try_from(expires).is_ok_and(|at| at < refreshed_after) {
+                purged.keys += redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<u64>(&mut conn)
+                    .await?;
+            }
         }
     }
     purged.aof_rewritten = rewrite_aof(&mut conn).await?;

@@ -79,57 +79,78 @@ pub async fn trim_older_than(store: &Store, cutoff_unix_secs: u64) -> Result<u64
     }
     let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
     let mut removed: u64 = counts.iter().sum();
-    for history in scan(&mut conn, &keys.pattern(THREAD), "stream").await? {
-        let n: u64 = redis::cmd("XTRIM")
-            .arg(&history)
-            .arg("MINID")
-            .arg(cutoff_ms)
-            .query_async(&mut conn)
-            .await?;
-        removed += n;
+    // Each page as it comes: a trim done twice removes nothing the second time.
+    let histories = keys.pattern(THREAD);
+    let mut scan = Scan::new(&histories, "stream");
+    while let Some(page) = scan.next_page(&mut conn).await? {
+        for history in page {
+            let n: u64 = redis::cmd("XTRIM")
+                .arg(&history)
+                .arg("MINID")
+                .arg(cutoff_ms)
+                .query_async(&mut conn)
+                .await?;
+            removed += n;
+        }
     }
     let trim_list = redis::Script::new(TRIM_ID_LIST_LUA);
-    for list in scan(&mut conn, &keys.pattern(THREAD_TIPS), "list").await? {
-        let n: u64 = trim_list
-            .key(&list)
-            .arg(cutoff_ms)
-            .invoke_async(&mut conn)
-            .await?;
-        removed += n;
+    let lists = keys.pattern(THREAD_TIPS);
+    let mut scan = Scan::new(&lists, "list");
+    while let Some(page) = scan.next_page(&mut conn).await? {
+        for list in page {
+            let n: u64 = trim_list
+                .key(&list)
+                .arg(cutoff_ms)
+                .invoke_async(&mut conn)
+                .await?;
+            removed += n;
+        }
     }
     Ok(removed)
 }
 
-/// Every key of type `kind` matching `pattern` (a whole `SCAN`; keys added
-/// meanwhile may be missed, and are newer than any cutoff). The type filter
-/// keeps a stray key of another type from failing every sweep.
-pub(crate) async fn scan(
-    conn: &mut ConnectionManager,
-    pattern: &str,
-    kind: &str,
-) -> Result<Vec<String>, StoreError> {
-    let mut found = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
+/// The keys of type `kind` matching `pattern`, one `SCAN` page at a time
+/// (at most about [`SCAN_COUNT`] keys held at once, however many there
+/// are): keys added meanwhile may be missed, and are newer than any cutoff;
+/// a key may come twice, so what is done to each must be idempotent. The
+/// type filter keeps a stray key of another type from failing every sweep.
+pub(crate) struct Scan<'a> {
+    pattern: &'a str,
+    kind: &'a str,
+    /// `None` once the whole keyspace was walked.
+    cursor: Option<u64>,
+}
+
+impl<'a> Scan<'a> {
+    pub(crate) fn new(pattern: &'a str, kind: &'a str) -> Self {
+        Self {
+            pattern,
+            kind,
+            cursor: Some(0),
+        }
+    }
+
+    /// The next page (possibly empty), or `None` when the walk is done.
+    pub(crate) async fn next_page(
+        &mut self,
+        conn: &mut ConnectionManager,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(cursor) = self.cursor else {
+            return Ok(None);
+        };
         let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(pattern)
+            .arg(self.pattern)
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .arg("TYPE")
-            .arg(kind)
+            .arg(self.kind)
             .query_async(conn)
             .await?;
-        found.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+        self.cursor = (next != 0).then_some(next);
+        Ok(Some(page))
     }
-    found.sort_unstable();
-    found.dedup();
-    Ok(found)
 }
 
 /// Moves the opt-out set older versions kept (`<prefix>:opted-out`, never

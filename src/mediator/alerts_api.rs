@@ -4,14 +4,14 @@
 //! | route | body | answer |
 //! |---|---|---|
 //! | `GET /api/v1/alerts/stream` | | 200 `text/event-stream` (see [`stream`]) |
-//! | `GET /api/v1/alerts/{tip_id}/envelope` | | 200 `application/octet-stream`: the sealed age file |
+//! | `GET /api/v1/alerts/{tip_id}/envelope` | | 200 `application/octet-stream`: the sealed age file (at most 8 read at once, process-wide; more wait) |
 //! | `POST /api/v1/alerts/{tip_id}/claim` | | 200 status; 409 `alert-claimed`, `alert-resolved`; 403 `cannot-open-alert` |
 //! | `POST /api/v1/alerts/{tip_id}/release` | | 200 status; 409 `alert-not-claimed`, `alert-resolved`; 403 `not-claimant` |
 //! | `POST /api/v1/alerts/{tip_id}/resolve` | `{outcome}` | 200 status; 422 `unknown-outcome`; 409, 403 as release |
 //! | `POST /api/v1/alerts/{tip_id}/reassign` | `{device_id}` | 200 status; 403 `not-supervisor`; 422 `invalid-assignee`; 409 `alert-resolved` |
 //! | `GET /api/v1/alerts/{tip_id}/assignees` | | 200 `{tip_id, devices: [{device_id, name, device_name, on_duty}]}`; 403 `not-supervisor` (see [`claims`]) |
 //! | `POST /api/v1/threads/{thread}/replies` | `{text}` | 202 `{id, thread}`; 422 `invalid-reply-text`; 409 `no-reply-channel` (see [`replies`]) |
-//! | `GET /api/v1/threads/{thread}` | | 200 `{thread, items}` |
+//! | `GET /api/v1/threads/{thread}` | | 200 `{thread, items}`: tips without envelopes, replies sealed inline (see [`replies`]) |
 //!
 //! A status is `{tip_id, state, outcome, claimed_by_me, version}`. A device
 //! sees the alerts of its zones, every "unsure" alert (those are sealed to
@@ -256,13 +256,30 @@ fn viewer(device: &AuthenticatedDevice) -> Viewer {
     Viewer::of(device.device_id(), device.device())
 }
 
+/// Envelope reads in flight at once, in the whole process: each reads one
+/// whole entry (up to megabytes of photos) into memory, so a flood of
+/// requests (or a phone opening a thread of many large tips) waits its turn
+/// rather than making the gateway hold them all at once.
+const ENVELOPE_READS_AT_ONCE: usize = 8;
+static ENVELOPE_READS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(ENVELOPE_READS_AT_ONCE);
+
+/// A turn to read an envelope, waiting for one (`None` only if the
+/// semaphore were closed, which it never is: then the read goes ahead).
+async fn envelope_turn() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    ENVELOPE_READS.acquire().await.ok()
+}
+
 #[tracing::instrument(name = "alert_envelope", skip_all)]
 async fn envelope(
     device: AuthenticatedDevice,
     path: web::Path<String>,
     api: web::Data<AlertsApi>,
 ) -> Result<HttpResponse, AppError> {
-    let alert = api.visible_alert(&viewer(&device), &path).await?;
+    let alert = {
+        let _turn = envelope_turn().await;
+        api.visible_alert(&viewer(&device), &path).await?
+    };
     Ok(no_store(HttpResponse::Ok())
         .content_type("application/octet-stream")
         .body(alert.entry.envelope))
@@ -305,6 +322,18 @@ mod tests {
 
     fn viewer(zones: &[&str], supervisor: bool) -> Viewer {
         Viewer::of(&DeviceId::parse("d_1").unwrap(), &record(zones, supervisor))
+    }
+
+    #[test]
+    fn envelope_reads_beyond_the_bound_wait_for_a_turn_instead_of_failing() {
+        use futures_util::FutureExt as _;
+        let held: Vec<_> = (0..ENVELOPE_READS_AT_ONCE)
+            .map(|_| envelope_turn().now_or_never().flatten().unwrap())
+            .collect();
+        let mut next = Box::pin(envelope_turn());
+        assert!((&mut next).now_or_never().is_none(), "the ninth read waits");
+        drop(held);
+        assert!(next.now_or_never().flatten().is_some(), "then goes ahead");
     }
 
     #[test]

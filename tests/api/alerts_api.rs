@@ -887,7 +887,18 @@ async fn a_reply_reaches_the_tipster_by_sms_and_the_thread_shows_it_sealed_to_th
                 .decode(items[i]["envelope"].as_str().unwrap())
                 .unwrap()
         };
-        assert_eq!(tip_document(&reader.open(&envelope(0))).text, text);
+        // A tip item carries no envelope: the phone fetches it on its own.
+        assert!(items[0].get("envelope").is_none(), "{view}");
+        assert_eq!(items[0]["can_open"], true);
+        let sealed_tip = reader
+            .get(
+                &app,
+                &format!("/api/v1/alerts/{}/envelope", tip.entry.tip_id),
+            )
+            .await;
+        assert_eq!(sealed_tip.status(), 200);
+        let sealed_tip = sealed_tip.bytes().await.unwrap();
+        assert_eq!(tip_document(&reader.open(&sealed_tip)).text, text);
         let sealed_reply: Value = serde_json::from_slice(&reader.open(&envelope(1))).unwrap();
         assert_eq!(sealed_reply["text"], reply);
         assert_eq!(sealed_reply["thread"], thread.as_str());

@@ -762,8 +762,14 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
         last["query"].is_string(),
         "the app's own reconnect resumed: {result:#}"
     );
-    // The thread, opened on the phone: the tip, then the reply.
+    // The thread, opened on the phone: the tip (its envelope fetched on its
+    // own, the thread view carries none), then the reply.
     let thread = result["thread"].as_array().unwrap();
+    assert_eq!(
+        thread.first().unwrap(),
+        &serde_json::json!({"from": "tipster", "text": text}),
+        "{result:#}"
+    );
     assert_eq!(
         thread.last().unwrap(),
         &serde_json::json!({"from": "team", "text": reply})

@@ -20,6 +20,8 @@ const PHONES: usize = 4;
 /// What one catch-up may cost in Redis reads: routing fields of a handful
 /// of entries, states, the stream ends. One envelope would be 12 times this.
 const PER_CATCH_UP: u64 = 256 << 10;
+/// The largest thread view answer a thread of these tips may take.
+const THREAD_VIEW_BYTES: usize = 64 << 10;
 
 async fn output_bytes(app: &TestApp) -> u64 {
     let mut conn = app.store.conn().await.unwrap();
@@ -220,5 +222,114 @@ async fn alerts_from_before_the_summaries_are_backfilled_and_listed_again() {
     let fields: Vec<&str> = summary[0].1.iter().map(|(f, _)| f.as_str()).collect();
     for secret in ["envelope", "pseudonym", "key_version"] {
         assert!(!fields.contains(&secret), "{fields:?}");
+    }
+}
+
+/// Opening a thread of many large tips answers their routing fields and
+/// whether this phone can open each, never their envelopes: a small JSON
+/// body, a small Redis read; the app then fetches each tip's envelope alone.
+#[tokio::test]
+async fn a_thread_of_large_tips_answers_without_envelopes_and_the_app_still_opens_each() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| s.redis.url = url).await;
+    let phone = Phone::new();
+    let code = invite(&app, &["north"], Duration::from_secs(900)).await;
+    let device_id = enrol(&app, &phone, &code).await;
+    let first = login(&app, &phone, &device_id).await;
+    assert_eq!(
+        app.post_tip("a real tip", "north", "now").await.status(),
+        200
+    );
+    let real = app.alerts().await.pop().unwrap();
+    let producer = AlertProducer::new(app.store.clone(), Duration::from_secs(86_400));
+    let mut conn = app.store.conn().await.unwrap();
+    let version: Option<u64> = redis::cmd("GET")
+        .arg(app.store.keys().mediators_version())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut big = Vec::new();
+    for i in 0..BIG_TIPS {
+        // The same thread, sealed to the same phone.
+        let entry = AlertEntry {
+            envelope: vec![u8::try_from(i).unwrap(); ENVELOPE_BYTES],
+            tip_id: TipId::random(),
+            ..real.entry.clone()
+        };
+        let (appended, _) = producer
+            .append(&entry, version.unwrap_or(0), None, &[])
+            .await
+            .unwrap();
+        assert!(matches!(appended, Appended::Stored(_)), "{appended:?}");
+        big.push(entry.tip_id.to_string());
+    }
+    // A phone enrolled after the tips sees them (its zone) but cannot open them.
+    let late = Phone::new();
+    let code = invite(&app, &["north"], Duration::from_secs(900)).await;
+    let late_id = enrol(&app, &late, &code).await;
+    let late_login = login(&app, &late, &late_id).await;
+
+    let view = |login: &Login| {
+        app.client
+            .get(app.url(&format!("/api/v1/threads/{}", real.entry.thread)))
+            .header("Cookie", &login.cookie)
+            .send()
+    };
+    let before = output_bytes(&app).await;
+    let answer = view(&first).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = answer.bytes().await.unwrap();
+    let read = output_bytes(&app).await - before;
+    assert!(
+        body.len() < THREAD_VIEW_BYTES,
+        "the thread view is {} bytes",
+        body.len()
+    );
+    assert!(
+        read < PER_CATCH_UP,
+        "the thread view read {read} bytes from Redis"
+    );
+    let items = |body: &[u8]| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["items"].as_array().unwrap().clone()
+    };
+    let shown = items(&body);
+    let mut expected = vec![real.entry.tip_id.to_string()];
+    expected.extend(big.iter().cloned());
+    let listed: Vec<&str> = shown
+        .iter()
+        .map(|i| i["tip_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, expected, "oldest first");
+    for item in &shown {
+        assert_eq!(item["kind"], "tip");
+        assert!(item.get("envelope").is_none(), "{item}");
+        assert_eq!(item["can_open"], true, "{item}");
+    }
+    let late_view = view(&late_login).await.unwrap();
+    assert_eq!(late_view.status(), 200);
+    for item in items(&late_view.bytes().await.unwrap()) {
+        assert_eq!(item["can_open"], false, "{item}");
+    }
+
+    // What the app does for each tip shown: fetch its envelope, open it.
+    for (n, tip) in expected.iter().enumerate() {
+        let envelope = app
+            .client
+            .get(app.url(&format!("/api/v1/alerts/{tip}/envelope")))
+            .header("Cookie", &first.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(envelope.status(), 200);
+        let bytes = envelope.bytes().await.unwrap();
+        if n == 0 {
+            let opened =
+                tipwire::crypto::open(&bytes, std::slice::from_ref(&phone.identity)).unwrap();
+            assert!(String::from_utf8(opened).unwrap().contains("a real tip"));
+        } else {
+            assert_eq!(bytes.len(), ENVELOPE_BYTES);
+        }
     }
 }

@@ -172,6 +172,58 @@ async fn the_retention_step_trims_every_tip_linked_stream_schedule_history_and_l
     assert_eq!(items, [format!("{new_ms}-0")]);
 }
 
+/// Thousands of thread histories and tip lists, more than several `SCAN`
+/// pages: the step trims each page as it comes (never holding every key),
+/// misses none and counts each old item once.
+#[tokio::test]
+async fn the_retention_step_trims_histories_and_lists_across_many_scan_pages() {
+    const THREADS: usize = 2_500;
+    let app = spawn_app().await;
+    let keys = app.store.keys();
+    let old_ms = (now() - 40 * 86_400) / 60 * 60_000;
+    let new_ms = now() / 60 * 60_000;
+    let threads: Vec<String> = (0..THREADS)
+        .map(|_| crate::helpers::random_hex(32))
+        .collect();
+    let mut conn = app.store.conn().await.unwrap();
+    let mut pipe = redis::pipe();
+    for thread in &threads {
+        for ms in [old_ms, new_ms] {
+            pipe.cmd("XADD")
+                .arg(keys.thread(thread))
+                .arg(format!("{ms}-0"))
+                .arg("kind")
+                .arg("reply")
+                .ignore();
+        }
+        pipe.cmd("RPUSH")
+            .arg(keys.thread_tips(thread))
+            .arg(format!("{old_ms}-0"))
+            .arg(format!("{new_ms}-0"))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+
+    let removed = trim_older_than(&app.store, now() - 30 * 86_400)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2 * u64::try_from(THREADS).unwrap());
+    let mut pipe = redis::pipe();
+    for thread in &threads {
+        pipe.cmd("XLEN").arg(keys.thread(thread));
+        pipe.cmd("LLEN").arg(keys.thread_tips(thread));
+    }
+    let lengths: Vec<u64> = pipe.query_async(&mut conn).await.unwrap();
+    assert!(lengths.iter().all(|&n| n == 1), "one new item left in each");
+    // Once more: nothing old is left to remove.
+    assert_eq!(
+        trim_older_than(&app.store, now() - 30 * 86_400)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 /// Every key the gateway wrote for a tipster's texts (a tip, a STOP, a START,
 /// a STOP again) either expires by itself within the retention (plus the
 /// hours the expiry is rounded to) or is a stream or schedule the retention

@@ -18,9 +18,12 @@
 //! record errs toward showing too much.
 //!
 //! `GET /api/v1/threads/{thread}`: `{thread, items}`, oldest first: the tips
-//! of the thread this device may see (`kind=tip`, with their routing fields)
-//! and the team's replies (`kind=reply`), each with its sealed envelope in
-//! base64. The phone opens them; the gateway cannot.
+//! of the thread this device may see (`kind=tip`, with their routing fields
+//! and `can_open`, read from the alert summaries: no envelope, which the
+//! phone fetches per tip from `/api/v1/alerts/{tip}/envelope`, since tips
+//! can hold megabytes of photos each) and the team's replies (`kind=reply`,
+//! short by construction), each with its sealed envelope in base64. The
+//! phone opens them; the gateway cannot.
 //!
 //! Untrusted: the thread id (path) and the reply text (only its length is
 //! checked; it is sealed and never logged); history entries read back from
@@ -38,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{AlertsApi, no_store, store_error, thread_id, viewer};
+use super::{AlertsApi, Viewer, no_store, store_error, thread_id, viewer};
 use crate::bus::{StoredAlert, coarse_script};
 use crate::crypto::{RecipientKey, seal};
 use crate::domain::ThreadId;
@@ -104,26 +107,51 @@ fn directory_error(e: DirectoryError) -> AppError {
     }
 }
 
-/// The thread's newest tips, oldest first.
-async fn thread_tips(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<StoredAlert>, AppError> {
-    let ids = api
-        .reader
-        .thread_tip_ids(thread.as_str(), MAX_THREAD_ITEMS)
-        .await
-        .map_err(store_error)?;
-    api.reader.by_ids(&ids).await.map_err(store_error)
-}
-
-/// What a reply needs to know of one of the thread's tips.
+/// What the thread view and a reply need to know of one of the thread's
+/// tips: its routing fields, never its envelope.
 struct ThreadTip {
+    pos: StreamPos,
+    tip_id: String,
     zone: String,
+    priority: String,
+    channel: String,
     received: u64,
     sealed_to: Option<Vec<String>>,
 }
 
-/// The routing fields of the thread's newest tips, read from the alert
-/// summaries, so a reply does not read the tips' envelopes (megabytes each
-/// with photos); only tips older than the summaries are read whole.
+impl ThreadTip {
+    fn of_summary(s: live::AlertSummary) -> Self {
+        Self {
+            pos: s.pos,
+            tip_id: s.tip_id.as_str().to_owned(),
+            zone: s.zone,
+            priority: s.priority,
+            channel: s.channel,
+            received: s.received,
+            sealed_to: s.sealed_to,
+        }
+    }
+
+    /// `None` for an entry whose id is not a stream position.
+    fn of_alert(alert: StoredAlert) -> Option<Self> {
+        let e = alert.entry;
+        Some(Self {
+            pos: StreamPos::parse(&alert.id)?,
+            tip_id: e.tip_id.as_str().to_owned(),
+            zone: e.zone,
+            priority: e.priority,
+            channel: e.channel,
+            received: e.received,
+            sealed_to: e.sealed_to,
+        })
+    }
+}
+
+/// The thread's newest tips (routing fields), read from the alert
+/// summaries, so neither a reply nor the thread view reads the tips'
+/// envelopes (megabytes each with photos; the phone fetches each one from
+/// `/api/v1/alerts/{tip}/envelope`); only tips older than the summaries are
+/// read whole, one at a time, their envelopes dropped at once.
 async fn thread_routing(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<ThreadTip>, AppError> {
     let ids = api
         .reader
@@ -135,25 +163,14 @@ async fn thread_routing(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<Thread
         .map_err(store_error)?;
     let found: BTreeSet<String> = summaries.iter().map(|s| s.pos.to_string()).collect();
     let older: Vec<String> = ids.into_iter().filter(|id| !found.contains(id)).collect();
-    let mut tips: Vec<ThreadTip> = summaries
-        .into_iter()
-        .map(|s| ThreadTip {
-            zone: s.zone,
-            received: s.received,
-            sealed_to: s.sealed_to,
-        })
-        .collect();
+    let mut tips: Vec<ThreadTip> = summaries.into_iter().map(ThreadTip::of_summary).collect();
     for id in older {
         let whole = api
             .reader
             .by_ids(std::slice::from_ref(&id))
             .await
             .map_err(store_error)?;
-        tips.extend(whole.into_iter().map(|t| ThreadTip {
-            zone: t.entry.zone,
-            received: t.entry.received,
-            sealed_to: t.entry.sealed_to,
-        }));
+        tips.extend(whole.into_iter().filter_map(ThreadTip::of_alert));
     }
     Ok(tips)
 }
@@ -316,24 +333,23 @@ async fn replies(api: &AlertsApi, thread: &ThreadId) -> Result<Vec<Reply>, AppEr
 
 /// Where an item sorts: tips by their own position; a reply right after
 /// the tip that was newest when it was written, then by its own position.
-fn order(tips: Vec<&StoredAlert>, replies: Vec<Reply>) -> Vec<serde_json::Value> {
+/// Tips carry no envelope (the phone fetches each from
+/// `/api/v1/alerts/{tip}/envelope`), and `can_open`: whether this device
+/// was sealed to it. Replies, short by construction, carry theirs.
+fn order(me: &Viewer, tips: Vec<&ThreadTip>, replies: Vec<Reply>) -> Vec<serde_json::Value> {
     let mut items: Vec<((StreamPos, u8, StreamPos), serde_json::Value)> = Vec::new();
     for tip in tips {
-        let Some(pos) = StreamPos::parse(&tip.id) else {
-            continue;
-        };
-        let e = &tip.entry;
         items.push((
-            (pos, 0, pos),
+            (tip.pos, 0, tip.pos),
             json!({
                 "kind": "tip",
-                "id": tip.id,
-                "tip_id": e.tip_id.as_str(),
-                "zone": e.zone,
-                "priority": e.priority,
-                "channel": e.channel,
-                "received": e.received,
-                "envelope": STANDARD.encode(&e.envelope),
+                "id": tip.pos.to_string(),
+                "tip_id": tip.tip_id,
+                "zone": tip.zone,
+                "priority": tip.priority,
+                "channel": tip.channel,
+                "received": tip.received,
+                "can_open": me.can_open(&tip.zone, tip.received, tip.sealed_to.as_deref()),
             }),
         ));
     }
@@ -360,42 +376,42 @@ pub(super) async fn get_thread(
 ) -> Result<HttpResponse, AppError> {
     let thread = thread_id(&path)?;
     let me = viewer(&device);
-    let tips = thread_tips(&api, &thread).await?;
-    let visible: Vec<&StoredAlert> = tips
-        .iter()
-        .filter(|t| me.sees_zone(&t.entry.zone))
-        .collect();
+    let tips = thread_routing(&api, &thread).await?;
+    let visible: Vec<&ThreadTip> = tips.iter().filter(|t| me.sees_zone(&t.zone)).collect();
     if visible.is_empty() {
         return Err(AppError::NotFound);
     }
     let replies = replies(&api, &thread).await?;
     Ok(no_store(HttpResponse::Ok()).json(json!({
         "thread": thread.as_str(),
-        "items": order(visible, replies),
+        "items": order(&me, visible, replies),
     })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::AlertEntry;
     use crate::domain::TipId;
 
-    fn tip(id: &str) -> StoredAlert {
-        StoredAlert {
-            id: id.into(),
-            entry: AlertEntry {
-                tip_id: TipId::random(),
-                zone: "north".into(),
-                priority: "now".into(),
-                channel: "sms".into(),
-                received: 60,
-                pseudonym: String::new(),
-                thread: String::new(),
-                key_version: "1".into(),
-                envelope: vec![1],
-                sealed_to: None,
-            },
+    fn tip(id: &str) -> ThreadTip {
+        ThreadTip {
+            pos: StreamPos::parse(id).unwrap(),
+            tip_id: TipId::random().as_str().to_owned(),
+            zone: "north".into(),
+            priority: "now".into(),
+            channel: "sms".into(),
+            received: 60,
+            sealed_to: Some(vec!["m_1".into()]),
+        }
+    }
+
+    fn supervisor() -> Viewer {
+        Viewer {
+            device_id: crate::mediator::DeviceId::parse("d_1").unwrap(),
+            mediator_id: "m_2".into(),
+            zones: BTreeSet::new(),
+            supervisor: true,
+            created: 0,
         }
     }
 
@@ -411,6 +427,7 @@ mod tests {
     fn replies_sort_after_the_tip_they_followed_even_within_one_minute() {
         let (a, b) = (tip("60000-0"), tip("60000-1"));
         let items = order(
+            &supervisor(),
             vec![&a, &b],
             vec![
                 reply("60000-5", "60000-0"),
@@ -432,6 +449,11 @@ mod tests {
                 ("reply", "60000-6"),
             ]
         );
+        // Tips carry no envelope, and say whether this device can open them.
+        let tip = &items[1];
+        assert!(tip.get("envelope").is_none(), "{tip}");
+        assert_eq!(tip["can_open"], false, "sealed to m_1 only");
+        assert!(items[0]["envelope"].is_string());
     }
 
     #[test]

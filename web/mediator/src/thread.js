@@ -4,7 +4,9 @@
 // it to the reply relay for the tipster's channel; the tipster never sees
 // who wrote it, and this view never shows a mediator's name either.
 //
-// Routes: GET /api/v1/threads/{thread} and POST /api/v1/threads/{thread}/replies.
+// Routes: GET /api/v1/threads/{thread} (tips without their envelopes, each
+// fetched from GET /api/v1/alerts/{tip}/envelope) and
+// POST /api/v1/threads/{thread}/replies.
 
 const MAX_REPLY = 1000;
 
@@ -31,6 +33,17 @@ function fromBase64(text) {
  */
 function author(item) {
   return item.kind === "reply" ? "The team (to the tipster)" : "Tipster";
+}
+
+/**
+ * An item's sealed bytes. A reply (short) comes inline; a tip does not (it
+ * may hold megabytes of photos): it is fetched alone, one at a time, as the
+ * opened alert is, unless the gateway says it was not sealed to this phone.
+ */
+async function sealed(ctx, item) {
+  if (item.kind !== "tip") return fromBase64(item.envelope);
+  if (item.can_open === false) throw new Error("not sealed to this phone");
+  return ctx.request("GET", `/api/v1/alerts/${encodeURIComponent(item.tip_id)}/envelope`, { bytes: true });
 }
 
 const contexts = new WeakMap();
@@ -109,11 +122,12 @@ export async function loadThread(root) {
   for (const item of items) {
     let doc = null;
     try {
-      const plain = await ctx.openEnvelope(fromBase64(item.envelope));
+      const plain = await ctx.openEnvelope(await sealed(ctx, item));
       doc = JSON.parse(new TextDecoder().decode(plain));
     } catch {
       doc = null;
     }
+    if (!ctx.isCurrent()) return;
     const when = item.received ?? item.sent ?? doc?.received ?? doc?.sent;
     const kind = author(item);
     rows.push(
