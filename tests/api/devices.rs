@@ -111,6 +111,14 @@ pub(crate) async fn enrol(app: &TestApp, phone: &Phone, code: &str) -> String {
     body["device_id"].as_str().unwrap().to_owned()
 }
 
+/// A new phone enrolled from a fresh invite for `south`, and its device id.
+pub(crate) async fn enrolled_phone(app: &TestApp) -> (Phone, String) {
+    let phone = Phone::new();
+    let code = invite(app, &["south"], Duration::from_secs(900)).await;
+    let device_id = enrol(app, &phone, &code).await;
+    (phone, device_id)
+}
+
 async fn challenge(app: &TestApp, device_id: &str) -> String {
     let response = post_json(
         app,
@@ -374,13 +382,7 @@ async fn an_enrolment_with_a_malformed_key_gets_422_and_changes_nothing() {
 #[tokio::test]
 async fn an_already_enrolled_recipient_is_refused_and_the_invite_stays_usable() {
     let app = spawn_app().await;
-    let phone = Phone::new();
-    enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, _) = enrolled_phone(&app).await;
     let code = invite(&app, &["south"], Duration::from_secs(900)).await;
     let response = post_json(&app, "/api/v1/devices", &phone.enrolment(&code)).await;
     assert_eq!(response.status(), 409);
@@ -447,13 +449,7 @@ async fn login_with_a_valid_signature_sets_a_host_only_httponly_secure_strict_co
 #[tokio::test]
 async fn a_wrong_signature_or_a_replayed_challenge_is_refused() {
     let app = spawn_app().await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
 
     // Signed by another key: refused, and the challenge is used up.
     let c = challenge(&app, &device_id).await;
@@ -479,13 +475,7 @@ async fn a_wrong_signature_or_a_replayed_challenge_is_refused() {
     let made_up = URL_SAFE_NO_PAD.encode([5u8; 32]);
     let response = try_login(&app, &device_id, &made_up, &phone.sign(&made_up)).await;
     assert_eq!(error_code(response).await, "challenge-invalid");
-    let other = Phone::new();
-    let other_id = enrol(
-        &app,
-        &other,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (_, other_id) = enrolled_phone(&app).await;
     let theirs = challenge(&app, &other_id).await;
     let response = try_login(&app, &device_id, &theirs, &phone.sign(&theirs)).await;
     assert_eq!(error_code(response).await, "challenge-invalid");
@@ -503,13 +493,7 @@ async fn a_wrong_signature_or_a_replayed_challenge_is_refused() {
 #[tokio::test]
 async fn a_state_changing_call_needs_the_csrf_header_and_the_apps_origin() {
     let app = spawn_app().await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
     let session = login(&app, &phone, &device_id).await;
     let cookie = Some(session.cookie.as_str());
 
@@ -563,13 +547,7 @@ async fn a_state_changing_call_needs_the_csrf_header_and_the_apps_origin() {
 #[tokio::test]
 async fn logout_ends_the_session_and_clears_the_cookie() {
     let app = spawn_app().await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
     let session = login(&app, &phone, &device_id).await;
     let other = login(&app, &phone, &device_id).await;
     let without_csrf = app
@@ -602,13 +580,7 @@ async fn logout_ends_the_session_and_clears_the_cookie() {
 #[tokio::test]
 async fn after_revoke_the_old_cookie_gets_401_and_the_next_tip_is_not_sealed_to_the_device() {
     let app = spawn_app().await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
     let first = login(&app, &phone, &device_id).await;
     let second = login(&app, &phone, &device_id).await;
     assert!(next_tip_opens_for(&app, &phone, "south", "before revoke").await);
@@ -656,13 +628,7 @@ async fn after_revoke_the_old_cookie_gets_401_and_the_next_tip_is_not_sealed_to_
 #[tokio::test]
 async fn the_gateway_never_holds_a_devices_private_keys() {
     let app = spawn_app().await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
     let session = login(&app, &phone, &device_id).await;
     assert_eq!(
         set_duty(

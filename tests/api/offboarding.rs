@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tipwire::mediator::{AlertState, AlertStates, EscalationWorker, Stage};
 use tipwire::push::{PushWorker, unix_ms};
 
-use crate::devices::{Login, Phone, enrol, invite, login, next_tip_opens_for};
+use crate::devices::{Login, Phone, enrol, enrolled_phone, invite, login, next_tip_opens_for};
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::push::PushEndpoint;
 
@@ -101,6 +101,26 @@ async fn read_until(
     }
 }
 
+/// Opens `login`'s alert stream and reads it up to its `ready` event.
+async fn open_stream(app: &TestApp, login: &Login) -> (reqwest::Response, String) {
+    let mut stream = app
+        .client
+        .get(app.url("/api/v1/alerts/stream"))
+        .header("Cookie", &login.cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: ready",
+        Duration::from_secs(10),
+    )
+    .await;
+    (stream, seen)
+}
+
 async fn call(
     app: &TestApp,
     method: reqwest::Method,
@@ -142,13 +162,7 @@ async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reo
     .unwrap();
 
     // Ana's phone: enrolled, signed in, push on, streaming, holding a claim.
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
     let ana = login(&app, &phone, &device_id).await;
     let subscribed = call(
         &app,
@@ -159,22 +173,8 @@ async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reo
     )
     .await;
     assert_eq!(subscribed.status(), 204);
-    let mut stream = app
-        .client
-        .get(app.url("/api/v1/alerts/stream"))
-        .header("Cookie", &ana.cookie)
-        .send()
-        .await
-        .unwrap();
+    let (mut stream, mut seen) = open_stream(&app, &ana).await;
     assert_eq!(stream.status(), 200);
-    let mut seen = String::new();
-    read_until(
-        &mut stream,
-        &mut seen,
-        "event: ready",
-        Duration::from_secs(10),
-    )
-    .await;
 
     assert_eq!(
         app.post_tip("fight at the court", "south", "now")
@@ -337,30 +337,10 @@ async fn an_open_stream_ends_when_its_session_can_no_longer_be_checked() {
         s.mediator.stream_heartbeat_secs = 1;
     })
     .await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (phone, device_id) = enrolled_phone(&app).await;
     let ana = login(&app, &phone, &device_id).await;
-    let mut stream = app
-        .client
-        .get(app.url("/api/v1/alerts/stream"))
-        .header("Cookie", &ana.cookie)
-        .send()
-        .await
-        .unwrap();
+    let (mut stream, mut seen) = open_stream(&app, &ana).await;
     assert_eq!(stream.status(), 200);
-    let mut seen = String::new();
-    read_until(
-        &mut stream,
-        &mut seen,
-        "event: ready",
-        Duration::from_secs(10),
-    )
-    .await;
 
     // Nobody can tell now whether the phone was revoked: the stream ends
     // (the app reconnects and is let back in once Redis answers again).
@@ -388,13 +368,7 @@ fn alert_event(seen: &str, tip_id: &str) -> Value {
 #[tokio::test]
 async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it() {
     let app = crate::helpers::spawn_app().await;
-    let early_phone = Phone::new();
-    let early_id = enrol(
-        &app,
-        &early_phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (early_phone, early_id) = enrolled_phone(&app).await;
     let early = login(&app, &early_phone, &early_id).await;
     assert_eq!(
         app.post_tip("fight at the court", "south", "now")
@@ -405,32 +379,12 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
     let alert = app.alerts().await.pop().unwrap();
     let tip_id = alert.entry.tip_id.as_str().to_owned();
 
-    let late_phone = Phone::new();
-    let late_id = enrol(
-        &app,
-        &late_phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (late_phone, late_id) = enrolled_phone(&app).await;
     let late = login(&app, &late_phone, &late_id).await;
 
     // Both see the alert; the app is told which phone can open it.
     for (who, can_open) in [(&early, true), (&late, false)] {
-        let mut stream = app
-            .client
-            .get(app.url("/api/v1/alerts/stream"))
-            .header("Cookie", &who.cookie)
-            .send()
-            .await
-            .unwrap();
-        let mut seen = String::new();
-        read_until(
-            &mut stream,
-            &mut seen,
-            "event: ready",
-            Duration::from_secs(10),
-        )
-        .await;
+        let (_stream, seen) = open_stream(&app, who).await;
         let event = alert_event(&seen, &tip_id);
         assert_eq!(event["state"], "open");
         assert_eq!(event["can_open"], can_open, "{event}");
@@ -539,13 +493,7 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
 #[tokio::test]
 async fn without_a_valid_invite_every_enrolment_gets_the_same_answer() {
     let app = crate::helpers::spawn_app().await;
-    let enrolled = Phone::new();
-    enrol(
-        &app,
-        &enrolled,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (enrolled, _) = enrolled_phone(&app).await;
     let made_up = "abcdefghijklmnopqrstuvwxyz";
     let used = invite(&app, &["south"], Duration::from_secs(900)).await;
     enrol(&app, &Phone::new(), &used).await;
@@ -619,13 +567,7 @@ async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_rea
 async fn nothing_of_a_device_is_stored_once_it_is_revoked() {
     use tipwire::mediator::devices::set_if_enrolled;
     let app = crate::helpers::spawn_app().await;
-    let phone = Phone::new();
-    let device_id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (_, device_id) = enrolled_phone(&app).await;
     let id = tipwire::mediator::DeviceId::parse(&device_id).unwrap();
     let key = app.store.keys().push_sub(&device_id);
     assert!(set_if_enrolled(&app.store, &id, &key, b"{}").await.unwrap());
@@ -654,13 +596,7 @@ async fn a_claim_or_handover_landing_after_a_removal_does_not_hold_the_alert() {
     use tipwire::domain::TipId;
     use tipwire::mediator::{ClaimError, DeviceId};
     let app = crate::helpers::spawn_app().await;
-    let gone = Phone::new();
-    let gone_id = enrol(
-        &app,
-        &gone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (_, gone_id) = enrolled_phone(&app).await;
     let supervisor = Phone::new();
     let supervisor_id = enrol(
         &app,
@@ -707,13 +643,7 @@ async fn a_removal_whose_notice_cannot_be_written_still_reopens_the_claims() {
     use tipwire::domain::TipId;
     use tipwire::mediator::DeviceId;
     let app = crate::helpers::spawn_app().await;
-    let phone = Phone::new();
-    let id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (_, id) = enrolled_phone(&app).await;
     let id = DeviceId::parse(&id).unwrap();
     let states = AlertStates::new(app.store.clone(), 86_400);
     let tip = TipId::random();
@@ -748,13 +678,7 @@ async fn revoking_an_already_revoked_device_again_hands_its_claims_back() {
     use tipwire::mediator::devices::Devices;
     use tipwire::mediator::offboarding::{OffboardError, Offboarding};
     let app = crate::helpers::spawn_app().await;
-    let phone = Phone::new();
-    let id = enrol(
-        &app,
-        &phone,
-        &invite(&app, &["south"], Duration::from_secs(900)).await,
-    )
-    .await;
+    let (_, id) = enrolled_phone(&app).await;
     let id = DeviceId::parse(&id).unwrap();
     let states = AlertStates::new(app.store.clone(), 86_400);
     let tip = TipId::random();
