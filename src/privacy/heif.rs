@@ -168,36 +168,29 @@ fn read_u8(bytes: &[u8], at: usize) -> Result<u8, StripError> {
     bytes.get(at).copied().ok_or(StripError::Truncated)
 }
 
-fn read_u16(bytes: &[u8], at: usize) -> Result<u16, StripError> {
+/// The `N` bytes at `at`, or `Truncated`.
+fn read_array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], StripError> {
     bytes
         .get(at..)
-        .and_then(|rest| rest.first_chunk::<2>())
-        .map(|b| u16::from_be_bytes(*b))
+        .and_then(|rest| rest.first_chunk::<N>())
+        .copied()
         .ok_or(StripError::Truncated)
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> Result<u16, StripError> {
+    read_array(bytes, at).map(u16::from_be_bytes)
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32, StripError> {
-    bytes
-        .get(at..)
-        .and_then(|rest| rest.first_chunk::<4>())
-        .map(|b| u32::from_be_bytes(*b))
-        .ok_or(StripError::Truncated)
+    read_array(bytes, at).map(u32::from_be_bytes)
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> Result<u64, StripError> {
-    bytes
-        .get(at..)
-        .and_then(|rest| rest.first_chunk::<8>())
-        .map(|b| u64::from_be_bytes(*b))
-        .ok_or(StripError::Truncated)
+    read_array(bytes, at).map(u64::from_be_bytes)
 }
 
 fn read_4cc(bytes: &[u8], at: usize) -> Result<[u8; 4], StripError> {
-    bytes
-        .get(at..)
-        .and_then(|rest| rest.first_chunk::<4>())
-        .copied()
-        .ok_or(StripError::Truncated)
+    read_array(bytes, at)
 }
 
 /// An unsigned big-endian field of 0, 4 or 8 bytes (the `iloc` sizes).

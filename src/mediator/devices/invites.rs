@@ -218,26 +218,19 @@ impl Invites {
     /// an enrolment, before anything else is read or said. The code is found
     /// by its hash, so no comparison of secret bytes can leak by timing.
     pub async fn peek(&self, code: &InviteCode) -> Result<InviteGrant, DeviceError> {
-        let mut conn = self.store.conn().await?;
-        let raw: Option<String> = redis::cmd("GET")
-            .arg(self.store.keys().invite(&code.hash_hex()))
-            .query_async(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
-        let grant: InviteGrant = match raw {
-            None => return Err(DeviceError::InviteInvalid),
-            Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("invite"))?,
-        };
-        if !grant.usable_at(unix_ms(SystemTime::now())) {
-            return Err(DeviceError::InviteInvalid);
-        }
-        Ok(grant)
+        self.grant(code, "GET").await
     }
 
     /// Uses the invite up: returns its grant once, then never again.
     pub async fn redeem(&self, code: &InviteCode) -> Result<InviteGrant, DeviceError> {
+        self.grant(code, "GETDEL").await
+    }
+
+    /// Reads the invite with `command` (`GET` or `GETDEL`) and checks that it
+    /// is still usable.
+    async fn grant(&self, code: &InviteCode, command: &str) -> Result<InviteGrant, DeviceError> {
         let mut conn = self.store.conn().await?;
-        let raw: Option<String> = redis::cmd("GETDEL")
+        let raw: Option<String> = redis::cmd(command)
             .arg(self.store.keys().invite(&code.hash_hex()))
             .query_async(&mut conn)
             .await
