@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the gateway locally at https://localhost:8443: starts Redis if none is
-# running (installing it from Debian's packages if missing), builds the
+# Runs the gateway locally at https://localhost:8443: starts its own Redis on
+# 127.0.0.1:6380 (AOF with fsync always, data in .dev/redis; installing
+# redis-server from Debian's packages if missing) unless one runs there, builds the
 # mediator app (web/mediator/dist) and tipwire,
 # makes dev keys, a dev TLS certificate and a demo mediator under .dev/, then
 # serves with config/dev.toml until Ctrl-C.
@@ -9,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$TIPWIRE_ROOT"
 
 ensure_rust
-ensure_redis
+ensure_dev_redis
 ensure_web
 say "building tipwire"
 cargo build --quiet --bin tipwire
@@ -24,6 +25,7 @@ cat >&2 <<MSG
   demo mediator:   .dev/demo-mediator.identity  (zone "demo")
   read tips:       TIPWIRE_CONFIG=config/dev.toml $bin alerts tail --identity .dev/demo-mediator.identity
   metrics:         https://localhost:8443/metrics
+  redis:           127.0.0.1:$DEV_REDIS_PORT, data in .dev/redis (stop: redis-cli -p $DEV_REDIS_PORT shutdown)
 
 MSG
 exec "$bin" serve

@@ -39,21 +39,53 @@ redis_up() { # host port
   redis-cli -h "$1" -p "$2" ping 2>/dev/null | grep -q PONG
 }
 
-# ensure_redis: makes sure a Redis answers on 127.0.0.1:6379, starting one
-# (with AOF, data under .dev/redis) when none is running.
+# ensure_redis: makes sure the tests' Redis answers on 127.0.0.1:6379,
+# starting one (with AOF, data under .dev/test-redis) when none is running.
 ensure_redis() {
   ensure_command redis-server redis-server
   ensure_command redis-cli redis-tools
   if redis_up 127.0.0.1 6379; then
     return 0
   fi
-  local dir="$TIPWIRE_ROOT/.dev/redis"
+  local dir="$TIPWIRE_ROOT/.dev/test-redis"
   mkdir -p "$dir"
   say "starting redis-server on 127.0.0.1:6379 (AOF on, data in $dir)"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 \
     --appendonly yes --dir "$dir" --logfile "$dir/redis.log" >/dev/null
   for _ in $(seq 1 50); do
     redis_up 127.0.0.1 6379 && return 0
+    sleep 0.1
+  done
+  die "redis-server did not start; see $dir/redis.log"
+}
+
+# DEV_REDIS_PORT: the port of the development Redis (config/dev.toml's
+# redis.url), kept off 6379 so the tests' Redis, which keeps nothing on disk,
+# is never the one the dev gateway acknowledges tips from.
+DEV_REDIS_PORT=6380
+
+# ensure_dev_redis: makes sure the development Redis answers on
+# 127.0.0.1:$DEV_REDIS_PORT, starting its own (data under .dev/redis) when
+# none runs: AOF written to disk before every answer, nothing evicted, no RDB
+# snapshots, no timestamps in the AOF and no automatic rewrites (SECURITY.md),
+# so `tipwire serve`'s durability check passes without an override. A Redis
+# already on that port is used as it is; the gateway refuses it if it could
+# lose tips, and says how to fix it.
+ensure_dev_redis() {
+  ensure_command redis-server redis-server
+  ensure_command redis-cli redis-tools
+  if redis_up 127.0.0.1 "$DEV_REDIS_PORT"; then
+    return 0
+  fi
+  local dir="$TIPWIRE_ROOT/.dev/redis"
+  mkdir -p "$dir"
+  say "starting redis-server on 127.0.0.1:$DEV_REDIS_PORT (AOF, fsync always; data in $dir)"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$DEV_REDIS_PORT" \
+    --appendonly yes --appendfsync always --maxmemory-policy noeviction \
+    --save "" --aof-timestamp-enabled no --auto-aof-rewrite-percentage 0 \
+    --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
+  for _ in $(seq 1 50); do
+    redis_up 127.0.0.1 "$DEV_REDIS_PORT" && return 0
     sleep 0.1
   done
   die "redis-server did not start; see $dir/redis.log"
@@ -139,7 +171,9 @@ tipwire_bin() {
 # bench_config_head WORK PORT PREFIX [CHANNEL...]: prints the start of a
 # benchmark gateway's config: HTTPS on PORT, the dev certificate and keys
 # under WORK (as `tipwire dev init --dir WORK` makes them), Redis keys under
-# PREFIX, warnings only, and the rate limits of web and each CHANNEL (sms,
+# PREFIX (on the machine's Redis at 6379, which need not persist: the
+# figures measure the gateway, not Redis's disk; hence the dangerous
+# durability override), warnings only, and the rate limits of web and each CHANNEL (sms,
 # email) and the per-address connection limits lifted (every load client
 # comes from loopback), so no limit shapes a load. With the cleanup below.
 bench_config_head() {
@@ -161,6 +195,7 @@ key_path = "$work/tls/key.pem"
 dir = "$work/keys"
 [redis]
 key_prefix = "$prefix"
+durability = "dangerous-no-persistence"
 [log]
 filter = "warn"
 TOML

@@ -23,8 +23,8 @@ use actix_web::{App, web};
 use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{
-    AlertProducer, OPT_OUT_MARGIN_SECS, Store, StoreError, backfill_summaries, migrate_opt_outs,
-    trim_older_than,
+    AlertProducer, Checked, DurabilityWatch, OPT_OUT_MARGIN_SECS, Store, StoreError,
+    backfill_summaries, migrate_opt_outs, trim_older_than,
 };
 use crate::channels::email::outbound::MailSender;
 use crate::channels::email::session::{ByteBudget, Limits, Policy};
@@ -74,6 +74,7 @@ pub struct Application {
     server: Server,
     tasks: BackgroundTasks,
     store: Store,
+    durability: Arc<DurabilityWatch>,
     cert: Option<Arc<ReloadingCert>>,
     relay: Arc<RelayWorker>,
     smtp: Option<Arc<SmtpListeners>>,
@@ -131,9 +132,18 @@ impl Application {
         let metrics = Arc::new(Metrics::new()?);
         let store = Store::new(&settings.redis)?;
         // Redis may be down at start-up: the gateway still starts, reports
-        // not-ready, and connects once Redis is back.
-        if let Err(e) = store.ping().await {
-            tracing::warn!(error = %e, "redis is not reachable yet; /readyz fails until it is");
+        // not-ready, and connects once Redis is back. A Redis that answers
+        // but could lose acknowledged tips is refused outright.
+        let durability = Arc::new(DurabilityWatch::new(
+            store.clone(),
+            settings.redis.durability,
+        ));
+        match durability.step().await {
+            Ok(Checked::Refused(e)) => return Err(StartupError::Config(e)),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "redis is not reachable yet; /readyz fails until it is");
+            }
         }
 
         let intake = Intake::new(
@@ -196,6 +206,7 @@ impl Application {
         let drain = Drain::default();
         let drain_data = web::Data::new(drain.clone());
         let store_data = web::Data::new(store.clone());
+        let durability_data = web::Data::from(durability.clone());
         let access = web::Data::new(ops::MetricsAccess(
             settings.metrics_allow()?,
             settings.server.metrics_by_minute,
@@ -223,6 +234,18 @@ impl Application {
             tasks.every_minute("metrics-publish", move || {
                 metrics.publish();
                 std::future::ready(())
+            });
+        }
+        {
+            // Redis can be reconfigured or replaced while the gateway runs.
+            let durability = durability.clone();
+            tasks.every_minute("redis-durability", move || {
+                let durability = durability.clone();
+                async move {
+                    if let Err(e) = durability.step().await {
+                        tracing::warn!(error = %e, "redis durability not checked; will retry");
+                    }
+                }
             });
         }
         let live = Arc::new(LiveFeed::new(store.clone()));
@@ -356,6 +379,7 @@ impl Application {
                 .app_data(sms.clone())
                 .app_data(metrics_data.clone())
                 .app_data(store_data.clone())
+                .app_data(durability_data.clone())
                 .app_data(access.clone())
                 .app_data(drain_data.clone())
                 .app_data(devices.clone())
@@ -451,6 +475,7 @@ impl Application {
             server,
             tasks,
             store,
+            durability,
             cert,
             relay,
             smtp,
@@ -484,6 +509,12 @@ impl Application {
             self.server.handle(),
             self.shutdown_timeout,
         )
+    }
+
+    /// The Redis durability check (tests run its step instead of waiting a
+    /// minute for the background task).
+    pub fn durability(&self) -> Arc<DurabilityWatch> {
+        self.durability.clone()
     }
 
     /// The gateway's metrics (what `/metrics` renders).

@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use ipnet::IpNet;
 
-use crate::bus::Store;
+use crate::bus::{DurabilityWatch, Store};
 use crate::error::AppError;
 use crate::telemetry::Metrics;
 
@@ -26,16 +26,31 @@ async fn healthz() -> HttpResponse {
         .body("ok\n")
 }
 
-async fn readyz(store: web::Data<Store>) -> HttpResponse {
-    match store.ping().await {
-        Ok(()) => HttpResponse::Ok()
+/// Ready when Redis answers and keeps what it acknowledges. Durability is
+/// asked again only after Redis was unreachable (it may come back replaced
+/// or reconfigured); the background task asks every minute. The body names
+/// no Redis setting (anyone may read it): the log says which and the fix.
+async fn readyz(store: web::Data<Store>, durability: web::Data<DurabilityWatch>) -> HttpResponse {
+    let not_ready = |body: &'static str| {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body(body)
+    };
+    let checked = match store.ping().await {
+        Ok(()) => durability.durable().await,
+        Err(e) => {
+            durability.forget();
+            Err(e)
+        }
+    };
+    match checked {
+        Ok(true) => HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("ready\n"),
+        Ok(false) => not_ready("not ready: redis could lose acknowledged tips (see the log)\n"),
         Err(e) => {
             tracing::warn!(code = "store-unavailable", error = %e, "not ready");
-            HttpResponse::ServiceUnavailable()
-                .content_type("text/plain; charset=utf-8")
-                .body("not ready: redis unavailable\n")
+            not_ready("not ready: redis unavailable\n")
         }
     }
 }

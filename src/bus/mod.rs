@@ -3,6 +3,7 @@
 //! Redis are treated as untrusted (another process may have written them).
 
 mod alerts;
+pub mod durability;
 mod markers;
 pub mod names;
 mod purge;
@@ -16,6 +17,7 @@ pub use alerts::{
     OPT_OUT_MARGIN_SECS, SenderState, StoredAlert, backfill_summaries, coarse_script, is_stream_id,
     parse_entry,
 };
+pub use durability::{Checked, DurabilityWatch};
 pub use names::Keys;
 pub use purge::{Purged, purge_before, purge_thread};
 pub use queue::WorkQueue;

@@ -115,6 +115,35 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub connect_timeout_ms: u64,
     pub response_timeout_ms: u64,
+    /// What Redis must promise before tips are acknowledged
+    /// (`bus::durability` checks it).
+    pub durability: Durability,
+}
+
+/// `redis.durability`: which ways of losing acknowledged tips the operator
+/// accepts (none by default). An evicting Redis is refused in every mode.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// `appendonly yes`, `appendfsync always`, checked with CONFIG GET.
+    Strict,
+    /// Also `appendfsync everysec` (a host crash loses up to a second).
+    EverysecAccepted,
+    /// CONFIG GET refused (managed Redis): the operator vouches.
+    UnverifiedAccepted,
+    /// No AOF at all: tests and throwaway set-ups.
+    DangerousNoPersistence,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::EverysecAccepted => "everysec-accepted",
+            Self::UnverifiedAccepted => "unverified-accepted",
+            Self::DangerousNoPersistence => "dangerous-no-persistence",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

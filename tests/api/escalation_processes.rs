@@ -193,6 +193,7 @@ key_path = "{key}"
 [redis]
 url = "{url}"
 key_prefix = "{prefix}"
+durability = "{durability}"
 
 [keys]
 dir = "{keys}"
@@ -218,6 +219,7 @@ everyone_after_secs = {EVERYONE_AFTER_SECS}
                 key = s.tls.key_path.display(),
                 url = s.redis.url,
                 prefix = s.redis.key_prefix,
+                durability = s.redis.durability.as_str(),
                 keys = s.keys.dir.display(),
             ),
         )

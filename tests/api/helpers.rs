@@ -8,7 +8,7 @@ use std::sync::{LazyLock, Mutex};
 use reqwest::redirect::Policy;
 use tipwire::app::Application;
 use tipwire::bus::{AlertReader, Store, StoredAlert};
-use tipwire::config::{ServerMode, Settings};
+use tipwire::config::{Durability, ServerMode, Settings};
 use tipwire::crypto::{IdentityKey, Keyring};
 use tipwire::mediator::{MediatorDirectory, NewMediator};
 use tipwire::tls::DevCert;
@@ -78,6 +78,8 @@ pub struct TestApp {
     pub drain: tipwire::app::Drain,
     /// The SMTP port and implicit-TLS port, when email is on.
     pub smtp: Option<(u16, Option<u16>)>,
+    /// The Redis durability check, whose step tests run.
+    pub durability: std::sync::Arc<tipwire::bus::DurabilityWatch>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -96,6 +98,9 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.keys.dir = dir.join("keys");
     s.redis.url = redis_url();
     s.redis.key_prefix = format!("tipwire-test-{}", random_hex(12));
+    // The shared test Redis keeps nothing on disk (every test's keys are
+    // thrown away); tests/api/durability.rs proves the default refuses it.
+    s.redis.durability = Durability::DangerousNoPersistence;
     s.rate_limits.web.per_client.count = 10_000;
     s.rate_limits.web.global.count = 10_000;
     // Tests read counters right after acting (tests/api/pages.rs checks the
@@ -105,6 +110,13 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    try_spawn_app_with(tweak).await.unwrap()
+}
+
+/// As [`spawn_app_with`], for tests of refusals at start-up.
+pub async fn try_spawn_app_with(
+    tweak: impl FnOnce(&mut Settings),
+) -> Result<TestApp, tipwire::app::StartupError> {
     LazyLock::force(&TRACING);
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
@@ -134,8 +146,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         IdentityKey::generate()
     };
 
-    let app = Application::build(settings.clone()).await.unwrap();
+    let app = Application::build(settings.clone()).await?;
     let port = app.port();
+    let durability = app.durability();
     let handle = app.handle();
     let cert_handle = app.certificate();
     let relay = app.relay();
@@ -153,7 +166,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .redirect(Policy::none())
         .build()
         .unwrap();
-    TestApp {
+    Ok(TestApp {
         address: format!("{scheme}://localhost:{port}"),
         port,
         client,
@@ -169,7 +182,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         metrics,
         drain,
         smtp,
-    }
+        durability,
+    })
 }
 
 fn redis_reachable(url: &str) -> bool {

@@ -97,6 +97,7 @@ key_path = "{key}"
 [redis]
 url = "{url}"
 key_prefix = "{prefix}"
+durability = "{durability}"
 
 [keys]
 dir = "{keys}"
@@ -114,6 +115,7 @@ addresses = ["tips@example.org"]
             key = settings.tls.key_path.display(),
             url = settings.redis.url,
             prefix = settings.redis.key_prefix,
+            durability = settings.redis.durability.as_str(),
             keys = settings.keys.dir.display(),
         ),
     )

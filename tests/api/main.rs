@@ -8,6 +8,7 @@ mod catch_up;
 mod cli;
 mod connections;
 mod devices;
+mod durability;
 mod email;
 mod email_capacity;
 mod email_helpers;
