@@ -34,6 +34,10 @@ pub enum AppError {
     UnknownZone,
     #[error("the urgency is not one of now, today, fyi")]
     InvalidUrgency,
+    #[error("the form's submission token is malformed")]
+    InvalidSubmissionToken,
+    #[error("the Idempotency-Key header is malformed")]
+    InvalidIdempotencyKey,
     #[error("the request signature is missing or wrong")]
     SignatureInvalid,
     #[error("the request timestamp is too far from now")]
@@ -173,6 +177,16 @@ impl AppError {
                 "invalid-urgency",
                 "Please choose how urgent this is.",
             ),
+            Self::InvalidSubmissionToken => (
+                StatusCode::BAD_REQUEST,
+                "invalid-submission-token",
+                "The form could not be read. Please go back to the tip page, reload it and send your tip again.",
+            ),
+            Self::InvalidIdempotencyKey => (
+                StatusCode::BAD_REQUEST,
+                "invalid-idempotency-key",
+                "The Idempotency-Key header must be 22 to 64 characters of A-Z, a-z, 0-9, - and _ (a UUID fits), optionally in double quotes.",
+            ),
             Self::SignatureInvalid => (
                 StatusCode::FORBIDDEN,
                 "signature-invalid",
@@ -201,7 +215,7 @@ impl AppError {
             Self::StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
-                "We could not confirm that your tip was received. Please try again in a few minutes.",
+                "We could not confirm that your tip was received: it may not have been. It is safe to send it again in a few minutes; if the first one did arrive, the team gets it only once.",
             ),
             Self::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -482,6 +496,8 @@ mod tests {
             AppError::EmptyText,
             AppError::UnknownZone,
             AppError::InvalidUrgency,
+            AppError::InvalidSubmissionToken,
+            AppError::InvalidIdempotencyKey,
             AppError::SignatureInvalid,
             AppError::TimestampStale,
             AppError::InvalidSender,

@@ -140,6 +140,24 @@ impl Intake {
         Ok(fresh)
     }
 
+    /// The replay markers of a message or submission whose identity is
+    /// `source`: a keyed hash under every kept pseudonym key, current first
+    /// (the append sets the current one; a marker set before a key rotation
+    /// must still be found after it).
+    pub fn markers_of(&self, source: &[u8]) -> Vec<crate::privacy::Pseudonym> {
+        self.keyring.pseudonyms_of(source)
+    }
+
+    /// Whether any of `markers` is set: the cheap look before sealing. The
+    /// append checks the current one again, atomically.
+    pub async fn marker_seen(
+        &self,
+        markers: &[crate::privacy::Pseudonym],
+    ) -> Result<bool, StoreError> {
+        let names: Vec<&str> = markers.iter().map(|m| m.as_str()).collect();
+        self.producer.store().marker_seen(&names).await
+    }
+
     /// Seals the tip to its zone's recipients and the escrow key and appends
     /// it. Returns only after Redis acknowledged the append.
     #[tracing::instrument(name = "intake", skip_all, fields(channel = tip.channel.as_str(), zone = tip.zone.as_str(), tip_id))]

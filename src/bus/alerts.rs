@@ -42,12 +42,13 @@ end
 ";
 
 /// Refuses (`{0, version}`) when the mediator directory changed since the tip
-/// was sealed, and (`{2, ''}`) a provider message already stored (seventh key,
-/// the dedupe marker). Otherwise appends and, in the same script, schedules
+/// was sealed, and (`{2, ''}`) a provider message or web submission already
+/// stored (eighth key, the dedupe marker). Otherwise appends and, in the same script, schedules
 /// the tip's escalation deadlines (`schedule_escalation`, shared with
 /// `mediator::escalation`), indexes the entry by tip id and by thread, and
 /// then sets the marker, so a failed append never leaves a marker behind. The
-/// marker expires with the reply address (argument 3, a whole hour), and no
+/// marker expires with the reply address (argument 3, a whole hour; `''` for
+/// a web submission, which has none), and no
 /// sooner than a day after the hour the message came in: a provider that signs
 /// no timestamp (Twilio) lets a captured webhook be replayed at any time, and
 /// the marker is what refuses it. Its TTL says nothing finer than the hour.
@@ -104,7 +105,7 @@ redis.call('LTRIM', KEYS[6], -MAX_THREAD_TIPS, -1)
 redis.call('EXPIREAT', KEYS[6], ARGV[4])
 if KEYS[8] then
   local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
-  redis.call('SET', KEYS[8], '1', 'EXAT', math.max(hour + 3600 + 86400, tonumber(ARGV[3])))
+  redis.call('SET', KEYS[8], '1', 'EXAT', math.max(hour + 3600 + 86400, tonumber(ARGV[3]) or 0))
 end
 return {1, id, kept, opted}
 ";
@@ -302,6 +303,10 @@ impl AlertProducer {
         }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Appends the entry if the mediator directory is still at
     /// `directory_version` (the version its recipients were read at), with
     /// its escalation `deadlines` (`(due ms, member)` pairs from
@@ -336,7 +341,10 @@ impl AlertProducer {
                 for pseudonym in &p.pseudonyms {
                     invocation.key(keys.opted_out(pseudonym));
                 }
-                invocation.arg(p.reply_expire_at);
+                match p.reply_expire_at {
+                    Some(at) => invocation.arg(at),
+                    None => invocation.arg(""),
+                };
                 &p.pseudonyms
             }
             None => {

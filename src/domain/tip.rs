@@ -114,14 +114,16 @@ pub struct InboundTip {
 /// What a provider-delivered message adds to its append.
 #[derive(Debug, Clone)]
 pub struct ProviderMessage {
-    /// Derived from the provider's message id (a keyed hash), so a retried or
-    /// replayed webhook is stored once. Never the id itself.
+    /// Derived from the provider's message id, or a web tip's submission
+    /// token and fields (a keyed hash), so a retried or replayed webhook or
+    /// form is stored once. Never the id or token itself.
     pub dedupe: String,
-    /// The sender under every kept pseudonym key, checked against the opt-out set.
+    /// The sender under every kept pseudonym key, checked against the opt-out
+    /// set (none for the web).
     pub pseudonyms: Vec<String>,
     /// When the thread's sealed reply address should now expire (unix seconds,
-    /// a whole hour).
-    pub reply_expire_at: u64,
+    /// a whole hour); `None` for the web, which has no reply address.
+    pub reply_expire_at: Option<u64>,
 }
 
 /// A sealed attachment: content type and bytes (base64 inside the document).

@@ -389,6 +389,10 @@ async fn with_redis_down_the_client_gets_451_and_its_retry_is_stored_once_redis_
         refused.contains("451") || refused.to_lowercase().contains("transient"),
         "{refused}"
     );
+    assert!(
+        refused.contains("may not have been stored"),
+        "the 451 does not claim the message was not stored: {refused}"
+    );
 
     redis.start_again();
     // A sending server retries the same message (same Message-ID); it is stored

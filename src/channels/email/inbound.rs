@@ -25,8 +25,8 @@ use crate::telemetry::Metrics;
 
 use super::message::{self, MessageError, MessageLimits, ParsedMessage};
 use super::replies::{
-    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, NESTED_MESSAGE, OPTED_IN, OPTED_OUT,
-    OWN_ADDRESS, Reply, SLOW_DOWN, TEXT_TOO_LONG, TOO_COMPLEX, TRY_LATER,
+    ACCEPTED, ACCEPTED_PARTLY, AUTOMATIC, EMPTY, MALFORMED, NESTED_MESSAGE, NOT_CONFIRMED,
+    OPTED_IN, OPTED_OUT, OWN_ADDRESS, Reply, SLOW_DOWN, TEXT_TOO_LONG, TOO_COMPLEX, TRY_LATER,
 };
 use super::session::{Envelope, Mailbox};
 
@@ -346,7 +346,7 @@ impl Mailbox for EmailChannel {
         }
         let store_err = |e: crate::bus::StoreError| {
             tracing::warn!(code = "store-unavailable", error = %e, "email not handled");
-            self.refused("store-unavailable", TRY_LATER)
+            self.refused("store-unavailable", NOT_CONFIRMED)
         };
         // The sender's address is unauthenticated, so it names no thread and
         // no opt-out: only the thread token in the recipient does (see
@@ -428,7 +428,7 @@ impl Mailbox for EmailChannel {
             provider: Some(ProviderMessage {
                 dedupe: dedupe.as_str().to_owned(),
                 pseudonyms: pseudonyms.iter().map(|p| p.as_str().to_owned()).collect(),
-                reply_expire_at: coarse_expiry(self.reply_ttl_secs),
+                reply_expire_at: Some(coarse_expiry(self.reply_ttl_secs)),
             }),
         };
         let stored = match self.intake.submit(tip, SystemTime::now()).await {

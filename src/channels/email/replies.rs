@@ -125,6 +125,13 @@ pub const TRY_LATER: Reply = Reply::new(
     (4, 3, 0),
     "Temporary failure; the message was not stored, try again later",
 );
+/// Redis did not answer in time: the message may be stored. Sending the same
+/// message again (same Message-ID, or the same bytes) is stored once.
+pub const NOT_CONFIRMED: Reply = Reply::new(
+    451,
+    (4, 3, 0),
+    "Temporary failure; the message may not have been stored, try again later (the same message sent again is stored once)",
+);
 pub const AUTOMATIC: Reply = Reply::new(
     550,
     (5, 7, 1),

@@ -290,7 +290,7 @@ impl SmsChannel {
             provider: Some(ProviderMessage {
                 dedupe: marker.as_str().to_owned(),
                 pseudonyms: pseudonyms.iter().map(|p| p.as_str().to_owned()).collect(),
-                reply_expire_at: marker_expire_at,
+                reply_expire_at: Some(marker_expire_at),
             }),
         };
         let submitted = self.intake.submit(tip, SystemTime::now()).await;

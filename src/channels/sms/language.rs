@@ -118,13 +118,13 @@ impl Texts {
         }
     }
 
-    pub fn not_received(lang: Language) -> &'static str {
+    pub fn not_confirmed(lang: Language) -> &'static str {
         match lang {
             Language::En => {
-                "Sorry, we could not receive your message just now. Please send it again in a few minutes."
+                "Sorry, we could not confirm that your message reached us: it may not have. Please send it again in a few minutes; the team may then see it twice."
             }
             Language::Es => {
-                "Lo sentimos, no pudimos recibir su mensaje ahora. Por favor envíelo de nuevo en unos minutos."
+                "Lo sentimos, no pudimos confirmar que su mensaje nos llegó: puede que no haya llegado. Por favor envíelo de nuevo en unos minutos; puede que el equipo lo vea dos veces."
             }
         }
     }

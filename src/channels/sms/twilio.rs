@@ -141,9 +141,11 @@ pub async fn webhook(
     drop(fields);
     let answer = match channel.handle(Provider::Twilio, msg).await {
         // Twilio does not retry an inbound-message webhook: say so to the
-        // tipster rather than let the text vanish. Nothing was acknowledged.
+        // tipster rather than let the text vanish. Nothing was acknowledged,
+        // but after a timeout the text may be stored, and a text sent again
+        // has a new MessageSid: the answer says it may then show twice.
         Err(AppError::StoreUnavailable) => {
-            Answer::Reply(Texts::not_received(channel.settings.default_language).to_owned())
+            Answer::Reply(Texts::not_confirmed(channel.settings.default_language).to_owned())
         }
         other => other?,
     };

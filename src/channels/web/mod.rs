@@ -2,8 +2,14 @@
 //! request (headers, peer address, body) is untrusted. The peer address is used
 //! only in memory, salted, for rate limiting; headers such as User-Agent are
 //! never read. Works without JavaScript; in-browser sealing comes later.
+//! Sending a tip again is safe: each form carries a submission token
+//! (`submission.rs`), and a tip stored before under the same token and
+//! fields is answered "received" and not stored again. When the store's
+//! answer is in doubt (a timeout: the tip may be stored), a browser gets the
+//! form back with its tip and the same token.
 
 pub mod pages;
+pub mod submission;
 
 use std::time::SystemTime;
 
@@ -13,17 +19,27 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::channels::body::{check_content_type, read_body};
 use crate::channels::form::{self, FormError};
 use crate::domain::{
-    Channel, InboundTip, Priority, ThreadId, TipText, TipTextError, Zone, ZoneChoice,
+    Channel, InboundTip, Priority, ProviderMessage, ThreadId, TipText, TipTextError, Zone,
+    ZoneChoice,
 };
 use crate::error::{AppError, prefers_html};
 use crate::intake::{Intake, IntakeError};
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::ChannelLimiter;
 use crate::telemetry::Metrics;
+use submission::SubmissionToken;
 
 const CSS: &str = include_str!("assets/tipwire.css");
-/// The form has three fields; a few more are tolerated (a named submit button).
+/// The form has four fields; a few more are tolerated (a named submit button).
 const MAX_FIELDS: usize = 8;
+/// The form's hidden field holding its submission token.
+const TOKEN_FIELD: &str = "submission";
+/// The header a program sends its own token in.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Shown with the tip when the store's answer was in doubt.
+const SEND_AGAIN_SAFELY: &str = "We could not confirm that your tip was received: it may not have been. Your tip is below. It is safe to send it again in a few minutes: if the first one did arrive, the team gets it only once.";
+const SEND_AGAIN_TWICE: &str = "We could not confirm that your tip was received: it may not have been. Your tip is below; please send it again in a few minutes. If the first one did arrive, the team will get it twice.";
+const SEND_AGAIN_UNKEYED: &str = "We could not confirm that your tip was received: it may not have been. Send it again in a few minutes; sent without an Idempotency-Key header, a tip that did arrive is then stored twice.";
 const MAX_ZONE_BYTES: usize = 64;
 const MAX_URGENCY_BYTES: usize = 16;
 
@@ -37,7 +53,6 @@ pub struct WebChannel {
     pub max_body_bytes: usize,
     /// Plain HTTP behind an onion service: loopback is every client at once.
     pub loopback_is_everyone: bool,
-    form_page: String,
 }
 
 impl WebChannel {
@@ -50,7 +65,6 @@ impl WebChannel {
         max_body_bytes: usize,
         loopback_is_everyone: bool,
     ) -> Self {
-        let form_page = pages::tip_form(&zones, max_text_chars);
         Self {
             intake,
             limiter,
@@ -59,7 +73,6 @@ impl WebChannel {
             max_text_chars,
             max_body_bytes,
             loopback_is_everyone,
-            form_page,
         }
     }
 }
@@ -92,7 +105,12 @@ fn html(body: String) -> HttpResponse {
 }
 
 async fn form_page(web_channel: web::Data<WebChannel>) -> HttpResponse {
-    html(web_channel.form_page.clone())
+    html(pages::tip_form(
+        &web_channel.zones,
+        web_channel.max_text_chars,
+        &SubmissionToken::random(),
+        None,
+    ))
 }
 
 async fn thanks() -> HttpResponse {
@@ -106,40 +124,69 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
-/// Turns the decoded fields into a tip, or the precise reason it is refused.
-fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<InboundTip, AppError> {
+/// The tip's fields as sent, and its submission token.
+struct FormTip {
+    text: String,
+    zone: String,
+    urgency: String,
+    token: Option<SubmissionToken>,
+}
+
+/// Picks the form's fields and the token: the `Idempotency-Key` header when
+/// sent, else the form's hidden field.
+fn form_tip(fields: Vec<(String, String)>, req: &HttpRequest) -> Result<FormTip, AppError> {
     let mut text = None;
     let mut zone = None;
     let mut urgency = None;
+    let mut token = None;
     for (name, value) in fields {
         match name.as_str() {
             "text" => text = Some(value),
             "zone" => zone = Some(value),
             "urgency" => urgency = Some(value),
+            TOKEN_FIELD => token = Some(value),
             _ => {}
         }
     }
     let (Some(text), Some(zone), Some(urgency)) = (text, zone, urgency) else {
         return Err(AppError::MissingField);
     };
-    if zone.len() > MAX_ZONE_BYTES || urgency.len() > MAX_URGENCY_BYTES {
+    let token = match req.headers().get(IDEMPOTENCY_KEY) {
+        Some(header) => {
+            Some(SubmissionToken::parse_header(header).ok_or(AppError::InvalidIdempotencyKey)?)
+        }
+        None => token
+            .map(|t| SubmissionToken::parse(&t).ok_or(AppError::InvalidSubmissionToken))
+            .transpose()?,
+    };
+    Ok(FormTip {
+        text,
+        zone,
+        urgency,
+        token,
+    })
+}
+
+/// Turns the form's fields into a tip, or the precise reason it is refused.
+fn parse_tip(form: &FormTip, channel: &WebChannel) -> Result<InboundTip, AppError> {
+    if form.zone.len() > MAX_ZONE_BYTES || form.urgency.len() > MAX_URGENCY_BYTES {
         return Err(AppError::FieldTooLong);
     }
-    let text = TipText::parse(text, channel.max_text_chars).map_err(|e| match e {
+    let text = TipText::parse(form.text.clone(), channel.max_text_chars).map_err(|e| match e {
         TipTextError::Empty => AppError::EmptyText,
         TipTextError::TooLong => AppError::FieldTooLong,
     })?;
-    let zone = if zone == crate::domain::ZoneChoice::Unsure.as_str() {
+    let zone = if form.zone == crate::domain::ZoneChoice::Unsure.as_str() {
         ZoneChoice::Unsure
     } else {
         channel
             .zones
             .iter()
-            .find(|(z, _)| z.as_str() == zone)
+            .find(|(z, _)| z.as_str() == form.zone)
             .map(|(z, _)| ZoneChoice::Known(z.clone()))
             .ok_or(AppError::UnknownZone)?
     };
-    let priority = Priority::parse(&urgency).ok_or(AppError::InvalidUrgency)?;
+    let priority = Priority::parse(&form.urgency).ok_or(AppError::InvalidUrgency)?;
     Ok(InboundTip {
         channel: Channel::Web,
         zone,
@@ -154,6 +201,57 @@ fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<Inbo
     })
 }
 
+/// A refused tip; `in_doubt` holds its fields when the store did not answer
+/// the append (the tip may be stored), so it can be offered again.
+struct Refused {
+    error: AppError,
+    in_doubt: Option<FormTip>,
+}
+
+impl From<AppError> for Refused {
+    fn from(error: AppError) -> Self {
+        Self {
+            error,
+            in_doubt: None,
+        }
+    }
+}
+
+/// The answer to a tip whose storing is in doubt: for a browser the form
+/// again, with the tip and its token (a new one if it came without), for a
+/// program without a token a message that says sending again duplicates.
+fn in_doubt_answer(form: FormTip, html_wanted: bool, channel: &WebChannel) -> Option<HttpResponse> {
+    let mut answer = HttpResponse::ServiceUnavailable();
+    answer
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::RETRY_AFTER, "30"));
+    if html_wanted {
+        let (token, notice) = match form.token {
+            Some(token) => (token, SEND_AGAIN_SAFELY),
+            None => (SubmissionToken::random(), SEND_AGAIN_TWICE),
+        };
+        let page = pages::tip_form(
+            &channel.zones,
+            channel.max_text_chars,
+            &token,
+            Some(&pages::Refill {
+                text: &form.text,
+                zone: &form.zone,
+                urgency: &form.urgency,
+                notice,
+            }),
+        );
+        return Some(answer.content_type(ContentType::html()).body(page));
+    }
+    if form.token.is_none() {
+        let info = AppError::StoreUnavailable.info();
+        return Some(answer.json(serde_json::json!({
+            "error": { "code": info.code, "message": SEND_AGAIN_UNKEYED }
+        })));
+    }
+    None
+}
+
 #[tracing::instrument(name = "web_tip", skip_all)]
 async fn submit_tip(
     req: HttpRequest,
@@ -162,27 +260,27 @@ async fn submit_tip(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, AppError> {
     let result = accept_tip(&req, payload, &channel, &metrics).await;
+    let html_wanted = prefers_html(req.headers().get(header::ACCEPT))
+        || req.headers().get(header::ACCEPT).is_none();
     match result {
-        Ok(())
-            if prefers_html(req.headers().get(header::ACCEPT))
-                || req.headers().get(header::ACCEPT).is_none() =>
-        {
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/thanks"))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish())
-        }
+        Ok(()) if html_wanted => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/thanks"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish()),
         Ok(()) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(serde_json::json!({ "status": "received" }))),
-        Err(e) => {
-            let code = e.info().code;
+        Err(Refused { error, in_doubt }) => {
+            let code = error.info().code;
             metrics
                 .tips_rejected
                 .with_label_values(&[Channel::Web.as_str(), code])
                 .inc();
             tracing::info!(code, "tip refused");
-            Err(e)
+            match in_doubt.and_then(|form| in_doubt_answer(form, html_wanted, &channel)) {
+                Some(answer) => Ok(answer),
+                None => Err(error),
+            }
         }
     }
 }
@@ -192,7 +290,7 @@ async fn accept_tip(
     payload: web::Payload,
     channel: &WebChannel,
     metrics: &Metrics,
-) -> Result<(), AppError> {
+) -> Result<(), Refused> {
     // Limits first: a flood costs a hash and a counter, nothing more.
     let forwarded: Vec<_> = req.headers().get_all("x-forwarded-for").collect();
     let ip = channel
@@ -211,7 +309,8 @@ async fn accept_tip(
             .inc();
         return Err(AppError::RateLimited {
             retry_after_secs: limited.retry_after_secs(),
-        });
+        }
+        .into());
     }
     check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
     let body = read_body(req.headers(), payload, channel.max_body_bytes).await?;
@@ -220,16 +319,47 @@ async fn accept_tip(
         FormError::Malformed => AppError::MalformedBody,
     })?;
     drop(body);
-    let tip = parse_tip(fields, channel)?;
-    match channel.intake.submit(tip, SystemTime::now()).await {
-        Ok(_receipt) => Ok(()),
-        Err(IntakeError::Store(e)) => {
-            tracing::warn!(code = "store-unavailable", error = %e, "tip not stored");
-            Err(AppError::StoreUnavailable)
+    let form = form_tip(fields, req)?;
+    let mut tip = parse_tip(&form, channel)?;
+    let in_doubt = |e: crate::bus::StoreError, form: FormTip| {
+        tracing::warn!(code = "store-unavailable", error = %e, "tip not confirmed stored");
+        Refused {
+            error: AppError::StoreUnavailable,
+            in_doubt: Some(form),
         }
+    };
+    if let Some(token) = &form.token {
+        // The same tip sent again with the same token: stored once. The
+        // marker names a keyed hash of the token and the fields, never the
+        // token; looked up under every kept key, set under the current one
+        // by the append, which checks it again atomically.
+        let markers =
+            channel
+                .intake
+                .markers_of(&token.marker_source(&form.text, &form.zone, &form.urgency));
+        match channel.intake.marker_seen(&markers).await {
+            Ok(true) => {
+                tracing::info!("web tip sent again; stored before, not stored again");
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => return Err(in_doubt(e, form)),
+        }
+        let Some(current) = markers.first() else {
+            return Err(AppError::Internal.into());
+        };
+        tip.provider = Some(ProviderMessage {
+            dedupe: current.as_str().to_owned(),
+            pseudonyms: Vec::new(),
+            reply_expire_at: None,
+        });
+    }
+    match channel.intake.submit(tip, SystemTime::now()).await {
+        Ok(_) => Ok(()),
+        Err(IntakeError::Store(e)) => Err(in_doubt(e, form)),
         Err(e) => {
             tracing::error!(code = "internal", error = %e, "tip not sealed");
-            Err(AppError::Internal)
+            Err(AppError::Internal.into())
         }
     }
 }
