@@ -122,11 +122,17 @@ pub fn judge(mode: Durability, observed: &Observed) -> Checked {
             mode.as_str()
         ));
     }
+    // `no` leaves writing to the kernel, which flushes about every 30 s.
+    let lost = if p.appendfsync == "everysec" {
+        "the last second's"
+    } else {
+        "up to the last half-minute's"
+    };
     Checked::Refused(invalid(
         SETTING,
         format!(
-            "Redis runs with appendfsync {}, so a crash of the Redis host can lose tips already \
-             acknowledged to their senders (everysec: up to a second's; no: up to about 30 s)",
+            "Redis runs with appendfsync {}, so a crash of the Redis host can lose {lost} tips \
+             already acknowledged to their senders",
             p.appendfsync
         ),
         if p.appendfsync == "everysec" {
