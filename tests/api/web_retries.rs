@@ -90,6 +90,8 @@ async fn a_tip_sent_again_with_the_same_token_after_a_success_reaches_mediators_
         stored_texts(&app).await,
         ["a fight at the park", "a fight at the store"]
     );
+    // Only a keyed hash of token and tip is kept: neither is anywhere.
+    crate::canary::assert_nowhere(&app, &[&token, key]);
 }
 
 #[tokio::test]
@@ -275,4 +277,11 @@ async fn a_tip_refused_while_redis_was_frozen_is_shown_again_and_stored_once() {
         1,
         "{texts:?}"
     );
+    let mut aof = Vec::new();
+    crate::canary::files_under(redis.dir(), &mut aof);
+    assert!(
+        !crate::canary::contains(&aof, &token),
+        "the token never reaches Redis's files"
+    );
+    crate::canary::assert_nowhere(&app, &[&token]);
 }
