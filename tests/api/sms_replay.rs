@@ -110,7 +110,7 @@ async fn a_replayed_telnyx_stop_or_start_changes_nothing_and_queues_nothing() {
 
 /// The same gateway restarted on a rotated pseudonym key (what `tipwire keys
 /// rotate pseudonym` and a restart do), sharing the test's Redis prefix.
-async fn restart_with_rotated_pseudonym_key(app: &mut TestApp) {
+pub async fn restart_with_rotated_pseudonym_key(app: &mut TestApp) {
     use tipwire::crypto::{KeyKind, Keyring};
     Keyring::rotate(
         &app.settings.keys.dir,

@@ -95,6 +95,16 @@ async fn a_tip_sent_again_with_the_same_token_after_a_success_reaches_mediators_
 }
 
 #[tokio::test]
+async fn a_tip_sent_again_after_a_pseudonym_key_rotation_is_still_stored_once() {
+    let mut app = spawn_app().await;
+    let token = fresh_token(&app).await;
+    assert_received(&send_form(&app, "before the rotation", &token).await);
+    crate::sms_replay::restart_with_rotated_pseudonym_key(&mut app).await;
+    assert_received(&send_form(&app, "before the rotation", &token).await);
+    assert_eq!(app.alerts().await.len(), 1, "the old key's marker is found");
+}
+
+#[tokio::test]
 async fn different_tokens_or_different_tips_under_one_token_are_each_stored() {
     let app = spawn_app().await;
     let (a, b) = (fresh_token(&app).await, fresh_token(&app).await);
