@@ -64,13 +64,25 @@ impl SubmissionToken {
     }
 
     /// What the replay marker is a keyed hash of: the token and every field
-    /// that makes the tip, so only the same tip sent again is one.
+    /// that makes the tip, so only the same tip sent again is one. The text
+    /// is taken as a browser sends it back from the form shown again: a
+    /// `<textarea>` drops a leading line break, turns `\r` and `\r\n` into
+    /// line breaks sent as `\r\n`, and NUL into U+FFFD (HTML's parsing
+    /// rules), so line breaks are compared as `\n`, NUL as U+FFFD, and
+    /// white space around the text is left out. The text stored is the one
+    /// sent, unchanged.
     pub fn marker_source(
         &self,
         text: &str,
         zone: &str,
         urgency: &str,
     ) -> zeroize::Zeroizing<Vec<u8>> {
+        let text = zeroize::Zeroizing::new(
+            text.replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .replace('\0', "\u{fffd}"),
+        );
+        let text = text.trim();
         let mut out =
             Vec::with_capacity(self.0.len() + text.len() + zone.len() + urgency.len() + 16);
         for part in ["web", self.0.as_str(), zone, urgency, text] {
@@ -142,8 +154,34 @@ mod tests {
                 .marker_source("text", "north", "now"),
             // Field boundaries are kept: no shifting text between fields.
             t.marker_source("", "north", "now\0text"),
+            // Line breaks and white space inside the text still count.
+            t.marker_source("te\nxt", "north", "now"),
+            t.marker_source("te xt", "north", "now"),
         ] {
             assert_ne!(*base, *other);
+        }
+    }
+
+    #[test]
+    fn the_marker_holds_for_the_text_a_browser_sends_back_from_the_form_shown_again() {
+        let t = SubmissionToken::parse(&"a".repeat(22)).unwrap();
+        // (sent first, what a <textarea> holding it sends back)
+        for (sent, resent) in [
+            // A leading line break is dropped by the HTML parser.
+            ("\r\nby the gym\r\ntonight", "by the gym\r\ntonight"),
+            ("\nby the gym", "by the gym"),
+            // Bare CR or LF come back as CRLF.
+            ("by the gym\ntonight", "by the gym\r\ntonight"),
+            ("by the gym\rtonight", "by the gym\r\ntonight"),
+            // NUL is parsed as U+FFFD.
+            ("by the\0gym", "by the\u{fffd}gym"),
+            ("  by the gym \r\n", "by the gym"),
+        ] {
+            assert_eq!(
+                *t.marker_source(sent, "north", "now"),
+                *t.marker_source(resent, "north", "now"),
+                "{sent:?}"
+            );
         }
     }
 }
