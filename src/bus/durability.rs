@@ -8,18 +8,28 @@
 //! back after an outage (it may have been replaced or reconfigured), never on
 //! a tip's path.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{Store, StoreError};
 use crate::config::{ConfigError, Durability, invalid};
 
-/// What Redis says about its persistence (`CONFIG GET`).
+/// What Redis says about its persistence (`CONFIG GET`): each setting, or
+/// `None` when the answer did not hold it in a form read here (a proxy or a
+/// Redis-like server may answer in other shapes), which counts as not durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Persistence {
-    pub appendonly: String,
-    pub appendfsync: String,
-    pub maxmemory_policy: String,
+    pub appendonly: Option<String>,
+    pub appendfsync: Option<String>,
+    pub maxmemory_policy: Option<String>,
+}
+
+/// How a setting is named in a verdict: "runs with NAME VALUE", or that
+/// Redis did not say.
+fn runs_with(name: &str, value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("runs with {name} {value}"),
+        None => format!("did not report a readable {name} (CONFIG GET answered without one)"),
+    }
 }
 
 /// What asking Redis gave.
@@ -74,56 +84,60 @@ pub fn judge(mode: Durability, observed: &Observed) -> Checked {
             };
         }
     };
-    if p.maxmemory_policy != "noeviction" {
+    let policy = p.maxmemory_policy.as_deref();
+    if policy != Some("noeviction") {
         return Checked::Refused(invalid(
             SETTING,
             format!(
-                "Redis runs with maxmemory-policy {}: when it fills up it deletes keys, and with \
-                 them stored tips, replay markers and opt-outs",
-                p.maxmemory_policy
+                "Redis {}: when it fills up it may delete keys, and with them stored tips, \
+                 replay markers and opt-outs",
+                runs_with("maxmemory-policy", policy)
             ),
             "run CONFIG SET maxmemory-policy noeviction on Redis and put \"maxmemory-policy \
              noeviction\" in redis.conf (a full Redis then refuses writes and tipwire answers \
              503); no setting of tipwire accepts an evicting Redis",
         ));
     }
-    if p.appendonly != "yes" {
+    let appendonly = p.appendonly.as_deref();
+    if appendonly != Some("yes") {
         if mode == Durability::DangerousNoPersistence {
-            return Checked::Accepted(
-                "Redis runs with appendonly no: a Redis restart loses every tip \
-                 (redis.durability = \"dangerous-no-persistence\", for tests only)"
-                    .to_owned(),
-            );
+            return Checked::Accepted(format!(
+                "Redis {}: a Redis restart loses every tip \
+                 (redis.durability = \"dangerous-no-persistence\", for tests only)",
+                runs_with("appendonly", appendonly)
+            ));
         }
         return Checked::Refused(invalid(
             SETTING,
             format!(
-                "Redis runs with appendonly {}, so a Redis restart loses every tip already \
-                 acknowledged to its sender",
-                p.appendonly
+                "Redis {}, so a Redis restart may lose every tip already acknowledged to its \
+                 sender",
+                runs_with("appendonly", appendonly)
             ),
             "run CONFIG SET appendonly yes and CONFIG SET appendfsync always on Redis, and put \
              \"appendonly yes\" and \"appendfsync always\" in redis.conf",
         ));
     }
-    if p.appendfsync == "always" {
+    let fsync = p.appendfsync.as_deref();
+    if fsync == Some("always") {
         return Checked::Durable;
     }
+    let everysec = fsync == Some("everysec");
     let accepted = match mode {
-        Durability::EverysecAccepted => p.appendfsync == "everysec",
+        Durability::EverysecAccepted => everysec,
         Durability::DangerousNoPersistence => true,
         Durability::Strict | Durability::UnverifiedAccepted => false,
     };
     if accepted {
         return Checked::Accepted(format!(
-            "Redis runs with appendfsync {}: a crash of the Redis host can lose tips already \
-             acknowledged (redis.durability = \"{}\")",
-            p.appendfsync,
+            "Redis {}: a crash of the Redis host can lose tips already acknowledged \
+             (redis.durability = \"{}\")",
+            runs_with("appendfsync", fsync),
             mode.as_str()
         ));
     }
     // `no` leaves writing to the kernel, which flushes about every 30 s.
-    let lost = if p.appendfsync == "everysec" {
+    let lost = if everysec {
         "the last second's"
     } else {
         "up to the last half-minute's"
@@ -131,11 +145,11 @@ pub fn judge(mode: Durability, observed: &Observed) -> Checked {
     Checked::Refused(invalid(
         SETTING,
         format!(
-            "Redis runs with appendfsync {}, so a crash of the Redis host can lose {lost} tips \
-             already acknowledged to their senders",
-            p.appendfsync
+            "Redis {}, so a crash of the Redis host can lose {lost} tips already acknowledged \
+             to their senders",
+            runs_with("appendfsync", fsync)
         ),
-        if p.appendfsync == "everysec" {
+        if everysec {
             "run CONFIG SET appendfsync always on Redis and put \"appendfsync always\" in \
              redis.conf; or accept losing up to a second of tips with redis.durability = \
              \"everysec-accepted\""
@@ -146,9 +160,52 @@ pub fn judge(mode: Durability, observed: &Observed) -> Checked {
     ))
 }
 
-/// One value of `CONFIG GET name` (a name, value pair in RESP2, a map in RESP3).
-fn config_value(reply: &HashMap<String, String>, name: &str) -> String {
-    reply.get(name).cloned().unwrap_or_default()
+/// Longest setting value read: every value Redis documents for these three
+/// is a short word; anything else is not read (nor logged).
+const MAX_VALUE_BYTES: usize = 32;
+
+/// One setting's text, when it is a short printable word.
+fn word(value: &redis::Value) -> Option<&str> {
+    let text = match value {
+        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+        redis::Value::SimpleString(s) => s.as_str(),
+        redis::Value::VerbatimString { text, .. } => text.as_str(),
+        _ => return None,
+    };
+    let ok = !text.is_empty()
+        && text.len() <= MAX_VALUE_BYTES
+        && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(text)
+}
+
+/// The value of `name` in one `CONFIG GET name` reply: a name, value array
+/// (RESP2) or a map (RESP3). Any other shape, a pair that is not two short
+/// words, or the name given twice with different values: `None`. Read from
+/// the reply's shape by construction, so an odd answer is judged (as not
+/// durable) rather than mistaken for an unreachable Redis.
+fn config_value(reply: &redis::Value, name: &str) -> Option<String> {
+    let pairs: Vec<(&redis::Value, &redis::Value)> = match reply {
+        redis::Value::Array(items) if items.len() % 2 == 0 => items
+            .chunks_exact(2)
+            .filter_map(|pair| match pair {
+                [k, v] => Some((k, v)),
+                _ => None,
+            })
+            .collect(),
+        redis::Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        _ => return None,
+    };
+    let mut found: Option<&str> = None;
+    for (k, v) in pairs {
+        if word(k).is_some_and(|k| k.eq_ignore_ascii_case(name)) {
+            let v = word(v)?;
+            if found.is_some_and(|f| f != v) {
+                return None;
+            }
+            found = Some(v);
+        }
+    }
+    found.map(str::to_owned)
 }
 
 impl Store {
@@ -159,29 +216,34 @@ impl Store {
         let mut conn = self.conn().await?;
         // One parameter per CONFIG GET: Redis 6 takes no more.
         let mut pipe = redis::pipe();
-        for name in ["appendonly", "appendfsync", "maxmemory-policy"] {
+        for name in NAMES {
             pipe.cmd("CONFIG").arg("GET").arg(name);
         }
-        let answer: Result<Vec<HashMap<String, String>>, redis::RedisError> =
+        let answer: Result<Vec<redis::Value>, redis::RedisError> =
             pipe.query_async(&mut conn).await;
         match answer {
-            Ok(replies) => {
-                let get = |i: usize, name: &str| {
-                    replies
-                        .get(i)
-                        .map(|r| config_value(r, name))
-                        .unwrap_or_default()
-                };
-                Ok(Observed::Config(Persistence {
-                    appendonly: get(0, "appendonly"),
-                    appendfsync: get(1, "appendfsync"),
-                    maxmemory_policy: get(2, "maxmemory-policy"),
-                }))
-            }
+            Ok(replies) => Ok(observed(&replies)),
             Err(e) if matches!(e.code(), Some("ERR" | "NOPERM")) => Ok(Observed::Refused),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The settings asked, in the order of the replies.
+const NAMES: [&str; 3] = ["appendonly", "appendfsync", "maxmemory-policy"];
+
+/// What the three replies to the CONFIG GET pipeline say.
+fn observed(replies: &[redis::Value]) -> Observed {
+    let get = |i: usize| {
+        replies
+            .get(i)
+            .and_then(|reply| NAMES.get(i).and_then(|name| config_value(reply, name)))
+    };
+    Observed::Config(Persistence {
+        appendonly: get(0),
+        appendfsync: get(1),
+        maxmemory_policy: get(2),
+    })
 }
 
 /// The last verdict on Redis, kept for `/readyz`.
@@ -280,11 +342,13 @@ impl DurabilityWatch {
 mod tests {
     use super::*;
 
+    /// What a Redis answering these values is observed as (`""`: not said).
     fn redis(appendonly: &str, appendfsync: &str, policy: &str) -> Observed {
+        let said = |v: &str| (!v.is_empty()).then(|| v.to_owned());
         Observed::Config(Persistence {
-            appendonly: appendonly.into(),
-            appendfsync: appendfsync.into(),
-            maxmemory_policy: policy.into(),
+            appendonly: said(appendonly),
+            appendfsync: said(appendfsync),
+            maxmemory_policy: said(policy),
         })
     }
 
@@ -411,10 +475,117 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_answer_counts_as_not_durable() {
+    fn a_missing_answer_counts_as_not_durable_and_says_so() {
         let msg = refusal(Durability::Strict, &redis("", "", "noeviction"));
-        assert!(msg.contains("appendonly"), "{msg}");
-        let msg = refusal(Durability::Strict, &redis("yes", "always", ""));
+        assert!(
+            msg.contains("did not report a readable appendonly"),
+            "{msg}"
+        );
+        let msg = refusal(Durability::Strict, &redis("yes", "", "noeviction"));
+        assert!(
+            msg.contains("did not report a readable appendfsync"),
+            "{msg}"
+        );
+        for mode in MODES {
+            let msg = refusal(mode, &redis("yes", "always", ""));
+            assert!(
+                msg.contains("did not report a readable maxmemory-policy"),
+                "{msg}"
+            );
+        }
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn pair(name: &str, value: Value) -> Value {
+        Value::Array(vec![bulk(name), value])
+    }
+
+    /// The replies of a Redis that keeps every acknowledged tip, in RESP2
+    /// (name, value arrays) or RESP3 (maps).
+    fn durable_replies(resp3: bool) -> Vec<Value> {
+        [
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("maxmemory-policy", "noeviction"),
+        ]
+        .into_iter()
+        .map(|(name, value)| {
+            if resp3 {
+                Value::Map(vec![(bulk(name), Value::SimpleString(value.to_owned()))])
+            } else {
+                pair(name, bulk(value))
+            }
+        })
+        .collect()
+    }
+
+    use redis::Value;
+
+    #[test]
+    fn config_get_answers_in_either_protocol_are_read() {
+        for resp3 in [false, true] {
+            let observed = observed(&durable_replies(resp3));
+            assert_eq!(observed, redis("yes", "always", "noeviction"));
+            assert!(matches!(
+                judge(Durability::Strict, &observed),
+                Checked::Durable
+            ));
+        }
+    }
+
+    #[test]
+    fn odd_config_get_answers_are_judged_not_durable_rather_than_unreachable() {
+        let huge = "a".repeat(MAX_VALUE_BYTES + 1);
+        let odd_fsync: Vec<Value> = vec![
+            // A pair cut short, a nested or missing value, nothing at all.
+            Value::Array(vec![bulk("appendfsync")]),
+            pair("appendfsync", Value::Array(vec![bulk("always")])),
+            pair("appendfsync", Value::Nil),
+            Value::Nil,
+            Value::Int(1),
+            Value::Array(vec![]),
+            // Another setting's answer, or the name in another's place.
+            pair("appendonly", bulk("always")),
+            // Values no Redis gives: unbounded, control bytes, not UTF-8.
+            pair("appendfsync", bulk(&huge)),
+            pair("appendfsync", bulk("always\nappendonly yes")),
+            pair("appendfsync", Value::BulkString(vec![0xff, 0xfe])),
+            // Told twice, differently (as a proxy merging nodes might).
+            Value::Array(vec![
+                bulk("appendfsync"),
+                bulk("always"),
+                bulk("appendfsync"),
+                bulk("no"),
+            ]),
+        ];
+        for odd in odd_fsync {
+            let mut replies = durable_replies(false);
+            replies[1] = odd.clone();
+            let observed = observed(&replies);
+            assert_eq!(observed, redis("yes", "", "noeviction"), "{odd:?}");
+            let msg = refusal(Durability::Strict, &observed);
+            assert!(
+                msg.contains("did not report a readable appendfsync"),
+                "{msg}"
+            );
+        }
+        // Fewer replies than asked: what is missing is not durable.
+        let msg = refusal(Durability::Strict, &observed(&durable_replies(false)[..2]));
         assert!(msg.contains("maxmemory-policy"), "{msg}");
+        // The same name told twice alike is read.
+        let mut replies = durable_replies(false);
+        replies[1] = Value::Array(vec![
+            bulk("appendfsync"),
+            bulk("always"),
+            bulk("appendfsync"),
+            bulk("always"),
+        ]);
+        assert!(matches!(
+            judge(Durability::Strict, &observed(&replies)),
+            Checked::Durable
+        ));
     }
 }
