@@ -215,7 +215,9 @@ impl AppError {
             Self::StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
-                "We could not confirm that your tip was received: it may not have been. It is safe to send it again in a few minutes; if the first one did arrive, the team gets it only once.",
+                // Also the mediator API's answer (a reply, a claim): a web
+                // tip in doubt is answered by `channels::web` itself.
+                "The gateway's store did not answer in time, so your request may not have been carried out, or may have been. Please check, then try again in a few minutes.",
             ),
             Self::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -37,7 +37,8 @@ const TOKEN_FIELD: &str = "submission";
 /// The header a program sends its own token in.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Shown with the tip when the store's answer was in doubt.
-const SEND_AGAIN_SAFELY: &str = "We could not confirm that your tip was received: it may not have been. Your tip is below. It is safe to send it again in a few minutes: if the first one did arrive, the team gets it only once.";
+const SEND_AGAIN_SAFELY: &str = "We could not confirm that your tip was received: it may not have been. Your tip is below. It is safe to send it again in a few minutes: if the first one did arrive, the team gets it only once, as long as you send it unchanged.";
+const SEND_AGAIN_KEYED: &str = "We could not confirm that your tip was received: it may not have been. It is safe to send it again in a few minutes with the same token and fields: if the first one did arrive, it is stored only once.";
 const SEND_AGAIN_TWICE: &str = "We could not confirm that your tip was received: it may not have been. Your tip is below; please send it again in a few minutes. If the first one did arrive, the team will get it twice.";
 const SEND_AGAIN_UNKEYED: &str = "We could not confirm that your tip was received: it may not have been. Send it again in a few minutes; sent without an Idempotency-Key header, a tip that did arrive is then stored twice.";
 const MAX_ZONE_BYTES: usize = 64;
@@ -219,8 +220,9 @@ impl From<AppError> for Refused {
 
 /// The answer to a tip whose storing is in doubt: for a browser the form
 /// again, with the tip and its token (a new one if it came without), for a
-/// program without a token a message that says sending again duplicates.
-fn in_doubt_answer(form: FormTip, html_wanted: bool, channel: &WebChannel) -> Option<HttpResponse> {
+/// program a message that says whether sending again duplicates. (The
+/// generic `store-unavailable` message is for every other request.)
+fn in_doubt_answer(form: FormTip, html_wanted: bool, channel: &WebChannel) -> HttpResponse {
     let mut answer = HttpResponse::ServiceUnavailable();
     answer
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -241,15 +243,15 @@ fn in_doubt_answer(form: FormTip, html_wanted: bool, channel: &WebChannel) -> Op
                 notice,
             }),
         );
-        return Some(answer.content_type(ContentType::html()).body(page));
+        return answer.content_type(ContentType::html()).body(page);
     }
-    if form.token.is_none() {
-        let info = AppError::StoreUnavailable.info();
-        return Some(answer.json(serde_json::json!({
-            "error": { "code": info.code, "message": SEND_AGAIN_UNKEYED }
-        })));
-    }
-    None
+    let message = match form.token {
+        Some(_) => SEND_AGAIN_KEYED,
+        None => SEND_AGAIN_UNKEYED,
+    };
+    answer.json(serde_json::json!({
+        "error": { "code": AppError::StoreUnavailable.info().code, "message": message }
+    }))
 }
 
 #[tracing::instrument(name = "web_tip", skip_all)]
@@ -277,8 +279,8 @@ async fn submit_tip(
                 .with_label_values(&[Channel::Web.as_str(), code])
                 .inc();
             tracing::info!(code, "tip refused");
-            match in_doubt.and_then(|form| in_doubt_answer(form, html_wanted, &channel)) {
-                Some(answer) => Ok(answer),
+            match in_doubt {
+                Some(form) => Ok(in_doubt_answer(form, html_wanted, &channel)),
                 None => Err(error),
             }
         }
