@@ -295,9 +295,20 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
 
     let t0 = unix_ms();
     // A tip on every channel, all urgent where the channel lets the tipster say.
+    // With an Idempotency-Key, so its replay marker is scanned too.
     let web = app
-        .post_tip("They meet at the court at nine", "north", "now")
-        .await;
+        .client
+        .post(app.url("/tips"))
+        .header("Accept", "application/json")
+        .header("Idempotency-Key", "timing-canary-idempotency-key")
+        .form(&[
+            ("text", "They meet at the court at nine"),
+            ("zone", "north"),
+            ("urgency", "now"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(web.status(), 200);
     let twilio = app
         .twilio(&twilio_params(
