@@ -185,7 +185,7 @@ impl AppError {
             Self::InvalidIdempotencyKey => (
                 StatusCode::BAD_REQUEST,
                 "invalid-idempotency-key",
-                "The Idempotency-Key header must be 22 to 64 characters of A-Z, a-z, 0-9, - and _ (a UUID fits), optionally in double quotes.",
+                "The Idempotency-Key header must be sent once, as 22 to 64 characters of A-Z, a-z, 0-9, - and _ (a UUID fits), optionally in double quotes.",
             ),
             Self::SignatureInvalid => (
                 StatusCode::FORBIDDEN,

@@ -160,6 +160,19 @@ async fn malformed_tokens_are_refused_with_a_precise_code_and_nothing_is_stored(
         assert_eq!(r.status(), 400, "{bad:?}");
         assert_eq!(error_code(r).await, "invalid-idempotency-key");
     }
+    // Two keys, each well formed: which one would a retry repeat?
+    let r = app
+        .client
+        .post(app.url("/tips"))
+        .header("Accept", "application/json")
+        .header("Idempotency-Key", "a".repeat(22))
+        .header("Idempotency-Key", "b".repeat(22))
+        .form(&[("text", "x"), ("zone", "north"), ("urgency", "now")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "invalid-idempotency-key");
     assert!(app.alerts().await.is_empty());
 }
 

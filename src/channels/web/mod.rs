@@ -152,11 +152,14 @@ fn form_tip(fields: Vec<(String, String)>, req: &HttpRequest) -> Result<FormTip,
     let (Some(text), Some(zone), Some(urgency)) = (text, zone, urgency) else {
         return Err(AppError::MissingField);
     };
-    let token = match req.headers().get(IDEMPOTENCY_KEY) {
-        Some(header) => {
+    // Sent twice, the key is ambiguous (which one would a retry repeat?).
+    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY);
+    let token = match (keys.next(), keys.next()) {
+        (Some(_), Some(_)) => return Err(AppError::InvalidIdempotencyKey),
+        (Some(header), None) => {
             Some(SubmissionToken::parse_header(header).ok_or(AppError::InvalidIdempotencyKey)?)
         }
-        None => token
+        (None, _) => token
             .map(|t| SubmissionToken::parse(&t).ok_or(AppError::InvalidSubmissionToken))
             .transpose()?,
     };
