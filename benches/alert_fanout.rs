@@ -57,18 +57,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Parser;
 use common::{TEXT, TIMEOUT, cpu_secs, https_client, median};
 use futures_util::StreamExt as _;
-use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::EncodePublicKey as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use sha1::Sha1;
 use tipwire::bus::{AlertReader, Store};
 use tipwire::config::Settings;
 use tipwire::crypto::IdentityKey;
@@ -79,6 +77,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 mod common;
+#[path = "common/twilio.rs"]
+mod twilio;
 
 /// Sender threads are 128-bit ids in hex.
 const THREAD_HEX: usize = 32;
@@ -746,8 +746,6 @@ struct Sent {
     filed: Filed,
 }
 
-type HmacSha1 = Hmac<Sha1>;
-
 impl Sender {
     fn new(ca: &[u8], index: usize) -> Result<Self> {
         Ok(Self {
@@ -763,7 +761,7 @@ impl Sender {
     /// parameters, signed with HMAC-SHA1 over the public URL and the sorted
     /// name-value pairs.
     async fn text(&self, target: &Target, to: &str, sid: &str) -> Result<()> {
-        let mut params = [
+        let params = [
             ("AccountSid", target.account_sid.as_str()),
             ("Body", TEXT),
             ("From", self.from.as_str()),
@@ -771,14 +769,7 @@ impl Sender {
             ("NumMedia", "0"),
             ("To", to),
         ];
-        params.sort_unstable();
-        let mut mac = HmacSha1::new_from_slice(target.auth_token.as_bytes())?;
-        mac.update(target.webhook_url.as_bytes());
-        for (name, value) in &params {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
-        }
-        let signature = STANDARD.encode(mac.finalize().into_bytes());
+        let signature = twilio::signature(&target.auth_token, &target.webhook_url, &params)?;
         let response = self
             .client
             .post(format!("{}/webhooks/sms/twilio", target.base))

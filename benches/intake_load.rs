@@ -26,25 +26,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use common::{TEXT, TIMEOUT, cpu_secs, https_client, median};
-use lettre::address::Envelope;
-use lettre::message::header::ContentType;
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, Message};
+use common::{TIMEOUT, cpu_secs, https_client, median};
+use lettre::Address;
 use reqwest::StatusCode;
+use smtp::Template;
 use tokio::task::JoinSet;
 
 mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 /// [`TEXT`], form-encoded, for the "north" zone.
 const FORM: &str = "text=Two+groups+arguing+outside+the+corner+store+on+5th%3B+one+said+they+would+come+back+tonight+with+friends.&zone=north&urgency=now";
 /// Distinct senders the messages rotate through (each is its own pseudonym,
 /// reply thread and per-sender rate-limit key at the gateway).
 const SENDERS: usize = 5;
-/// Replaced by a unique Message-ID in each message: the gateway stores a
-/// repeated sender + Message-ID once (and still answers 250).
-const ID_PLACEHOLDER: &str = "MESSAGE-ID-PLACEHOLDER@bench.tipwire";
 
 #[derive(Parser)]
 #[command(about = "SMTP versus web intake load against a running tipwire gateway")]
@@ -81,48 +77,6 @@ struct Args {
     /// Passed by `cargo bench` to every bench target; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-/// One sender's message, formatted once, split around its Message-ID.
-struct Template {
-    envelope: Envelope,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-}
-
-impl Template {
-    fn new(from: &Address, to: &Address) -> Result<Self> {
-        let message = Message::builder()
-            .from(from.clone().into())
-            .to(to.clone().into())
-            .message_id(Some(format!("<{ID_PLACEHOLDER}>")))
-            .header(ContentType::TEXT_PLAIN)
-            .body(TEXT.to_owned())
-            .context("building the bench message")?;
-        let raw = message.formatted();
-        let at = raw
-            .windows(ID_PLACEHOLDER.len())
-            .position(|w| w == ID_PLACEHOLDER.as_bytes())
-            .context("the Message-ID placeholder is not in the formatted message")?;
-        Ok(Self {
-            envelope: message.envelope().clone(),
-            head: raw.get(..at).unwrap_or_default().to_vec(),
-            tail: raw
-                .get(at + ID_PLACEHOLDER.len()..)
-                .unwrap_or_default()
-                .to_vec(),
-        })
-    }
-
-    /// The message with Message-ID `<id@bench.tipwire>`, written into `out`.
-    fn write(&self, id: std::fmt::Arguments<'_>, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        out.clear();
-        out.extend_from_slice(&self.head);
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "{id}@bench.tipwire");
-        out.extend_from_slice(&self.tail);
-    }
 }
 
 /// What one load produced.
@@ -247,39 +201,14 @@ async fn smtp_load(
     templates: &std::sync::Arc<Vec<Template>>,
     run: &str,
 ) -> Result<Load> {
-    let hello = ClientId::Domain("client.bench.tipwire".into());
+    let server = tokio::net::lookup_host((args.host.as_str(), args.smtp_port))
+        .await?
+        .next()
+        .context("the SMTP host has no address")?;
     let mut tasks = Vec::with_capacity(args.concurrency);
     for task in 0..args.concurrency {
-        let tls = TlsParameters::builder(args.host.clone())
-            .add_root_certificate(Certificate::from_pem(ca)?)
-            .build_rustls()?;
-        // Connect, EHLO, STARTTLS, EHLO before the clock starts. The socket is
-        // our own, with Nagle off (reqwest turns it off too): lettre writes
-        // the message and its final "\r\n.\r\n" separately, and with Nagle
-        // on the second write waits for the gateway's delayed ACK, ~40 ms a
-        // message, which would measure the two kernels, not the gateway.
-        let tcp = tokio::time::timeout(
-            TIMEOUT,
-            tokio::net::TcpStream::connect((args.host.as_str(), args.smtp_port)),
-        )
-        .await
-        .context("no TCP connection within the timeout")?
-        .context("connecting to the SMTP port")?;
-        tcp.set_nodelay(true)?;
-        let connect = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello);
-        let mut conn = tokio::time::timeout(TIMEOUT, connect)
-            .await
-            .context("no SMTP greeting within the timeout")?
-            .context("SMTP greeting and EHLO")?;
-        // STARTTLS is required: a server that does not offer it is an error.
-        ensure!(
-            conn.can_starttls(),
-            "the gateway does not offer STARTTLS on its SMTP port"
-        );
-        tokio::time::timeout(TIMEOUT, conn.starttls(tls, &hello))
-            .await
-            .context("no STARTTLS within the timeout")?
-            .context("STARTTLS")?;
+        // Connected before the clock starts.
+        let mut conn = smtp::open(server, None, &args.host, ca).await?;
         let templates = templates.clone();
         let run = run.to_owned();
         tasks.push(move |deadline: Instant| async move {

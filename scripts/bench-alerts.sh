@@ -97,19 +97,14 @@ session_ttl_secs = 7200
 [sms]
 public_base_url = "https://tips.bench"
 numbers = [$numbers]
-[sms.twilio]
-enabled = true
-account_sid = "AC00000000000000000000000000000001"
-auth_token_files = ["$work/twilio-token"]
-api_base_url = "http://127.0.0.1:9"
-[sms.zone_numbers]
 TOML
+  bench_twilio_config "$work"
+  echo '[sms.zone_numbers]'
   for i in $(seq 1 "$zones"); do printf '"%s" = "zone-%02d"\n' "$(zone_number "$i")" "$i"; done
   for i in $(seq 1 "$zones"); do
     printf '[[zones]]\nid = "zone-%02d"\nname = "Zone %02d"\n' "$i" "$i"
   done
 } > "$work/bench.toml"
-( umask 077; printf 'bench-auth-token' > "$work/twilio-token" )
 export TIPWIRE_CONFIG="$work/bench.toml"
 "$bin" dev init --dir "$work" >/dev/null
 # dev init enrols one demo mediator; remove it so the devices enrolled here

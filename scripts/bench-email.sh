@@ -51,12 +51,9 @@ to="tips@tips.bench"
 [[zones]]
 id = "north"
 name = "North"
-[email]
-enabled = true
-addresses = ["$to"]
-host = "127.0.0.1"
-port = $smtp_port
-hostname = "localhost"
+TOML
+  bench_email_config "$to" "$smtp_port"
+  cat <<TOML
 max_commands = 1000000000
 max_connections_per_address = 1000
 TOML
@@ -67,11 +64,7 @@ export TIPWIRE_CONFIG="$work/bench.toml"
 # seal to the escrow key only.
 "$bin" mediator list | awk '/^m_/{print $1}' | xargs -r -n1 "$bin" mediator remove >/dev/null
 
-both_up() {
-  healthz_up "$https_port" \
-    && python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$smtp_port" 2>/dev/null
-}
-bench_start_gateway "$bin" "$work" both_up
+bench_start_gateway "$bin" "$work" https_and_smtp_up "$https_port" "$smtp_port"
 rss_mb() { awk '/VmRSS/{printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
 idle_rss=$(rss_mb)
 stored_before=$(redis-cli xlen "$prefix:alerts")

@@ -46,14 +46,9 @@ name = "North"
 [sms]
 public_base_url = "https://tips.bench"
 numbers = ["+15550001111"]
-[sms.twilio]
-enabled = true
-account_sid = "AC00000000000000000000000000000001"
-auth_token_files = ["$work/twilio-token"]
-api_base_url = "http://127.0.0.1:9"
 TOML
+  bench_twilio_config "$work"
 } > "$work/bench.toml"
-( umask 077; printf 'bench-auth-token' > "$work/twilio-token" )
 # Signed Twilio webhooks, each with its own MessageSid (a repeated one would be
 # answered as a replay, for almost nothing), one file per round; and the same
 # requests with a wrong signature.

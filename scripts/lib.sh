@@ -168,36 +168,45 @@ tipwire_bin() {
   die "no tipwire binary: run 'cargo build --release' or set TIPWIRE_BIN"
 }
 
-# bench_config_head WORK PORT PREFIX [CHANNEL...]: prints the start of a
+# bench_config_base WORK PORT PREFIX [DURABILITY]: prints the start of a
 # benchmark gateway's config: HTTPS on PORT, the dev certificate and keys
 # under WORK (as `tipwire dev init --dir WORK` makes them), Redis keys under
-# PREFIX (on the machine's Redis at 6379, which need not persist: the
-# figures measure the gateway, not Redis's disk; hence the dangerous
-# durability override), warnings only, and the rate limits of web and each CHANNEL (sms,
-# email) and the per-address connection limits lifted (every load client
-# comes from loopback), so no limit shapes a load. With the cleanup below.
+# PREFIX with redis.durability DURABILITY (default "strict"), warnings only;
+# every limit at its default.
+bench_config_base() {
+  cat <<TOML
+[server]
+port = $2
+[tls]
+cert_path = "$1/tls/cert.pem"
+key_path = "$1/tls/key.pem"
+[keys]
+dir = "$1/keys"
+[redis]
+key_prefix = "$3"
+durability = "${4:-strict}"
+[log]
+filter = "warn"
+TOML
+}
+
+# bench_config_head WORK PORT PREFIX [CHANNEL...]: bench_config_base on the
+# machine's Redis at 6379, which need not persist (the figures measure the
+# gateway, not Redis's disk; hence the dangerous durability override), with
+# the rate limits of web and each CHANNEL (sms, email) and the per-address
+# connection limits lifted (every load client comes from loopback), so no
+# limit shapes a load. With the cleanup below.
 bench_config_head() {
   local work="$1" port="$2" prefix="$3" channel
   shift 3
+  bench_config_base "$work" "$port" "$prefix" dangerous-no-persistence
   cat <<TOML
-[server]
-port = $port
 [server.connections]
 max = 8192
 max_per_address = 8192
 max_handshakes = 2048
 max_handshakes_per_address = 2048
 requests_per_address = { count = 1000000000, per_secs = 1 }
-[tls]
-cert_path = "$work/tls/cert.pem"
-key_path = "$work/tls/key.pem"
-[keys]
-dir = "$work/keys"
-[redis]
-key_prefix = "$prefix"
-durability = "dangerous-no-persistence"
-[log]
-filter = "warn"
 TOML
   for channel in web "$@"; do
     printf '[rate_limits.%s]\nper_client = { count = 1000000000, per_secs = 1 }\nglobal = { count = 1000000000, per_secs = 1 }\n' "$channel"
@@ -238,5 +247,25 @@ bench_start_gateway() { # bin work check...
   die "the gateway did not come up (checked with: $*)"
 }
 
+# bench_twilio_config WORK: writes the auth token WORK/twilio-token (the
+# load clients sign with "bench-auth-token") and prints the [sms.twilio]
+# table of a benchmark gateway; replies go nowhere (port 9).
+bench_twilio_config() {
+  ( umask 077; printf 'bench-auth-token' > "$1/twilio-token" )
+  printf '[sms.twilio]\nenabled = true\naccount_sid = "AC00000000000000000000000000000001"\nauth_token_files = ["%s"]\napi_base_url = "http://127.0.0.1:9"\n' "$1/twilio-token"
+}
+
 # True when https://127.0.0.1:PORT/healthz answers 2xx.
 healthz_up() { curl -skf "https://127.0.0.1:$1/healthz" >/dev/null 2>&1; }
+
+# True when healthz_up HTTPS_PORT and 127.0.0.1:SMTP_PORT takes a connection.
+https_and_smtp_up() {
+  healthz_up "$1" \
+    && python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$2" 2>/dev/null
+}
+
+# bench_email_config TO PORT: the [email] table of a benchmark gateway that
+# takes mail for TO on 127.0.0.1:PORT, STARTTLS offered.
+bench_email_config() {
+  printf '[email]\nenabled = true\naddresses = ["%s"]\nhost = "127.0.0.1"\nport = %s\nhostname = "localhost"\n' "$1" "$2"
+}

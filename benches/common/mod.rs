@@ -1,5 +1,5 @@
 //! Pieces the load clients share (`benches/intake_load.rs`,
-//! `benches/alert_fanout.rs`): an HTTPS client that trusts only the bench
+//! `benches/alert_fanout.rs`, `benches/abuse.rs`): an HTTPS client that trusts only the bench
 //! CA, the tip text, CPU time of a process from /proc, and the median of a
 //! round's figures.
 //!

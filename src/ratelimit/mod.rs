@@ -72,16 +72,18 @@ impl ChannelLimiter {
 
     /// Takes one cell from the client's bucket and one from the channel's.
     pub fn check(&self, client: ClientKey) -> Result<(), Limited> {
+        self.check_client(client)?;
+        self.check_global()
+    }
+
+    /// Takes one cell from the client's bucket.
+    fn check_client(&self, client: ClientKey) -> Result<(), Limited> {
         self.per_client
             .check_key(&client)
             .map_err(|not_until| Limited {
                 scope: Scope::Client,
                 retry_after: not_until.wait_time_from(self.clock.now()),
-            })?;
-        self.global.check().map_err(|not_until| Limited {
-            scope: Scope::Global,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+            })
     }
 
     /// Takes a cell for the client at `ip` (see [`Self::check`]); but when
@@ -95,11 +97,27 @@ impl ChannelLimiter {
         ip: Option<std::net::IpAddr>,
         loopback_is_everyone: bool,
     ) -> Result<(), Limited> {
+        self.check_client_from(keyer, ip, loopback_is_everyone)?;
+        self.check_global()
+    }
+
+    /// Takes a cell from the client's bucket only (from none when
+    /// `loopback_is_everyone` and the request came from loopback, as in
+    /// [`Self::check_from`]). For a channel that charges its own bucket with
+    /// [`Self::check_global`] later, once the request proved well formed:
+    /// charged up front, the channel's bucket would be spent by junk that
+    /// is refused anyway, and an attacker with many addresses (an IPv6 /48
+    /// holds 65,536 /64s) would silence every real client of the channel.
+    pub fn check_client_from(
+        &self,
+        keyer: &ClientKeyer,
+        ip: Option<std::net::IpAddr>,
+        loopback_is_everyone: bool,
+    ) -> Result<(), Limited> {
         if loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback()) {
-            self.check_global()
-        } else {
-            self.check(keyer.key(ip))
+            return Ok(());
         }
+        self.check_client(keyer.key(ip))
     }
 
     /// Takes one cell from the channel's bucket only, for requests whose
@@ -149,6 +167,31 @@ mod tests {
         assert_eq!(refused.scope, Scope::Client);
         assert!(refused.retry_after_secs() >= 1 && refused.retry_after_secs() <= 1200);
         limiter.check(b).unwrap();
+    }
+
+    #[test]
+    fn the_client_check_alone_leaves_the_channels_bucket_untouched() {
+        let limiter = ChannelLimiter::new(q(2, 3600), q(1, 3600));
+        let keyer = ClientKeyer::new(vec![]);
+        for i in 0..5 {
+            let ip = Some(format!("192.0.2.{i}").parse().unwrap());
+            limiter.check_client_from(&keyer, ip, false).unwrap();
+        }
+        let ip = Some("192.0.2.0".parse().unwrap());
+        limiter.check_client_from(&keyer, ip, false).unwrap();
+        assert_eq!(
+            limiter
+                .check_client_from(&keyer, ip, false)
+                .unwrap_err()
+                .scope,
+            Scope::Client
+        );
+        limiter.check_global().unwrap();
+        assert_eq!(limiter.check_global().unwrap_err().scope, Scope::Global);
+        let onion = Some("127.0.0.1".parse().unwrap());
+        for _ in 0..3 {
+            limiter.check_client_from(&keyer, onion, true).unwrap();
+        }
     }
 
     #[test]

@@ -559,6 +559,33 @@ async fn a_sender_over_its_limit_gets_450_and_so_does_a_flooding_address() {
 }
 
 #[tokio::test]
+async fn abandoned_messages_do_not_use_up_the_channels_limit_for_real_mail() {
+    let app = spawn_email_app(|s| {
+        s.rate_limits.email.global.count = 2;
+        s.rate_limits.email.global.per_secs = 3600;
+    })
+    .await;
+    let mut c = app.raw_smtp().await;
+    assert_eq!(c.command("EHLO client.example").await, "250");
+    for _ in 0..5 {
+        assert_eq!(c.command("MAIL FROM:<junk@example.net>").await, "250");
+        assert_eq!(c.command("RSET").await, "250");
+    }
+    for i in 0..2 {
+        let sent = app
+            .send_with_lettre(&message(TIPSTER, "real", &format!("tip {i}")))
+            .await;
+        assert!(sent.as_ref().unwrap().starts_with("250"), "{sent:?}");
+    }
+    // The channel's limit still holds, for messages worth sealing.
+    let refused = app
+        .send_with_lettre(&message(TIPSTER, "real", "tip 2"))
+        .await;
+    assert!(refused.as_ref().unwrap_err().contains("450"), "{refused:?}");
+    assert_eq!(app.alerts().await.len(), 2);
+}
+
+#[tokio::test]
 async fn one_address_cannot_hold_more_than_its_share_of_connections() {
     let app = spawn_email_app(|s| s.email.max_connections_per_address = 2).await;
     let _first = app.raw_smtp().await;

@@ -94,3 +94,44 @@ async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_limit() {
         assert_eq!(r.status(), expected);
     }
 }
+
+#[tokio::test]
+async fn junk_forms_do_not_use_up_the_channels_limit_for_real_tips() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.web.global.count = 2;
+        s.rate_limits.web.global.per_secs = 3600;
+    })
+    .await;
+    let form = "application/x-www-form-urlencoded";
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url("/tips"))
+            .header("Content-Type", content_type)
+            .header("Accept", "application/json")
+            .body(body)
+            .send()
+    };
+    let junk: [(&str, &[u8], u16); 3] = [
+        ("text/plain", b"text=a&zone=north&urgency=now", 415),
+        (form, b"text=%zz&zone=north&urgency=now", 400),
+        (form, b"zone=north&urgency=now", 422),
+    ];
+    for (content_type, body, status) in junk {
+        assert_eq!(
+            post(content_type, body.to_vec()).await.unwrap().status(),
+            status
+        );
+    }
+    let oversized = vec![b'a'; app.settings.server.max_body_bytes * 2];
+    assert_eq!(post(form, oversized).await.unwrap().status(), 413);
+
+    let tip = || post(form, b"text=real&zone=north&urgency=now".to_vec());
+    for _ in 0..2 {
+        assert_eq!(tip().await.unwrap().status(), 200);
+    }
+    // The channel's limit still holds, for tips.
+    let limited = tip().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(error_code(limited).await, "rate-limited");
+    assert_eq!(app.alerts().await.len(), 2);
+}
