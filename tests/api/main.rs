@@ -21,6 +21,7 @@ mod hostile_load;
 mod in_doubt;
 mod offboarding;
 mod pages;
+mod processes;
 mod purge;
 mod push;
 mod push_delivery;
