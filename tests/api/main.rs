@@ -16,6 +16,7 @@ mod email_hostile;
 mod email_threads;
 mod escalation;
 mod escalation_processes;
+mod faults;
 mod helpers;
 mod hostile_load;
 mod in_doubt;
