@@ -16,19 +16,12 @@
 mod flood;
 mod ledger;
 mod rig;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tipwire::bus::{AlertReader, Keys};
-use tipwire::crypto::Keyring;
-use tipwire::domain::ThreadId;
-use tipwire::relay::Kind;
-
-use crate::sms_helpers::{
-    AUTH_TOKEN, Hold, PROGRAM_NUMBER, Sent, post_twilio, twilio_params, twilio_signature,
-};
 use flood::{Channel, Flood, Outcome, PATIENCE, Record};
 use ledger::{Ledger, Tally};
 use rig::Rig;
@@ -273,91 +266,4 @@ async fn redis_refusing_writes_gets_clear_refusals_and_a_log_line_naming_the_cau
         let lines = logs.lines().filter(|l| l.contains(cause)).count();
         eprintln!("faults redis refuses writes: {lines} log lines say {cause:?}");
     }
-}
-
-/// The reply a mediator sends to the tipster in the relay test.
-const REPLY: &str = "Thanks, someone from the team is on the way.";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_whose_relay_died_before_its_acknowledgement_is_delivered_after_restart() {
-    let mut rig = Rig::new("relay-kill", |_| {}).await;
-    rig.start_gateway().await;
-    let tipster = "+15550208888";
-    let params = twilio_params(
-        tipster,
-        "Fight after school by the bus stop",
-        "SM0123456789abcdef0123456789abcdef",
-    );
-    let signature = twilio_signature(
-        AUTH_TOKEN,
-        "https://tips.example.org/webhooks/sms/twilio",
-        &params,
-    );
-    let base = format!("https://localhost:{}", rig.ports.https());
-    let answer = post_twilio(&rig.client, &base, &params, &signature)
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    let store = rig.store();
-    let alerts = AlertReader::new(store.clone())
-        .range_since(0, 10)
-        .await
-        .unwrap();
-    let thread = ThreadId::parse(&alerts[0].entry.thread).unwrap();
-
-    // The provider holds the reply's send unanswered: the worker has read
-    // the entry and sent it, and has not acknowledged it.
-    let arrived = Arc::new(tokio::sync::Notify::new());
-    rig.stand_in.state.lock().unwrap().hold = Some(Hold {
-        at: 0,
-        arrived: arrived.clone(),
-        release: Arc::new(tokio::sync::Notify::new()),
-    });
-    let keyring = Keyring::load(&rig.settings.keys.dir).unwrap();
-    tipwire::relay::enqueue(&store, &keyring, &thread, REPLY, Kind::Reply)
-        .await
-        .unwrap();
-    tokio::time::timeout(PATIENCE, arrived.notified())
-        .await
-        .expect("the relay sent the reply");
-    let keys = Keys::new(&rig.settings.redis.key_prefix);
-    let outbound = keys.outbound();
-    let leases = keys.queue_leases(&outbound, "relay");
-    let pending = |rig: &Rig| -> (usize, usize) {
-        let mut conn = rig.redis.connection();
-        let len: usize = redis::cmd("XLEN").arg(&outbound).query(&mut conn).unwrap();
-        let leased: usize = redis::cmd("ZCARD").arg(&leases).query(&mut conn).unwrap();
-        (len, leased)
-    };
-    assert_eq!(pending(&rig), (1, 1), "read and leased, not acknowledged");
-
-    rig.kill_gateway();
-    let killed = Instant::now();
-    rig.start_gateway().await;
-    // The restarted gateway takes the entry over when its lease ends (a
-    // minute boundary, one to two minutes after it was taken) and sends it.
-    let until = Instant::now() + Duration::from_secs(180);
-    while pending(&rig) != (0, 0) {
-        assert!(
-            Instant::now() < until,
-            "the reply was delivered after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let sent = rig.stand_in.sent();
-    assert_eq!(
-        sent,
-        [Sent {
-            provider: "twilio",
-            to: tipster.into(),
-            from: PROGRAM_NUMBER.into(),
-            body: REPLY.into(),
-        }],
-        "delivered once after the restart"
-    );
-    eprintln!(
-        "faults relay SIGKILL: the reply reached the provider twice in all (the held send, \
-         then once {:?} after the kill); the documented duplicate is one",
-        killed.elapsed()
-    );
 }

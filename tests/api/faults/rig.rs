@@ -50,6 +50,8 @@ pub struct Rig {
     pub client: reqwest::Client,
     pub ports: Arc<Ports>,
     pub gateway: Option<Serve>,
+    /// Web Push on (loopback endpoints allowed) in the gateway's config.
+    pub push: bool,
     starts: usize,
     // Last: the files go when everything above has stopped.
     pub dir: tempfile::TempDir,
@@ -93,13 +95,14 @@ impl Rig {
             client,
             ports: Arc::default(),
             gateway: None,
+            push: false,
             starts: 0,
             dir,
         }
     }
 
     /// The config: every channel on against the stand-in, limits out of the
-    /// flood's way, the relay polling often, push off.
+    /// flood's way, the relay polling often, push as [`Self::push`] says.
     fn config(&self) -> std::path::PathBuf {
         let (token, telnyx_key) = write_provider_secrets(self.dir.path());
         let stand_in = &self.stand_in.url;
@@ -155,8 +158,12 @@ port = 0
 hostname = "mx.tips.example.org"
 
 [push]
-enabled = false
+enabled = {push}
+subject = "mailto:ops@cvi.example.org"
+dangerous_allow_loopback_http_endpoints = {push}
+poll_interval_ms = 200
 "#,
+                push = self.push,
                 token = token.display(),
                 telnyx_key = telnyx_key.display(),
             ),
