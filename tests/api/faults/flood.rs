@@ -285,6 +285,32 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Sends the first `n` acknowledged tips of each retrying channel once
+    /// more, as a provider or mail server does when an answer was lost on
+    /// the way back: each must be acknowledged again and stay stored once.
+    pub async fn resend_acknowledged(&self, n: usize) {
+        for channel in Channel::ALL.into_iter().filter(|c| c.retries()) {
+            let some: Vec<usize> = {
+                let tips = self.tips.lock().unwrap();
+                (0..tips.len())
+                    .filter(|&i| tips[i].channel == channel)
+                    .filter(|&i| self.acked(i))
+                    .take(n)
+                    .collect()
+            };
+            assert_eq!(some.len(), n, "{} tips to send again", channel.name());
+            for i in some {
+                assert_eq!(
+                    self.attempt(i).await,
+                    Outcome::Acked,
+                    "a duplicate is answered"
+                );
+            }
+        }
+    }
+}
+
 /// "503 store-unavailable": the status and the stable code of the JSON body.
 async fn refused(r: reqwest::Response) -> Outcome {
     let status = r.status().as_u16();

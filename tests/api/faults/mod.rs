@@ -32,7 +32,8 @@ const PER_CHANNEL: usize = 2;
 const ACKS: usize = 10;
 
 /// Stops the flood, notes which stored tips no answer acknowledged, lets
-/// the senders that retry do so, and checks the stream.
+/// the senders that retry do so (and deliver a few acknowledged ones twice,
+/// as providers do), and checks the stream.
 async fn settle(
     rig: &Rig,
     flood: Flood,
@@ -42,6 +43,7 @@ async fn settle(
     let mut ledger = Ledger::default();
     let in_doubt = ledger.in_doubt(rig, &record).await;
     record.retry_unacknowledged().await;
+    record.resend_acknowledged(3).await;
     let tallies = ledger.check(rig, scenario, &record, &in_doubt).await;
     (record, tallies)
 }
