@@ -2,8 +2,10 @@
 //! Telnyx webhooks and SMTP deliveries, each tip carrying a tag of its own
 //! (`ftag-<channel>-<n>`) so what is stored can be matched to what was sent
 //! and answered. Every attempt is recorded with its outcome and how long the
-//! answer took. Senders that retry (the SMS providers, mail servers) send an
-//! unanswered or refused tip again with the same message id.
+//! answer took. Every sender sends an unanswered or refused tip again with
+//! the same id, as Telnyx, mail servers and the tip form do (the web client
+//! sends its key as the `Idempotency-Key` header); Twilio itself does not
+//! retry, and its retries here check the same replay marker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ use crate::sms_helpers::{
     twilio_signature,
 };
 use lettre::AsyncTransport;
+use tipwire::channels::sms::{Language, Texts};
 
 /// The longest any wait of a scenario may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -52,13 +55,6 @@ impl Channel {
             Self::Twilio | Self::Telnyx => tipwire::domain::Channel::Sms,
             Self::Email => tipwire::domain::Channel::Email,
         }
-    }
-
-    /// Whether its real senders send again, with the same message id, what
-    /// was not acknowledged. The web form has no such id (yet): a tipster
-    /// told "not received" who sends again sends a new tip.
-    pub fn retries(self) -> bool {
-        self != Self::Web
     }
 
     fn index(self) -> usize {
@@ -147,7 +143,7 @@ impl Record {
         };
         let asked = Instant::now();
         let outcome = match channel {
-            Channel::Web => self.web(&text).await,
+            Channel::Web => self.web(&tag, &text).await,
             Channel::Twilio => self.twilio(n, &text).await,
             Channel::Telnyx => self.telnyx(n, &text).await,
             Channel::Email => self.email(n, &tag, &text).await,
@@ -172,11 +168,12 @@ impl Record {
         format!("https://localhost:{}", self.ports.https())
     }
 
-    async fn web(&self, text: &str) -> Outcome {
+    async fn web(&self, tag: &str, text: &str) -> Outcome {
         let sent = self
             .client
             .post(format!("{}/tips", self.base()))
             .header("Accept", "application/json")
+            .header("Idempotency-Key", format!("{}-{tag}", self.run))
             .form(&[("text", text), ("zone", "north"), ("urgency", "now")])
             .send()
             .await;
@@ -205,7 +202,7 @@ impl Record {
             Err(e) => Outcome::NoAnswer(e.to_string()),
             Ok(r) if r.status() == 200 => match r.text().await {
                 // Twilio does not retry: the tipster is told, in TwiML.
-                Ok(twiml) if twiml.contains("could not receive your message") => {
+                Ok(twiml) if twiml.contains(Texts::not_confirmed(Language::En)) => {
                     Outcome::Refused("200 not-received".into())
                 }
                 Ok(_) => Outcome::Acked,
@@ -261,16 +258,11 @@ impl Record {
             .any(|a| a.tip == i && a.outcome == Outcome::Acked)
     }
 
-    /// Sends every tip of a retrying channel that is not acknowledged again,
-    /// as its sender would, until it is (the gateway is up and well now).
+    /// Sends every tip that is not acknowledged again, as its sender would,
+    /// until it is (the gateway is up and well now).
     pub async fn retry_unacknowledged(&self) {
-        let pending: Vec<usize> = {
-            let tips = self.tips.lock().unwrap();
-            (0..tips.len())
-                .filter(|&i| tips[i].channel.retries())
-                .collect()
-        };
-        for i in pending {
+        let count = self.tips.lock().unwrap().len();
+        for i in 0..count {
             let until = Instant::now() + PATIENCE;
             while !self.acked(i) {
                 assert!(
@@ -286,11 +278,11 @@ impl Record {
 }
 
 impl Record {
-    /// Sends the first `n` acknowledged tips of each retrying channel once
-    /// more, as a provider or mail server does when an answer was lost on
-    /// the way back: each must be acknowledged again and stay stored once.
+    /// Sends the first `n` acknowledged tips of each channel once more, as a
+    /// sender does when an answer was lost on the way back: each must be
+    /// acknowledged again and stay stored once.
     pub async fn resend_acknowledged(&self, n: usize) {
-        for channel in Channel::ALL.into_iter().filter(|c| c.retries()) {
+        for channel in Channel::ALL {
             let some: Vec<usize> = {
                 let tips = self.tips.lock().unwrap();
                 (0..tips.len())

@@ -31,9 +31,9 @@ const PER_CHANNEL: usize = 2;
 /// Tips acknowledged on each channel before a fault and again after it.
 const ACKS: usize = 10;
 
-/// Stops the flood, notes which stored tips no answer acknowledged, lets
-/// the senders that retry do so (and deliver a few acknowledged ones twice,
-/// as providers do), and checks the stream.
+/// Stops the flood, checks the stream and notes which stored tips no answer
+/// acknowledged, lets the senders retry (and deliver a few acknowledged
+/// ones twice, as providers do), and checks the stream again.
 async fn settle(
     rig: &Rig,
     flood: Flood,

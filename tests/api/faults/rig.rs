@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tipwire::bus::Store;
-use tipwire::config::Settings;
+use tipwire::config::{Durability, Settings};
 use tipwire::crypto::IdentityKey;
 
 use crate::email_helpers::TIP_ADDRESS;
@@ -75,6 +75,8 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = test_settings(dir.path());
         settings.redis.url = redis.url();
+        // The shipped check, not the tests' override for the shared Redis.
+        settings.redis.durability = Durability::Strict;
         tweak(&mut settings);
         let (escrow, cert) = keys_and_certificate(dir.path(), &settings);
         let client = reqwest::Client::builder()
