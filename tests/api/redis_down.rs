@@ -85,14 +85,25 @@ impl PrivateRedis {
         self.child.wait().unwrap();
     }
 
-    /// Starts it again on the same port, data directory and options (AOF
-    /// on, so what Redis acknowledged before the crash is replayed).
+    /// Starts it again on the same port and data directory (AOF on, so what
+    /// Redis acknowledged before the crash is replayed), without the extra
+    /// options it was started with, as a hurried restart would.
     pub fn start_again(&mut self) {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        self.start_again_with(&[]);
+    }
+
+    /// Starts it again as [`Self::start_again`] does, with the extra options
+    /// it was first started with.
+    pub fn start_again_as_before(&mut self) {
         let args = std::mem::take(&mut self.args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.start_again_with(&args);
+    }
+
+    fn start_again_with(&mut self, args: &[&str]) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         // The old process is already reaped; dropping its handle is harmless.
-        *self = Self::start_on(self.port, dir, &args);
+        *self = Self::start_on(self.port, dir, args);
     }
 
     /// Freezes the server (SIGSTOP): connections stay open and nothing is

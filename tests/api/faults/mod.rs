@@ -100,7 +100,7 @@ async fn acknowledged_tips_survive_redis_killed_mid_flood_and_restarted_from_its
     flood
         .failing_on_every_channel("while Redis is down", || true)
         .await;
-    rig.redis.start_again();
+    rig.redis.start_again_as_before();
     flood
         .acked_on_every_channel(ACKS, "after Redis restarted")
         .await;
