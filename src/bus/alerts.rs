@@ -68,30 +68,46 @@ end
 /// the number `m` of deadlines, then the `n` pseudonyms, `m` pairs of due time
 /// and member, and the fields.
 ///
-/// For provider messages it first restarts the expiry of the reply address
-/// and of the sender's opt-out markers (to two hours past the address's
+/// For provider messages it reads whether the reply address and an opt-out
+/// marker of the sender exist (both answers are appended to the reply) and
+/// restarts their expiry (the markers' to two hours past the address's
 /// unless they already last longer, so an opt-out always outlives the
 /// address it protects, even when the address is stored again in the next
-/// hour), and reads whether one exists; both answers are appended to the
-/// reply.
+/// hour), whatever the outcome.
+///
+/// The append is the script's first write, the expiries come after it (or
+/// on the way out): Redis at `maxmemory` under `noeviction` refuses a
+/// script's first write that may grow memory (`OOM`) but lets every write
+/// after any first one through, so an `EXPIREAT` first would let a provider
+/// message be stored past the limit while web tips are refused.
 const APPEND_LUA: &str = r"
 local kept, opted = 0, 0
 local n, m = tonumber(ARGV[7]), tonumber(ARGV[8])
-if ARGV[3] ~= '' then
-  kept = redis.call('EXPIREAT', KEYS[9], ARGV[3])
+local provider = ARGV[3] ~= ''
+local markers = {}
+if provider then
+  kept = redis.call('EXISTS', KEYS[9])
   for i = 1, n do
     if redis.call('EXISTS', KEYS[9 + i]) == 1 then
       opted = 1
-      redis.call('EXPIREAT', KEYS[9 + i], tonumber(ARGV[3]) + OPT_OUT_MARGIN_SECS, 'GT')
+      markers[#markers + 1] = KEYS[9 + i]
     end
   end
 end
+local function touch()
+  if not provider then return end
+  redis.call('EXPIREAT', KEYS[9], ARGV[3])
+  for _, key in ipairs(markers) do
+    redis.call('EXPIREAT', key, tonumber(ARGV[3]) + OPT_OUT_MARGIN_SECS, 'GT')
+  end
+end
 local version = redis.call('GET', KEYS[2]) or '0'
-if version ~= ARGV[1] then return {0, version, kept, opted} end
-if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then return {2, '', kept, opted} end
+if version ~= ARGV[1] then touch(); return {0, version, kept, opted} end
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then touch(); return {2, '', kept, opted} end
 local first = 9 + n
 local fields = {unpack(ARGV, first + 2 * m)}
 local id = coarse_xadd(KEYS[1], ARGV[2], fields)
+touch()
 local summary = summary_of(fields)
 fields = nil
 -- Same id; cannot fail while only this script writes the summary stream,

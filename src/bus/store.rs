@@ -15,10 +15,27 @@ use crate::config::RedisSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("redis is unavailable: {0}")]
+    /// Redis did not answer, or refused; the message names why (see
+    /// [`refusal`]), which is what the one log line at the edge says.
+    #[error("{}: {}", refusal(.0), .0)]
     Unavailable(#[source] redis::RedisError),
     #[error("redis returned data tipwire did not write: {0}")]
     Corrupt(&'static str),
+}
+
+/// What an operator must fix, from the error code Redis answered with: a
+/// server that cannot persist (`MISCONF`: with `stop-writes-on-bgsave-error`,
+/// a failed snapshot or AOF write) or is full (`OOM`: `maxmemory` reached
+/// under `noeviction`) is up and answering, so "unavailable" alone would send
+/// the operator looking at the network. The public answer (503
+/// `store-unavailable`, SMTP 451) is the same for every cause.
+fn refusal(e: &redis::RedisError) -> &'static str {
+    match e.code() {
+        Some("MISCONF") => "redis refuses writes",
+        Some("OOM") => "redis is out of memory (maxmemory)",
+        Some("READONLY") => "redis refuses writes (read-only replica)",
+        _ => "redis is unavailable",
+    }
 }
 
 impl From<redis::RedisError> for StoreError {
@@ -172,6 +189,34 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusing_redis_is_named_by_its_cause() {
+        let misconf = redis::make_extension_error(
+            "MISCONF".into(),
+            Some("Errors writing to the AOF file".into()),
+        );
+        let oom = redis::make_extension_error(
+            "OOM".into(),
+            Some("command not allowed when used memory > 'maxmemory'.".into()),
+        );
+        assert!(
+            StoreError::from(misconf)
+                .to_string()
+                .starts_with("redis refuses writes: MISCONF"),
+        );
+        assert!(
+            StoreError::from(oom)
+                .to_string()
+                .starts_with("redis is out of memory (maxmemory): OOM"),
+        );
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(
+            StoreError::from(redis::RedisError::from(io))
+                .to_string()
+                .starts_with("redis is unavailable: ")
+        );
+    }
 
     #[test]
     fn a_prefix_matches_only_itself_in_a_scan_pattern() {

@@ -45,19 +45,10 @@ impl TestApp {
 
     /// lettre over STARTTLS (or implicit TLS), trusting the test certificate.
     pub fn lettre(&self, implicit: bool) -> AsyncSmtpTransport<Tokio1Executor> {
-        let params = TlsParameters::builder("localhost".into())
-            .add_root_certificate(Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
-            .build_rustls()
-            .unwrap();
-        let (port, tls) = match implicit {
-            false => (self.smtp_port(), Tls::Required(params)),
-            true => (self.smtp.unwrap().1.unwrap(), Tls::Wrapper(params)),
-        };
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("localhost")
-            .port(port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(20)))
-            .build()
+        match implicit {
+            false => lettre_to(self.smtp_port(), &self.ca_pem, false),
+            true => lettre_to(self.smtp.unwrap().1.unwrap(), &self.ca_pem, true),
+        }
     }
 
     /// Sends a built message with lettre; returns the server's final reply.
@@ -107,6 +98,24 @@ impl TestApp {
         assert!(raw.reply().await.starts_with("220 "));
         raw
     }
+}
+
+/// lettre to an SMTP port on localhost over STARTTLS (or implicit TLS),
+/// trusting `ca_pem`.
+pub fn lettre_to(port: u16, ca_pem: &str, implicit: bool) -> AsyncSmtpTransport<Tokio1Executor> {
+    let params = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .build_rustls()
+        .unwrap();
+    let tls = match implicit {
+        false => Tls::Required(params),
+        true => Tls::Wrapper(params),
+    };
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("localhost")
+        .port(port)
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(20)))
+        .build()
 }
 
 /// A client that says exactly what the test tells it to.

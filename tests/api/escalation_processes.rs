@@ -15,21 +15,17 @@
 //! fired what; they are printed when a test fails.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tipwire::bus::timing::{coarse_due, minute_ceil};
 use tipwire::bus::{AlertReader, Store};
 use tipwire::config::Settings;
-use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{AlertStates, Claim, DeviceId, EscalationPolicy, Escalations, Stage};
-use tipwire::tls::DevCert;
 
-use crate::helpers::{delete_prefix, require_redis, test_settings};
+use crate::helpers::{delete_prefix, keys_and_certificate, require_redis, test_settings};
+use crate::processes::{Serve, write_config};
 
 /// From a tip's arrival to stage 1, and from stage 1 to stage 2: short enough
 /// for a test, long enough that a kill and a restart fit between the stages
@@ -99,41 +95,7 @@ fn counts(stages: &[(Stage, usize)]) -> Counts {
 }
 
 /// One `tipwire serve` child. Dropping it kills it.
-struct Gateway {
-    name: &'static str,
-    child: Child,
-    port: u16,
-}
-
-impl Gateway {
-    /// SIGKILL: the process gets no chance to drain or stop its tasks.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "gateway {} was still running until SIGKILL, not exited before it ({status})",
-            self.name
-        );
-    }
-
-    fn assert_running(&mut self) {
-        assert_eq!(
-            self.child.try_wait().unwrap(),
-            None,
-            "gateway {} is still running",
-            self.name
-        );
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Gateway = Serve;
 
 /// What the gateways share: one Redis and key prefix, one keys directory, one
 /// certificate; each gateway name has its own config file. On drop (after the
@@ -154,9 +116,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let settings = test_settings(dir.path());
         require_redis(&settings.redis.url);
-        Keyring::init(&settings.keys.dir, &dir.path().join("escrow.identity")).unwrap();
-        let cert = DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
-        cert.write(&dir.path().join("tls")).unwrap();
+        let (_, cert) = keys_and_certificate(dir.path(), &settings);
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
             .timeout(Duration::from_secs(10))
@@ -172,36 +132,15 @@ impl Cluster {
         }
     }
 
-    /// The config file of gateway `name`: port 0 (it logs the port it got),
-    /// email and push off, short escalation delays and a short poll.
+    /// The config file of gateway `name`: email and push off, short
+    /// escalation delays and a short poll.
     fn config(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
-        let s = &self.settings;
-        std::fs::write(
+        write_config(
             &path,
-            format!(
-                r#"[server]
-host = "127.0.0.1"
-port = 0
-workers = 1
-shutdown_timeout_secs = 1
-
-[tls]
-cert_path = "{cert}"
-key_path = "{key}"
-
-[redis]
-url = "{url}"
-key_prefix = "{prefix}"
-durability = "{durability}"
-
-[keys]
-dir = "{keys}"
-
-[log]
-filter = "info"
-
-[email]
+            &self.settings,
+            &format!(
+                r#"[email]
 enabled = false
 
 [push]
@@ -214,16 +153,9 @@ poll_interval_ms = {POLL_MS}
 enabled = true
 supervisors_after_secs = {SUPERVISORS_AFTER_SECS}
 everyone_after_secs = {EVERYONE_AFTER_SECS}
-"#,
-                cert = s.tls.cert_path.display(),
-                key = s.tls.key_path.display(),
-                url = s.redis.url,
-                prefix = s.redis.key_prefix,
-                durability = s.redis.durability.as_str(),
-                keys = s.keys.dir.display(),
+"#
             ),
-        )
-        .unwrap();
+        );
         path
     }
 
@@ -232,53 +164,13 @@ everyone_after_secs = {EVERYONE_AFTER_SECS}
         let started = Instant::now();
         let label = format!("{name}#{}", self.logs.len());
         let log = self.dir.path().join(format!("{label}.log"));
-        let out = File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tipwire"));
-        command
-            .arg("--config")
-            .arg(self.config(name))
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // The config file is the whole configuration.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("TIPWIRE_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command.spawn().unwrap();
         self.logs.push((label.clone(), log.clone()));
-        let mut gateway = Gateway {
-            name,
-            child,
-            port: 0,
-        };
-
-        let patience = Patience::new(format!("gateway {name} to listen"));
-        gateway.port = loop {
-            if let Some(status) = gateway.child.try_wait().unwrap() {
-                panic!("gateway {name} exited at start-up ({status})");
-            }
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(port) = listening_port(&text) {
-                break port;
-            }
-            patience.tick().await;
-        };
-        let ready = format!("https://localhost:{}/readyz", gateway.port);
-        let patience = Patience::new(format!("gateway {name} to be ready"));
-        loop {
-            gateway.assert_running();
-            if let Ok(r) = self.client.get(&ready).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            patience.tick().await;
-        }
+        let mut serve = Serve::start(&label, &self.config(name), &log, false).await;
+        // The cluster prints every child's log, the killed ones' too.
+        serve.echo_log = false;
+        serve.wait_ready(&self.client).await;
         println!("gateway {label} ready in {:?}", started.elapsed());
-        gateway
+        serve
     }
 
     /// Posts an urgent web tip for zone north through `gateway` and returns
@@ -295,7 +187,7 @@ everyone_after_secs = {EVERYONE_AFTER_SECS}
         let posted = unix_ms();
         let response = self
             .client
-            .post(format!("https://localhost:{}/tips", gateway.port))
+            .post(format!("https://localhost:{}/tips", gateway.https))
             .header("Accept", "application/json")
             .form(&[("text", text), ("zone", "north"), ("urgency", "now")])
             .send()
@@ -488,18 +380,6 @@ impl Drop for Cluster {
         }
         delete_prefix(&self.settings.redis.url, &self.settings.redis.key_prefix);
     }
-}
-
-/// The port from the start-up line `... tipwire listening port=N ...`.
-fn listening_port(log: &str) -> Option<u16> {
-    let line = log.lines().find(|l| l.contains("tipwire listening"))?;
-    let digits: String = line
-        .split_once("port=")?
-        .1
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
 }
 
 /// Both gateways run; a tip comes in through `a`, another through `b` and is

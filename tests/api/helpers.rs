@@ -2,7 +2,7 @@
 //! its own key prefix, keys and certificate, so tests run in parallel.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 
 use reqwest::redirect::Policy;
@@ -130,14 +130,7 @@ pub async fn try_spawn_app_with(
     }
     require_redis(&settings.redis.url);
 
-    Keyring::init(&settings.keys.dir, &dir.path().join("escrow.identity")).unwrap();
-    let escrow = IdentityKey::parse_file(
-        &std::fs::read_to_string(dir.path().join("escrow.identity")).unwrap(),
-    )
-    .pop()
-    .unwrap();
-    let cert = DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
-    cert.write(&dir.path().join("tls")).unwrap();
+    let (escrow, cert) = keys_and_certificate(dir.path(), &settings);
 
     let store = Store::new(&settings.redis).unwrap();
     let mediator = if redis_reachable(&settings.redis.url) {
@@ -184,6 +177,38 @@ pub async fn try_spawn_app_with(
         smtp,
         durability,
     })
+}
+
+/// Makes the keys (`keys init`, the escrow identity in
+/// `dir/escrow.identity`) and the TLS certificate (`dir/tls`) that
+/// `settings` name; returns the escrow identity and the certificate.
+pub fn keys_and_certificate(dir: &Path, settings: &Settings) -> (IdentityKey, DevCert) {
+    Keyring::init(&settings.keys.dir, &dir.join("escrow.identity")).unwrap();
+    let escrow =
+        IdentityKey::parse_file(&std::fs::read_to_string(dir.join("escrow.identity")).unwrap())
+            .pop()
+            .unwrap();
+    let cert = DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
+    cert.write(&dir.join("tls")).unwrap();
+    (escrow, cert)
+}
+
+/// Opens the age file `file` with the reference `age` tool and the identity
+/// file `identity`; returns the plaintext.
+pub fn age_cli_open(identity: &Path, file: &Path) -> Vec<u8> {
+    let age = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(identity)
+        .arg(file)
+        .output()
+        .expect("the reference `age` tool is installed (scripts/test.sh installs Debian's package `age`)");
+    assert!(
+        age.status.success(),
+        "{}",
+        String::from_utf8_lossy(&age.stderr)
+    );
+    age.stdout
 }
 
 fn redis_reachable(url: &str) -> bool {

@@ -7,9 +7,7 @@
 //! the memory ceiling") and `/healthz` must keep answering. Every attacker is
 //! bounded in count and bytes and the attack stops by itself.
 
-use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,11 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use tipwire::crypto::Keyring;
-use tipwire::tls::DevCert;
-
 use crate::connections::connect_from;
-use crate::helpers::{delete_prefix, require_redis, test_settings};
+use crate::helpers::{delete_prefix, keys_and_certificate, require_redis, test_settings};
+use crate::processes::{Serve, write_config};
 
 /// The stated ceiling for the default limits (docs/architecture.md): the idle
 /// process (about 30 MiB) plus 1,024 HTTPS connections at 400 KiB, as peak
@@ -34,131 +30,21 @@ const PER_CONNECTION_KIB: u64 = 256;
 /// How long the attackers keep at it.
 const ATTACK: Duration = Duration::from_secs(12);
 
-struct Gateway {
-    child: Child,
-    https: u16,
-    smtp: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "──── gateway log ────\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Gateway {
-    /// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`: the peak).
-    fn memory_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-            .unwrap()
-    }
-}
-
-fn logged_port(log: &str, marker: &str) -> Option<u16> {
-    let line = log.lines().find(|l| l.contains(marker))?;
-    let digits: String = line
-        .split_once("port=")?
-        .1
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// Starts `tipwire serve` with the shipped defaults except ports, paths, one
 /// worker (the smallest, most easily starved set-up) and email on.
-async fn start(dir: &Path, settings: &tipwire::config::Settings) -> Gateway {
+async fn start(dir: &Path, settings: &tipwire::config::Settings) -> Serve {
     let config = dir.join("hostile.toml");
-    std::fs::write(
+    write_config(
         &config,
-        format!(
-            r#"[server]
-host = "127.0.0.1"
-port = 0
-workers = 1
-shutdown_timeout_secs = 1
-
-[tls]
-cert_path = "{cert}"
-key_path = "{key}"
-
-[redis]
-url = "{url}"
-key_prefix = "{prefix}"
-durability = "{durability}"
-
-[keys]
-dir = "{keys}"
-
-[log]
-filter = "info"
-
-[email]
+        settings,
+        r#"[email]
 enabled = true
 host = "127.0.0.1"
 port = 0
 addresses = ["tips@example.org"]
 "#,
-            cert = settings.tls.cert_path.display(),
-            key = settings.tls.key_path.display(),
-            url = settings.redis.url,
-            prefix = settings.redis.key_prefix,
-            durability = settings.redis.durability.as_str(),
-            keys = settings.keys.dir.display(),
-        ),
-    )
-    .unwrap();
-    let log = dir.join("hostile.log");
-    let out = File::create(&log).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tipwire"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TIPWIRE_") {
-            command.env_remove(key);
-        }
-    }
-    let mut gateway = Gateway {
-        child: command.spawn().unwrap(),
-        https: 0,
-        smtp: 0,
-        log: log.clone(),
-    };
-    let started = Instant::now();
-    loop {
-        assert_eq!(gateway.child.try_wait().unwrap(), None, "gateway exited");
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let (Some(https), Some(smtp)) = (
-            logged_port(&text, "tipwire listening"),
-            logged_port(&text, "smtp listening"),
-        ) {
-            gateway.https = https;
-            gateway.smtp = smtp;
-            return gateway;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gateway did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    );
+    Serve::start("hostile", &config, &dir.join("hostile.log"), true).await
 }
 
 /// Writes `chunk` again and again until the attack ends or the gateway stops
@@ -212,9 +98,7 @@ async fn memory_stays_under_the_stated_ceiling_while_every_listener_is_attacked_
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(dir.path());
     require_redis(&settings.redis.url);
-    Keyring::init(&settings.keys.dir, &dir.path().join("escrow.identity")).unwrap();
-    let cert = DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
-    cert.write(&dir.path().join("tls")).unwrap();
+    let (_, cert) = keys_and_certificate(dir.path(), &settings);
     let gateway = start(dir.path(), &settings).await;
     let port = gateway.https;
     let client = reqwest::Client::builder()
@@ -327,7 +211,7 @@ async fn memory_stays_under_the_stated_ceiling_while_every_listener_is_attacked_
         });
     }
     // Slow SMTP sessions: into DATA, then a line now and then.
-    let smtp = gateway.smtp;
+    let smtp = gateway.smtp.unwrap();
     for n in 1..=20 {
         for _ in 0..10 {
             let source = format!("127.0.5.{n}");

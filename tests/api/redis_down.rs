@@ -11,6 +11,8 @@ pub struct PrivateRedis {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
+    /// The extra options it was started with, kept for a restart.
+    args: Vec<String>,
 }
 
 impl PrivateRedis {
@@ -35,6 +37,7 @@ impl PrivateRedis {
     }
 
     fn start_on(port: u16, dir: tempfile::TempDir, args: &[&str]) -> Self {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -48,7 +51,7 @@ impl PrivateRedis {
             ])
             .arg("--dir")
             .arg(dir.path())
-            .args(args)
+            .args(&args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh installs Debian's redis-server)");
@@ -57,7 +60,12 @@ impl PrivateRedis {
             if let Ok(mut c) = redis::Client::open(url.as_str()).unwrap().get_connection()
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {
-                return Self { port, child, dir };
+                return Self {
+                    port,
+                    child,
+                    dir,
+                    args,
+                };
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -71,18 +79,59 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Kills the server, as a crash would.
+    /// Kills the server with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// Starts it again on the same port and data directory (AOF on, so what
-    /// Redis acknowledged before the crash is replayed).
+    /// Redis acknowledged before the crash is replayed), without the extra
+    /// options it was started with, as a hurried restart would.
     pub fn start_again(&mut self) {
+        self.start_again_with(&[]);
+    }
+
+    /// Starts it again as [`Self::start_again`] does, with the extra options
+    /// it was first started with.
+    pub fn start_again_as_before(&mut self) {
+        let args = std::mem::take(&mut self.args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.start_again_with(&args);
+    }
+
+    fn start_again_with(&mut self, args: &[&str]) {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         // The old process is already reaped; dropping its handle is harmless.
-        *self = Self::start_on(self.port, dir, &[]);
+        *self = Self::start_on(self.port, dir, args);
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is
+    /// answered, as a stalled host or a long fork would look.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {}", self.child.id());
+    }
+
+    /// A connection of the test's own, with a timeout.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap()
     }
 
     pub fn stop(&mut self) {

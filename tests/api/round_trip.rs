@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{add_mediator, open_tip, spawn_app};
+use crate::helpers::{add_mediator, age_cli_open, open_tip, spawn_app};
 use tipwire::crypto::IdentityKey;
 use tipwire::mediator::MediatorDirectory;
 
@@ -200,16 +200,8 @@ async fn an_exported_tip_opens_with_the_reference_age_tool() {
     )
     .unwrap();
     let file = out.join(format!("{tip_id}.age"));
-    let age = Command::new("age")
-        .args(["-d", "-i", identity.to_str().unwrap(), file.to_str().unwrap()])
-        .output()
-        .expect("the reference `age` tool is installed (scripts/test.sh installs Debian's package `age`)");
-    assert!(
-        age.status.success(),
-        "{}",
-        String::from_utf8_lossy(&age.stderr)
-    );
-    let doc: tipwire::domain::TipDocument = serde_json::from_slice(&age.stdout).unwrap();
+    let doc: tipwire::domain::TipDocument =
+        serde_json::from_slice(&age_cli_open(&identity, &file)).unwrap();
     assert_eq!(doc.text, text);
     assert_eq!(doc.tip_id, tip_id);
 }

@@ -3,6 +3,7 @@
 //! downloads), checking auth and fields as the providers document them, and
 //! a gateway spawned with both providers pointed at it.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -201,6 +202,22 @@ pub fn start_stand_in() -> StandIn {
     }
 }
 
+/// Writes the providers' secrets (Twilio's auth token, Telnyx's API key) as
+/// 0600 files in `dir`, as the gateway requires; returns their paths.
+pub fn write_provider_secrets(dir: &Path) -> (PathBuf, PathBuf) {
+    let write_secret = |name: &str, value: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, value).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+    (
+        write_secret("twilio-token", AUTH_TOKEN),
+        write_secret("telnyx-key", TELNYX_KEY),
+    )
+}
+
 pub fn telnyx_signing_key() -> SigningKey {
     SigningKey::from_bytes(&[42u8; 32])
 }
@@ -211,15 +228,7 @@ pub async fn spawn_sms_app(
 ) -> (TestApp, StandIn) {
     let stand_in = start_stand_in();
     let secrets = tempfile::tempdir().unwrap();
-    let write_secret = |name: &str, value: &str| {
-        use std::os::unix::fs::PermissionsExt;
-        let path = secrets.path().join(name);
-        std::fs::write(&path, value).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    };
-    let token_file = write_secret("twilio-token", AUTH_TOKEN);
-    let telnyx_file = write_secret("telnyx-key", TELNYX_KEY);
+    let (token_file, telnyx_file) = write_provider_secrets(secrets.path());
     let url = stand_in.url.clone();
     let public_key = STANDARD.encode(telnyx_signing_key().verifying_key().as_bytes());
     let app = spawn_app_with(|s| {
@@ -315,30 +324,54 @@ impl TestApp {
         params: &[(&str, &str)],
         signature: &str,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url("/webhooks/sms/twilio"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("X-Twilio-Signature", signature)
-            .body(form_body(params))
-            .send()
+        post_twilio(&self.client, &self.address, params, signature)
             .await
             .unwrap()
     }
 
     /// Posts a Telnyx webhook signed with the test key at `timestamp`.
     pub async fn telnyx(&self, body: &[u8], timestamp: u64) -> reqwest::Response {
-        let signed = [timestamp.to_string().as_bytes(), b"|", body].concat();
-        let signature = STANDARD.encode(telnyx_signing_key().sign(&signed).to_bytes());
-        self.client
-            .post(self.url("/webhooks/sms/telnyx"))
-            .header("Content-Type", "application/json")
-            .header("telnyx-timestamp", timestamp.to_string())
-            .header("telnyx-signature-ed25519", signature)
-            .body(body.to_vec())
-            .send()
+        self.telnyx_signed_by(&telnyx_signing_key(), body, timestamp)
             .await
-            .unwrap()
     }
+}
+
+/// Posts a Twilio webhook with `signature` to the gateway at `base`
+/// (`https://localhost:port`).
+pub async fn post_twilio(
+    client: &reqwest::Client,
+    base: &str,
+    params: &[(&str, &str)],
+    signature: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{base}/webhooks/sms/twilio"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", signature)
+        .body(form_body(params))
+        .send()
+        .await
+}
+
+/// Posts a Telnyx webhook signed by `key` at `timestamp` to the gateway at
+/// `base`.
+pub async fn post_telnyx(
+    client: &reqwest::Client,
+    base: &str,
+    key: &SigningKey,
+    body: &[u8],
+    timestamp: u64,
+) -> reqwest::Result<reqwest::Response> {
+    let signed = [timestamp.to_string().as_bytes(), b"|", body].concat();
+    let signature = STANDARD.encode(key.sign(&signed).to_bytes());
+    client
+        .post(format!("{base}/webhooks/sms/telnyx"))
+        .header("Content-Type", "application/json")
+        .header("telnyx-timestamp", timestamp.to_string())
+        .header("telnyx-signature-ed25519", signature)
+        .body(body.to_vec())
+        .send()
+        .await
 }
 
 pub fn telnyx_event(from: &str, text: &str, id: &str) -> Vec<u8> {
@@ -385,15 +418,7 @@ impl TestApp {
         body: &[u8],
         timestamp: u64,
     ) -> reqwest::Response {
-        let signed = [timestamp.to_string().as_bytes(), b"|", body].concat();
-        let signature = STANDARD.encode(key.sign(&signed).to_bytes());
-        self.client
-            .post(self.url("/webhooks/sms/telnyx"))
-            .header("Content-Type", "application/json")
-            .header("telnyx-timestamp", timestamp.to_string())
-            .header("telnyx-signature-ed25519", signature)
-            .body(body.to_vec())
-            .send()
+        post_telnyx(&self.client, &self.address, key, body, timestamp)
             .await
             .unwrap()
     }
