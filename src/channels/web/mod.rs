@@ -23,7 +23,7 @@ use crate::telemetry::Metrics;
 
 const CSS: &str = include_str!("assets/tipwire.css");
 /// The form has three fields; a few more are tolerated (a named submit button).
-const MAX_FIELDS: usize = 8;
+pub(crate) const MAX_FIELDS: usize = 8;
 const MAX_ZONE_BYTES: usize = 64;
 const MAX_URGENCY_BYTES: usize = 16;
 
@@ -106,8 +106,13 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
-/// Turns the decoded fields into a tip, or the precise reason it is refused.
-fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<InboundTip, AppError> {
+/// Turns the decoded fields into a tip for one of `zones`, or the precise
+/// reason it is refused.
+pub(crate) fn parse_tip(
+    fields: Vec<(String, String)>,
+    zones: &[(Zone, String)],
+    max_text_chars: usize,
+) -> Result<InboundTip, AppError> {
     let mut text = None;
     let mut zone = None;
     let mut urgency = None;
@@ -125,15 +130,14 @@ fn parse_tip(fields: Vec<(String, String)>, channel: &WebChannel) -> Result<Inbo
     if zone.len() > MAX_ZONE_BYTES || urgency.len() > MAX_URGENCY_BYTES {
         return Err(AppError::FieldTooLong);
     }
-    let text = TipText::parse(text, channel.max_text_chars).map_err(|e| match e {
+    let text = TipText::parse(text, max_text_chars).map_err(|e| match e {
         TipTextError::Empty => AppError::EmptyText,
         TipTextError::TooLong => AppError::FieldTooLong,
     })?;
     let zone = if zone == crate::domain::ZoneChoice::Unsure.as_str() {
         ZoneChoice::Unsure
     } else {
-        channel
-            .zones
+        zones
             .iter()
             .find(|(z, _)| z.as_str() == zone)
             .map(|(z, _)| ZoneChoice::Known(z.clone()))
@@ -220,7 +224,7 @@ async fn accept_tip(
         FormError::Malformed => AppError::MalformedBody,
     })?;
     drop(body);
-    let tip = parse_tip(fields, channel)?;
+    let tip = parse_tip(fields, &channel.zones, channel.max_text_chars)?;
     match channel.intake.submit(tip, SystemTime::now()).await {
         Ok(_receipt) => Ok(()),
         Err(IntakeError::Store(e)) => {
