@@ -12,6 +12,8 @@
 //! once while it runs one input (its own checks included); both drivers
 //! measure the peak with a counting allocator and fail past it.
 
+pub mod api;
+pub mod config;
 pub mod sms;
 pub mod web;
 
@@ -45,9 +47,24 @@ impl Target {
 /// Every target, sorted by name.
 pub const TARGETS: &[Target] = &[
     Target {
+        name: "api_json",
+        run: api::api_json,
+        max_alloc_bytes: api::API_JSON_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "config",
+        run: config::config,
+        max_alloc_bytes: config::CONFIG_MAX_ALLOC_BYTES,
+    },
+    Target {
         name: "form",
         run: web::form,
         max_alloc_bytes: web::FORM_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "sse_last_event_id",
+        run: api::sse_last_event_id,
+        max_alloc_bytes: api::SSE_LAST_EVENT_ID_MAX_ALLOC_BYTES,
     },
     Target {
         name: "telnyx",
@@ -85,6 +102,11 @@ impl<'a> Input<'a> {
     /// The next two bytes, little-endian (0 past the end).
     pub(crate) fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    /// The next eight bytes, little-endian (0 past the end).
+    pub(crate) fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(std::array::from_fn(|_| self.byte()))
     }
 
     /// Everything up to the next `separator` (which is consumed), or the rest.
@@ -202,8 +224,8 @@ mod tests {
             regressions.difference(&names()).collect::<Vec<_>>()
         );
 
-        let manifest = config::Config::builder()
-            .add_source(config::File::from(fuzz.join("Cargo.toml")))
+        let manifest = ::config::Config::builder()
+            .add_source(::config::File::from(fuzz.join("Cargo.toml")))
             .build()
             .unwrap();
         let bins: BTreeSet<String> = manifest
