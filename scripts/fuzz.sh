@@ -114,8 +114,10 @@ done
 echo
 for name in "${targets[@]}"; do
   if [ "$(cat "$scratch/$name.status")" -ne 0 ]; then
-    echo "---- $name crashed; the end of its log:"
-    tail -n 40 "$scratch/$name.log"
+    echo "---- $name failed; what failed, then the end of its log:"
+    grep -m1 -A2 'panicked at\|ERROR: libFuzzer' "$scratch/$name.log" || true
+    echo "..."
+    tail -n 12 "$scratch/$name.log"
     grep -o 'Test unit written to .*' "$scratch/$name.log" |
       sed "s|^Test unit written to |crashing input: |" || true
     echo "replay: $bin_dir/$name <crashing input>; once fixed, commit it to fuzz/regressions/$name/"
