@@ -11,8 +11,10 @@
 #
 # Environment:
 #   FUZZ_BUILD=release|dev   release (default): optimised, with overflow checks
-#                            and debug assertions (fuzz/Cargo.toml); dev builds
-#                            faster and runs slower (CI's short runs).
+#                            and debug assertions (fuzz/Cargo.toml); dev
+#                            (opt-level 1, parallel codegen) rebuilds faster
+#                            after a change but costs more CPU from scratch
+#                            and runs slower, so CI uses release too.
 #   FUZZ_SANITIZER=none|address   none (default): tipwire forbids unsafe code,
 #                            so panics are what there is to find; address adds
 #                            ASan for the dependencies' unsafe code (slower).

@@ -7,8 +7,7 @@
 # Debian's Chromium with playwright-core for the browser tests. `cargo test`
 # replays every fuzz corpus and regression input (src/fuzzing); then, when run
 # without arguments (as CI runs it), every fuzz target is fuzzed briefly:
-# TIPWIRE_CI_FUZZ_SECONDS each (default 5), in a dev build (scripts/fuzz.sh;
-# FUZZ_BUILD=release for an optimised one).
+# TIPWIRE_CI_FUZZ_SECONDS each (default 5), see scripts/fuzz.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$TIPWIRE_ROOT"
@@ -28,5 +27,5 @@ say "cargo test"
 cargo test "$@"
 if [ $# -eq 0 ]; then
   say "fuzzing every target briefly (scripts/fuzz.sh)"
-  FUZZ_BUILD="${FUZZ_BUILD:-dev}" scripts/fuzz.sh "${TIPWIRE_CI_FUZZ_SECONDS:-5}"
+  scripts/fuzz.sh "${TIPWIRE_CI_FUZZ_SECONDS:-5}"
 fi
