@@ -35,6 +35,25 @@ ensure_rust() {
   die "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again"
 }
 
+# The cargo-fuzz scripts/fuzz.sh uses, pinned: it decides the build flags.
+CARGO_FUZZ_VERSION=0.13.2
+
+# ensure_cargo_fuzz: cargo-fuzz $CARGO_FUZZ_VERSION under .tools/ (git-ignored,
+# never outside the repository), built from crates.io when missing or of
+# another version, and the C++ compiler libfuzzer-sys builds libFuzzer with.
+# Exports CARGO_FUZZ (the binary).
+ensure_cargo_fuzz() {
+  ensure_rust
+  ensure_command c++ g++
+  local root="$TIPWIRE_ROOT/.tools"
+  CARGO_FUZZ="$root/bin/cargo-fuzz"
+  if [ "$("$CARGO_FUZZ" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION into .tools/"
+    cargo install --quiet --locked --force --root "$root" "cargo-fuzz@$CARGO_FUZZ_VERSION"
+  fi
+  export CARGO_FUZZ
+}
+
 redis_up() { # host port
   redis-cli -h "$1" -p "$2" ping 2>/dev/null | grep -q PONG
 }

@@ -29,6 +29,9 @@ pub mod crypto;
 pub mod domain;
 pub mod egress;
 pub mod error;
+/// Fuzz targets (`fuzz/`, `scripts/fuzz.sh`); not part of the gateway's API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod mediator;
 pub mod privacy;

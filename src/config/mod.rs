@@ -205,12 +205,29 @@ pub struct CheckedQuota {
 impl Settings {
     /// Loads defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_sources(
+            file.map(|path| config::File::from(path).required(true)),
+            None,
+        )
+    }
+
+    /// Loads defaults, then `file` if given, then the environment: the
+    /// process's, or `env` (variable names to values) in its place, which is
+    /// how a fuzz target hands it hostile values without touching the
+    /// process's own.
+    pub(crate) fn load_sources<F>(
+        file: Option<F>,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigError>
+    where
+        F: config::Source + Send + Sync + 'static,
+    {
         let mut builder = config::Config::builder().add_source(config::File::from_str(
             DEFAULT_TOML,
             config::FileFormat::Toml,
         ));
-        if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).required(true));
+        if let Some(file) = file {
+            builder = builder.add_source(file);
         }
         builder = builder.add_source(
             config::Environment::with_prefix("TIPWIRE")
@@ -221,7 +238,8 @@ impl Settings {
                 .with_list_parse_key("server.trusted_proxies")
                 .with_list_parse_key("server.metrics_allow")
                 .with_list_parse_key("sms.numbers")
-                .with_list_parse_key("sms.twilio.auth_token_files"),
+                .with_list_parse_key("sms.twilio.auth_token_files")
+                .source(env),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;

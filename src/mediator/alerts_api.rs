@@ -25,7 +25,7 @@
 //! JSON bodies (at most [`MAX_JSON_BYTES`]) and `Last-Event-ID`. Answers are
 //! never cached.
 
-mod claims;
+pub(crate) mod claims;
 pub mod replies;
 pub mod stream;
 

@@ -20,7 +20,7 @@
 mod extract;
 mod invites;
 pub mod keys;
-mod routes;
+pub(crate) mod routes;
 mod sessions;
 
 use std::time::{SystemTime, UNIX_EPOCH};

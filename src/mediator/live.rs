@@ -69,6 +69,11 @@ impl StreamPos {
     /// Before every entry (`0-0`).
     pub const START: Self = Self(0, 0);
 
+    /// The id `<ms>-<seq>`.
+    pub const fn from_parts(ms: u64, seq: u64) -> Self {
+        Self(ms, seq)
+    }
+
     /// Parses `<ms>-<seq>`; anything else is refused.
     pub fn parse(s: &str) -> Option<Self> {
         let (ms, seq) = s.split_once('-')?;

@@ -19,7 +19,7 @@ mod client;
 mod ece;
 mod notice;
 mod nudge;
-mod routes;
+pub(crate) mod routes;
 mod store;
 mod subscription;
 mod vapid;

@@ -35,7 +35,7 @@ use crate::error::AppError;
 use crate::mediator::devices::AuthenticatedDevice;
 
 /// A subscription is at most 4 KiB of JSON; the body wraps it.
-const MAX_JSON_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_JSON_BYTES: usize = 8 * 1024;
 
 /// What the push routes need, registered once as app data.
 pub struct PushApi {
@@ -133,9 +133,9 @@ async fn public_key(api: web::Data<PushApi>) -> Result<HttpResponse, AppError> {
         .json(serde_json::json!({ "public_key": api.public_key })))
 }
 
-#[derive(Deserialize)]
-struct SubscribeRequest {
-    subscription: serde_json::Value,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct SubscribeRequest {
+    pub(crate) subscription: serde_json::Value,
 }
 
 #[tracing::instrument(name = "push_subscribe", skip_all)]
@@ -171,10 +171,10 @@ async fn unsubscribe(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
-struct NudgeRequest {
-    email: Option<String>,
-    sms: Option<String>,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct NudgeRequest {
+    pub(crate) email: Option<String>,
+    pub(crate) sms: Option<String>,
 }
 
 fn on_file(contact: Option<&NudgeContact>) -> HttpResponse {

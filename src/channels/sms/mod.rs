@@ -11,8 +11,8 @@ mod limits;
 pub mod provider;
 mod setup;
 pub mod signature;
-mod telnyx;
-mod twilio;
+pub(crate) mod telnyx;
+pub(crate) mod twilio;
 
 pub use crate::relay::threads::{Provider, ReplyAddress, Threads};
 pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed};

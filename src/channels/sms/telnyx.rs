@@ -52,6 +52,33 @@ struct Media {
     content_type: String,
 }
 
+/// The message in a verified event body; `None` for events other than
+/// `message.received` (delivery reports and the like).
+pub(crate) fn message(body: &[u8]) -> Result<Option<InboundSms>, AppError> {
+    let event: Event = serde_json::from_slice(body).map_err(|_| AppError::MalformedBody)?;
+    if event.data.event_type != "message.received" {
+        return Ok(None);
+    }
+    let p = event.data.payload.ok_or(AppError::MalformedBody)?;
+    let from = PhoneNumber::parse(&p.from.phone_number).map_err(|_| AppError::InvalidSender)?;
+    let to = p.to.first().ok_or(AppError::MissingField)?;
+    let to = PhoneNumber::parse(&to.phone_number).map_err(|_| AppError::UnknownNumber)?;
+    Ok(Some(InboundSms {
+        from,
+        to,
+        body: p.text,
+        message_id: p.id,
+        media: p
+            .media
+            .into_iter()
+            .map(|m| MediaRef {
+                url: m.url,
+                content_type: m.content_type,
+            })
+            .collect(),
+    }))
+}
+
 #[tracing::instrument(name = "telnyx_webhook", skip_all)]
 pub async fn webhook(
     req: HttpRequest,
@@ -90,28 +117,9 @@ pub async fn webhook(
             _ => AppError::SignatureInvalid,
         });
     }
-    let event: Event = serde_json::from_slice(&body).map_err(|_| AppError::MalformedBody)?;
-    if event.data.event_type != "message.received" {
+    let Some(msg) = message(&body)? else {
         // Delivery reports and the like: acknowledged, nothing to do.
         return Ok(HttpResponse::Ok().json(serde_json::json!({})));
-    }
-    let p = event.data.payload.ok_or(AppError::MalformedBody)?;
-    let from = PhoneNumber::parse(&p.from.phone_number).map_err(|_| AppError::InvalidSender)?;
-    let to = p.to.first().ok_or(AppError::MissingField)?;
-    let to = PhoneNumber::parse(&to.phone_number).map_err(|_| AppError::UnknownNumber)?;
-    let msg = InboundSms {
-        from,
-        to,
-        body: p.text,
-        message_id: p.id,
-        media: p
-            .media
-            .into_iter()
-            .map(|m| MediaRef {
-                url: m.url,
-                content_type: m.content_type,
-            })
-            .collect(),
     };
     let thread_from = msg.from.clone();
     let answer = channel.handle(Provider::Telnyx, msg).await?;

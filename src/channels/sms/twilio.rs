@@ -12,10 +12,11 @@ use crate::error::AppError;
 
 use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 use super::language::Texts;
+use super::signature::TwilioValidator;
 use crate::relay::threads::Provider;
 
 /// Twilio sends a few dozen parameters; room for 10 media items.
-const MAX_FIELDS: usize = 80;
+pub(crate) const MAX_FIELDS: usize = 80;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -58,6 +59,72 @@ fn json_fields(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
         .collect())
 }
 
+/// The parameters of a webhook whose `signature` verifies for `url` (the
+/// public URL Twilio called), from a form body or, when `json`, a JSON body
+/// signed through the URL's `bodySHA256`. [`AppError::SignatureInvalid`] for
+/// a missing or wrong signature; a JSON body is parsed only once verified.
+pub(crate) fn verified_fields(
+    validator: &TwilioValidator,
+    url: &str,
+    json: bool,
+    body: &[u8],
+    signature: &str,
+) -> Result<Vec<(String, String)>, AppError> {
+    if json {
+        if signature.is_empty() || !validator.validate_json(url, body, signature) {
+            return Err(AppError::SignatureInvalid);
+        }
+        return json_fields(body);
+    }
+    let fields = form::parse(body, MAX_FIELDS).map_err(|e| match e {
+        FormError::InvalidUtf8 => AppError::InvalidUtf8,
+        FormError::Malformed => AppError::MalformedBody,
+    })?;
+    if signature.is_empty() || !validator.validate_form(url, &fields, signature) {
+        return Err(AppError::SignatureInvalid);
+    }
+    Ok(fields)
+}
+
+/// The message in a verified webhook's parameters, with at most one media
+/// item past `max_media_items` (so the limit can be told, not silently met).
+pub(crate) fn message(
+    fields: &[(String, String)],
+    max_media_items: usize,
+) -> Result<InboundSms, AppError> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let from = get("From").ok_or(AppError::MissingField)?;
+    let to = get("To").ok_or(AppError::MissingField)?;
+    let message_id = get("MessageSid")
+        .or_else(|| get("SmsSid"))
+        .ok_or(AppError::MissingField)?;
+    let from = PhoneNumber::parse(from).map_err(|_| AppError::InvalidSender)?;
+    let to = PhoneNumber::parse(to).map_err(|_| AppError::UnknownNumber)?;
+    let count: usize = get("NumMedia").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let media = (0..count.min(max_media_items.saturating_add(1)))
+        .filter_map(|i| {
+            Some(MediaRef {
+                url: get(&format!("MediaUrl{i}"))?.to_owned(),
+                content_type: get(&format!("MediaContentType{i}"))
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        })
+        .collect();
+    Ok(InboundSms {
+        from,
+        to,
+        body: get("Body").unwrap_or_default().to_owned(),
+        message_id: message_id.to_owned(),
+        media,
+    })
+}
+
 #[tracing::instrument(name = "twilio_webhook", skip_all)]
 pub async fn webhook(
     req: HttpRequest,
@@ -80,64 +147,20 @@ pub async fn webhook(
         url.push('?');
         url.push_str(req.query_string());
     }
-    let refuse = || {
-        channel
-            .metrics
-            .signature_failures
-            .with_label_values(&["twilio"])
-            .inc();
-        // Debug, not warn: a forged flood must not become a log flood.
-        tracing::debug!(code = "signature-invalid", "twilio webhook refused");
-        AppError::SignatureInvalid
+    let fields = match verified_fields(&twilio.validator, &url, json, &body, signature) {
+        Err(AppError::SignatureInvalid) => {
+            channel
+                .metrics
+                .signature_failures
+                .with_label_values(&["twilio"])
+                .inc();
+            // Debug, not warn: a forged flood must not become a log flood.
+            tracing::debug!(code = "signature-invalid", "twilio webhook refused");
+            return Err(AppError::SignatureInvalid);
+        }
+        other => other?,
     };
-    // A JSON body is signed through its hash: verified before it is parsed.
-    if json && (signature.is_empty() || !twilio.validator.validate_json(&url, &body, signature)) {
-        return Err(refuse());
-    }
-    let fields = if json {
-        json_fields(&body)?
-    } else {
-        form::parse(&body, MAX_FIELDS).map_err(|e| match e {
-            FormError::InvalidUtf8 => AppError::InvalidUtf8,
-            FormError::Malformed => AppError::MalformedBody,
-        })?
-    };
-    if !json && (signature.is_empty() || !twilio.validator.validate_form(&url, &fields, signature))
-    {
-        return Err(refuse());
-    }
-
-    let get = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let from = get("From").ok_or(AppError::MissingField)?;
-    let to = get("To").ok_or(AppError::MissingField)?;
-    let message_id = get("MessageSid")
-        .or_else(|| get("SmsSid"))
-        .ok_or(AppError::MissingField)?;
-    let from = PhoneNumber::parse(from).map_err(|_| AppError::InvalidSender)?;
-    let to = PhoneNumber::parse(to).map_err(|_| AppError::UnknownNumber)?;
-    let count: usize = get("NumMedia").and_then(|n| n.parse().ok()).unwrap_or(0);
-    let media = (0..count.min(channel.settings.max_media_items + 1))
-        .filter_map(|i| {
-            Some(MediaRef {
-                url: get(&format!("MediaUrl{i}"))?.to_owned(),
-                content_type: get(&format!("MediaContentType{i}"))
-                    .unwrap_or_default()
-                    .to_owned(),
-            })
-        })
-        .collect();
-    let msg = InboundSms {
-        from,
-        to,
-        body: get("Body").unwrap_or_default().to_owned(),
-        message_id: message_id.to_owned(),
-        media,
-    };
+    let msg = message(&fields, channel.settings.max_media_items)?;
     drop(fields);
     let answer = match channel.handle(Provider::Twilio, msg).await {
         // Twilio does not retry an inbound-message webhook: say so to the

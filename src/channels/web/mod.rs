@@ -31,7 +31,7 @@ use submission::SubmissionToken;
 
 const CSS: &str = include_str!("assets/tipwire.css");
 /// The form has four fields; a few more are tolerated (a named submit button).
-const MAX_FIELDS: usize = 8;
+pub(crate) const MAX_FIELDS: usize = 8;
 /// The form's hidden field holding its submission token.
 const TOKEN_FIELD: &str = "submission";
 /// The header a program sends its own token in.
@@ -126,16 +126,19 @@ async fn stylesheet() -> HttpResponse {
 }
 
 /// The tip's fields as sent, and its submission token.
-struct FormTip {
+pub(crate) struct FormTip {
     text: String,
     zone: String,
     urgency: String,
     token: Option<SubmissionToken>,
 }
 
-/// Picks the form's fields and the token: the `Idempotency-Key` header when
-/// sent, else the form's hidden field.
-fn form_tip(fields: Vec<(String, String)>, req: &HttpRequest) -> Result<FormTip, AppError> {
+/// Picks the form's fields and the token: the `Idempotency-Key` header
+/// (from `headers`) when sent, else the form's hidden field.
+pub(crate) fn form_tip(
+    fields: Vec<(String, String)>,
+    headers: &header::HeaderMap,
+) -> Result<FormTip, AppError> {
     let mut text = None;
     let mut zone = None;
     let mut urgency = None;
@@ -153,7 +156,7 @@ fn form_tip(fields: Vec<(String, String)>, req: &HttpRequest) -> Result<FormTip,
         return Err(AppError::MissingField);
     };
     // Sent twice, the key is ambiguous (which one would a retry repeat?).
-    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY);
+    let mut keys = headers.get_all(IDEMPOTENCY_KEY);
     let token = match (keys.next(), keys.next()) {
         (Some(_), Some(_)) => return Err(AppError::InvalidIdempotencyKey),
         (Some(header), None) => {
@@ -171,20 +174,24 @@ fn form_tip(fields: Vec<(String, String)>, req: &HttpRequest) -> Result<FormTip,
     })
 }
 
-/// Turns the form's fields into a tip, or the precise reason it is refused.
-fn parse_tip(form: &FormTip, channel: &WebChannel) -> Result<InboundTip, AppError> {
+/// Turns the form's fields into a tip for one of `zones`, or the precise
+/// reason it is refused.
+pub(crate) fn parse_tip(
+    form: &FormTip,
+    zones: &[(Zone, String)],
+    max_text_chars: usize,
+) -> Result<InboundTip, AppError> {
     if form.zone.len() > MAX_ZONE_BYTES || form.urgency.len() > MAX_URGENCY_BYTES {
         return Err(AppError::FieldTooLong);
     }
-    let text = TipText::parse(form.text.clone(), channel.max_text_chars).map_err(|e| match e {
+    let text = TipText::parse(form.text.clone(), max_text_chars).map_err(|e| match e {
         TipTextError::Empty => AppError::EmptyText,
         TipTextError::TooLong => AppError::FieldTooLong,
     })?;
     let zone = if form.zone == crate::domain::ZoneChoice::Unsure.as_str() {
         ZoneChoice::Unsure
     } else {
-        channel
-            .zones
+        zones
             .iter()
             .find(|(z, _)| z.as_str() == form.zone)
             .map(|(z, _)| ZoneChoice::Known(z.clone()))
@@ -327,8 +334,8 @@ async fn accept_tip(
         FormError::Malformed => AppError::MalformedBody,
     })?;
     drop(body);
-    let form = form_tip(fields, req)?;
-    let mut tip = parse_tip(&form, channel)?;
+    let form = form_tip(fields, req.headers())?;
+    let mut tip = parse_tip(&form, &channel.zones, channel.max_text_chars)?;
     let in_doubt = |e: crate::bus::StoreError, form: FormTip| {
         tracing::warn!(code = "store-unavailable", error = %e, "tip not confirmed stored");
         Refused {

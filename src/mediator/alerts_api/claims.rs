@@ -90,9 +90,9 @@ pub(super) async fn release(
     Ok(answer(tip_id, &status, device.device_id()))
 }
 
-#[derive(Deserialize)]
-pub(super) struct ResolveRequest {
-    outcome: String,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct ResolveRequest {
+    pub(crate) outcome: String,
 }
 
 #[tracing::instrument(name = "alert_resolve", skip_all, fields(tip_id))]
@@ -113,9 +113,9 @@ pub(super) async fn resolve(
     Ok(answer(tip_id, &status, device.device_id()))
 }
 
-#[derive(Deserialize)]
-pub(super) struct ReassignRequest {
-    device_id: String,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct ReassignRequest {
+    pub(crate) device_id: String,
 }
 
 #[tracing::instrument(name = "alert_reassign", skip_all, fields(tip_id))]

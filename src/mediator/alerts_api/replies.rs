@@ -86,9 +86,20 @@ struct ReplyDocument<'a> {
     text: &'a str,
 }
 
-#[derive(Deserialize)]
-pub(super) struct ReplyRequest {
-    text: String,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct ReplyRequest {
+    pub(crate) text: String,
+}
+
+/// The reply's text: not blank, at most [`MAX_REPLY_CHARS`] characters,
+/// wiped when dropped.
+pub(crate) fn reply_text(request: ReplyRequest) -> Result<Zeroizing<String>, AppError> {
+    let text = Zeroizing::new(request.text);
+    if text.trim().is_empty() || text.chars().count() > MAX_REPLY_CHARS {
+        tracing::info!(code = "invalid-reply-text", "reply refused");
+        return Err(AppError::InvalidReplyText);
+    }
+    Ok(text)
 }
 
 fn now_ms() -> u64 {
@@ -218,11 +229,7 @@ pub(super) async fn post_reply(
         return Err(AppError::CannotOpenAlert);
     }
     tracing::Span::current().record("thread", thread.as_str());
-    let text = Zeroizing::new(body.into_inner().text);
-    if text.trim().is_empty() || text.chars().count() > MAX_REPLY_CHARS {
-        tracing::info!(code = "invalid-reply-text", "reply refused");
-        return Err(AppError::InvalidReplyText);
-    }
+    let text = reply_text(body.into_inner())?;
     let keys = api.store.keys();
     let mut conn = api.store.conn().await.map_err(store_error)?;
     let reachable: bool = redis::cmd("EXISTS")

@@ -123,12 +123,12 @@ fn device_id(s: &str) -> Result<DeviceId, AppError> {
     DeviceId::parse(s.trim()).ok_or_else(|| refused(AppError::UnknownDevice))
 }
 
-#[derive(Deserialize)]
-struct EnrolRequest {
-    invite: String,
-    age_recipient: String,
-    signing_key: String,
-    device_name: Option<String>,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct EnrolRequest {
+    pub(crate) invite: String,
+    pub(crate) age_recipient: String,
+    pub(crate) signing_key: String,
+    pub(crate) device_name: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -182,9 +182,9 @@ async fn enrol(
         }))
 }
 
-#[derive(Deserialize)]
-struct ChallengeRequest {
-    device_id: String,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct ChallengeRequest {
+    pub(crate) device_id: String,
 }
 
 #[tracing::instrument(name = "device_challenge", skip_all)]
@@ -207,11 +207,11 @@ async fn challenge(
     })))
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
-    device_id: String,
-    challenge: String,
-    signature: String,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct LoginRequest {
+    pub(crate) device_id: String,
+    pub(crate) challenge: String,
+    pub(crate) signature: String,
 }
 
 #[tracing::instrument(name = "device_login", skip_all)]
@@ -272,9 +272,9 @@ async fn logout(
         .finish())
 }
 
-#[derive(Deserialize)]
-struct DutyRequest {
-    on_duty: bool,
+#[derive(Deserialize, PartialEq)]
+pub(crate) struct DutyRequest {
+    pub(crate) on_duty: bool,
 }
 
 #[tracing::instrument(name = "device_duty", skip_all)]
