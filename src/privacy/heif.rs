@@ -81,7 +81,7 @@ impl Keep {
 const KEPT_META: [&[u8; 4]; 8] = [
     b"hdlr", b"pitm", b"iloc", b"iinf", b"iref", b"iprp", b"idat", b"dinf",
 ];
-const KEPT_PROPERTIES: [&[u8; 4]; 12] = [
+pub(crate) const KEPT_PROPERTIES: [&[u8; 4]; 12] = [
     b"hvcC", b"ispe", b"pixi", b"irot", b"imir", b"clap", b"pasp", b"auxC", b"rloc", b"lsel",
     b"clli", b"mdcv",
 ];
