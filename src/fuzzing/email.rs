@@ -217,3 +217,52 @@ fn check_structure(message: &Message<'_>, raw: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/mime")
+            .join(name);
+        let data = std::fs::read(path).unwrap();
+        let (options, body) = data.split_first().unwrap();
+        build(*options, body)
+    }
+
+    #[test]
+    fn the_limit_seeds_reach_the_limits_they_are_named_after() {
+        for (name, error) in [
+            ("many-lines-repeated", StructureError::TooManyParts),
+            ("huge-header-repeated", StructureError::TooManyParts),
+            ("two-hundred-and-one-parts", StructureError::TooManyParts),
+            ("nested-nine-deep", StructureError::TooDeep),
+            ("forwarded-message-nested", StructureError::NestedMessage),
+        ] {
+            assert_eq!(mime::parse(&seed(name)).err(), Some(error), "{name}");
+        }
+    }
+
+    #[test]
+    fn tokens_expand_to_the_planted_address_in_each_encoding() {
+        let built = build(3, b"$A $U $Q $B $x");
+        let expected = format!(
+            "{PLANTED} {} {} {} ",
+            PLANTED.to_ascii_uppercase(),
+            PLANTED
+                .bytes()
+                .map(|b| format!("={b:02X}"))
+                .collect::<String>(),
+            STANDARD.encode(PLANTED)
+        );
+        assert_eq!(String::from_utf8(built).unwrap(), expected);
+        assert_eq!(
+            STANDARD.decode(planted_as(b'B').unwrap()).unwrap(),
+            PLANTED.as_bytes()
+        );
+        let repeated = build(2 << 2, b"a\r\n$x");
+        assert!(repeated.ends_with(b"a\r\na\r\na\r\na\r\na\r\n"));
+        assert_eq!(repeated.iter().filter(|&&b| b == b'\n').count(), 6);
+    }
+}

@@ -25,9 +25,14 @@ use crate::privacy::metadata::{ImageKind, sniff, strip};
 /// Planted in the metadata of every seed.
 pub const MARKER: &[u8] = b"TIPWIRE-CANARY-7d3f";
 
-/// A decoded image's pixels are held at most twice (input and output), up
-/// to [`MAX_DECODED_BYTES`] each, with the decoders' own buffers.
-pub const PHOTO_MAX_ALLOC_BYTES: usize = 24 << 20;
+/// The largest photo the gateway keeps (`email.max_attachment_bytes` by
+/// default); longer inputs are cut to it.
+const MAX_PHOTO_BYTES: usize = 5 << 20;
+
+/// The stripped photo and its second stripping (each at most
+/// [`MAX_PHOTO_BYTES`]), or the stripped photo and two decoded images of at
+/// most [`MAX_DECODED_BYTES`] with the decoders' own buffers.
+pub const PHOTO_MAX_ALLOC_BYTES: usize = 32 << 20;
 /// Images with more decoded bytes than this are not decoded (the property
 /// is then only the structural one).
 #[cfg(any(test, feature = "fuzz-decoders"))]
@@ -35,6 +40,7 @@ const MAX_DECODED_BYTES: usize = 4 << 20;
 
 /// JPEG stripping: see the module documentation.
 pub fn photo_jpeg(data: &[u8]) {
+    let data = cut(data);
     let Ok(out) = common(ImageKind::Jpeg, data) else {
         return;
     };
@@ -52,6 +58,7 @@ pub fn photo_jpeg(data: &[u8]) {
 
 /// PNG stripping: see the module documentation.
 pub fn photo_png(data: &[u8]) {
+    let data = cut(data);
     let Ok(out) = common(ImageKind::Png, data) else {
         return;
     };
@@ -69,6 +76,7 @@ pub fn photo_png(data: &[u8]) {
 
 /// HEIC cleaning: see the module documentation.
 pub fn photo_heic(data: &[u8]) {
+    let data = cut(data);
     let Ok(out) = common(ImageKind::Heic, data) else {
         return;
     };
@@ -76,6 +84,11 @@ pub fn photo_heic(data: &[u8]) {
     assert!(only_erased(data, &out), "a byte changed to something new");
     let kept = heif::kept_regions(&out);
     assert_marker_only_in(&out, &kept);
+}
+
+/// At most [`MAX_PHOTO_BYTES`] of `data`.
+fn cut(data: &[u8]) -> &[u8] {
+    data.get(..MAX_PHOTO_BYTES).unwrap_or(data)
 }
 
 /// Strips `data`; on success checks the size and the fixed point.
