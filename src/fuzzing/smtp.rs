@@ -365,14 +365,23 @@ fn walk<'a>(
             assert_eq!(answer.code, 421, "the command past the limit closes");
             return Expect::Ended(Ended::TooManyCommands);
         }
-        if line.len() > limits.max_line_bytes || !line.ends_with(b"\r\n") {
-            assert_eq!(answer.code, 500, "an overlong or bare-LF command line");
+        let bare_cr = line
+            .get(..line.len().saturating_sub(2))
+            .is_some_and(|head| head.contains(&b'\r'));
+        if line.len() > limits.max_line_bytes || !line.ends_with(b"\r\n") || bare_cr {
+            assert_eq!(
+                answer.code, 500,
+                "an overlong or bare CR or LF command line"
+            );
             continue;
         }
         let command = line.to_ascii_uppercase();
         if command == b"QUIT\r\n" || answer.code == 221 {
+            let verb = command.trim_ascii_start();
             assert!(
-                command == b"QUIT\r\n" && answer.code == 221,
+                answer.code == 221
+                    && verb.starts_with(b"QUIT")
+                    && verb.get(4).is_some_and(u8::is_ascii_whitespace),
                 "QUIT, and only QUIT, gets 221"
             );
             return Expect::Ended(Ended::Quit);

@@ -5,7 +5,7 @@
 //!
 //! What it refuses, and why:
 //! - mail for any address but the tip addresses (550): never an open relay;
-//! - command lines that do not end in CRLF, and messages holding a bare LF or
+//! - command lines that do not end in CRLF or hold another CR (500), and messages holding a bare LF or
 //!   bare CR (554, and the connection closes): with the end of data
 //!   recognised only as CRLF.CRLF, a second message cannot be smuggled
 //!   inside the first (the 2023 "SMTP smuggling" attacks rely on servers
@@ -238,7 +238,8 @@ where
 enum Line {
     Complete(Vec<u8>),
     TooLong,
-    BareLf,
+    /// Not ended by CRLF, or holding another CR.
+    BareNewline,
 }
 
 /// What DATA produced.
@@ -288,7 +289,7 @@ impl<M: Mailbox> Conversation<'_, M> {
                     }
                     continue;
                 }
-                Line::BareLf => {
+                Line::BareNewline => {
                     if reply(&mut io, &BARE_NEWLINE_COMMAND).await.is_err() {
                         return Next::Ended(Ended::Io);
                     }
@@ -543,10 +544,13 @@ impl<M: Mailbox> Conversation<'_, M> {
             }
             io.consume(used);
             if done {
+                // A CR must end the line too: smtp-proto skips a CR inside
+                // a command word (it reads "Q<CR>UIT" as QUIT).
+                let head = line.get(..line.len().saturating_sub(2)).unwrap_or_default();
                 return Ok(if too_long {
                     Line::TooLong
-                } else if !line.ends_with(b"\r\n") {
-                    Line::BareLf
+                } else if !line.ends_with(b"\r\n") || head.contains(&b'\r') {
+                    Line::BareNewline
                 } else {
                     Line::Complete(line)
                 });
