@@ -20,7 +20,7 @@
 //!   (JPEG and PNG, with jpeg-decoder and png; built with the
 //!   `fuzz-decoders` feature or in tests).
 
-use crate::privacy::metadata::{ImageKind, sniff, strip};
+use crate::privacy::metadata::{ImageKind, chunk_length_fits, sniff, strip};
 
 /// Planted in the metadata of every seed.
 pub const MARKER: &[u8] = b"TIPWIRE-CANARY-7d3f";
@@ -106,8 +106,18 @@ fn common(kind: ImageKind, data: &[u8]) -> Result<Vec<u8>, ()> {
     Ok(out)
 }
 
-/// Every occurrence of [`MARKER`] in `out` lies inside one of `kept`.
+/// Every occurrence of [`MARKER`] in `out` lies inside `kept` (ranges that
+/// touch or overlap count as one: two image extents side by side).
 fn assert_marker_only_in(out: &[u8], kept: &[(usize, usize)]) {
+    let mut sorted = kept.to_vec();
+    sorted.sort_unstable();
+    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(sorted.len());
+    for (from, to) in sorted {
+        match kept.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => kept.push((from, to)),
+        }
+    }
     for (at, _) in out
         .windows(MARKER.len())
         .enumerate()
@@ -203,6 +213,14 @@ fn jpeg_kept_regions(out: &[u8]) -> Vec<(usize, usize)> {
 fn decode_jpeg(bytes: &[u8]) -> Option<(u16, u16, Vec<u8>)> {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder.set_max_decoding_buffer_size(MAX_DECODED_BYTES);
+    // The decoder holds coefficients (two bytes each, per component) for the
+    // whole frame besides the pixels: only small frames are decoded.
+    decoder.read_info().ok()?;
+    let header = decoder.info()?;
+    let samples = usize::from(header.width) * usize::from(header.height) * 4;
+    if samples * 3 > MAX_DECODED_BYTES {
+        return None;
+    }
     let pixels = decoder.decode().ok()?;
     let info = decoder.info()?;
     Some((info.width, info.height, pixels))
@@ -238,6 +256,10 @@ fn png_kept_regions(input: &[u8], out: &[u8]) -> Vec<(usize, usize)> {
             "chunk {kind:?} survived stripping"
         );
         assert!(!first || kind == b"IHDR", "IHDR is not first");
+        assert!(
+            chunk_length_fits(kind, length),
+            "chunk {kind:?} of {length} bytes: room for more than its fields"
+        );
         first = false;
         assert!(
             input.windows(chunk.len()).any(|w| w == chunk),

@@ -26,7 +26,8 @@
 //!   needs to show what happened, not its exact colour.
 //! - PNG: IHDR, PLTE, IDAT, IEND (critical) and tRNS, gAMA, cHRM, sRGB, sBIT,
 //!   bKGD, cICP (small rendering data whose every byte has a fixed meaning),
-//!   byte for byte with their CRCs.
+//!   byte for byte with their CRCs, when no longer than their fields: a
+//!   longer one is dropped (refused when critical: IHDR, PLTE, IEND).
 //! - PNG, dropped: tEXt, zTXt, iTXt (XMP lives here), eXIf, tIME, iCCP (same
 //!   reason as JPEG ICC), pHYs (screen density reveals the device class, e.g.
 //!   Retina screenshots), sPLT, hIST, oFFs, pCAL, sCAL, APNG frames (a hidden
@@ -356,7 +357,15 @@ fn strip_png(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         // chunk a decoder must understand to render the image.
         let [first_byte, ..] = chunk_type;
         let critical = first_byte.is_ascii_uppercase();
-        if KNOWN_CRITICAL.contains(&&chunk_type) || KEPT_ANCILLARY.contains(&&chunk_type) {
+        let fits = chunk_length_fits(
+            &chunk_type,
+            chunk.bytes.len().saturating_sub(CHUNK_OVERHEAD),
+        );
+        if critical && !fits {
+            return Err(StripError::BadChunk);
+        }
+        if fits && (KNOWN_CRITICAL.contains(&&chunk_type) || KEPT_ANCILLARY.contains(&&chunk_type))
+        {
             // Kept chunks are not altered, so their CRCs stay valid; checking
             // them is the decoder's job, and a bad one carries no metadata.
             out.extend_from_slice(chunk.bytes);
@@ -367,6 +376,25 @@ fn strip_png(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
             return Ok(out);
         }
         rest = tail;
+    }
+}
+
+/// Whether a kept chunk is no longer than its fields (PNG Third Edition
+/// §11), so it has no room for anything but them: a chunk a decoder would
+/// read past could carry any bytes (an EXIF block in an IEND was found by
+/// the `photo_png` fuzz target).
+pub(crate) fn chunk_length_fits(kind: &[u8], length: usize) -> bool {
+    match kind {
+        b"IHDR" => length == 13,
+        b"IEND" => length == 0,
+        b"PLTE" => length.is_multiple_of(3) && length <= 768,
+        b"tRNS" => length <= 256,
+        b"gAMA" | b"cICP" => length == 4,
+        b"cHRM" => length == 32,
+        b"sRGB" => length == 1,
+        b"sBIT" => (1..=4).contains(&length),
+        b"bKGD" => matches!(length, 1 | 2 | 6),
+        _ => true,
     }
 }
 
