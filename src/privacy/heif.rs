@@ -35,7 +35,8 @@
 //! - Free text in the boxes that stay is emptied: the `hdlr` name, each
 //!   `infe`'s name, content type, encoding or URI (ids, protection indexes
 //!   and types stay), and `url ` locations in `dinf` (marked self-contained;
-//!   other `dref` entries become `free`). A child of `iinf` that is not an
+//!   other `dref` entries become `free`). Bytes of `pitm` past the item id
+//!   are zeroed. A child of `iinf` that is not an
 //!   `infe` becomes `free`; bytes after the last entry of `iloc`, `ipma` and
 //!   each `iref` reference are zeroed.
 //!
@@ -404,6 +405,18 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     for b in &children {
         match &b.kind {
             b"hdlr" => clean_handler(&mut out, *b),
+            // The primary item's id (16 bits, 32 in version 1) and no more:
+            // a longer `pitm` would carry anything (found by the
+            // `photo_heic` fuzz target).
+            b"pitm" => {
+                let id_end = b.payload
+                    + if read_u8(bytes, b.payload)? == 0 {
+                        6
+                    } else {
+                        8
+                    };
+                zero(&mut out, id_end.min(b.end), b.end);
+            }
             b"iinf" => clean_item_infos(bytes, &mut out, *b)?,
             b"iref" => clean_references(bytes, &mut out, *b)?,
             b"dinf" => clean_data_information(bytes, &mut out, *b)?,
