@@ -234,6 +234,18 @@ fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, Keep)>, StripError>
         }
         let version = read_u8(bytes, infe.payload)?;
         let at = infe.payload + 4;
+        // The fields read must lie inside this box: read from what follows
+        // it, a short `infe` would describe an item with bytes the cleaning
+        // then turns into `free` (found by the `photo_heic` fuzz target:
+        // stripping was no fixed point).
+        let fields = match version {
+            2 => 8,
+            3 => 10,
+            _ => 2,
+        };
+        if at + fields > infe.end {
+            return Err(StripError::BadBox);
+        }
         let (id, kind) = match version {
             2 => (
                 u32::from(read_u16(bytes, at)?),
