@@ -386,7 +386,7 @@ fn walk<'a>(
             );
             return Expect::Ended(Ended::Quit);
         }
-        let starttls = command.starts_with(b"STARTTLS");
+        let starttls = command.trim_ascii_start().starts_with(b"STARTTLS");
         if starttls && matches!(answer.code, 220 | 554)
             || command == b"STARTTLS\r\n" && setup.offer_tls
         {
