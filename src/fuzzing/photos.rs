@@ -430,7 +430,15 @@ mod heif {
                 }
             }
         }
-        let types = item_types(out, child(&children, b"iinf")?)?;
+        // A file without `iinf` or `iloc` has no items (the stripper takes
+        // it so), but its boxes are still read.
+        let types = match child(&children, b"iinf") {
+            Some(iinf) => item_types(out, iinf)?,
+            None => Vec::new(),
+        };
+        let Some(iloc) = child(&children, b"iloc") else {
+            return Some(kept);
+        };
         let idat = child(&children, b"idat").map(|b| (b.payload, b.end));
         // Where an extent of length 0 ends: at the end of its box.
         let area_end = |method: u64, start: usize| match method {
@@ -440,7 +448,7 @@ mod heif {
                 .find(|b| b.payload <= start && start < b.end)
                 .map(|b| b.end),
         };
-        for (item, from, to) in extents(out, child(&children, b"iloc")?, idat, area_end)? {
+        for (item, from, to) in extents(out, iloc, idat, area_end)? {
             let image = types
                 .iter()
                 .filter(|(id, _)| *id == item)
