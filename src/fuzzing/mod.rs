@@ -14,7 +14,10 @@
 
 pub mod api;
 pub mod config;
+pub mod email;
+pub mod photos;
 pub mod sms;
+pub mod smtp;
 pub mod web;
 
 /// `server.max_body_bytes` by default: no longer body reaches a parser
@@ -60,6 +63,31 @@ pub const TARGETS: &[Target] = &[
         name: "form",
         run: web::form,
         max_alloc_bytes: web::FORM_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "mime",
+        run: email::mime,
+        max_alloc_bytes: email::MIME_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "photo_heic",
+        run: photos::photo_heic,
+        max_alloc_bytes: photos::PHOTO_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "photo_jpeg",
+        run: photos::photo_jpeg,
+        max_alloc_bytes: photos::PHOTO_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "photo_png",
+        run: photos::photo_png,
+        max_alloc_bytes: photos::PHOTO_MAX_ALLOC_BYTES,
+    },
+    Target {
+        name: "smtp_session",
+        run: smtp::smtp_session,
+        max_alloc_bytes: smtp::SMTP_SESSION_MAX_ALLOC_BYTES,
     },
     Target {
         name: "sse_last_event_id",

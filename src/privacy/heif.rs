@@ -35,7 +35,8 @@
 //! - Free text in the boxes that stay is emptied: the `hdlr` name, each
 //!   `infe`'s name, content type, encoding or URI (ids, protection indexes
 //!   and types stay), and `url ` locations in `dinf` (marked self-contained;
-//!   other `dref` entries become `free`). A child of `iinf` that is not an
+//!   other `dref` entries become `free`). Bytes of `pitm` past the item id
+//!   are zeroed. A child of `iinf` that is not an
 //!   `infe` becomes `free`; bytes after the last entry of `iloc`, `ipma` and
 //!   each `iref` reference are zeroed.
 //!
@@ -81,7 +82,7 @@ impl Keep {
 const KEPT_META: [&[u8; 4]; 8] = [
     b"hdlr", b"pitm", b"iloc", b"iinf", b"iref", b"iprp", b"idat", b"dinf",
 ];
-const KEPT_PROPERTIES: [&[u8; 4]; 12] = [
+pub(crate) const KEPT_PROPERTIES: [&[u8; 4]; 12] = [
     b"hvcC", b"ispe", b"pixi", b"irot", b"imir", b"clap", b"pasp", b"auxC", b"rloc", b"lsel",
     b"clli", b"mdcv",
 ];
@@ -233,6 +234,18 @@ fn item_types(bytes: &[u8], iinf: BoxAt) -> Result<Vec<(u32, Keep)>, StripError>
         }
         let version = read_u8(bytes, infe.payload)?;
         let at = infe.payload + 4;
+        // The fields read must lie inside this box: read from what follows
+        // it, a short `infe` would describe an item with bytes the cleaning
+        // then turns into `free` (found by the `photo_heic` fuzz target:
+        // stripping was no fixed point).
+        let fields = match version {
+            2 => 8,
+            3 => 10,
+            _ => 2,
+        };
+        if at + fields > infe.end {
+            return Err(StripError::BadBox);
+        }
         let (id, kind) = match version {
             2 => (
                 u32::from(read_u16(bytes, at)?),
@@ -404,6 +417,18 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
     for b in &children {
         match &b.kind {
             b"hdlr" => clean_handler(&mut out, *b),
+            // The primary item's id (16 bits, 32 in version 1) and no more:
+            // a longer `pitm` would carry anything (found by the
+            // `photo_heic` fuzz target).
+            b"pitm" => {
+                let id_end = b.payload
+                    + if read_u8(bytes, b.payload)? == 0 {
+                        6
+                    } else {
+                        8
+                    };
+                zero(&mut out, id_end.min(b.end), b.end);
+            }
             b"iinf" => clean_item_infos(bytes, &mut out, *b)?,
             b"iref" => clean_references(bytes, &mut out, *b)?,
             b"dinf" => clean_data_information(bytes, &mut out, *b)?,

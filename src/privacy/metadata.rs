@@ -26,7 +26,9 @@
 //!   needs to show what happened, not its exact colour.
 //! - PNG: IHDR, PLTE, IDAT, IEND (critical) and tRNS, gAMA, cHRM, sRGB, sBIT,
 //!   bKGD, cICP (small rendering data whose every byte has a fixed meaning),
-//!   byte for byte with their CRCs.
+//!   byte for byte with their CRCs, when no longer than their fields and
+//!   their CRC is right: otherwise dropped (refused when critical: IHDR,
+//!   PLTE, IEND), as either would leave room for bytes of anything.
 //! - PNG, dropped: tEXt, zTXt, iTXt (XMP lives here), eXIf, tIME, iCCP (same
 //!   reason as JPEG ICC), pHYs (screen density reveals the device class, e.g.
 //!   Retina screenshots), sPLT, hIST, oFFs, pCAL, sCAL, APNG frames (a hidden
@@ -356,9 +358,18 @@ fn strip_png(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         // chunk a decoder must understand to render the image.
         let [first_byte, ..] = chunk_type;
         let critical = first_byte.is_ascii_uppercase();
-        if KNOWN_CRITICAL.contains(&&chunk_type) || KEPT_ANCILLARY.contains(&&chunk_type) {
-            // Kept chunks are not altered, so their CRCs stay valid; checking
-            // them is the decoder's job, and a bad one carries no metadata.
+        let fits = chunk_length_fits(
+            &chunk_type,
+            chunk.bytes.len().saturating_sub(CHUNK_OVERHEAD),
+        ) && crc_holds(chunk.bytes);
+        if critical && !fits {
+            return Err(StripError::BadChunk);
+        }
+        if fits && (KNOWN_CRITICAL.contains(&&chunk_type) || KEPT_ANCILLARY.contains(&&chunk_type))
+        {
+            // Kept chunks are not altered, and their CRCs are checked: a
+            // wrong one would be four bytes of anything (found by the
+            // `photo_png` fuzz target).
             out.extend_from_slice(chunk.bytes);
         } else if critical {
             return Err(StripError::UnknownCriticalChunk);
@@ -368,6 +379,33 @@ fn strip_png(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         }
         rest = tail;
     }
+}
+
+/// Whether a kept chunk is no longer than its fields (PNG Third Edition
+/// §11), so it has no room for anything but them: a chunk a decoder would
+/// read past could carry any bytes (an EXIF block in an IEND was found by
+/// the `photo_png` fuzz target).
+pub(crate) fn chunk_length_fits(kind: &[u8], length: usize) -> bool {
+    match kind {
+        b"IHDR" => length == 13,
+        b"IEND" => length == 0,
+        b"PLTE" => length.is_multiple_of(3) && length <= 768,
+        b"tRNS" => length <= 256,
+        b"gAMA" | b"cICP" => length == 4,
+        b"cHRM" => length == 32,
+        b"sRGB" => length == 1,
+        b"sBIT" => (1..=4).contains(&length),
+        b"bKGD" => matches!(length, 1 | 2 | 6),
+        _ => true,
+    }
+}
+
+/// Whether a whole chunk's CRC (over its type and data) is right.
+fn crc_holds(chunk: &[u8]) -> bool {
+    let Some((body, crc)) = chunk.get(4..).and_then(|rest| rest.split_last_chunk::<4>()) else {
+        return false;
+    };
+    crc32fast::hash(body) == u32::from_be_bytes(*crc)
 }
 
 /// One PNG chunk as it appeared in the input.
@@ -805,7 +843,8 @@ mod tests {
             png.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
             png.extend_from_slice(*chunk_type);
             png.extend_from_slice(data);
-            png.extend_from_slice(&[0; 4]); // CRCs are the decoder's to check.
+            let crc = crc32fast::hash(&[chunk_type.as_slice(), data].concat());
+            png.extend_from_slice(&crc.to_be_bytes());
         }
         png
     }

@@ -5,7 +5,7 @@
 //! from their text.
 
 mod client_addr;
-mod heif;
+pub(crate) mod heif;
 pub mod metadata;
 mod pseudonym;
 pub mod redaction;

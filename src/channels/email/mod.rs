@@ -8,7 +8,7 @@
 mod inbound;
 mod listener;
 pub mod message;
-mod mime;
+pub(crate) mod mime;
 pub mod outbound;
 mod replies;
 pub mod session;

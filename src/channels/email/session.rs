@@ -5,10 +5,15 @@
 //!
 //! What it refuses, and why:
 //! - mail for any address but the tip addresses (550): never an open relay;
-//! - command lines that do not end in CRLF, and messages holding a bare LF or
-//!   bare CR (554): with the end of data recognised only as CRLF.CRLF, a
-//!   second message cannot be smuggled inside the first (the 2023 "SMTP
-//!   smuggling" attacks rely on servers disagreeing about bare LF);
+//! - command lines that do not end in CRLF or hold another CR (500), and messages holding a bare LF or
+//!   bare CR (554, and the connection closes): with the end of data
+//!   recognised only as CRLF.CRLF, a second message cannot be smuggled
+//!   inside the first (the 2023 "SMTP smuggling" attacks rely on servers
+//!   disagreeing about bare LF). The check runs on every byte of the DATA
+//!   stream, also while an oversized message is read and thrown away: an end
+//!   marker with a bare CR (CRLF "." CR CR LF, which smtp-proto also ends
+//!   DATA at) must close the connection rather than answer 552 and read what
+//!   follows as the next commands;
 //! - bytes pipelined behind STARTTLS (the connection is closed): they were
 //!   sent in clear and could be injected by anyone on the path (CVE-2011-0411);
 //! - messages over the size limit (552), more recipients than allowed (452),
@@ -233,7 +238,8 @@ where
 enum Line {
     Complete(Vec<u8>),
     TooLong,
-    BareLf,
+    /// Not ended by CRLF, or holding another CR.
+    BareNewline,
 }
 
 /// What DATA produced.
@@ -244,6 +250,8 @@ struct Data {
     no_room: bool,
     /// What `bytes` cost from the budget, paid back when dropped.
     paid: Option<OwnedSemaphorePermit>,
+    /// Some CR or LF of the DATA stream, end marker included, was bare.
+    bare_newline: bool,
 }
 
 struct Transaction {
@@ -281,7 +289,7 @@ impl<M: Mailbox> Conversation<'_, M> {
                     }
                     continue;
                 }
-                Line::BareLf => {
+                Line::BareNewline => {
                     if reply(&mut io, &BARE_NEWLINE_COMMAND).await.is_err() {
                         return Next::Ended(Ended::Io);
                     }
@@ -439,14 +447,16 @@ impl<M: Mailbox> Conversation<'_, M> {
 
     /// Checks a received message and hands it to the mailbox.
     async fn judge(&self, tx: Transaction, data: Data) -> Reply {
+        // First: this reply closes the connection, so whatever the client
+        // meant to follow the message is never read as commands.
+        if data.bare_newline {
+            return BARE_NEWLINE;
+        }
         if data.too_big {
             return TOO_BIG;
         }
         if data.no_room {
             return NO_ROOM;
-        }
-        if has_bare_newline(&data.bytes) {
-            return BARE_NEWLINE;
         }
         if data
             .bytes
@@ -534,10 +544,13 @@ impl<M: Mailbox> Conversation<'_, M> {
             }
             io.consume(used);
             if done {
+                // A CR must end the line too: smtp-proto skips a CR inside
+                // a command word (it reads "Q<CR>UIT" as QUIT).
+                let head = line.get(..line.len().saturating_sub(2)).unwrap_or_default();
                 return Ok(if too_long {
                     Line::TooLong
-                } else if !line.ends_with(b"\r\n") {
-                    Line::BareLf
+                } else if !line.ends_with(b"\r\n") || head.contains(&b'\r') {
+                    Line::BareNewline
                 } else {
                     Line::Complete(line)
                 });
@@ -559,7 +572,9 @@ impl<M: Mailbox> Conversation<'_, M> {
             too_big: false,
             no_room: false,
             paid: None,
+            bare_newline: false,
         };
+        let mut newlines = NewlineCheck::after_crlf();
         // The DATA line ended with CRLF: a message that begins with "." is
         // dot-stuffed (or ends) right away.
         receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
@@ -581,6 +596,7 @@ impl<M: Mailbox> Conversation<'_, M> {
                 receiver.ingest(&mut rest, &mut data.bytes)
             };
             let used = buf.len() - rest.len();
+            newlines.feed(buf.get(..used).unwrap_or_default());
             io.consume(used);
             self.received += used as u64;
             if data.bytes.len() > max {
@@ -589,6 +605,7 @@ impl<M: Mailbox> Conversation<'_, M> {
                 data.paid = None;
             }
             if done {
+                data.bare_newline = newlines.found();
                 return Ok(data);
             }
         }
@@ -655,41 +672,43 @@ async fn reply<S: AsyncWrite + Unpin>(io: &mut S, r: &Reply) -> std::io::Result<
     write(io, &r.render()).await
 }
 
-/// Whether any LF lacks its CR, or any CR its LF.
-fn has_bare_newline(bytes: &[u8]) -> bool {
-    let mut prev = 0u8;
-    let mut iter = bytes.iter().peekable();
-    while let Some(&b) = iter.next() {
-        match b {
-            b'\n' if prev != b'\r' => return true,
-            b'\r' if iter.peek() != Some(&&b'\n') => return true,
-            _ => {}
+/// Looks for an LF without its CR, or a CR without its LF, in a stream
+/// read in pieces. The raw DATA bytes are checked rather than the
+/// dot-unstuffed message: removing a dot after CRLF joins no CR to an LF,
+/// and the end marker's own CRs and LF are checked too.
+struct NewlineCheck {
+    prev: u8,
+    bare: bool,
+}
+
+impl NewlineCheck {
+    /// For a stream that starts after a CRLF.
+    fn after_crlf() -> Self {
+        Self {
+            prev: b'\n',
+            bare: false,
         }
-        prev = b;
     }
-    false
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.bare |= b == b'\n' && self.prev != b'\r' || self.prev == b'\r' && b != b'\n';
+            self.prev = b;
+        }
+    }
+
+    /// Whether a CR or LF was bare (a CR at the very end counts).
+    fn found(&self) -> bool {
+        self.bare || self.prev == b'\r'
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    // The mailbox the SMTP fuzz target drives the session with.
+    use crate::fuzzing::smtp::Recorder;
     use tokio::io::{AsyncReadExt, DuplexStream};
-
-    #[derive(Default)]
-    struct Recorder {
-        messages: Mutex<Vec<Vec<u8>>>,
-    }
-
-    impl Mailbox for Recorder {
-        fn admit(&self, _: ClientKey) -> Result<(), Reply> {
-            Ok(())
-        }
-        async fn receive(&self, _: Envelope, message: Vec<u8>) -> Reply {
-            self.messages.lock().unwrap().push(message);
-            Reply::new(250, (2, 0, 0), "Message accepted")
-        }
-    }
 
     fn policy(max_message_bytes: usize, max_commands: usize, idle_ms: u64) -> Policy {
         Policy {
@@ -1006,13 +1025,41 @@ mod tests {
         assert_eq!(codes(&out), ["220", "250", "530", "221"]);
     }
 
+    fn has_bare_newline(pieces: &[&[u8]]) -> bool {
+        let mut check = NewlineCheck::after_crlf();
+        for piece in pieces {
+            check.feed(piece);
+        }
+        check.found()
+    }
+
     #[test]
-    fn bare_newlines_are_found_and_crlf_is_not() {
-        assert!(!has_bare_newline(b"a\r\nb\r\n"));
-        assert!(has_bare_newline(b"a\nb"));
-        assert!(has_bare_newline(b"a\rb"));
-        assert!(has_bare_newline(b"a\r"));
-        assert!(has_bare_newline(b"\n"));
-        assert!(!has_bare_newline(b""));
+    fn bare_newlines_are_found_and_crlf_is_not_even_split_between_reads() {
+        assert!(!has_bare_newline(&[b"a\r\nb\r\n"]));
+        assert!(!has_bare_newline(&[b"a\r", b"\nb\r", b"\n"]));
+        assert!(has_bare_newline(&[b"a\nb"]));
+        assert!(has_bare_newline(&[b"a\rb"]));
+        assert!(has_bare_newline(&[b"a\r", b"b"]));
+        assert!(has_bare_newline(&[b"a\r"]));
+        assert!(has_bare_newline(&[b"\n"]));
+        assert!(has_bare_newline(&[b".\r\r\n"]));
+        assert!(!has_bare_newline(&[b""]));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_ending_in_a_bare_cr_closes_the_connection_so_nothing_is_smuggled()
+    {
+        // smtp-proto ends DATA at CRLF "." CR CR LF; a relay reading CRLF.CRLF
+        // strictly sends the commands after it as message text.
+        let input = [
+            HELLO,
+            b"y".repeat(900).as_slice(),
+            b"\r\n.\r\r\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<tips@example.org>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n",
+        ]
+        .concat();
+        let (out, got, ended) = converse(policy(500, 100, 5_000), &input).await;
+        assert_eq!(codes(&out), ["220", "250", "250", "250", "354", "554"]);
+        assert_eq!(ended, Ended::BareNewline);
+        assert!(got.is_empty());
     }
 }
