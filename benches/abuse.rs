@@ -39,6 +39,8 @@
 //!   length is read before and after each phase, and must have grown by
 //!   exactly the tips acknowledged (attackers must add none). A count: a
 //!   lost tip and an attacker's stored one would cancel out.
+//! - The target is met only if every legitimate tip of every baseline was
+//!   acknowledged: a ratio of two refused loads would read 1.00.
 //!
 //! Untrusted: the gateway's answers, read only for their status (and, for
 //! Twilio, whether they hold the acknowledgement).
@@ -1217,8 +1219,17 @@ fn main() -> Result<()> {
             }
             let list = |v: &[f64]| v.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ");
             let (rm, pm) = (median(&mut rates.clone()), median(&mut p99s.clone()));
+            // A ratio of two refused loads is no measure: a gateway that
+            // refused legitimate tips with and without attack alike would
+            // show 1.00. Every legitimate tip of a baseline must be
+            // acknowledged for the ratios to count.
+            let refused_alone: u64 = baselines
+                .iter()
+                .filter_map(|b| b.runs.get(c))
+                .map(|r| r.refused.values().sum::<u64>())
+                .sum();
             let what = if channel.stores() {
-                verdict &= rm >= 0.8 && pm >= 0.8;
+                verdict &= rm >= 0.8 && pm >= 0.8 && refused_alone == 0;
                 "tips/s"
             } else {
                 "req/s "
@@ -1230,8 +1241,14 @@ fn main() -> Result<()> {
                 list(&p99s),
                 if channel.stores() { "" } else { "   (control, not a target)" }
             );
+            if channel.stores() && refused_alone > 0 {
+                println!(
+                    "          {refused_alone} legitimate {} tips refused without attack: the baseline is not the rate offered",
+                    channel.name()
+                );
+            }
         }
-        println!("target (every median >= 0.80): {}", if verdict { "met" } else { "MISSED" });
+        println!("target (every median >= 0.80, every baseline tip acknowledged): {}", if verdict { "met" } else { "MISSED" });
         if let Some(pid) = args.server_pid {
             let (rss, hwm) = memory(pid)?;
             let peak = hwm.max(peak_rss);
