@@ -30,11 +30,20 @@
 //!   address, then moves to the next: more than any per-address budget. All
 //!   attackers share one thread, sending as fast as it can; the legitimate
 //!   clients have another.
+//! - Acknowledged: web 2xx, SMTP 250, Twilio 200 carrying the configured
+//!   acknowledgement (a "slow down" or "not confirmed" message is not one),
+//!   Telnyx 200. Telnyx answers `{}` whatever happened (stored, rate-limited
+//!   or dropped), so its figure counts answers, and only the stream count
+//!   below tells a Telnyx tip stored from one refused.
 //! - Every acknowledged legitimate tip must be in the stream: the stream's
 //!   length is read before and after each phase, and must have grown by
-//!   exactly the tips acknowledged (attackers must add none).
+//!   exactly the tips acknowledged (attackers must add none). A count: a
+//!   lost tip and an attacker's stored one would cancel out.
+//! - The target is met only if every legitimate tip of every baseline was
+//!   acknowledged: a ratio of two refused loads would read 1.00.
 //!
-//! Untrusted: the gateway's answers, read only for their status.
+//! Untrusted: the gateway's answers, read only for their status (and, for
+//! Twilio, whether they hold the acknowledgement).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -55,6 +64,7 @@ use rand::RngCore as _;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, ORIGIN};
 use smtp::Template;
 use tipwire::bus::Store;
+use tipwire::channels::sms::xml_escape;
 use tipwire::config::Settings;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinSet;
@@ -147,6 +157,11 @@ struct Target {
     twilio_to: String,
     telnyx_to: String,
     origin: String,
+    /// The TwiML `<Message>` elements that answer a stored Twilio text (one
+    /// per language): Twilio's answer is 200 whatever happened, and a
+    /// rate-limited text ("slow down") or one whose storing is in doubt
+    /// ("not confirmed") is answered with a `<Message>` too.
+    twilio_acks: Vec<String>,
     max_body_bytes: usize,
     max_message_bytes: usize,
     /// What docs/architecture.md and docs/email.md say the gateway can be
@@ -188,6 +203,14 @@ impl Target {
             .context("email.addresses is empty")?
             .parse()?;
         let smtp = SocketAddr::new(settings.email.host.parse()?, settings.email.port);
+        let acks = &settings.sms.acknowledgement;
+        ensure!(
+            !acks.en.is_empty() && !acks.es.is_empty(),
+            "sms.acknowledgement must be set: it tells a stored Twilio text from a refused one"
+        );
+        let twilio_acks = [&acks.en, &acks.es]
+            .map(|ack| format!("<Message>{}</Message>", xml_escape(ack)))
+            .to_vec();
         let mut target = Self {
             base: format!("https://{}:{}", settings.server.host, settings.server.port),
             host: settings.server.host.clone(),
@@ -203,6 +226,7 @@ impl Target {
             twilio_to,
             telnyx_to,
             origin: settings.mediator.public_base_url.clone(),
+            twilio_acks,
             max_body_bytes: settings.server.max_body_bytes,
             max_message_bytes: settings.email.max_message_bytes,
             ceiling_mib: ceiling_mib(&settings),
@@ -453,9 +477,12 @@ impl Legit {
             return Err(status.as_u16().to_string());
         }
         // Twilio's answer is 200 whatever happened; the acknowledgement in
-        // it is what says the tip was stored.
-        if channel == Channel::Twilio && !body.windows(9).any(|w| w == b"<Message>") {
-            return Err("200-without-ack".into());
+        // it, not any message, is what says the tip was stored.
+        if channel == Channel::Twilio {
+            let body = String::from_utf8_lossy(&body);
+            if !t.twilio_acks.iter().any(|ack| body.contains(ack.as_str())) {
+                return Err("200-without-ack".into());
+            }
         }
         Ok(())
     }
@@ -1192,8 +1219,17 @@ fn main() -> Result<()> {
             }
             let list = |v: &[f64]| v.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ");
             let (rm, pm) = (median(&mut rates.clone()), median(&mut p99s.clone()));
+            // A ratio of two refused loads is no measure: a gateway that
+            // refused legitimate tips with and without attack alike would
+            // show 1.00. Every legitimate tip of a baseline must be
+            // acknowledged for the ratios to count.
+            let refused_alone: u64 = baselines
+                .iter()
+                .filter_map(|b| b.runs.get(c))
+                .map(|r| r.refused.values().sum::<u64>())
+                .sum();
             let what = if channel.stores() {
-                verdict &= rm >= 0.8 && pm >= 0.8;
+                verdict &= rm >= 0.8 && pm >= 0.8 && refused_alone == 0;
                 "tips/s"
             } else {
                 "req/s "
@@ -1205,8 +1241,14 @@ fn main() -> Result<()> {
                 list(&p99s),
                 if channel.stores() { "" } else { "   (control, not a target)" }
             );
+            if channel.stores() && refused_alone > 0 {
+                println!(
+                    "          {refused_alone} legitimate {} tips refused without attack: the baseline is not the rate offered",
+                    channel.name()
+                );
+            }
         }
-        println!("target (every median >= 0.80): {}", if verdict { "met" } else { "MISSED" });
+        println!("target (every median >= 0.80, every baseline tip acknowledged): {}", if verdict { "met" } else { "MISSED" });
         if let Some(pid) = args.server_pid {
             let (rss, hwm) = memory(pid)?;
             let peak = hwm.max(peak_rss);

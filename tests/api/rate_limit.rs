@@ -135,3 +135,38 @@ async fn junk_forms_do_not_use_up_the_channels_limit_for_real_tips() {
     assert_eq!(error_code(limited).await, "rate-limited");
     assert_eq!(app.alerts().await.len(), 2);
 }
+
+/// A keyed tip's replay marker is looked up in Redis: only once the tip is
+/// within the channel's limit. Looked up before it, a flood of keyed tips
+/// (from many addresses, or from everyone behind an onion service, where no
+/// per-client limit applies) would cost a store round trip each, unlimited.
+/// With Redis gone, a tip over the limit shows which came first: 429, not 503.
+#[tokio::test]
+async fn a_keyed_tip_over_the_channels_limit_is_refused_before_the_store_is_asked() {
+    let mut redis = crate::redis_down::PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis.url = url.clone();
+        s.redis.connect_timeout_ms = 300;
+        s.redis.response_timeout_ms = 500;
+        s.rate_limits.web.global.count = 1;
+        s.rate_limits.web.global.per_secs = 3600;
+    })
+    .await;
+    let keyed = |key: &'static str| {
+        app.client
+            .post(app.url("/tips"))
+            .header("Accept", "application/json")
+            .header("Idempotency-Key", key)
+            .form(&[("text", "real"), ("zone", "north"), ("urgency", "now")])
+            .send()
+    };
+    assert_eq!(
+        keyed("a-key-for-the-first-tip").await.unwrap().status(),
+        200
+    );
+    redis.kill();
+    let over = keyed("a-key-for-the-second-tip").await.unwrap();
+    assert_eq!(over.status(), 429);
+    assert_eq!(error_code(over).await, "rate-limited");
+}

@@ -19,6 +19,7 @@ pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed};
 pub use language::{Keyword, Language, Texts};
 pub use limits::SmsLimiter;
 pub use setup::provider_clients;
+pub use twilio::xml_escape;
 
 use actix_web::web;
 

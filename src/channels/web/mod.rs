@@ -343,6 +343,19 @@ async fn accept_tip(
             in_doubt: Some(form),
         }
     };
+    // The channel's limit only for a well-formed tip, just before the costly
+    // part (the store, sealing): charged for every request, oversized and
+    // malformed forms from many addresses would use it up and silence every
+    // real tipster (benches/abuse.rs measured web tips falling to 0.15-0.48
+    // of their rate under such a flood). Charged before the replay marker is
+    // looked up, too: after it, keyed tips from many addresses (or from
+    // everyone behind an onion service, where no client limit applies) would
+    // each cost a store round trip, unlimited. A tip sent again is charged
+    // like any well-formed tip.
+    channel
+        .limiter
+        .check_global()
+        .map_err(|limited| rate_limited(metrics, limited))?;
     if let Some(token) = &form.token {
         // The same tip sent again with the same token: stored once. The
         // marker names a keyed hash of the token and the fields, never the
@@ -369,15 +382,6 @@ async fn accept_tip(
             reply_expire_at: None,
         });
     }
-    // The channel's limit only for a well-formed tip not stored before, just
-    // before the costly part (sealing, the store): charged for every request,
-    // oversized and malformed forms from many addresses would use it up and
-    // silence every real tipster (benches/abuse.rs measured web tips falling
-    // to 0.15-0.48 of their rate under such a flood).
-    channel
-        .limiter
-        .check_global()
-        .map_err(|limited| rate_limited(metrics, limited))?;
     match channel.intake.submit(tip, SystemTime::now()).await {
         Ok(_) => Ok(()),
         Err(IntakeError::Store(e)) => Err(in_doubt(e, form)),
