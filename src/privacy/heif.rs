@@ -573,9 +573,18 @@ fn clean_file_type(out: &mut [u8], ftyp: BoxAt) {
 }
 
 /// `hdlr`: version and flags, `pre_defined`, the handler type and 12
-/// reserved bytes, then a free-text name (a writer's or device's): emptied.
+/// reserved bytes, then a free-text name (a writer's or device's). Only the
+/// handler type is kept: version, flags, `pre_defined` and the reserved
+/// bytes are zero in every file the standard allows, and kept as found they
+/// would carry 20 bytes of anything (found by the `photo_heic` fuzz target);
+/// the name is emptied.
 fn clean_handler(out: &mut [u8], hdlr: BoxAt) {
-    zero(out, (hdlr.payload + 24).min(hdlr.end), hdlr.end);
+    zero(
+        out,
+        hdlr.payload.min(hdlr.end),
+        (hdlr.payload + 8).min(hdlr.end),
+    );
+    zero(out, (hdlr.payload + 12).min(hdlr.end), hdlr.end);
 }
 
 /// `iinf`: every child but `infe` becomes `free`; each `infe` keeps its id,
