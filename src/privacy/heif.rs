@@ -534,12 +534,19 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
             dropped.push((split, end));
         }
     }
-    // Metadata items' bytes go, even where a kept item shares them (that
-    // could only harm the picture, never leak), and so does what no kept
-    // item uses.
-    zero_union(&mut out, &mut dropped);
+    // Metadata items' bytes go, and so does what no kept item uses.
     kept_in_file.sort_unstable();
     kept_in_idat.sort_unstable();
+    // Metadata sharing bytes with kept image data is refused: zeroing it
+    // would change what a second pass reads there (a grid descriptor's
+    // size flag), so the cleaning would not be a fixed point (found by the
+    // `photo_heic` fuzz target). Cameras never write such files.
+    dropped.sort_unstable();
+    let gone = union(&dropped);
+    if overlap(&gone, &union(&kept_in_file)) || overlap(&gone, &union(&kept_in_idat)) {
+        return Err(StripError::BadBox);
+    }
+    zero_union(&mut out, &mut dropped);
     for b in &mdats {
         zero_gaps(&mut out, b.payload, b.end, &kept_in_file);
     }
@@ -547,6 +554,34 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         zero_gaps(&mut out, from, to, &kept_in_idat);
     }
     Ok(out)
+}
+
+/// Sorted ranges merged where they touch or overlap.
+fn union(sorted: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(sorted.len());
+    for &(from, to) in sorted {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
+}
+
+/// Whether two sorted lists of disjoint ranges share a byte (one pass).
+fn overlap(a: &[(usize, usize)], b: &[(usize, usize)]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&(a0, a1)), Some(&(b0, b1))) = (a.get(i), b.get(j)) {
+        if a0 < b1 && b0 < a1 {
+            return true;
+        }
+        if a1 <= b1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
 }
 
 /// Compatible brands a HEIC photo names; others are zeroed.
