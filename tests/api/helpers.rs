@@ -54,6 +54,25 @@ pub fn require_redis(url: &str) {
     );
 }
 
+/// Serves a stand-in peer (a provider's API or media server, a push service)
+/// over plain HTTP on a loopback port, one worker, for the rest of the test;
+/// returns its base URL. `routes` is applied to every worker's `App`.
+pub fn serve_stand_in(
+    routes: impl Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
 pub fn random_hex(n: usize) -> String {
     let id = tipwire::domain::TipId::random();
     id.as_str()[..n].to_owned()

@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
 use hmac::{Hmac, Mac};
 
-use crate::helpers::{TestApp, form_body, spawn_app_with};
+use crate::helpers::{TestApp, form_body, serve_stand_in, spawn_app_with};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const AUTH_TOKEN: &str = "twilio-test-auth-token-1";
@@ -175,11 +175,8 @@ async fn media(
 pub fn start_stand_in() -> StandIn {
     let state = Arc::new(Mutex::new(StandInState::default()));
     let data = web::Data::new(state.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
+    let url = serve_stand_in(move |app| {
+        app.app_data(data.clone())
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 web::post().to(twilio_messages),
@@ -188,18 +185,9 @@ pub fn start_stand_in() -> StandIn {
                 "/2010-04-01/Accounts/{sid}/Messages/MM1/Media/{name}",
                 web::get().to(media),
             )
-            .route("/v2/messages", web::post().to(telnyx_messages))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    StandIn {
-        url: format!("http://127.0.0.1:{port}"),
-        state,
-    }
+            .route("/v2/messages", web::post().to(telnyx_messages));
+    });
+    StandIn { url, state }
 }
 
 /// Writes the providers' secrets (Twilio's auth token, Telnyx's API key) as

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 
-use crate::helpers::{TestApp, open_tip};
+use crate::helpers::{TestApp, open_tip, serve_stand_in};
 use crate::sms::jpeg_with_exif;
 use crate::sms_helpers::{ACCOUNT_SID, now, spawn_sms_app, telnyx_event, twilio_params};
 
@@ -32,11 +32,9 @@ impl StalledMedia {
         let released = Arc::new(AtomicBool::new(false));
         let release = Arc::new(tokio::sync::Notify::new());
         let state = (requests.clone(), released.clone(), release.clone(), photo);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
+        let url = serve_stand_in(move |app| {
             let (requests, released, release, photo) = state.clone();
-            App::new().default_service(web::to(move || {
+            app.default_service(web::to(move || {
                 let (requests, released, release, photo) = (
                     requests.clone(),
                     released.clone(),
@@ -52,16 +50,10 @@ impl StalledMedia {
                     released.store(true, Ordering::SeqCst);
                     HttpResponse::Ok().content_type("image/jpeg").body(photo)
                 }
-            }))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
+            }));
+        });
         Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             requests,
             released,
             release,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use super::flood::PATIENCE;
 use super::rig::Rig;
 use crate::devices::Phone;
+use crate::helpers::serve_stand_in;
 use crate::sms_helpers::{
     AUTH_TOKEN, Hold, PROGRAM_NUMBER, Sent, post_twilio, twilio_params, twilio_signature,
 };
@@ -142,10 +143,8 @@ impl HoldingPushService {
         let arrived = Arc::new(Notify::new());
         let requests = Arc::new(AtomicUsize::new(0));
         let state = web::Data::new((arrived.clone(), requests.clone()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).route(
+        let url = serve_stand_in(move |app| {
+            app.app_data(state.clone()).route(
                 "/push/{device}",
                 web::post().to(
                     |state: web::Data<(Arc<Notify>, Arc<AtomicUsize>)>| async move {
@@ -156,16 +155,10 @@ impl HoldingPushService {
                         HttpResponse::Created().finish()
                     },
                 ),
-            )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
+            );
+        });
         Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             arrived,
             requests,
         }
