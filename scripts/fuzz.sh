@@ -31,6 +31,8 @@ sanitizer="${FUZZ_SANITIZER:-none}"
 jobs="${FUZZ_JOBS:-1}"
 
 ensure_cargo_fuzz
+# The fuzz targets link the library, which embeds the mediator app.
+ensure_web
 
 build_flags=(--sanitizer "$sanitizer")
 case "$build" in
@@ -120,8 +122,14 @@ for name in "${targets[@]}"; do
     grep -m1 -A2 'panicked at\|ERROR: libFuzzer' "$scratch/$name.log" || true
     echo "..."
     tail -n 12 "$scratch/$name.log"
-    grep -o 'Test unit written to .*' "$scratch/$name.log" |
-      sed "s|^Test unit written to |crashing input: |" || true
+    for input in $(sed -n 's/.*Test unit written to //p' "$scratch/$name.log"); do
+      echo "crashing input: $input"
+      # CI keeps no files: the log carries the input (bounded) to replay it.
+      if [ -f "$input" ] && [ "$(wc -c < "$input")" -le 65536 ]; then
+        echo "its bytes (base64; base64 -d > input to rebuild it):"
+        base64 "$input"
+      fi
+    done
     echo "replay: $bin_dir/$name <crashing input>; once fixed, commit it to fuzz/regressions/$name/"
   fi
 done

@@ -376,17 +376,15 @@ fn walk<'a>(
             continue;
         }
         let command = line.to_ascii_uppercase();
+        let verb = verb(&command);
         if command == b"QUIT\r\n" || answer.code == 221 {
-            let verb = command.trim_ascii_start();
             assert!(
-                answer.code == 221
-                    && verb.starts_with(b"QUIT")
-                    && verb.get(4).is_some_and(u8::is_ascii_whitespace),
+                answer.code == 221 && names(verb, b"QUIT"),
                 "QUIT, and only QUIT, gets 221"
             );
             return Expect::Ended(Ended::Quit);
         }
-        let starttls = command.trim_ascii_start().starts_with(b"STARTTLS");
+        let starttls = verb.starts_with(b"STARTTLS");
         if starttls && matches!(answer.code, 220 | 554)
             || command == b"STARTTLS\r\n" && setup.offer_tls
         {
@@ -402,7 +400,7 @@ fn walk<'a>(
         }
         assert_ne!(answer.code, 220, "220 answers only STARTTLS");
         assert!(
-            answer.code != 354 || command.starts_with(b"DATA"),
+            answer.code != 354 || names(verb, b"DATA"),
             "354 answers only DATA"
         );
         if answer.code != 354 {
@@ -444,6 +442,19 @@ fn walk<'a>(
         }
     }
     Expect::Closed
+}
+
+/// A command line from its verb on: smtp-proto skips the spaces before it
+/// (" DATA" is DATA), and no other byte.
+fn verb(command: &[u8]) -> &[u8] {
+    let spaces = command.iter().take_while(|&&b| b == b' ').count();
+    command.get(spaces..).unwrap_or_default()
+}
+
+/// Whether `verb` names `name`, followed by whitespace (as smtp-proto ends a
+/// verb).
+fn names(verb: &[u8], name: &[u8]) -> bool {
+    verb.starts_with(name) && verb.get(name.len()).is_some_and(u8::is_ascii_whitespace)
 }
 
 /// The complete line (up to and including LF) at `pos`.
