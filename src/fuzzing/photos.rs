@@ -436,7 +436,13 @@ mod heif {
                                 "property {:?} survived",
                                 p.kind
                             );
-                            kept.push((p.payload, p.end));
+                            // `hvcC` keeps its record, not what follows.
+                            let end = if &p.kind == b"hvcC" {
+                                hevc_record_end(out, p.payload, p.end).unwrap_or(p.payload)
+                            } else {
+                                p.end
+                            };
+                            kept.push((p.payload, end));
                         }
                     }
                     _ => {}
@@ -503,6 +509,26 @@ mod heif {
             }
         }
         Some(kept)
+    }
+
+    /// Where an `hvcC` record in `[from, to)` ends: 22 bytes of fields, an
+    /// array count, per array a type byte and a unit count, per unit a
+    /// 16-bit length and its bytes.
+    fn hevc_record_end(out: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut at = from + 22;
+        let arrays = *out.get(at)?;
+        at += 1;
+        for _ in 0..arrays {
+            let units = u16_at(out, at + 1)?;
+            at += 3;
+            for _ in 0..units {
+                if at >= to {
+                    return None;
+                }
+                at += 2 + u16_at(out, at)?;
+            }
+        }
+        (at <= to).then_some(at)
     }
 
     /// (item id, item type) of each `infe` (versions 2 and 3).

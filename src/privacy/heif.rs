@@ -25,7 +25,8 @@
 //!   `ipma`; in `ipco` every property but the small rendering ones
 //!   (`hvcC`, `ispe`, `pixi`, `irot`, `imir`, `clap`, `pasp`, `auxC`, `rloc`,
 //!   `lsel`, `clli`, `mdcv`, and `colr` of type `nclx`; bytes past the
-//!   fields of the fixed-size ones are zeroed). An ICC profile in
+//!   fields of the fixed-size ones, and past `hvcC`'s arrays of parameter
+//!   sets, are zeroed; an `hvcC` whose arrays overrun it becomes `free`). An ICC profile in
 //!   `colr` names the device and can fingerprint it; a `udes` property carries
 //!   free text. Their indexes stay, so `ipma` still lines up.
 //! - A file this cannot clean for certain is refused: no single `meta` box,
@@ -45,8 +46,8 @@
 //! Kept: item ids and types, `iref` references (thumbnails stay: a HEIC
 //! thumbnail is the same photo, smaller), the major and known compatible
 //! `ftyp` brands (the minor version and other brands are zeroed), and image data
-//! as it is (an HEVC stream's own SEI messages, and the `hvcC` and `auxC`
-//! properties, are not parsed).
+//! as it is (an HEVC stream's own SEI messages, the NAL units in `hvcC`'s
+//! arrays, and `auxC`, are not parsed).
 
 use super::metadata::StripError;
 
@@ -775,17 +776,46 @@ fn clean_data_information(bytes: &[u8], out: &mut [u8], dinf: BoxAt) -> Result<(
     Ok(())
 }
 
+/// The length of an `hvcC` record: 22 bytes of fields, an array count, then
+/// per array its NAL unit type and unit count, and each unit's 16-bit length
+/// and bytes. `None` when the record does not fit its box (only its bytes
+/// are read).
+fn hevc_config_len(bytes: &[u8], hvcc: BoxAt) -> Option<usize> {
+    let record = bytes.get(hvcc.payload..hvcc.end)?;
+    let mut at = 22;
+    let arrays = read_u8(record, at).ok()?;
+    at += 1;
+    for _ in 0..arrays {
+        let units = read_u16(record, at + 1).ok()?;
+        at += 3;
+        for _ in 0..units {
+            // Each unit takes at least 2 bytes of the record: its end
+            // bounds the loop.
+            at += 2 + usize::from(read_u16(record, at).ok()?);
+        }
+    }
+    (at <= record.len()).then_some(at)
+}
+
 fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), StripError> {
     for p in boxes(bytes, ipco.payload, ipco.end)? {
         let keep = KEPT_PROPERTIES.contains(&&p.kind)
             || (p.kind == *b"colr" && read_4cc(bytes, p.payload).ok() == Some(*b"nclx"));
-        if !keep {
+        // An `hvcC` whose arrays do not end inside it has no end to keep
+        // bytes up to: it goes whole (a decoder could not read it either).
+        let config = match &p.kind {
+            b"hvcC" => hevc_config_len(bytes, p),
+            _ => None,
+        };
+        if !keep || (p.kind == *b"hvcC" && config.is_none()) {
             neutralise(out, p);
             continue;
         }
-        // Fixed-size properties: bytes past their fields are zeroed. `hvcC`
-        // (parameter sets) and `auxC` (a type URN and subtype) are kept whole.
+        // Fixed-size properties: bytes past their fields are zeroed, and so
+        // are those past `hvcC`'s arrays of parameter sets. `auxC` (a type
+        // URN and subtype) is kept whole.
         let size = match &p.kind {
+            b"hvcC" => config,
             b"ispe" | b"rloc" => Some(12),
             b"pixi" => Some(5 + usize::from(read_u8(bytes, p.payload + 4)?)),
             b"irot" | b"imir" => Some(1),
@@ -939,7 +969,7 @@ mod tests {
             let ipco = bx(
                 b"ipco",
                 &[
-                    bx(b"hvcC", &[1, 2, 3, 4]),
+                    bx(b"hvcC", &hvcc(&[(0xA0, &[b"VPS"])])),
                     full(b"ispe", 0, &[0, 0, 0x0F, 0, 0, 0, 0x0B, 0x40]),
                     bx(b"colr", &[b"prof".as_slice(), ICC_CANARY].concat()),
                     bx(b"colr", b"nclx\0\x01\0\x0D\0\x06\x80"),
@@ -1356,7 +1386,7 @@ mod tests {
             let ipco = bx(
                 b"ipco",
                 &[
-                    bx(b"hvcC", &[1, 2, 3, 4]),
+                    bx(b"hvcC", &hvcc(&[(0xA0, &[b"VPS"])])),
                     full(
                         b"ispe",
                         0,
@@ -1497,6 +1527,57 @@ mod tests {
             TILE,
         );
         assert_eq!(strip_heif(&heic), Err(StripError::BadBox));
+    }
+
+    /// An `hvcC` record: 22 bytes of fields, then its arrays of NAL units.
+    fn hvcc(arrays: &[(u8, &[&[u8]])]) -> Vec<u8> {
+        let mut c = vec![1u8; 22];
+        c.push(u8::try_from(arrays.len()).unwrap());
+        for (kind, units) in arrays {
+            c.push(*kind);
+            c.extend_from_slice(&u16::try_from(units.len()).unwrap().to_be_bytes());
+            for unit in *units {
+                c.extend_from_slice(&u16::try_from(unit.len()).unwrap().to_be_bytes());
+                c.extend_from_slice(unit);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn hvcc_keeps_its_parameter_sets_and_not_the_bytes_after_them() {
+        let marker = b"MARKER-47.6062N-122.3321W";
+        let config = hvcc(&[(0xA0, &[b"VPS"]), (0xA1, &[b"SPS", b"SPS2"]), (0xA2, &[])]);
+        let heic = custom_heic(
+            &[infe(1, b"hvc1", None)],
+            &[(1, 0, 0, u32::try_from(TILE.len()).unwrap())],
+            &[],
+            &bx(b"hvcC", &[&config[..], marker].concat()),
+            &[],
+            TILE,
+        );
+        let clean = strip_heif(&heic).unwrap();
+        assert!(!contains(&clean, marker));
+        let at = position(&heic, &config);
+        assert_eq!(&clean[at..at + config.len()], config, "the record stays");
+        assert_eq!(strip_heif(&clean), Ok(clean.clone()), "a fixed point");
+
+        // Arrays longer than the box, or a box shorter than the fields:
+        // no end to keep bytes up to, so the box goes whole.
+        for short in [&config[..config.len() - 1], &config[..21]] {
+            let heic = custom_heic(
+                &[infe(1, b"hvc1", None)],
+                &[(1, 0, 0, 4)],
+                &[],
+                &bx(b"hvcC", short),
+                &[],
+                TILE,
+            );
+            let clean = strip_heif(&heic).unwrap();
+            let at = position(&heic, b"hvcC");
+            assert_eq!(&clean[at..at + 4], b"free");
+            assert!(clean[at + 4..at + 4 + short.len()].iter().all(|&b| b == 0));
+        }
     }
 
     proptest! {
