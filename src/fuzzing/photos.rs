@@ -442,7 +442,16 @@ mod heif {
                             } else {
                                 p.end
                             };
-                            kept.push((p.payload, end));
+                            // `auxC` keeps its subtype; its type is a known
+                            // URN, never the marker.
+                            let start = if &p.kind == b"auxC" {
+                                out.get(p.payload + 4..p.end)
+                                    .and_then(|t| t.iter().position(|&b| b == 0))
+                                    .map_or(p.end, |nul| p.payload + 4 + nul + 1)
+                            } else {
+                                p.payload
+                            };
+                            kept.push((start, end));
                         }
                     }
                     _ => {}

@@ -26,7 +26,8 @@
 //!   (`hvcC`, `ispe`, `pixi`, `irot`, `imir`, `clap`, `pasp`, `auxC`, `rloc`,
 //!   `lsel`, `clli`, `mdcv`, and `colr` of type `nclx`; bytes past the
 //!   fields of the fixed-size ones, and past `hvcC`'s arrays of parameter
-//!   sets, are zeroed; an `hvcC` whose arrays overrun it becomes `free`). An ICC profile in
+//!   sets, are zeroed; an `hvcC` whose arrays overrun it, and an `auxC`
+//!   whose type is not a known URN (free text), become `free`). An ICC profile in
 //!   `colr` names the device and can fingerprint it; a `udes` property carries
 //!   free text. Their indexes stay, so `ipma` still lines up.
 //! - A file this cannot clean for certain is refused: no single `meta` box,
@@ -47,7 +48,7 @@
 //! thumbnail is the same photo, smaller), the major and known compatible
 //! `ftyp` brands (the minor version and other brands are zeroed), and image data
 //! as it is (an HEVC stream's own SEI messages, the NAL units in `hvcC`'s
-//! arrays, and `auxC`, are not parsed).
+//! arrays, and an `auxC`'s subtype, are not parsed).
 
 use super::metadata::StripError;
 
@@ -797,6 +798,34 @@ fn hevc_config_len(bytes: &[u8], hvcc: BoxAt) -> Option<usize> {
     (at <= record.len()).then_some(at)
 }
 
+/// Auxiliary image types (`auxC`) phones and the standards write: alpha,
+/// depth, Apple's HDR gain map and mattes. Any other type is free text.
+const KNOWN_AUX_TYPES: [&[u8]; 13] = [
+    b"urn:mpeg:hevc:2015:auxid:1",
+    b"urn:mpeg:hevc:2015:auxid:2",
+    b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha",
+    b"urn:mpeg:mpegB:cicp:systems:auxiliary:depth",
+    b"urn:com:apple:photo:2020:aux:hdrgainmap",
+    b"urn:com:apple:photo:2018:aux:portraiteffectsmatte",
+    b"urn:com:apple:photo:2019:aux:semanticskinmatte",
+    b"urn:com:apple:photo:2019:aux:semantichairmatte",
+    b"urn:com:apple:photo:2019:aux:semanticteethmatte",
+    b"urn:com:apple:photo:2020:aux:semanticglassesmatte",
+    b"urn:com:apple:photo:2020:aux:semanticskymatte",
+    b"tag:apple.com,2023:photo:aux:styledeltamap",
+    b"tag:apple.com,2023:photo:aux:linearthumbnail",
+];
+
+/// Whether an `auxC` (version and flags, then a NUL-terminated type) names a
+/// type of [`KNOWN_AUX_TYPES`] (only its bytes are read).
+fn known_aux_type(bytes: &[u8], auxc: BoxAt) -> bool {
+    let Some(text) = bytes.get(auxc.payload + 4..auxc.end) else {
+        return false;
+    };
+    let aux_type = text.split(|&b| b == 0).next().unwrap_or_default();
+    aux_type.len() < text.len() && KNOWN_AUX_TYPES.contains(&aux_type)
+}
+
 fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), StripError> {
     for p in boxes(bytes, ipco.payload, ipco.end)? {
         let keep = KEPT_PROPERTIES.contains(&&p.kind)
@@ -807,13 +836,18 @@ fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), Str
             b"hvcC" => hevc_config_len(bytes, p),
             _ => None,
         };
-        if !keep || (p.kind == *b"hvcC" && config.is_none()) {
+        let unreadable = match &p.kind {
+            b"hvcC" => config.is_none(),
+            b"auxC" => !known_aux_type(bytes, p),
+            _ => false,
+        };
+        if !keep || unreadable {
             neutralise(out, p);
             continue;
         }
         // Fixed-size properties: bytes past their fields are zeroed, and so
-        // are those past `hvcC`'s arrays of parameter sets. `auxC` (a type
-        // URN and subtype) is kept whole.
+        // are those past `hvcC`'s arrays of parameter sets. `auxC` (a known
+        // type URN, then a subtype) is kept whole.
         let size = match &p.kind {
             b"hvcC" => config,
             b"ispe" | b"rloc" => Some(12),
@@ -1577,6 +1611,35 @@ mod tests {
             let at = position(&heic, b"hvcC");
             assert_eq!(&clean[at..at + 4], b"free");
             assert!(clean[at + 4..at + 4 + short.len()].iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn an_auxiliary_image_type_is_kept_only_when_it_is_a_known_urn() {
+        let marker = b"MARKER-47.6062N-122.3321W";
+        let heic = |aux_type: &[u8]| {
+            custom_heic(
+                &[infe(1, b"hvc1", None)],
+                &[(1, 0, 0, 4)],
+                &[],
+                &full(b"auxC", 0, &[aux_type, b"\0"].concat()),
+                &[],
+                TILE,
+            )
+        };
+        let free_text = heic(&[b"urn:".as_slice(), marker].concat());
+        let clean = strip_heif(&free_text).unwrap();
+        assert!(!contains(&clean, marker));
+        assert!(!contains(&clean, b"auxC"), "an unknown type goes whole");
+        assert_eq!(strip_heif(&clean), Ok(clean.clone()), "a fixed point");
+
+        for known in [
+            b"urn:mpeg:hevc:2015:auxid:1".as_slice(),
+            b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha",
+            b"urn:com:apple:photo:2020:aux:hdrgainmap",
+        ] {
+            let clean = strip_heif(&heic(known)).unwrap();
+            assert!(contains(&clean, &[b"auxC\0\0\0\0", known, b"\0"].concat()));
         }
     }
 
