@@ -407,8 +407,21 @@ mod heif {
             );
         }
         let mut kept = Vec::new();
+        // (derived item, input count) of each `dimg` reference.
+        let mut inputs = Vec::new();
         if let Some(iref) = child(&children, b"iref") {
             kept.push((iref.payload, iref.end));
+            let wide = *out.get(iref.payload)? != 0;
+            for r in boxes(out, iref.payload + 4, iref.end)? {
+                if &r.kind == b"dimg" {
+                    let (from, at) = if wide {
+                        (u32_at(out, r.payload)?, r.payload + 4)
+                    } else {
+                        (u32::try_from(u16_at(out, r.payload)?).ok()?, r.payload + 2)
+                    };
+                    inputs.push((from, u16_at(out, at)?));
+                }
+            }
         }
         if let Some(iprp) = child(&children, b"iprp") {
             for b in boxes(out, iprp.payload, iprp.end)? {
@@ -423,7 +436,22 @@ mod heif {
                                 "property {:?} survived",
                                 p.kind
                             );
-                            kept.push((p.payload, p.end));
+                            // `hvcC` keeps its record, not what follows.
+                            let end = if &p.kind == b"hvcC" {
+                                hevc_record_end(out, p.payload, p.end).unwrap_or(p.payload)
+                            } else {
+                                p.end
+                            };
+                            // `auxC` keeps its subtype; its type is a known
+                            // URN, never the marker.
+                            let start = if &p.kind == b"auxC" {
+                                out.get(p.payload + 4..p.end)
+                                    .and_then(|t| t.iter().position(|&b| b == 0))
+                                    .map_or(p.end, |nul| p.payload + 4 + nul + 1)
+                            } else {
+                                p.payload
+                            };
+                            kept.push((start, end));
                         }
                     }
                     _ => {}
@@ -454,12 +482,31 @@ mod heif {
                 .filter(|(id, _)| *id == item)
                 .all(|(_, kind)| IMAGE_ITEMS.contains(&kind));
             let described = types.iter().any(|(id, _)| *id == item);
-            let grid = types
-                .iter()
-                .any(|(id, kind)| *id == item && kind == b"grid");
+            let is =
+                |wanted: &[u8; 4]| types.iter().any(|(id, kind)| *id == item && kind == wanted);
             if image && described {
-                // A grid keeps its 8- or 12-byte descriptor only.
-                kept.push((from, if grid { to.min(from + 12) } else { to }));
+                // A grid keeps its 8- or 12-byte descriptor only; an overlay
+                // its descriptor: 10 bytes, then width, height and an offset
+                // pair per input, 2 or 4 bytes each (flag bit 0).
+                let end = if is(b"grid") {
+                    to.min(from + 12)
+                } else if is(b"iovl") {
+                    let field = if out.get(from + 1).is_some_and(|f| f & 1 == 1) {
+                        4
+                    } else {
+                        2
+                    };
+                    let count = inputs
+                        .iter()
+                        .filter(|(id, _)| *id == item)
+                        .map(|(_, n)| *n)
+                        .max()
+                        .unwrap_or(0);
+                    to.min(from + 10 + 2 * field * (1 + count))
+                } else {
+                    to
+                };
+                kept.push((from, end));
             } else {
                 assert!(
                     out.get(from..to)
@@ -471,6 +518,26 @@ mod heif {
             }
         }
         Some(kept)
+    }
+
+    /// Where an `hvcC` record in `[from, to)` ends: 22 bytes of fields, an
+    /// array count, per array a type byte and a unit count, per unit a
+    /// 16-bit length and its bytes.
+    fn hevc_record_end(out: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut at = from + 22;
+        let arrays = *out.get(at)?;
+        at += 1;
+        for _ in 0..arrays {
+            let units = u16_at(out, at + 1)?;
+            at += 3;
+            for _ in 0..units {
+                if at >= to {
+                    return None;
+                }
+                at += 2 + u16_at(out, at)?;
+            }
+        }
+        (at <= to).then_some(at)
     }
 
     /// (item id, item type) of each `infe` (versions 2 and 3).

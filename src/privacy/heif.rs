@@ -9,9 +9,10 @@
 //! offsets into the `idat` box). Removing bytes would shift every offset, so
 //! the file is cleaned in place and keeps its length:
 //!
-//! - Allow-list of items: only image coding items (`hvc1`, and the derived
-//!   `iovl`) keep their bytes; a `grid` keeps its 8- or 12-byte descriptor
-//!   and no more, an `iden` (which has no data) nothing. Every other item (`Exif`,
+//! - Allow-list of items: only coded images (`hvc1`) keep all their bytes;
+//!   a `grid` keeps its 8- or 12-byte descriptor and an `iovl` its
+//!   descriptor (fill values, size and an offset pair per `dimg` input), no
+//!   more; an `iden` (which has no data) nothing. Every other item (`Exif`,
 //!   `mime` items such as XMP, `uri `, anything unknown) has its bytes zeroed
 //!   wherever `iloc` puts them.
 //! - Bytes of `mdat` and `idat` that no kept item uses are zeroed too, so
@@ -24,10 +25,13 @@
 //!   `ipma`; in `ipco` every property but the small rendering ones
 //!   (`hvcC`, `ispe`, `pixi`, `irot`, `imir`, `clap`, `pasp`, `auxC`, `rloc`,
 //!   `lsel`, `clli`, `mdcv`, and `colr` of type `nclx`; bytes past the
-//!   fields of the fixed-size ones are zeroed). An ICC profile in
+//!   fields of the fixed-size ones, and past `hvcC`'s arrays of parameter
+//!   sets, are zeroed; an `hvcC` whose arrays overrun it, and an `auxC`
+//!   whose type is not a known URN (free text), become `free`). An ICC profile in
 //!   `colr` names the device and can fingerprint it; a `udes` property carries
 //!   free text. Their indexes stay, so `ipma` still lines up.
 //! - A file this cannot clean for certain is refused: no single `meta` box,
+//!   more than one `iref`, an overlay with two lists of inputs,
 //!   items stored by reference to other items (`iloc` construction method 2)
 //!   or in other files (`data_reference_index`), extents outside the file,
 //!   sizes that do not add up, more than the caps.
@@ -43,8 +47,8 @@
 //! Kept: item ids and types, `iref` references (thumbnails stay: a HEIC
 //! thumbnail is the same photo, smaller), the major and known compatible
 //! `ftyp` brands (the minor version and other brands are zeroed), and image data
-//! as it is (an HEVC stream's own SEI messages, and the `hvcC` and `auxC`
-//! properties, are not parsed).
+//! as it is (an HEVC stream's own SEI messages, the NAL units in `hvcC`'s
+//! arrays, and an `auxC`'s subtype, are not parsed).
 
 use super::metadata::StripError;
 
@@ -65,15 +69,19 @@ enum Keep {
     NoData,
     /// `grid`: its 8- or 12-byte descriptor, no more.
     GridDescriptor,
-    /// `hvc1` coded image data, `iovl` (offsets per input image): all.
+    /// `iovl`: its descriptor (fill values, size, an offset pair per input
+    /// image), no more.
+    OverlayDescriptor,
+    /// `hvc1` coded image data: all.
     Image,
 }
 
 impl Keep {
     fn of(kind: Option<[u8; 4]>) -> Self {
         match kind.as_ref() {
-            Some(b"hvc1" | b"iovl") => Keep::Image,
+            Some(b"hvc1") => Keep::Image,
             Some(b"grid") => Keep::GridDescriptor,
+            Some(b"iovl") => Keep::OverlayDescriptor,
             Some(b"iden") => Keep::NoData,
             _ => Keep::Nothing,
         }
@@ -462,6 +470,10 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         }
         None => Vec::new(),
     };
+    let inputs = match one(b"iref")? {
+        Some(iref) => derivation_inputs(bytes, iref)?,
+        None => Vec::new(),
+    };
     let idat_area = idat.map(|b| (b.payload, b.end));
     let mdats: Vec<BoxAt> = top.iter().filter(|b| b.kind == *b"mdat").copied().collect();
     let mut kept_in_file = Vec::new();
@@ -506,21 +518,36 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
             Some(budget) if described => budget,
             _ => &mut undescribed,
         };
-        let allowed = budget.get_or_insert(match keep {
-            Keep::Nothing | Keep::NoData => 0,
-            // Version, flags (bit 0: 32-bit sizes), rows and columns, then
-            // width and height.
-            Keep::GridDescriptor if read_u8(bytes, start + 1)? & 1 == 1 => 12,
-            Keep::GridDescriptor => 8,
-            Keep::Image => usize::MAX,
-        });
+        if budget.is_none() {
+            *budget = Some(match keep {
+                Keep::Nothing | Keep::NoData => 0,
+                // Version, flags (bit 0: 32-bit sizes), rows and columns,
+                // then width and height.
+                Keep::GridDescriptor if read_u8(bytes, start + 1)? & 1 == 1 => 12,
+                Keep::GridDescriptor => 8,
+                // Version, flags (bit 0: 32-bit fields), four 16-bit fill
+                // values, width and height, then a horizontal and vertical
+                // offset per input image (its `dimg` references).
+                Keep::OverlayDescriptor => {
+                    let field = if read_u8(bytes, start + 1)? & 1 == 1 {
+                        4
+                    } else {
+                        2
+                    };
+                    let inputs = overlay_inputs(&inputs, e.item)?;
+                    2 + 8 + 2 * field * (1 + inputs)
+                }
+                Keep::Image => usize::MAX,
+            });
+        }
+        let allowed = budget.get_or_insert(0);
         let take = (end - start).min(*allowed);
         *allowed -= take;
-        // A grid descriptor is read from its first extent only: its size
-        // depends on a flag that metadata sharing those bytes may zero, so a
-        // budget carried to a later extent would keep different bytes on a
-        // second pass (found by the `photo_heic` fuzz target).
-        if matches!(keep, Keep::GridDescriptor) {
+        // A descriptor is read from its first extent only: its size depends
+        // on a flag that metadata sharing those bytes may zero, so a budget
+        // carried to a later extent would keep different bytes on a second
+        // pass (found by the `photo_heic` fuzz target).
+        if matches!(keep, Keep::GridDescriptor | Keep::OverlayDescriptor) {
             *allowed = 0;
         }
         let split = start + take;
@@ -554,6 +581,38 @@ pub fn strip_heif(bytes: &[u8]) -> Result<Vec<u8>, StripError> {
         zero_gaps(&mut out, from, to, &kept_in_idat);
     }
     Ok(out)
+}
+
+/// `(from item, input count)` of each `dimg` reference in `iref`, sorted:
+/// how many images each derived image (a grid, an overlay) is made of.
+fn derivation_inputs(bytes: &[u8], iref: BoxAt) -> Result<Vec<(u32, usize)>, StripError> {
+    let wide = read_u8(bytes, iref.payload)? != 0;
+    let mut inputs = Vec::new();
+    for b in boxes(bytes, iref.payload + 4, iref.end)? {
+        if b.kind != *b"dimg" {
+            continue;
+        }
+        let (from, at) = if wide {
+            (read_u32(bytes, b.payload)?, b.payload + 4)
+        } else {
+            (u32::from(read_u16(bytes, b.payload)?), b.payload + 2)
+        };
+        inputs.push((from, usize::from(read_u16(bytes, at)?)));
+    }
+    inputs.sort_unstable();
+    Ok(inputs)
+}
+
+/// How many input images the overlay `item` places: the count of its one
+/// `dimg` reference (0 without one). Two lists of inputs would leave its
+/// descriptor's length to the reader's choice: refused.
+fn overlay_inputs(inputs: &[(u32, usize)], item: u32) -> Result<usize, StripError> {
+    let from = inputs.partition_point(|&(id, _)| id < item);
+    match inputs.get(from..).unwrap_or_default() {
+        [(a, _), (b, _), ..] if *a == item && *b == item => Err(StripError::BadBox),
+        [(a, count), ..] if *a == item => Ok(*count),
+        _ => Ok(0),
+    }
 }
 
 /// Sorted ranges merged where they touch or overlap.
@@ -718,17 +777,79 @@ fn clean_data_information(bytes: &[u8], out: &mut [u8], dinf: BoxAt) -> Result<(
     Ok(())
 }
 
+/// The length of an `hvcC` record: 22 bytes of fields, an array count, then
+/// per array its NAL unit type and unit count, and each unit's 16-bit length
+/// and bytes. `None` when the record does not fit its box (only its bytes
+/// are read).
+fn hevc_config_len(bytes: &[u8], hvcc: BoxAt) -> Option<usize> {
+    let record = bytes.get(hvcc.payload..hvcc.end)?;
+    let mut at = 22;
+    let arrays = read_u8(record, at).ok()?;
+    at += 1;
+    for _ in 0..arrays {
+        let units = read_u16(record, at + 1).ok()?;
+        at += 3;
+        for _ in 0..units {
+            // Each unit takes at least 2 bytes of the record: its end
+            // bounds the loop.
+            at += 2 + usize::from(read_u16(record, at).ok()?);
+        }
+    }
+    (at <= record.len()).then_some(at)
+}
+
+/// Auxiliary image types (`auxC`) phones and the standards write: alpha,
+/// depth, Apple's HDR gain map and mattes. Any other type is free text.
+const KNOWN_AUX_TYPES: [&[u8]; 13] = [
+    b"urn:mpeg:hevc:2015:auxid:1",
+    b"urn:mpeg:hevc:2015:auxid:2",
+    b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha",
+    b"urn:mpeg:mpegB:cicp:systems:auxiliary:depth",
+    b"urn:com:apple:photo:2020:aux:hdrgainmap",
+    b"urn:com:apple:photo:2018:aux:portraiteffectsmatte",
+    b"urn:com:apple:photo:2019:aux:semanticskinmatte",
+    b"urn:com:apple:photo:2019:aux:semantichairmatte",
+    b"urn:com:apple:photo:2019:aux:semanticteethmatte",
+    b"urn:com:apple:photo:2020:aux:semanticglassesmatte",
+    b"urn:com:apple:photo:2020:aux:semanticskymatte",
+    b"tag:apple.com,2023:photo:aux:styledeltamap",
+    b"tag:apple.com,2023:photo:aux:linearthumbnail",
+];
+
+/// Whether an `auxC` (version and flags, then a NUL-terminated type) names a
+/// type of [`KNOWN_AUX_TYPES`] (only its bytes are read).
+fn known_aux_type(bytes: &[u8], auxc: BoxAt) -> bool {
+    let Some(text) = bytes.get(auxc.payload + 4..auxc.end) else {
+        return false;
+    };
+    let aux_type = text.split(|&b| b == 0).next().unwrap_or_default();
+    aux_type.len() < text.len() && KNOWN_AUX_TYPES.contains(&aux_type)
+}
+
 fn clean_properties(bytes: &[u8], out: &mut [u8], ipco: BoxAt) -> Result<(), StripError> {
     for p in boxes(bytes, ipco.payload, ipco.end)? {
         let keep = KEPT_PROPERTIES.contains(&&p.kind)
             || (p.kind == *b"colr" && read_4cc(bytes, p.payload).ok() == Some(*b"nclx"));
-        if !keep {
+        // An `hvcC` whose arrays do not end inside it has no end to keep
+        // bytes up to: it goes whole (a decoder could not read it either).
+        let config = match &p.kind {
+            b"hvcC" => hevc_config_len(bytes, p),
+            _ => None,
+        };
+        let unreadable = match &p.kind {
+            b"hvcC" => config.is_none(),
+            b"auxC" => !known_aux_type(bytes, p),
+            _ => false,
+        };
+        if !keep || unreadable {
             neutralise(out, p);
             continue;
         }
-        // Fixed-size properties: bytes past their fields are zeroed. `hvcC`
-        // (parameter sets) and `auxC` (a type URN and subtype) are kept whole.
+        // Fixed-size properties: bytes past their fields are zeroed, and so
+        // are those past `hvcC`'s arrays of parameter sets. `auxC` (a known
+        // type URN, then a subtype) is kept whole.
         let size = match &p.kind {
+            b"hvcC" => config,
             b"ispe" | b"rloc" => Some(12),
             b"pixi" => Some(5 + usize::from(read_u8(bytes, p.payload + 4)?)),
             b"irot" | b"imir" => Some(1),
@@ -882,7 +1003,7 @@ mod tests {
             let ipco = bx(
                 b"ipco",
                 &[
-                    bx(b"hvcC", &[1, 2, 3, 4]),
+                    bx(b"hvcC", &hvcc(&[(0xA0, &[b"VPS"])])),
                     full(b"ispe", 0, &[0, 0, 0x0F, 0, 0, 0, 0x0B, 0x40]),
                     bx(b"colr", &[b"prof".as_slice(), ICC_CANARY].concat()),
                     bx(b"colr", b"nclx\0\x01\0\x0D\0\x06\x80"),
@@ -911,6 +1032,64 @@ mod tests {
         let head = ftyp.len() + meta(0).len() + uuid.len() + 8;
         let meta = meta(u32::try_from(head).unwrap());
         [ftyp, meta, uuid, bx(b"mdat", &mdat_payload)].concat()
+    }
+
+    /// An iloc v1 entry: item id, construction method, offset and length
+    /// (file offsets relative to the start of `mdat`'s payload for method
+    /// 0, `idat` offsets for method 1), one extent each.
+    type Entry = (u16, u16, u32, u32);
+
+    /// A small HEIC of the given `infe`s, `iloc` entries, `iref` children,
+    /// `ipco` properties, `idat` and `mdat` payloads.
+    fn custom_heic(
+        infes: &[Vec<u8>],
+        entries: &[Entry],
+        iref: &[u8],
+        ipco: &[u8],
+        idat: &[u8],
+        mdat: &[u8],
+    ) -> Vec<u8> {
+        let ftyp = bx(b"ftyp", b"heic\0\0\0\0mif1heic");
+        let meta = |mdat_at: u32| {
+            let hdlr = full(
+                b"hdlr",
+                0,
+                &[&[0; 4], b"pict".as_slice(), &[0; 13]].concat(),
+            );
+            let count = u16::try_from(infes.len()).unwrap().to_be_bytes();
+            let iinf = full(b"iinf", 0, &[&count, infes.concat().as_slice()].concat());
+            let mut iloc = vec![0x44, 0x40];
+            iloc.extend_from_slice(&u16::try_from(entries.len()).unwrap().to_be_bytes());
+            for &(id, method, offset, length) in entries {
+                let base = if method == 0 { mdat_at } else { 0 };
+                iloc.extend_from_slice(&id.to_be_bytes());
+                iloc.extend_from_slice(&method.to_be_bytes());
+                iloc.extend_from_slice(&0u16.to_be_bytes());
+                iloc.extend_from_slice(&base.to_be_bytes());
+                iloc.extend_from_slice(&1u16.to_be_bytes());
+                iloc.extend_from_slice(&offset.to_be_bytes());
+                iloc.extend_from_slice(&length.to_be_bytes());
+            }
+            let ipma = full(b"ipma", 0, &0u32.to_be_bytes());
+            let iprp = bx(b"iprp", &[bx(b"ipco", ipco), ipma].concat());
+            full(
+                b"meta",
+                0,
+                &[
+                    hdlr,
+                    full(b"pitm", 0, &1u16.to_be_bytes()),
+                    iinf,
+                    full(b"iloc", 1, &iloc),
+                    full(b"iref", 0, iref),
+                    iprp,
+                    bx(b"idat", idat),
+                ]
+                .concat(),
+            )
+        };
+        let head = ftyp.len() + meta(0).len() + 8;
+        let meta = meta(u32::try_from(head).unwrap());
+        [ftyp, meta, bx(b"mdat", mdat)].concat()
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -1241,7 +1420,7 @@ mod tests {
             let ipco = bx(
                 b"ipco",
                 &[
-                    bx(b"hvcC", &[1, 2, 3, 4]),
+                    bx(b"hvcC", &hvcc(&[(0xA0, &[b"VPS"])])),
                     full(
                         b"ispe",
                         0,
@@ -1322,6 +1501,146 @@ mod tests {
             .map(|spot| SPOTS[spot])
             .collect();
         assert_eq!(survivors, Vec::<&str>::new());
+    }
+
+    /// An overlay descriptor: version, flags, four fill values, width and
+    /// height, one offset pair per input image (16-bit fields).
+    fn overlay(inputs: usize) -> Vec<u8> {
+        [
+            &[0u8, 0],
+            &[0u8; 8][..],
+            &[0, 16, 0, 16],
+            &[0, 1, 0, 2].repeat(inputs),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn an_overlay_keeps_its_descriptor_and_not_the_bytes_after_it() {
+        let marker = b"MARKER-47.6062N-122.3321W";
+        let tile = u32::try_from(TILE.len()).unwrap();
+        for wide in [false, true] {
+            let mut iovl = overlay(2);
+            if wide {
+                // 32-bit fields: width, height and offsets twice as long.
+                iovl = [&[0u8, 1], &[0u8; 8][..], &[0, 0, 0, 16].repeat(2 + 4)].concat();
+            }
+            let kept = iovl.len();
+            let heic = custom_heic(
+                &[infe(1, b"iovl", None), infe(2, b"hvc1", None)],
+                &[
+                    (1, 1, 0, u32::try_from(kept + marker.len()).unwrap()),
+                    (2, 0, 0, tile),
+                ],
+                &bx(b"dimg", &[0, 1, 0, 2, 0, 2, 0, 2]),
+                &[],
+                &[&iovl[..], marker].concat(),
+                TILE,
+            );
+            let clean = strip_heif(&heic).unwrap();
+            assert!(!contains(&clean, marker), "wide: {wide}");
+            let at = position(&heic, &iovl);
+            assert_eq!(&clean[at..at + kept], iovl, "the descriptor stays");
+            assert_eq!(strip_heif(&clean), Ok(clean.clone()), "a fixed point");
+        }
+    }
+
+    #[test]
+    fn an_overlay_with_two_lists_of_inputs_is_refused() {
+        let iovl = overlay(1);
+        let heic = custom_heic(
+            &[infe(1, b"iovl", None), infe(2, b"hvc1", None)],
+            &[(1, 1, 0, u32::try_from(iovl.len()).unwrap()), (2, 0, 0, 4)],
+            &[
+                bx(b"dimg", &[0, 1, 0, 1, 0, 2]),
+                bx(b"dimg", &[0, 1, 0, 1, 0, 2]),
+            ]
+            .concat(),
+            &[],
+            &iovl,
+            TILE,
+        );
+        assert_eq!(strip_heif(&heic), Err(StripError::BadBox));
+    }
+
+    /// An `hvcC` record: 22 bytes of fields, then its arrays of NAL units.
+    fn hvcc(arrays: &[(u8, &[&[u8]])]) -> Vec<u8> {
+        let mut c = vec![1u8; 22];
+        c.push(u8::try_from(arrays.len()).unwrap());
+        for (kind, units) in arrays {
+            c.push(*kind);
+            c.extend_from_slice(&u16::try_from(units.len()).unwrap().to_be_bytes());
+            for unit in *units {
+                c.extend_from_slice(&u16::try_from(unit.len()).unwrap().to_be_bytes());
+                c.extend_from_slice(unit);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn hvcc_keeps_its_parameter_sets_and_not_the_bytes_after_them() {
+        let marker = b"MARKER-47.6062N-122.3321W";
+        let config = hvcc(&[(0xA0, &[b"VPS"]), (0xA1, &[b"SPS", b"SPS2"]), (0xA2, &[])]);
+        let heic = custom_heic(
+            &[infe(1, b"hvc1", None)],
+            &[(1, 0, 0, u32::try_from(TILE.len()).unwrap())],
+            &[],
+            &bx(b"hvcC", &[&config[..], marker].concat()),
+            &[],
+            TILE,
+        );
+        let clean = strip_heif(&heic).unwrap();
+        assert!(!contains(&clean, marker));
+        let at = position(&heic, &config);
+        assert_eq!(&clean[at..at + config.len()], config, "the record stays");
+        assert_eq!(strip_heif(&clean), Ok(clean.clone()), "a fixed point");
+
+        // Arrays longer than the box, or a box shorter than the fields:
+        // no end to keep bytes up to, so the box goes whole.
+        for short in [&config[..config.len() - 1], &config[..21]] {
+            let heic = custom_heic(
+                &[infe(1, b"hvc1", None)],
+                &[(1, 0, 0, 4)],
+                &[],
+                &bx(b"hvcC", short),
+                &[],
+                TILE,
+            );
+            let clean = strip_heif(&heic).unwrap();
+            let at = position(&heic, b"hvcC");
+            assert_eq!(&clean[at..at + 4], b"free");
+            assert!(clean[at + 4..at + 4 + short.len()].iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn an_auxiliary_image_type_is_kept_only_when_it_is_a_known_urn() {
+        let marker = b"MARKER-47.6062N-122.3321W";
+        let heic = |aux_type: &[u8]| {
+            custom_heic(
+                &[infe(1, b"hvc1", None)],
+                &[(1, 0, 0, 4)],
+                &[],
+                &full(b"auxC", 0, &[aux_type, b"\0"].concat()),
+                &[],
+                TILE,
+            )
+        };
+        let free_text = heic(&[b"urn:".as_slice(), marker].concat());
+        let clean = strip_heif(&free_text).unwrap();
+        assert!(!contains(&clean, marker));
+        assert!(!contains(&clean, b"auxC"), "an unknown type goes whole");
+        assert_eq!(strip_heif(&clean), Ok(clean.clone()), "a fixed point");
+
+        for known in [
+            b"urn:mpeg:hevc:2015:auxid:1".as_slice(),
+            b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha",
+            b"urn:com:apple:photo:2020:aux:hdrgainmap",
+        ] {
+            let clean = strip_heif(&heic(known)).unwrap();
+            assert!(contains(&clean, &[b"auxC\0\0\0\0", known, b"\0"].concat()));
+        }
     }
 
     proptest! {
