@@ -70,17 +70,13 @@ pub fn smtp_session(data: &[u8]) {
     setup.offer_tls = tls.is_some();
     let client = input.rest();
     let mailbox = Recorder::default();
-    let mut wire = Wire {
-        input: client,
-        chunk: setup.chunk,
-        output: Vec::new(),
-    };
+    let mut wire = Wire::new(client, setup.chunk);
     let ended = run(&setup, tls, &mut wire, &mailbox);
     let delivered = mailbox
         .messages
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
-    check(&setup, client, &wire.output, &delivered, ended);
+    check(&setup, client, wire.output(), &delivered, ended);
 }
 
 /// What the first two bytes choose.
@@ -178,11 +174,27 @@ fn acceptor() -> Option<tokio_rustls::TlsAcceptor> {
 }
 
 /// The client's side of the connection: its bytes in reads of `chunk`, then
-/// end of file; and everything the server wrote.
-struct Wire<'a> {
+/// end of file; and everything the server wrote. (The session's unit tests
+/// use it to put a read boundary where they want one.)
+pub(crate) struct Wire<'a> {
     input: &'a [u8],
     chunk: usize,
     output: Vec<u8>,
+}
+
+impl<'a> Wire<'a> {
+    pub(crate) fn new(input: &'a [u8], chunk: usize) -> Self {
+        Self {
+            input,
+            chunk,
+            output: Vec::new(),
+        }
+    }
+
+    /// Everything the server wrote.
+    pub(crate) fn output(&self) -> &[u8] {
+        &self.output
+    }
 }
 
 impl AsyncRead for Wire<'_> {
