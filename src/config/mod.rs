@@ -170,8 +170,9 @@ pub struct LogSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RateLimitSettings {
     pub web: ChannelLimits,
-    /// Device enrolments (`POST /api/v1/devices`), per client address and in
-    /// all: guesses at invite codes.
+    /// Device enrolments (`POST /api/v1/devices`): per client address for
+    /// every attempt, in all only for a valid invite (for every attempt
+    /// behind an onion service).
     pub enrolment: ChannelLimits,
     pub sms: ChannelLimits,
     pub email: EmailLimits,

@@ -477,13 +477,25 @@ pub struct RevokedDevice {
     pub sessions_ended: usize,
 }
 
+/// An enrolment attempt within its client's limit, as
+/// [`DeviceApi::admit_enrolment`] let it in.
+#[derive(Debug)]
+#[must_use = "an attempt with a valid invite still owes the channel's limit"]
+pub struct EnrolmentAttempt {
+    /// Whether the channel's bucket was charged already (a request from
+    /// everyone at once, which has no bucket of its own).
+    global_paid: bool,
+}
+
 /// Everything the device routes need, registered once as app data.
 pub struct DeviceApi {
     pub devices: Devices,
     pub invites: Invites,
     pub sessions: Sessions,
-    /// `rate_limits.enrolment`: every enrolment attempt takes a cell, per
-    /// client address and in all, before the invite is looked at.
+    /// `rate_limits.enrolment`: every enrolment attempt takes a cell from
+    /// its client's bucket before the invite is looked at; the channel's
+    /// (global) bucket pays only for attempts with a valid invite (see
+    /// [`Self::admit_enrolment`]).
     pub enrolment_limiter: crate::ratelimit::ChannelLimiter,
     keyer: crate::privacy::ClientKeyer,
     /// Plaintext mode without trusted proxies (an onion service): everyone
@@ -509,18 +521,49 @@ impl DeviceApi {
         })
     }
 
-    /// Takes an enrolment attempt from the request's client and from the
-    /// global allowance.
-    pub fn check_enrolment_limit(
+    /// The first check of an enrolment attempt, before its invite is read:
+    /// a cell from its client's bucket. The channel's bucket is left for
+    /// [`Self::charge_enrolment`], once the invite proved valid: charged
+    /// for every attempt, invite guesses from many addresses (an IPv6 /48,
+    /// a botnet), each within its own allowance, would spend it and a real
+    /// phone enrolling meanwhile would get 429. Codes are 128-bit, so the
+    /// channel's bucket buys nothing against guessing; it caps enrolments.
+    ///
+    /// A request from everyone at once (loopback behind an onion service)
+    /// has no bucket of its own; it pays the channel's bucket here instead,
+    /// before the invite is read, and not again: without a per-client
+    /// bound that is the only thing bounding the Redis reads such guesses
+    /// cost. There a flood of guesses can still hold up a real phone until
+    /// it passes (429 with `Retry-After`; the invite stays usable), as the
+    /// channel's limit holds up tips there.
+    pub fn admit_enrolment(
         &self,
         req: &actix_web::HttpRequest,
-    ) -> Result<(), crate::ratelimit::Limited> {
+    ) -> Result<EnrolmentAttempt, crate::ratelimit::Limited> {
         let forwarded: Vec<_> = req.headers().get_all("x-forwarded-for").collect();
         let ip = self
             .keyer
             .client_ip(req.peer_addr().map(|a| a.ip()), &forwarded);
+        if crate::ratelimit::shared_by_everyone(ip, self.loopback_is_everyone) {
+            self.enrolment_limiter.check_global()?;
+            return Ok(EnrolmentAttempt { global_paid: true });
+        }
         self.enrolment_limiter
-            .check_from(&self.keyer, ip, self.loopback_is_everyone)
+            .check_client_from(&self.keyer, ip, self.loopback_is_everyone)?;
+        Ok(EnrolmentAttempt { global_paid: false })
+    }
+
+    /// Charges the channel's bucket for an attempt whose invite is valid,
+    /// before anything else of it is judged (unless
+    /// [`Self::admit_enrolment`] already did).
+    pub fn charge_enrolment(
+        &self,
+        attempt: EnrolmentAttempt,
+    ) -> Result<(), crate::ratelimit::Limited> {
+        if attempt.global_paid {
+            return Ok(());
+        }
+        self.enrolment_limiter.check_global()
     }
 
     /// Whether a state-changing request may proceed: browsers send `Origin`

@@ -61,6 +61,14 @@ pub fn quota(q: CheckedQuota) -> Quota {
         .allow_burst(q.count)
 }
 
+/// Whether a request from `ip` cannot be told apart from everyone else's:
+/// when `loopback_is_everyone` (an onion service) and it came from loopback.
+/// Such a request has no per-client bucket (see
+/// [`ChannelLimiter::check_client_from`]).
+pub fn shared_by_everyone(ip: Option<std::net::IpAddr>, loopback_is_everyone: bool) -> bool {
+    loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback())
+}
+
 impl ChannelLimiter {
     pub fn new(per_client: CheckedQuota, global: CheckedQuota) -> Self {
         Self {
@@ -86,42 +94,28 @@ impl ChannelLimiter {
             })
     }
 
-    /// Takes a cell for the client at `ip` (see [`Self::check`]); but when
+    /// Takes a cell from the client's bucket only; from none when
     /// `loopback_is_everyone` (an onion service: every visitor arrives from
-    /// loopback) and the request came from loopback, from the channel's
-    /// bucket only, since one shared per-client bucket would let one person
-    /// lock everyone out.
-    pub fn check_from(
-        &self,
-        keyer: &ClientKeyer,
-        ip: Option<std::net::IpAddr>,
-        loopback_is_everyone: bool,
-    ) -> Result<(), Limited> {
-        self.check_client_from(keyer, ip, loopback_is_everyone)?;
-        self.check_global()
-    }
-
-    /// Takes a cell from the client's bucket only (from none when
-    /// `loopback_is_everyone` and the request came from loopback, as in
-    /// [`Self::check_from`]). For a channel that charges its own bucket with
-    /// [`Self::check_global`] later, once the request proved well formed:
-    /// charged up front, the channel's bucket would be spent by junk that
-    /// is refused anyway, and an attacker with many addresses (an IPv6 /48
-    /// holds 65,536 /64s) would silence every real client of the channel.
+    /// loopback) and the request came from loopback, since one shared
+    /// per-client bucket would let one person lock everyone out (see
+    /// [`shared_by_everyone`]). For a channel that charges its own bucket
+    /// with [`Self::check_global`] later, once the request proved well
+    /// formed: charged up front, the channel's bucket would be spent by junk
+    /// that is refused anyway, and an attacker with many addresses (an IPv6
+    /// /48 holds 65,536 /64s) would silence every real client of the channel.
     pub fn check_client_from(
         &self,
         keyer: &ClientKeyer,
         ip: Option<std::net::IpAddr>,
         loopback_is_everyone: bool,
     ) -> Result<(), Limited> {
-        if loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback()) {
+        if shared_by_everyone(ip, loopback_is_everyone) {
             return Ok(());
         }
         self.check_client(keyer.key(ip))
     }
 
-    /// Takes one cell from the channel's bucket only, for requests whose
-    /// client cannot be told apart from others.
+    /// Takes one cell from the channel's bucket only.
     pub fn check_global(&self) -> Result<(), Limited> {
         self.global.check().map_err(|not_until| Limited {
             scope: Scope::Global,

@@ -1,7 +1,13 @@
 //! Rate limits on the web form: per-client quotas with `Retry-After`, and
-//! `X-Forwarded-For` (untrusted) believed only from a configured proxy.
+//! `X-Forwarded-For` (untrusted) believed only from a configured proxy. And
+//! on enrolment: invite guesses do not use up the channel's limit.
 
-use crate::helpers::{error_code, spawn_app_with};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::devices::{Phone, api, invite};
+use crate::helpers::{TestApp, error_code, spawn_app_with};
 
 #[tokio::test]
 async fn the_request_after_the_quota_gets_429_with_retry_after_and_another_client_is_unaffected() {
@@ -169,4 +175,158 @@ async fn a_keyed_tip_over_the_channels_limit_is_refused_before_the_store_is_aske
     let over = keyed("a-key-for-the-second-tip").await.unwrap();
     assert_eq!(over.status(), 429);
     assert_eq!(error_code(over).await, "rate-limited");
+}
+
+/// `POST /api/v1/devices` from `client_ip`, as a trusted proxy names it.
+async fn enrol_from(app: &TestApp, client_ip: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/devices"))
+        .header("X-Forwarded-For", client_ip)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Invite guesses, well-formed codes and not: the first looks the code up,
+/// the second is no code at all.
+const GUESSES: [&str; 2] = ["abcdefghijklmnopqrstuvwxyz", "not a code"];
+
+/// docs/benchmarks.md (abuse, "Left as they are"): every enrolment attempt
+/// took a cell from the channel's limit before the invite was read, so
+/// guesses from many addresses, each within its own allowance, spent it and
+/// a real phone enrolling meanwhile got 429. Now only a valid invite is
+/// charged to it; every guess gets the same 403 as before.
+#[tokio::test]
+async fn invite_guesses_from_many_addresses_do_not_lock_a_real_phone_out_of_enrolment() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.rate_limits.enrolment.per_client.count = 2;
+        s.rate_limits.enrolment.per_client.per_secs = 3_600;
+        s.rate_limits.enrolment.global.count = 3;
+        s.rate_limits.enrolment.global.per_secs = 3_600;
+    })
+    .await;
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    // 24 addresses of one IPv6 /48 and a few IPv4 ones, each guessing
+    // within its allowance: 48 guesses, 16 times the channel's limit.
+    let mut clients: Vec<String> = (0..20).map(|i| format!("2001:db8:7:{i:x}::1")).collect();
+    clients.extend((1..=4).map(|i| format!("198.51.100.{i}")));
+    let guesser = Phone::new();
+    for client in &clients {
+        for guess in GUESSES {
+            let response = enrol_from(&app, client, &guesser.enrolment(guess)).await;
+            assert_eq!(response.status(), 403, "{client} {guess}");
+            assert_eq!(error_code(response).await, "invite-invalid");
+        }
+    }
+    // An address that spent its allowance is still refused, even with the
+    // right code, which stays usable.
+    let over = enrol_from(&app, &clients[0], &Phone::new().enrolment(&code)).await;
+    assert_eq!(over.status(), 429);
+    assert_eq!(error_code(over).await, "rate-limited");
+    // The real phone, at 3 a.m., mid-flood.
+    let phone = enrol_from(&app, "203.0.113.9", &Phone::new().enrolment(&code)).await;
+    assert_eq!(phone.status(), 201);
+    assert_eq!(
+        tipwire::mediator::devices::Devices::new(app.store.clone())
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// The channel's limit still caps enrolments: past it, a valid invite gets
+/// 429 with `Retry-After` and stays usable, while a guess still gets the
+/// same 403 as every request without a valid invite.
+#[tokio::test]
+async fn the_enrolment_channels_limit_still_holds_for_valid_invites() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.rate_limits.enrolment.global.count = 2;
+        s.rate_limits.enrolment.global.per_secs = 3_600;
+    })
+    .await;
+    for client in ["192.0.2.1", "192.0.2.2"] {
+        let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+        let response = enrol_from(&app, client, &Phone::new().enrolment(&code)).await;
+        assert_eq!(response.status(), 201);
+    }
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    let over = enrol_from(&app, "192.0.2.3", &Phone::new().enrolment(&code)).await;
+    assert_eq!(over.status(), 429);
+    let retry: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1800).contains(&retry), "Retry-After {retry}");
+    assert_eq!(error_code(over).await, "rate-limited");
+    let parsed = tipwire::mediator::devices::InviteCode::parse(&code).unwrap();
+    api(&app).invites.peek(&parsed).await.unwrap();
+    for guess in GUESSES {
+        let response = enrol_from(&app, "192.0.2.4", &Phone::new().enrolment(guess)).await;
+        assert_eq!(response.status(), 403, "{guess}");
+        assert_eq!(error_code(response).await, "invite-invalid");
+    }
+    assert_eq!(
+        tipwire::mediator::devices::Devices::new(app.store.clone())
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// Behind an onion service everyone arrives from loopback, which has no
+/// per-client limit (one shared bucket would let one visitor lock every
+/// phone out). The channel's limit is then the only bound on guesses, so
+/// there it is charged before the invite is read (a guess over it costs no
+/// Redis read), once per attempt: a valid enrolment is not charged twice.
+#[tokio::test]
+async fn behind_an_onion_service_the_enrolment_channels_limit_bounds_guesses_before_the_lookup() {
+    let app = spawn_app_with(|s| {
+        s.server.mode = tipwire::config::ServerMode::Plaintext;
+        s.rate_limits.enrolment.per_client.count = 1;
+        s.rate_limits.enrolment.per_client.per_secs = 3_600;
+        s.rate_limits.enrolment.global.count = 4;
+        s.rate_limits.enrolment.global.per_secs = 3_600;
+    })
+    .await;
+    let app = &app;
+    let post = move |body: Value| async move {
+        crate::devices::post_json(app, "/api/v1/devices", &body).await
+    };
+    // Past the per-client allowance of 1: loopback is not one client.
+    for guess in GUESSES {
+        let response = post(Phone::new().enrolment(guess)).await;
+        assert_eq!(response.status(), 403, "{guess}");
+        assert_eq!(error_code(response).await, "invite-invalid");
+    }
+    for _ in 0..2 {
+        let code = invite(app, &["south"], Duration::from_secs(900)).await;
+        assert_eq!(post(Phone::new().enrolment(&code)).await.status(), 201);
+    }
+    // Four attempts took four cells: a guess is now refused unread, and so
+    // is a valid invite, which stays usable.
+    let guess = post(Phone::new().enrolment(GUESSES[0])).await;
+    assert_eq!(guess.status(), 429);
+    assert_eq!(error_code(guess).await, "rate-limited");
+    let code = invite(app, &["south"], Duration::from_secs(900)).await;
+    let over = post(Phone::new().enrolment(&code)).await;
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    let parsed = tipwire::mediator::devices::InviteCode::parse(&code).unwrap();
+    api(app).invites.peek(&parsed).await.unwrap();
+    assert_eq!(
+        tipwire::mediator::devices::Devices::new(app.store.clone())
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

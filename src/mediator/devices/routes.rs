@@ -2,7 +2,7 @@
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `POST /api/v1/devices` | `{invite, age_recipient, signing_key, device_name?}` | 201 `{device_id, name, zones, supervisor}`; 429 `rate-limited`; 403 `invite-invalid` for any request without a valid invite, whatever else it holds; then 422 per field, 409 `recipient-already-enrolled` |
+//! | `POST /api/v1/devices` | `{invite, age_recipient, signing_key, device_name?}` | 201 `{device_id, name, zones, supervisor}`; 429 `rate-limited` past the client's limit; 403 `invite-invalid` for any request without a valid invite, whatever else it holds; then 429 `rate-limited` past the channel's limit, 422 per field, 409 `recipient-already-enrolled` |
 //! | `POST /api/v1/session/challenge` | `{device_id}` | 200 `{challenge, expires, expires_in}` |
 //! | `POST /api/v1/session` | `{device_id, challenge, signature}` | 200 `{device_id, csrf_token, idle_timeout_secs, max_age_secs}` + cookie |
 //! | `GET /api/v1/session` | | 200 `{device_id, name, device_name, zones, supervisor, on_duty, csrf_token}` |
@@ -146,20 +146,32 @@ async fn enrol(
     api: web::Data<DeviceApi>,
 ) -> Result<HttpResponse, AppError> {
     check_origin(&req, &api)?;
-    // Limits first: a flood of guesses costs a counter, not a Redis read.
-    api.check_enrolment_limit(&req).map_err(|limited| {
+    let limited = |limited: crate::ratelimit::Limited| {
         refused(AppError::RateLimited {
             retry_after_secs: limited.retry_after_secs(),
         })
-    })?;
+    };
+    // The client's own limit first (a hash and a counter). Within it, a
+    // guess costs one Redis GET, of a key that does not exist: bounded by
+    // that limit times the guesser's addresses, and cheaper than the TLS
+    // handshake and JSON body the request already cost. Behind an onion
+    // service, where no client has a limit of its own, the channel's limit
+    // is charged here instead, so guesses stay bounded there too.
+    let attempt = api.admit_enrolment(&req).map_err(limited)?;
     let body = body.into_inner();
-    // Then the invite, before any other field is judged or anything is
-    // read: without a valid invite every request gets the same answer.
+    // Then the invite, before any other field is judged or anything else
+    // is read: without a valid invite every request gets the same answer.
     let code = InviteCode::parse(&body.invite).ok_or_else(|| refused(AppError::InviteInvalid))?;
     api.invites
         .peek(&code)
         .await
         .map_err(|e| refused(app_error(e)))?;
+    // The channel's limit only for a valid invite, before anything else:
+    // charged for every guess, a flood from many addresses would spend it
+    // and lock real phones out, and guessing a 128-bit code is hopeless
+    // anyway. A 429 here tells only an invite's holder that it is valid,
+    // as the 422s and 409 after it do.
+    api.charge_enrolment(attempt).map_err(limited)?;
     let enrolment = Enrolment::parse(
         &body.invite,
         &body.age_recipient,
