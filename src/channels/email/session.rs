@@ -1095,4 +1095,177 @@ mod tests {
         assert_eq!(ended, Ended::BareNewline);
         assert!(got.is_empty());
     }
+
+    /// Runs a session on `input` arriving in reads of `chunk` bytes; the
+    /// reply codes, what the mailbox got and how the session ended.
+    async fn in_reads(
+        policy: &Policy,
+        input: &[u8],
+        chunk: usize,
+    ) -> (Vec<String>, Vec<Vec<u8>>, Ended) {
+        let recorder = Recorder::default();
+        let key = crate::privacy::ClientKeyer::new(Vec::new()).key(None);
+        let mut wire = crate::fuzzing::smtp::Wire::new(input, chunk);
+        let ended = serve(
+            &mut wire,
+            false,
+            key,
+            policy,
+            &recorder,
+            &CancellationToken::new(),
+        )
+        .await;
+        let out = String::from_utf8_lossy(wire.output()).into_owned();
+        let codes = codes(&out).into_iter().map(str::to_owned).collect();
+        (codes, recorder.messages.into_inner().unwrap(), ended)
+    }
+
+    /// A message of exactly `len` bytes ending in `tail` (which ends in
+    /// CRLF), padded with `z` lines of at most 60 bytes.
+    fn message_of(len: usize, tail: &[u8]) -> Vec<u8> {
+        let mut m = b"Subject: s\r\n\r\n".to_vec();
+        while m.len() + tail.len() < len {
+            let left = len - m.len() - tail.len();
+            if left <= 2 {
+                // Too short for a line of its own: lengthen the last one.
+                let at = m.len() - 2;
+                m.splice(at..at, std::iter::repeat_n(b'z', left));
+            } else {
+                let n = (left - 2).min(60);
+                m.extend(std::iter::repeat_n(b'z', n));
+                m.extend_from_slice(b"\r\n");
+            }
+        }
+        m.extend_from_slice(tail);
+        assert_eq!(m.len(), len);
+        m
+    }
+
+    /// The message as sent in DATA: every line that starts with "." gets
+    /// one more.
+    fn dot_stuffed(message: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            if line.first() == Some(&b'.') {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(line);
+        }
+        wire
+    }
+
+    /// Message endings that put dots, stuffed lines and CRLFs right before
+    /// the end marker, where a read boundary could confuse the count.
+    const TAILS: [&[u8]; 6] = [
+        b"\r\n",
+        b".\r\n",
+        b"..\r\n",
+        b"\r\n.\r\n",
+        b"x\r\n.z\r\n\r\n",
+        b".\r\n.\r\n",
+    ];
+
+    #[tokio::test]
+    async fn in_every_read_split_a_message_of_the_limit_is_accepted_and_one_byte_more_gets_552() {
+        for tail in TAILS {
+            for limit in [70, 71, 130] {
+                let at_limit = message_of(limit, tail);
+                let over = message_of(limit + 1, tail);
+                for (message, accepted) in [(at_limit, true), (over, false)] {
+                    let input = [HELLO, &dot_stuffed(&message), b".\r\nQUIT\r\n"].concat();
+                    for chunk in 1..=input.len() {
+                        let mut p = policy(limit, 100, 5_000);
+                        p.buffers = ByteBudget::new(1 << 20);
+                        let budget = p.buffers.clone();
+                        let (codes, got, ended) = in_reads(&p, &input, chunk).await;
+                        let what = format!(
+                            "{:?} limit {limit} chunk {chunk}",
+                            String::from_utf8_lossy(&message)
+                        );
+                        let verdict = if accepted { "250" } else { "552" };
+                        assert_eq!(
+                            codes,
+                            ["220", "250", "250", "250", "354", verdict, "221"],
+                            "{what}"
+                        );
+                        let expected = if accepted {
+                            vec![message.clone()]
+                        } else {
+                            vec![]
+                        };
+                        assert_eq!(got, expected, "{what}");
+                        assert_eq!(ended, Ended::Quit, "{what}");
+                        assert_eq!(budget.available(), 1 << 20, "paid back: {what}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn in_every_read_split_an_end_marker_with_extra_crs_closes_the_connection() {
+        // smtp-proto ends DATA at CRLF "." CR ... CR LF and keeps all but the
+        // last CR: bare CRs, whatever the size.
+        for crs in 2..=5 {
+            let marker = [b".".as_slice(), &b"\r".repeat(crs), b"\n"].concat();
+            for limit in [69, 70, 71, 75] {
+                let message = message_of(70, b"\r\n");
+                let input = [
+                    HELLO,
+                    &message,
+                    &marker,
+                    b"MAIL FROM:<x@evil.example>\r\nQUIT\r\n",
+                ]
+                .concat();
+                for chunk in 1..=input.len() {
+                    let mut p = policy(limit, 100, 5_000);
+                    p.buffers = ByteBudget::new(1 << 20);
+                    let budget = p.buffers.clone();
+                    let (codes, got, ended) = in_reads(&p, &input, chunk).await;
+                    let what = format!("{crs} CRs, limit {limit}, chunk {chunk}");
+                    assert_eq!(codes, ["220", "250", "250", "250", "354", "554"], "{what}");
+                    assert!(got.is_empty(), "{what}");
+                    assert_eq!(ended, Ended::BareNewline, "{what}");
+                    assert_eq!(budget.available(), 1 << 20, "paid back: {what}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn in_every_read_split_a_bare_cr_before_the_end_marker_is_refused() {
+        for limit in [70, 71, 72] {
+            // The message without its end marker is 71 bytes, its last a CR.
+            let message = message_of(70, b"\r\n");
+            let input = [HELLO, &message[..message.len() - 2], b"\r\r\n.\r\nQUIT\r\n"].concat();
+            for chunk in 1..=input.len() {
+                let (codes, got, ended) = in_reads(&policy(limit, 100, 5_000), &input, chunk).await;
+                let what = format!("limit {limit}, chunk {chunk}");
+                assert_eq!(codes, ["220", "250", "250", "250", "354", "554"], "{what}");
+                assert!(got.is_empty(), "{what}");
+                assert_eq!(ended, Ended::BareNewline, "{what}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn in_every_read_split_a_message_cut_off_inside_its_end_marker_is_not_kept() {
+        for end in [b".\r".as_slice(), b".\r\r", b"."] {
+            for limit in [69, 70] {
+                let message = message_of(70, b"\r\n");
+                let input = [HELLO, &message, end].concat();
+                for chunk in 1..=input.len() {
+                    let mut p = policy(limit, 100, 5_000);
+                    p.buffers = ByteBudget::new(1 << 20);
+                    let budget = p.buffers.clone();
+                    let (codes, got, ended) = in_reads(&p, &input, chunk).await;
+                    let what = format!("{end:?}, limit {limit}, chunk {chunk}");
+                    assert_eq!(codes, ["220", "250", "250", "250", "354"], "{what}");
+                    assert!(got.is_empty(), "{what}");
+                    assert_eq!(ended, Ended::Closed, "{what}");
+                    assert_eq!(budget.available(), 1 << 20, "paid back: {what}");
+                }
+            }
+        }
+    }
 }
