@@ -585,7 +585,20 @@ impl<M: Mailbox> Conversation<'_, M> {
             let idle = Instant::now() + self.policy.limits.idle;
             self.fill(io, idle).await?;
             let buf = io.buffer();
-            if !data.too_big && !data.no_room {
+            let keeping = !data.too_big && !data.no_room;
+            // While the message is kept, the receiver gets no more than can
+            // take it to `max` + 2 bytes (the CR it may hold back, and one
+            // byte to show the message is too big); the rest of the read
+            // waits in `io` for the next turn. So a message's buffer never
+            // needs more than that, whatever the reads, and a message of
+            // exactly `max` fits in the same budget at every read boundary.
+            let buf = if keeping {
+                let room = max.saturating_add(2).saturating_sub(data.bytes.len());
+                buf.get(..room.max(1)).unwrap_or(buf)
+            } else {
+                buf
+            };
+            if keeping {
                 self.make_room(&mut data, buf.len());
             }
             let mut rest = buf.iter();
@@ -616,19 +629,16 @@ impl<M: Mailbox> Conversation<'_, M> {
 
     /// Grows the message buffer to hold `incoming` more bytes, paying for
     /// the growth from the shared budget first (by a quarter of the buffer
-    /// at a time, so growing stays linear). When the budget cannot pay, the
-    /// buffer is given back and the message marked `no_room`.
+    /// at a time, so growing stays linear, and never past the `max` + 2
+    /// bytes [`Self::read_data`] feeds at most). When the budget cannot pay,
+    /// the buffer is given back and the message marked `no_room`.
     fn make_room(&self, data: &mut Data, incoming: usize) {
         let needed = data.bytes.len().saturating_add(incoming);
         let capacity = data.bytes.capacity();
         if needed <= capacity {
             return;
         }
-        let ceiling = self
-            .policy
-            .limits
-            .max_message_bytes
-            .saturating_add(incoming);
+        let ceiling = self.policy.limits.max_message_bytes.saturating_add(2);
         let target = needed
             .max(capacity.saturating_add(capacity / 4))
             .min(ceiling)
@@ -1266,6 +1276,43 @@ mod tests {
                     assert_eq!(budget.available(), 1 << 20, "paid back: {what}");
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_never_needs_more_budget_than_the_limit_and_two_bytes_whatever_the_reads() {
+        // A message of exactly the limit, with a read ending between its end
+        // marker's CR and LF (every read size that divides the input there),
+        // needed one byte of budget more than at any other boundary: with
+        // `max_message_bytes` + one read left in the budget it got 452. Now
+        // a message takes at most the limit and 2 bytes, at every boundary,
+        // and one byte over the limit gets 552, never 452, within them.
+        let limit = 8_300;
+        let budget = limit + 2;
+        for (len, verdict) in [(limit, "250"), (limit + 1, "552")] {
+            let message = message_of(len, b"\r\n");
+            let input = [HELLO, &message, b".\r\nQUIT\r\n", &b"x".repeat(1_000)].concat();
+            let mut wrong = Vec::new();
+            for chunk in 1..=input.len() {
+                let mut p = policy(limit, 100, 5_000);
+                p.buffers = ByteBudget::new(budget);
+                let buffers = p.buffers.clone();
+                let (codes, got, _) = in_reads(&p, &input, chunk).await;
+                let kept = if verdict == "250" { 1 } else { 0 };
+                if codes != ["220", "250", "250", "250", "354", verdict, "221"]
+                    || got.len() != kept
+                    || got.first().is_some_and(|m| *m != message)
+                    || buffers.available() != budget
+                {
+                    wrong.push((chunk, codes));
+                }
+            }
+            assert!(
+                wrong.is_empty(),
+                "{len} bytes: {} read sizes, first {:?}",
+                wrong.len(),
+                wrong.iter().take(5).collect::<Vec<_>>()
+            );
         }
     }
 }
