@@ -330,3 +330,187 @@ async fn behind_an_onion_service_the_enrolment_channels_limit_bounds_guesses_bef
         2
     );
 }
+
+/// An answer as someone without a valid invite can see it: status, every
+/// header but `date`, and the body.
+async fn seen(response: reqwest::Response) -> (u16, Vec<(String, String)>, String) {
+    let status = response.status().as_u16();
+    let mut headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str() != "date")
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    headers.sort();
+    (status, headers, response.text().await.unwrap())
+}
+
+/// Attacking a67d779: someone without a valid invite learns nothing from
+/// the channel's limit. A guess, a malformed code, an invite already used
+/// and one expired get the very same answer, before and after valid
+/// enrolments spend the channel's limit (which a holder of a valid invite
+/// then sees as 429).
+#[tokio::test]
+async fn a_guess_gets_the_same_answer_whether_or_not_valid_invites_spent_the_channels_limit() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.rate_limits.enrolment.per_client.count = 100;
+        s.rate_limits.enrolment.global.count = 2;
+        s.rate_limits.enrolment.global.per_secs = 3_600;
+    })
+    .await;
+    let used = invite(&app, &["south"], Duration::from_secs(900)).await;
+    let response = enrol_from(&app, "192.0.2.10", &Phone::new().enrolment(&used)).await;
+    assert_eq!(response.status(), 201);
+    let expired = invite(&app, &["south"], Duration::from_millis(1)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let guesses = [GUESSES[0], GUESSES[1], &used, &expired];
+    let guesser = Phone::new();
+    let mut before = Vec::new();
+    for guess in guesses {
+        before.push(seen(enrol_from(&app, "198.51.100.7", &guesser.enrolment(guess)).await).await);
+    }
+    assert_eq!(before[0].0, 403);
+    assert!(before.iter().all(|a| *a == before[0]), "{before:?}");
+    // A second valid enrolment spends the channel's limit; a third valid
+    // invite is held up.
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    let response = enrol_from(&app, "192.0.2.11", &Phone::new().enrolment(&code)).await;
+    assert_eq!(response.status(), 201);
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    let over = enrol_from(&app, "192.0.2.12", &Phone::new().enrolment(&code)).await;
+    assert_eq!(over.status(), 429);
+    for (guess, earlier) in guesses.into_iter().zip(&before) {
+        let after = seen(enrol_from(&app, "198.51.100.7", &guesser.enrolment(guess)).await).await;
+        assert_eq!(after, *earlier, "{guess}");
+    }
+}
+
+/// Without trusted proxies, `X-Forwarded-For` names no client: guesses
+/// claiming a new address each are still one client's.
+#[tokio::test]
+async fn a_forged_forwarded_for_does_not_buy_an_unproxied_guesser_more_attempts() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.enrolment.per_client.count = 2;
+        s.rate_limits.enrolment.per_client.per_secs = 3_600;
+        s.rate_limits.enrolment.global.count = 1_000;
+    })
+    .await;
+    let guesser = Phone::new();
+    let mut answers = Vec::new();
+    for i in 1..=3 {
+        let forged = format!("203.0.113.{i}");
+        let response = enrol_from(&app, &forged, &guesser.enrolment(GUESSES[0])).await;
+        answers.push(response.status().as_u16());
+    }
+    assert_eq!(answers, [403, 403, 429]);
+}
+
+/// One invite sent twice at once, from two addresses: one phone is
+/// enrolled, the other gets invite-invalid.
+#[tokio::test]
+async fn an_invite_sent_twice_at_once_enrols_one_phone() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.rate_limits.enrolment.global.count = 1_000;
+    })
+    .await;
+    for round in 0..5 {
+        let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+        let (first, second) = (Phone::new().enrolment(&code), Phone::new().enrolment(&code));
+        let (a, b) = tokio::join!(
+            enrol_from(&app, "192.0.2.20", &first),
+            enrol_from(&app, "192.0.2.21", &second),
+        );
+        let mut answers = [seen(a).await, seen(b).await].map(|(status, _, body)| (status, body));
+        answers.sort();
+        assert_eq!(answers[0].0, 201, "round {round}: {answers:?}");
+        assert_eq!(answers[1].0, 403, "round {round}: {answers:?}");
+        assert!(answers[1].1.contains("\"invite-invalid\""), "{answers:?}");
+    }
+    assert_eq!(
+        tipwire::mediator::devices::Devices::new(app.store.clone())
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+/// Redis down while the invite is looked up: every attempt, valid invite
+/// or not, gets the same 503, and none is charged to the channel's limit.
+#[tokio::test]
+async fn with_redis_down_every_enrolment_gets_503_and_nothing_is_charged_to_the_channel() {
+    let redis = crate::redis_down::PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis.url = url.clone();
+        s.redis.connect_timeout_ms = 300;
+        s.redis.response_timeout_ms = 500;
+        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.rate_limits.enrolment.global.count = 1;
+        s.rate_limits.enrolment.global.per_secs = 3_600;
+    })
+    .await;
+    let code = invite(&app, &["south"], Duration::from_secs(900)).await;
+    let mut redis = redis;
+    redis.kill();
+    let phone = Phone::new();
+    let mut answers = Vec::new();
+    for (i, attempt) in [&code, GUESSES[0], &code].into_iter().enumerate() {
+        let client = format!("192.0.2.{}", 30 + i);
+        answers.push(seen(enrol_from(&app, &client, &phone.enrolment(attempt)).await).await);
+    }
+    assert_eq!(answers[0].0, 503);
+    assert!(answers[0].2.contains("store-unavailable"), "{answers:?}");
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    redis.start_again();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = enrol_from(&app, "192.0.2.40", &phone.enrolment(&code))
+            .await
+            .status()
+            .as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 201, "the outage spent none of the channel's limit");
+    drop(redis);
+}
+
+/// Behind an onion service bound to ::1, loopback over IPv6 is everyone
+/// too: no per-client bucket (past its allowance of 1, a guess still gets
+/// 403), and the channel's bucket charged before the lookup.
+#[tokio::test]
+async fn behind_an_onion_service_on_ipv6_loopback_guesses_pay_the_channels_limit() {
+    let app = spawn_app_with(|s| {
+        s.server.host = "::1".into();
+        s.server.mode = tipwire::config::ServerMode::Plaintext;
+        s.rate_limits.enrolment.per_client.count = 1;
+        s.rate_limits.enrolment.per_client.per_secs = 3_600;
+        s.rate_limits.enrolment.global.count = 3;
+        s.rate_limits.enrolment.global.per_secs = 3_600;
+    })
+    .await;
+    let url = format!("http://[::1]:{}/api/v1/devices", app.port);
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let response = app
+            .client
+            .post(&url)
+            .json(&Phone::new().enrolment(GUESSES[0]))
+            .send()
+            .await
+            .unwrap();
+        answers.push(response.status().as_u16());
+    }
+    assert_eq!(answers, [403, 403, 403, 429]);
+}
