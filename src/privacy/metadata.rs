@@ -951,7 +951,7 @@ mod tests {
     }
 
     #[test]
-    fn heic_is_passed_through_unchanged() {
+    fn a_heic_file_with_nothing_to_strip_is_unchanged() {
         let heic = ftyp(b"heic", &[b"mif1", b"heic"]);
         assert_eq!(strip(ImageKind::Heic, &heic).unwrap(), heic);
     }
