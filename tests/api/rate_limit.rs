@@ -188,6 +188,21 @@ async fn enrol_from(app: &TestApp, client_ip: &str, body: &Value) -> reqwest::Re
         .unwrap()
 }
 
+/// How many devices are enrolled.
+async fn enrolled(app: &TestApp) -> usize {
+    tipwire::mediator::devices::Devices::new(app.store.clone())
+        .list()
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Fails unless `code` is still an open invite (not spent by a refusal).
+async fn assert_invite_usable(app: &TestApp, code: &str) {
+    let parsed = tipwire::mediator::devices::InviteCode::parse(code).unwrap();
+    api(app).invites.peek(&parsed).await.unwrap();
+}
+
 /// Invite guesses, well-formed codes and not: the first looks the code up,
 /// the second is no code at all.
 const GUESSES: [&str; 2] = ["abcdefghijklmnopqrstuvwxyz", "not a code"];
@@ -228,14 +243,7 @@ async fn invite_guesses_from_many_addresses_do_not_lock_a_real_phone_out_of_enro
     // The real phone, at 3 a.m., mid-flood.
     let phone = enrol_from(&app, "203.0.113.9", &Phone::new().enrolment(&code)).await;
     assert_eq!(phone.status(), 201);
-    assert_eq!(
-        tipwire::mediator::devices::Devices::new(app.store.clone())
-            .list()
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(enrolled(&app).await, 1);
 }
 
 /// The channel's limit still caps enrolments: past it, a valid invite gets
@@ -264,21 +272,13 @@ async fn the_enrolment_channels_limit_still_holds_for_valid_invites() {
         .unwrap();
     assert!((1..=1800).contains(&retry), "Retry-After {retry}");
     assert_eq!(error_code(over).await, "rate-limited");
-    let parsed = tipwire::mediator::devices::InviteCode::parse(&code).unwrap();
-    api(&app).invites.peek(&parsed).await.unwrap();
+    assert_invite_usable(&app, &code).await;
     for guess in GUESSES {
         let response = enrol_from(&app, "192.0.2.4", &Phone::new().enrolment(guess)).await;
         assert_eq!(response.status(), 403, "{guess}");
         assert_eq!(error_code(response).await, "invite-invalid");
     }
-    assert_eq!(
-        tipwire::mediator::devices::Devices::new(app.store.clone())
-            .list()
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(enrolled(&app).await, 2);
 }
 
 /// Behind an onion service everyone arrives from loopback, which has no
@@ -319,16 +319,8 @@ async fn behind_an_onion_service_the_enrolment_channels_limit_bounds_guesses_bef
     let over = post(Phone::new().enrolment(&code)).await;
     assert_eq!(over.status(), 429);
     assert!(over.headers().contains_key("retry-after"));
-    let parsed = tipwire::mediator::devices::InviteCode::parse(&code).unwrap();
-    api(app).invites.peek(&parsed).await.unwrap();
-    assert_eq!(
-        tipwire::mediator::devices::Devices::new(app.store.clone())
-            .list()
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_invite_usable(app, &code).await;
+    assert_eq!(enrolled(app).await, 2);
 }
 
 /// An answer as someone without a valid invite can see it: status, every
@@ -433,14 +425,7 @@ async fn an_invite_sent_twice_at_once_enrols_one_phone() {
         assert_eq!(answers[1].0, 403, "round {round}: {answers:?}");
         assert!(answers[1].1.contains("\"invite-invalid\""), "{answers:?}");
     }
-    assert_eq!(
-        tipwire::mediator::devices::Devices::new(app.store.clone())
-            .list()
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(enrolled(&app).await, 5);
 }
 
 /// Redis down while the invite is looked up: every attempt, valid invite
