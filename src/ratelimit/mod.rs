@@ -64,9 +64,10 @@ pub fn quota(q: CheckedQuota) -> Quota {
 /// Whether a request from `ip` cannot be told apart from everyone else's:
 /// when `loopback_is_everyone` (an onion service) and it came from loopback.
 /// Such a request has no per-client bucket (see
-/// [`ChannelLimiter::check_client_from`]).
+/// [`ChannelLimiter::check_client_from`]). An IPv4-mapped loopback address
+/// (`::ffff:127.0.0.1`, from a dual-stack listener) is loopback too.
 pub fn shared_by_everyone(ip: Option<std::net::IpAddr>, loopback_is_everyone: bool) -> bool {
-    loopback_is_everyone && ip.is_some_and(|ip| ip.is_loopback())
+    loopback_is_everyone && ip.is_some_and(|ip| ip.to_canonical().is_loopback())
 }
 
 impl ChannelLimiter {
@@ -140,6 +141,19 @@ mod tests {
     use super::*;
     use crate::privacy::ClientKeyer;
     use std::num::NonZeroU32;
+
+    #[test]
+    fn loopback_is_everyone_only_in_onion_mode_and_mapped_loopback_counts() {
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        for loopback in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert!(shared_by_everyone(ip(loopback), true), "{loopback}");
+            assert!(!shared_by_everyone(ip(loopback), false), "{loopback}");
+        }
+        for other in ["192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1"] {
+            assert!(!shared_by_everyone(ip(other), true), "{other}");
+        }
+        assert!(!shared_by_everyone(None, true));
+    }
 
     fn q(count: u32, secs: u64) -> CheckedQuota {
         CheckedQuota {
