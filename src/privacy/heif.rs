@@ -991,13 +991,7 @@ mod tests {
                 (6, 1, 0, GRID.len() as u32, idat_exif.len() as u32),
             ];
             for (id, method, base, offset, length) in items {
-                iloc.extend_from_slice(&id.to_be_bytes());
-                iloc.extend_from_slice(&method.to_be_bytes());
-                iloc.extend_from_slice(&0u16.to_be_bytes());
-                iloc.extend_from_slice(&base.to_be_bytes());
-                iloc.extend_from_slice(&1u16.to_be_bytes());
-                iloc.extend_from_slice(&offset.to_be_bytes());
-                iloc.extend_from_slice(&length.to_be_bytes());
+                iloc_entry(&mut iloc, id, method, base, offset, length);
             }
             let iloc = full(b"iloc", 1, &iloc);
             let ipco = bx(
@@ -1037,6 +1031,19 @@ mod tests {
     /// An iloc v1 entry: item id, construction method, offset and length
     /// (file offsets relative to the start of `mdat`'s payload for method
     /// 0, `idat` offsets for method 1), one extent each.
+    /// Appends one `iloc` version-1 entry (4-byte offsets, lengths and
+    /// base offset): item id, construction method, data reference 0, base
+    /// offset, one extent of `offset` and `length`.
+    fn iloc_entry(iloc: &mut Vec<u8>, id: u16, method: u16, base: u32, offset: u32, length: u32) {
+        iloc.extend_from_slice(&id.to_be_bytes());
+        iloc.extend_from_slice(&method.to_be_bytes());
+        iloc.extend_from_slice(&0u16.to_be_bytes());
+        iloc.extend_from_slice(&base.to_be_bytes());
+        iloc.extend_from_slice(&1u16.to_be_bytes());
+        iloc.extend_from_slice(&offset.to_be_bytes());
+        iloc.extend_from_slice(&length.to_be_bytes());
+    }
+
     type Entry = (u16, u16, u32, u32);
 
     /// A small HEIC of the given `infe`s, `iloc` entries, `iref` children,
@@ -1062,13 +1069,7 @@ mod tests {
             iloc.extend_from_slice(&u16::try_from(entries.len()).unwrap().to_be_bytes());
             for &(id, method, offset, length) in entries {
                 let base = if method == 0 { mdat_at } else { 0 };
-                iloc.extend_from_slice(&id.to_be_bytes());
-                iloc.extend_from_slice(&method.to_be_bytes());
-                iloc.extend_from_slice(&0u16.to_be_bytes());
-                iloc.extend_from_slice(&base.to_be_bytes());
-                iloc.extend_from_slice(&1u16.to_be_bytes());
-                iloc.extend_from_slice(&offset.to_be_bytes());
-                iloc.extend_from_slice(&length.to_be_bytes());
+                iloc_entry(&mut iloc, id, method, base, offset, length);
             }
             let ipma = full(b"ipma", 0, &0u32.to_be_bytes());
             let iprp = bx(b"iprp", &[bx(b"ipco", ipco), ipma].concat());
@@ -1395,13 +1396,7 @@ mod tests {
             }
             iloc.extend_from_slice(&(items.len() as u16).to_be_bytes());
             for (id, method, base, offset, length) in items {
-                iloc.extend_from_slice(&id.to_be_bytes());
-                iloc.extend_from_slice(&method.to_be_bytes());
-                iloc.extend_from_slice(&0u16.to_be_bytes());
-                iloc.extend_from_slice(&base.to_be_bytes());
-                iloc.extend_from_slice(&1u16.to_be_bytes());
-                iloc.extend_from_slice(&offset.to_be_bytes());
-                iloc.extend_from_slice(&length.to_be_bytes());
+                iloc_entry(&mut iloc, id, method, base, offset, length);
             }
             iloc.extend_from_slice(at("bytes after iloc's entries"));
             let iloc = full(b"iloc", 1, &iloc);
