@@ -1,3 +1,4 @@
+use super::reader::MAX_BOXES;
 use super::*;
 use crate::privacy::metadata::{ImageKind, sniff, strip};
 use proptest::prelude::*;
