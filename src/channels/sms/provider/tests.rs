@@ -6,6 +6,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
+use super::media::{MAX_REDIRECTS, UNKNOWN_CONTENT_TYPE, next_hop};
 use super::*;
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
