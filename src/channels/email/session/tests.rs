@@ -1,3 +1,4 @@
+use super::input::NewlineCheck;
 use super::*;
 // The mailbox the SMTP fuzz target drives the session with.
 use crate::fuzzing::smtp::Recorder;
