@@ -5,35 +5,36 @@
 
 mod body_deadline;
 mod drain;
+mod headers;
 mod https;
 mod ops;
 mod read_ahead;
+mod run;
+mod smtp;
 mod tasks;
 
 pub use drain::Drain;
+pub use headers::{CONTENT_SECURITY_POLICY, PERMISSIONS_POLICY};
 pub use tasks::BackgroundTasks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
+use actix_web::dev::Server;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
-use tokio_rustls::TlsAcceptor;
 
 use crate::bus::{
     AlertProducer, Checked, DurabilityWatch, OPT_OUT_MARGIN_SECS, Store, StoreError,
     backfill_summaries, migrate_opt_outs, trim_older_than,
 };
 use crate::channels::email::outbound::MailSender;
-use crate::channels::email::session::{ByteBudget, Limits, Policy};
-use crate::channels::email::{ConnectionLimits, EmailChannel, SmtpListeners};
+use crate::channels::email::{EmailChannel, SmtpListeners};
 use crate::channels::sms::{SmsChannel, Threads};
 use crate::channels::web::{self as web_channel, WebChannel};
 use crate::config::{ConfigError, ServerMode, Settings};
 use crate::crypto::{KeyError, Keyring};
-use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::intake::Intake;
 use crate::mediator::alerts_api::AlertsApi;
@@ -45,11 +46,8 @@ use crate::relay::RelayWorker;
 use crate::telemetry::{self, Metrics};
 use crate::tls::{ReloadingCert, TlsError};
 
-/// Content-Security-Policy of every response: same-origin styles and forms only.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), \
-     magnetometer=(), microphone=(), payment=(), usb=(), interest-cohort=()";
+use headers::security_headers;
+use smtp::start_smtp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -484,178 +482,4 @@ impl Application {
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The SMTP port and implicit-TLS port, when email is on.
-    pub fn smtp_ports(&self) -> Option<(u16, Option<u16>)> {
-        self.smtp.as_ref().map(|s| (s.port(), s.tls_port()))
-    }
-
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Graceful stop: refuse new requests, finish those in flight, then stop.
-    pub fn drain(&self) -> (Drain, ServerHandle, Duration) {
-        (
-            self.drain.clone(),
-            self.server.handle(),
-            self.shutdown_timeout,
-        )
-    }
-
-    /// The Redis durability check (tests run its step instead of waiting a
-    /// minute for the background task).
-    pub fn durability(&self) -> Arc<DurabilityWatch> {
-        self.durability.clone()
-    }
-
-    /// The gateway's metrics (what `/metrics` renders).
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    /// The reply relay's delivery worker (tests drive its step directly).
-    pub fn relay(&self) -> Arc<RelayWorker> {
-        self.relay.clone()
-    }
-
-    /// The reloading certificate, when serving TLS.
-    pub fn certificate(&self) -> Option<Arc<ReloadingCert>> {
-        self.cert.clone()
-    }
-
-    /// Runs until the server is stopped, then stops the background tasks.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        if let Some(smtp) = &self.smtp {
-            smtp.stop(self.shutdown_timeout).await;
-        }
-        self.tasks.stop().await;
-        result
-    }
-
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully: no new
-    /// connections, in-flight requests finish (each tip is one atomic append,
-    /// so none is ever half-written), then background tasks stop.
-    pub async fn run_until_signalled(self) -> std::io::Result<()> {
-        let (drain, handle, timeout) = self.drain();
-        let smtp = self.smtp.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
-            let smtp_stop = async {
-                if let Some(smtp) = smtp {
-                    smtp.stop(timeout).await;
-                }
-            };
-            tokio::join!(drain.stop(handle, timeout), smtp_stop);
-        });
-        self.run_until_stopped().await
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-/// Starts the SMTP listeners, offering STARTTLS (and implicit TLS) with the
-/// gateway's own certificate.
-async fn start_smtp(
-    settings: &Settings,
-    cert: Option<Arc<ReloadingCert>>,
-    channel: Arc<EmailChannel>,
-    metrics: Arc<Metrics>,
-) -> Result<SmtpListeners, StartupError> {
-    let e = &settings.email;
-    let tls = match cert {
-        Some(cert) if e.starttls || e.implicit_tls => Some(TlsAcceptor::from(Arc::new(
-            crate::tls::server_config(cert)?,
-        ))),
-        _ => None,
-    };
-    let addresses = e
-        .addresses
-        .iter()
-        .filter_map(|a| EmailAddress::parse(a).ok())
-        .collect();
-    let ip: std::net::IpAddr = e.host.parse().map_err(|_| ConfigError::Invalid {
-        setting: "email.host",
-        problem: format!("{:?} is not an IP address", e.host),
-        fix: "use an address such as 0.0.0.0 or 127.0.0.1",
-    })?;
-    let policy = Policy {
-        hostname: e.hostname.clone(),
-        addresses,
-        limits: Limits {
-            max_message_bytes: e.max_message_bytes,
-            max_recipients: e.max_recipients,
-            max_line_bytes: e.max_line_bytes,
-            max_commands: e.max_commands,
-            idle: Duration::from_secs(e.idle_timeout_secs),
-            session: Duration::from_secs(e.session_timeout_secs),
-            min_data_rate: e.min_data_rate_bytes,
-        },
-        tls: if e.starttls || e.implicit_tls {
-            tls
-        } else {
-            None
-        },
-        require_tls: e.require_tls,
-        buffers: ByteBudget::new(e.max_buffered_bytes),
-    };
-    let plain = std::net::SocketAddr::new(ip, e.port);
-    let wrapped = e
-        .implicit_tls
-        .then(|| std::net::SocketAddr::new(ip, e.implicit_tls_port));
-    SmtpListeners::start(
-        plain,
-        wrapped,
-        policy,
-        ConnectionLimits {
-            total: e.max_connections,
-            per_address: e.max_connections_per_address,
-            per_network: e.max_connections_per_network,
-        },
-        channel,
-        metrics,
-    )
-    .await
-    .map_err(|err| StartupError::Bind(plain.to_string(), err))
-}
-
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
-        .add((
-            "Strict-Transport-Security",
-            "max-age=63072000; includeSubDomains",
-        ))
-        .add(("Referrer-Policy", "no-referrer"))
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("X-Frame-Options", "DENY"))
-        .add(("Permissions-Policy", PERMISSIONS_POLICY))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add(("Cross-Origin-Resource-Policy", "same-origin"))
 }
