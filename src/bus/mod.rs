@@ -9,13 +9,13 @@ pub mod names;
 mod purge;
 pub mod queue;
 mod retention;
+pub(crate) mod scripts;
 mod store;
 pub mod timing;
 
 pub use alerts::{
-    AlertEntry, AlertProducer, AlertReader, Appended, COARSE_APPEND_LUA, MAX_THREAD_TIPS,
-    OPT_OUT_MARGIN_SECS, SenderState, StoredAlert, backfill_summaries, coarse_script, is_stream_id,
-    parse_entry,
+    AlertEntry, AlertProducer, AlertReader, Appended, MAX_THREAD_TIPS, OPT_OUT_MARGIN_SECS,
+    SenderState, StoredAlert, backfill_summaries, coarse_script, is_stream_id, parse_entry,
 };
 pub use durability::{Checked, DurabilityWatch};
 pub use names::Keys;

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::store::exist;
+use crate::bus::scripts::NUDGE_FIRE;
 use crate::bus::timing::coarse_due;
 use crate::bus::{Store, StoreError};
 use crate::channels::email::outbound::{MailError, MailSender, Nudge};
@@ -46,23 +47,6 @@ use crate::telemetry::Metrics;
 const BATCH: usize = 64;
 /// What the zone is called in a nudge for a tip whose sender was not sure.
 const UNSURE_NAME: &str = "Not sure";
-
-/// `KEYS[1]` the deadlines, `KEYS[i]` the state hash of the alert of member
-/// `ARGV[i]` (i ≥ 2), `ARGV[1]` now (ms). Only the script whose `ZREM`
-/// removed a member may send it; it is reported only for an open alert (a
-/// missing hash is an alert nobody touched: open).
-const FIRE_LUA: &str = r"
-local fired = {}
-for i = 2, #ARGV do
-  local m = ARGV[i]
-  local due = redis.call('ZSCORE', KEYS[1], m)
-  if due and tonumber(due) <= tonumber(ARGV[1]) and redis.call('ZREM', KEYS[1], m) == 1 then
-    local state = redis.call('HGET', KEYS[i], 'state')
-    if not state or state == 'open' then fired[#fired + 1] = m end
-  end
-end
-return fired
-";
 
 /// Which nudge channels this gateway can send on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -337,7 +321,7 @@ impl Nudger {
             max_attempts: settings.push.max_attempts,
             backoff_base_ms: settings.push.backoff_base_ms,
             metrics,
-            fire: redis::Script::new(FIRE_LUA),
+            fire: redis::Script::new(NUDGE_FIRE),
         })
     }
 

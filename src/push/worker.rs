@@ -56,7 +56,7 @@ use super::nudge::Nudger;
 use super::store::Subscriptions;
 use super::subscription::EndpointPolicy;
 use crate::bus::names::PUSH_GROUP;
-use crate::bus::queue::{ACK_FN_LUA, OWNS_FN_LUA};
+use crate::bus::scripts::{PUSH_FAN_OUT, PUSH_PROMOTE, QUEUE_ACK_FN, QUEUE_OWNS_FN};
 use crate::bus::timing::minute_floor;
 use crate::bus::{Store, StoreError, WorkQueue, coarse_script};
 use crate::config::{ConfigError, Settings, invalid};
@@ -66,9 +66,6 @@ use crate::telemetry::Metrics;
 
 mod delivery;
 mod fanout;
-
-use delivery::PROMOTE_LUA;
-use fanout::FAN_OUT_LUA;
 
 /// How long an event or job is leased to a consumer before another may take
 /// it over (the lease ends at the next minute boundary after this). Well
@@ -212,8 +209,8 @@ impl PushWorker {
             alerts,
             escalations,
             jobs,
-            fan_out: coarse_script(&format!("{ACK_FN_LUA}{OWNS_FN_LUA}{FAN_OUT_LUA}")),
-            promote: coarse_script(PROMOTE_LUA),
+            fan_out: coarse_script(&format!("{QUEUE_ACK_FN}{QUEUE_OWNS_FN}{PUSH_FAN_OUT}")),
+            promote: coarse_script(PUSH_PROMOTE),
             migrated: std::sync::atomic::AtomicBool::new(false),
         }
     }

@@ -20,10 +20,9 @@ use base64::engine::general_purpose::STANDARD;
 use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::bus::scripts::{COARSE_APPEND, RELAY_PROMOTE};
 use crate::bus::timing::{coarse_due, minute_floor};
-use crate::bus::{
-    COARSE_APPEND_LUA, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP,
-};
+use crate::bus::{Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP};
 use crate::channels::email::outbound::{MailError, MailReply, MailSender};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
 use crate::crypto::{Keyring, open_with, seal};
@@ -115,18 +114,8 @@ fn minute_ms() -> u64 {
 }
 
 fn append_script() -> redis::Script {
-    coarse_script(COARSE_APPEND_LUA)
+    coarse_script(COARSE_APPEND)
 }
-
-const PROMOTE_LUA: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for _, m in ipairs(due) do
-  local f = cjson.decode(m)
-  coarse_xadd(KEYS[2], ARGV[2], {'thread', f.thread, 'text', f.text, 'kind', f.kind, 'attempts', tostring(f.attempts)})
-  redis.call('ZREM', KEYS[1], m)
-end
-return #due
-";
 
 /// How a message leaves: the tipster's SMS provider, or the mail relay.
 enum Courier<'a> {
@@ -236,7 +225,7 @@ impl RelayWorker {
             max_attempts,
             backoff_base_ms,
             metrics,
-            promote: coarse_script(PROMOTE_LUA),
+            promote: coarse_script(RELAY_PROMOTE),
             migrated: std::sync::atomic::AtomicBool::new(false),
         }
     }
