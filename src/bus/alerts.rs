@@ -15,6 +15,7 @@ use redis::{FromRedisValue, Value};
 
 use super::scripts::{
     ALERT_APPEND, COARSE_XADD_FN, ESCALATION_SCHEDULE_FN, SUMMARY_BACKFILL_STEP, SUMMARY_OF_FN,
+    TIMER_FNS,
 };
 use super::{Store, StoreError};
 use crate::domain::{ProviderMessage, TipId};
@@ -128,7 +129,7 @@ impl AlertProducer {
         Self {
             store,
             script: std::sync::Arc::new(coarse_script(&format!(
-                "{ESCALATION_SCHEDULE_FN}{SUMMARY_OF_FN}{body}"
+                "{TIMER_FNS}{ESCALATION_SCHEDULE_FN}{SUMMARY_OF_FN}{body}"
             ))),
             retention_secs: retention.as_secs().max(1),
         }

@@ -9,8 +9,10 @@ pub mod names;
 mod purge;
 pub mod queue;
 mod retention;
+pub mod retries;
 pub(crate) mod scripts;
 mod store;
+pub mod timers;
 pub mod timing;
 
 pub use alerts::{
@@ -22,4 +24,6 @@ pub use names::Keys;
 pub use purge::{Purged, purge_before, purge_thread};
 pub use queue::WorkQueue;
 pub use retention::{migrate_opt_outs, trim_older_than};
+pub use retries::Retries;
 pub use store::{Store, StoreError};
+pub use timers::TimerSet;

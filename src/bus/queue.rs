@@ -29,6 +29,7 @@ use redis::streams::StreamRangeReply;
 use super::names::Keys;
 use super::scripts::{
     QUEUE_ACK_FN, QUEUE_DEAD, QUEUE_MIGRATE, QUEUE_OWN, QUEUE_OWNS_FN, QUEUE_RETRY, QUEUE_TAKE,
+    TIMER_FNS,
 };
 use super::timing::coarse_due;
 use super::{Store, StoreError, coarse_script};
@@ -61,7 +62,9 @@ fn scripts() -> &'static Scripts {
         take: redis::Script::new(QUEUE_TAKE),
         own: redis::Script::new(&format!("{QUEUE_OWNS_FN}{QUEUE_OWN}")),
         migrate: redis::Script::new(QUEUE_MIGRATE),
-        retry: redis::Script::new(&format!("{QUEUE_ACK_FN}{QUEUE_OWNS_FN}{QUEUE_RETRY}")),
+        retry: redis::Script::new(&format!(
+            "{TIMER_FNS}{QUEUE_ACK_FN}{QUEUE_OWNS_FN}{QUEUE_RETRY}"
+        )),
         dead: coarse_script(&format!("{QUEUE_ACK_FN}{QUEUE_DEAD}")),
     })
 }
@@ -87,6 +90,10 @@ impl WorkQueue {
             lease_ms,
             store,
         }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn stream(&self) -> &str {

@@ -197,10 +197,6 @@ pub(crate) const ESCALATION_SCHEDULE: &str = include_str!("scripts/escalation_sc
 /// whose zone is known; a missing hash means the tip is gone.
 pub(crate) const ESCALATION_FIRE: &str = include_str!("scripts/escalation_fire.lua");
 
-/// Due retries back into the outbound stream (`KEYS[2]`) from the schedule
-/// (`KEYS[1]`); `ARGV[1]` now (ms), `ARGV[2]` the minute (ms) for ids.
-pub(crate) const RELAY_PROMOTE: &str = include_str!("scripts/relay_promote.lua");
-
 /// `KEYS[1]` the deadlines, `KEYS[i]` the state hash of the alert of member
 /// `ARGV[i]` (i ≥ 2), `ARGV[1]` now (ms). Only the script whose `ZREM`
 /// removed a member may send it; it is reported only for an open alert (a
@@ -217,10 +213,28 @@ pub(crate) const NUDGE_FIRE: &str = include_str!("scripts/nudge_fire.lua");
 /// consumer.
 pub(crate) const PUSH_FAN_OUT: &str = include_str!("scripts/push_fan_out.lua");
 
-/// Due retries back into push-out (`KEYS[2]`) from the schedule (`KEYS[1]`).
-pub(crate) const PUSH_PROMOTE: &str = include_str!("scripts/push_promote.lua");
-
 /// Deletes `KEYS[1]` only while it still holds `ARGV[1]`: a phone that
 /// subscribed again since the push service said "gone" keeps its new
 /// subscription.
 pub(crate) const SUBSCRIPTION_PRUNE: &str = include_str!("scripts/subscription_prune.lua");
+
+/// Lua functions over a timer set (a deadline sorted set, see
+/// [`super::timers`]): `timer_schedule(timers, due, member)` adds a member
+/// unless it is there (`ZADD NX`; 1 if added), `timer_advance(timers, due,
+/// member)` adds it or moves it earlier (`ZADD LT`), `timer_take(timers,
+/// member, now)` removes a member that is due and is true only for the call
+/// that removed it, `timer_take_due(timers, now, n)` removes and returns up
+/// to `n` due members, earliest first.
+pub(crate) const TIMER_FNS: &str = include_str!("scripts/timer_fns.lua");
+
+/// `KEYS[1]` the timer set; `ARGV[1]` now (ms), `ARGV[2]` at most how many.
+/// Removes and returns the due members (after [`TIMER_FNS`]).
+pub(crate) const TIMER_TAKE: &str = include_str!("scripts/timer_take.lua");
+
+/// A work queue's due retries back into its stream. `KEYS[1]` the retry
+/// timer set, `KEYS[2]` the stream; `ARGV[1]` now (ms), `ARGV[2]` the minute
+/// (ms) for ids, `ARGV[3]` at most how many, `ARGV[4..]` the field names.
+/// Each member is a JSON object; the entry gets those fields in that order,
+/// each value as a string. A member that is not a JSON object is dropped.
+/// Returns how many were taken (after [`COARSE_XADD_FN`] and [`TIMER_FNS`]).
+pub(crate) const QUEUE_PROMOTE: &str = include_str!("scripts/queue_promote.lua");

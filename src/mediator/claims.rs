@@ -33,7 +33,7 @@ use redis::{FromRedisValue, Value};
 
 use super::escalation::{parse_zone, state_expire_at};
 use crate::bus::scripts::{
-    CLAIM, CLAIM_PREAMBLE, CLAIM_REASSIGN, CLAIM_RELEASE, CLAIM_REOPEN, CLAIM_RESOLVE,
+    CLAIM, CLAIM_PREAMBLE, CLAIM_REASSIGN, CLAIM_RELEASE, CLAIM_REOPEN, CLAIM_RESOLVE, TIMER_FNS,
 };
 use crate::bus::timing::minute_floor;
 use crate::bus::{Store, StoreError, coarse_script};
@@ -224,7 +224,7 @@ struct Scripts {
 }
 
 fn script(body: &str) -> redis::Script {
-    coarse_script(&format!("{CLAIM_PREAMBLE}{body}"))
+    coarse_script(&format!("{TIMER_FNS}{CLAIM_PREAMBLE}{body}"))
 }
 
 /// The alert state machine over Redis. Cheap to clone.

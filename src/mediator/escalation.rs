@@ -38,9 +38,11 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, Value};
 
-use crate::bus::scripts::{ESCALATION_FIRE, ESCALATION_SCHEDULE, ESCALATION_SCHEDULE_FN};
+use crate::bus::scripts::{
+    ESCALATION_FIRE, ESCALATION_SCHEDULE, ESCALATION_SCHEDULE_FN, TIMER_FNS,
+};
 use crate::bus::timing::{coarse_due, minute_ceil, minute_floor};
-use crate::bus::{Store, StoreError, coarse_script};
+use crate::bus::{Store, StoreError, TimerSet, coarse_script};
 use crate::config::EscalationSettings;
 use crate::domain::{Priority, TipId, Zone, ZoneChoice};
 
@@ -232,7 +234,7 @@ impl Escalations {
             policy,
             retention_secs: retention_secs.max(1),
             script: Arc::new(redis::Script::new(&format!(
-                "{ESCALATION_SCHEDULE_FN}{ESCALATION_SCHEDULE}"
+                "{TIMER_FNS}{ESCALATION_SCHEDULE_FN}{ESCALATION_SCHEDULE}"
             ))),
         }
     }
@@ -300,7 +302,7 @@ impl EscalationWorker {
         Self {
             store,
             retention_secs,
-            script: coarse_script(ESCALATION_FIRE),
+            script: coarse_script(&format!("{TIMER_FNS}{ESCALATION_FIRE}")),
         }
     }
 
@@ -309,17 +311,9 @@ impl EscalationWorker {
     /// Never sleeps.
     pub async fn step(&self, now_ms: u64) -> Result<Vec<Fired>, EscalationError> {
         let keys = self.store.keys();
+        let deadlines = TimerSet::new(keys.escalations());
         let mut conn = self.store.conn().await?;
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys.escalations())
-            .arg("-inf")
-            .arg(now_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(BATCH)
-            .query_async(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+        let due = deadlines.due(&mut conn, now_ms, BATCH).await?;
         let (candidates, foreign): (Vec<_>, Vec<_>) = due
             .into_iter()
             .map(|m| (parse_member(&m), m))
@@ -332,17 +326,12 @@ impl EscalationWorker {
                 count = foreign.len(),
                 "removed escalation deadlines tipwire did not write"
             );
-            let _: usize = redis::cmd("ZREM")
-                .arg(keys.escalations())
-                .arg(&foreign)
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::from)?;
+            deadlines.cancel(&mut conn, &foreign).await?;
         }
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.script.key(keys.escalations());
+        let mut invocation = self.script.key(deadlines.key());
         invocation
             .key(keys.escalation_events())
             .arg(now_ms)

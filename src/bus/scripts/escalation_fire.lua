@@ -1,8 +1,7 @@
 local fired = {}
 for i = 4, #ARGV do
   local member = ARGV[i]
-  local due = redis.call('ZSCORE', KEYS[1], member)
-  if due and tonumber(due) <= tonumber(ARGV[1]) and redis.call('ZREM', KEYS[1], member) == 1 then
+  if timer_take(KEYS[1], member, ARGV[1]) then
     local h = redis.call('HMGET', KEYS[i - 1], 'state', 'zone', 'priority')
     if h[2] and h[3] and (not h[1] or h[1] == 'open') then
       local tip, stage = string.match(member, '^(.*):(.*)$')

@@ -6,7 +6,7 @@ local function schedule_escalation(state, deadlines, expire_at, zone, priority, 
   if redis.call('TTL', state) < 0 then redis.call('EXPIREAT', state, expire_at) end
   local added = 0
   for i = 1, #pairs, 2 do
-    added = added + redis.call('ZADD', deadlines, 'NX', pairs[i], pairs[i + 1])
+    added = added + timer_schedule(deadlines, pairs[i], pairs[i + 1])
   end
   return added
 end

@@ -5,6 +5,6 @@ for i = 1, n do
     'priority', ARGV[9], 'stage', ARGV[10], 'event', ARGV[3], 'device', ARGV[11 + i],
     'attempts', '0'})
 end
-for j = 12 + n, #ARGV do redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[j]) end
+for j = 12 + n, #ARGV do timer_schedule(KEYS[3], ARGV[5], ARGV[j]) end
 queue_ack(KEYS[4], KEYS[5], ARGV[3])
 return n

@@ -20,6 +20,12 @@ use crate::push::notice::{AlertNotice, NoticeKind};
 /// Delivery jobs read (and sent at once) per step.
 const JOB_BATCH: usize = 32;
 
+/// A job's stream fields, in order: also the keys of a retry member (the
+/// job as JSON).
+pub(super) const FIELDS: &[&str] = &[
+    "kind", "tip_id", "zone", "priority", "stage", "event", "device", "attempts",
+];
+
 /// A delivery job, as kept in push-out and the retry schedule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Job {
@@ -184,10 +190,7 @@ impl PushWorker {
     /// Ends the job's lease and deletes it; with `retry`, schedules it again
     /// (member, due time) in the same transaction.
     async fn finish(&self, id: &str, retry: Option<(String, u64)>) -> Result<(), StoreError> {
-        let schedule = self.store.keys().push_retry();
-        self.jobs
-            .finish(id, retry.map(|(m, due)| (schedule.as_str(), m, due)))
-            .await
+        self.retries.finish(&self.jobs, id, retry).await
     }
 
     async fn skip(&self, id: &str, why: &'static str) -> Result<Outcome, StoreError> {
@@ -204,7 +207,6 @@ impl PushWorker {
         reason: &str,
         now_ms: u64,
     ) -> Result<Outcome, StoreError> {
-        let keys = self.store.keys();
         let mut fields: Vec<String> = Vec::new();
         if let Some(job) = job {
             fields.extend([
@@ -221,8 +223,8 @@ impl PushWorker {
             ]);
         }
         fields.extend(["reason".to_owned(), reason.to_owned()]);
-        self.jobs
-            .dead_letter(&keys.push_dead(), id, minute(now_ms), &fields)
+        self.retries
+            .dead_letter(&self.jobs, id, minute(now_ms), &fields)
             .await?;
         self.outcome("dead");
         Ok(Outcome::Dead)
