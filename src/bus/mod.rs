@@ -1,6 +1,9 @@
 //! Redis Streams: key names, the connection, the producer that appends one entry
-//! per tip, readers for the admin tools, and retention. Entries read back from
-//! Redis are treated as untrusted (another process may have written them).
+//! per tip, readers for the admin tools, and retention; the one work queue
+//! (`queue`, with `retries`), the one timer set for every deadline
+//! (`timers`), and every Lua script (`scripts`, one `.lua` file each).
+//! Entries read back from Redis are treated as untrusted (another process may
+//! have written them).
 
 mod alerts;
 pub mod durability;
