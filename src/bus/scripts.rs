@@ -192,15 +192,17 @@ pub(crate) const ESCALATION_SCHEDULE: &str = include_str!("scripts/escalation_sc
 /// the state hash of each candidate member `ARGV[4..]` (`KEYS[i - 1]` goes with
 /// `ARGV[i]`); `ARGV[1]` now (ms), `ARGV[2]` the minute (ms) for event ids,
 /// `ARGV[3]` the trim cutoff (ms). Another worker may have taken a candidate
-/// since it was listed, so each is checked again and removed here: only the
-/// script whose `ZREM` removed it may fire it. Fires only for an open alert
+/// since it was listed, so each is checked again and removed here
+/// (`timer_take`, after [`TIMER_FNS`]): only the script whose `ZREM` removed
+/// it may fire it. Fires only for an open alert
 /// whose zone is known; a missing hash means the tip is gone.
 pub(crate) const ESCALATION_FIRE: &str = include_str!("scripts/escalation_fire.lua");
 
 /// `KEYS[1]` the deadlines, `KEYS[i]` the state hash of the alert of member
 /// `ARGV[i]` (i ≥ 2), `ARGV[1]` now (ms). Only the script whose `ZREM`
-/// removed a member may send it; it is reported only for an open alert (a
-/// missing hash is an alert nobody touched: open).
+/// (`timer_take`, after [`TIMER_FNS`]) removed a member may send it; it is
+/// reported only for an open alert (a missing hash is an alert nobody
+/// touched: open).
 pub(crate) const NUDGE_FIRE: &str = include_str!("scripts/nudge_fire.lua");
 
 /// `KEYS[1]` the source stream, `KEYS[2]` push-out, `KEYS[3]` the nudge
