@@ -13,191 +13,12 @@ use std::time::Duration;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{FromRedisValue, Value};
 
+use super::scripts::{
+    ALERT_APPEND, COARSE_XADD_FN, ESCALATION_SCHEDULE_FN, SUMMARY_BACKFILL_STEP, SUMMARY_OF_FN,
+    TIMER_FNS,
+};
 use super::{Store, StoreError};
 use crate::domain::{ProviderMessage, TipId};
-use crate::mediator::escalation::SCHEDULE_FN_LUA;
-
-/// A Lua function appending with an id whose time part is `ms` (a minute
-/// boundary), or the stream's newest time if that is later, so ids stay
-/// increasing when replicas' clocks disagree; if deleted entries left the
-/// last-generated id ahead of every remaining entry, it continues after that.
-/// Stream ids carry time, so every tipwire stream uses this instead of `*`.
-pub const COARSE_XADD_LUA: &str = r"
-local function coarse_xadd(key, ms, fields)
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  if last[1] then
-    local lms = string.match(last[1][1], '^(%d+)-')
-    if lms and tonumber(lms) > tonumber(ms) then ms = lms end
-  end
-  local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', unpack(fields))
-  if ok then return id end
-  local info = redis.call('XINFO', 'STREAM', key)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      ms = string.match(info[i + 1], '^(%d+)-')
-    end
-  end
-  return redis.call('XADD', key, ms .. '-*', unpack(fields))
-end
-";
-
-/// Refuses (`{0, version}`) when the mediator directory changed since the tip
-/// was sealed, and (`{2, ''}`) a provider message or web submission already
-/// stored (eighth key, the dedupe marker). Otherwise appends and, in the same script, schedules
-/// the tip's escalation deadlines (`schedule_escalation`, shared with
-/// `mediator::escalation`), indexes the entry by tip id and by thread, and
-/// then sets the marker, so a failed append never leaves a marker behind. The
-/// marker expires with the reply address (argument 3, a whole hour; `''` for
-/// a web submission, which has none), and no
-/// sooner than a day after the hour the message came in: a provider that signs
-/// no timestamp (Twilio) lets a captured webhook be replayed at any time, and
-/// the marker is what refuses it. Its TTL says nothing finer than the hour.
-/// Returns `{1, id}`.
-///
-/// Keys: 1 the stream, 2 the directory version, 3 the escalation deadlines,
-/// 4 the alert's state hash, 5 its index entry, 6 the thread's list of entries,
-/// 7 the summary stream (the entry again under the same id, without envelope,
-/// pseudonym and key version); for provider messages also 8 the dedupe
-/// marker, 9 the thread's sealed reply address and 10.. the `n` opt-out
-/// markers of the sender's pseudonyms.
-///
-/// Arguments: 1 the directory version the tip was sealed at, 2 the minute (ms)
-/// for the id, 3 the reply address's new expiry (`''` for other tips), 4 the
-/// expiry of the state hash and indexes (unix seconds: the minute plus the
-/// retention), 5 zone, 6 priority, 7 the number `n` of sender pseudonyms, 8
-/// the number `m` of deadlines, then the `n` pseudonyms, `m` pairs of due time
-/// and member, and the fields.
-///
-/// For provider messages it reads whether the reply address and an opt-out
-/// marker of the sender exist (both answers are appended to the reply) and
-/// restarts their expiry (the markers' to two hours past the address's
-/// unless they already last longer, so an opt-out always outlives the
-/// address it protects, even when the address is stored again in the next
-/// hour), whatever the outcome.
-///
-/// The append is the script's first write, the expiries come after it (or
-/// on the way out): Redis at `maxmemory` under `noeviction` refuses a
-/// script's first write that may grow memory (`OOM`) but lets every write
-/// after any first one through, so an `EXPIREAT` first would let a provider
-/// message be stored past the limit while web tips are refused.
-const APPEND_LUA: &str = r"
-local kept, opted = 0, 0
-local n, m = tonumber(ARGV[7]), tonumber(ARGV[8])
-local provider = ARGV[3] ~= ''
-local markers = {}
-if provider then
-  kept = redis.call('EXISTS', KEYS[9])
-  for i = 1, n do
-    if redis.call('EXISTS', KEYS[9 + i]) == 1 then
-      opted = 1
-      markers[#markers + 1] = KEYS[9 + i]
-    end
-  end
-end
-local function touch()
-  if not provider then return end
-  redis.call('EXPIREAT', KEYS[9], ARGV[3])
-  for _, key in ipairs(markers) do
-    redis.call('EXPIREAT', key, tonumber(ARGV[3]) + OPT_OUT_MARGIN_SECS, 'GT')
-  end
-end
-local version = redis.call('GET', KEYS[2]) or '0'
-if version ~= ARGV[1] then touch(); return {0, version, kept, opted} end
-if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then touch(); return {2, '', kept, opted} end
-local first = 9 + n
-local fields = {unpack(ARGV, first + 2 * m)}
-local id = coarse_xadd(KEYS[1], ARGV[2], fields)
-touch()
-local summary = summary_of(fields)
-fields = nil
--- Same id; cannot fail while only this script writes the summary stream,
--- and must not undo the append if it ever did.
-pcall(redis.call, 'XADD', KEYS[7], id, unpack(summary))
-schedule_escalation(KEYS[4], KEYS[3], ARGV[4], ARGV[5], ARGV[6],
-  {unpack(ARGV, first, first + 2 * m - 1)})
-redis.call('SET', KEYS[5], id, 'EXAT', ARGV[4])
-redis.call('RPUSH', KEYS[6], id)
-redis.call('LTRIM', KEYS[6], -MAX_THREAD_TIPS, -1)
-redis.call('EXPIREAT', KEYS[6], ARGV[4])
-if KEYS[8] then
-  local hour = math.floor(tonumber(ARGV[2]) / 3600000) * 3600
-  redis.call('SET', KEYS[8], '1', 'EXAT', math.max(hour + 3600 + 86400, tonumber(ARGV[3]) or 0))
-end
-return {1, id, kept, opted}
-";
-
-/// A Lua function giving an alert entry's fields (a flat name, value list)
-/// without envelope, pseudonym and key version: its summary.
-const SUMMARY_OF_LUA: &str = r"
-local function summary_of(fields)
-  local summary = {}
-  for i = 1, #fields - 1, 2 do
-    local f = fields[i]
-    if f ~= 'envelope' and f ~= 'pseudonym' and f ~= 'key_version' then
-      summary[#summary + 1] = f
-      summary[#summary + 1] = fields[i + 1]
-    end
-  end
-  return summary
-end
-";
-
-/// One step of rebuilding the summaries of alerts appended before the
-/// summary stream existed (an upgrade). Keys: 1 the alerts, 2 the
-/// summaries, 3 the rebuild stream. Arguments: 1 alerts, 2 summaries to copy
-/// at most.
-///
-/// The rebuild stream gets, in id order, the summaries of the alerts older
-/// than the oldest summary (or of every alert, when there are none), and
-/// then the summaries themselves; once a step has copied the last summary,
-/// it renames the rebuild over the summaries in the same script, so no
-/// append is lost. Each step continues after the rebuild's newest entry, so
-/// steps may be interrupted and run by several processes. Returns `{more,
-/// copied}`: more is 0 when nothing is left to do. An alert read here carries its
-/// envelope (Redis cannot read part of an entry), hence the small first
-/// argument.
-const BACKFILL_STEP_LUA: &str = r"
-local function before(a, b)
-  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
-  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
-  if tonumber(ams) ~= tonumber(bms) then return tonumber(ams) < tonumber(bms) end
-  return tonumber(aseq) < tonumber(bseq)
-end
-local function edge(cmd, key, from, to)
-  local e = redis.call(cmd, key, from, to, 'COUNT', 1)
-  return e[1] and e[1][1]
-end
-local function copy(entries)
-  for _, e in ipairs(entries) do
-    redis.call('XADD', KEYS[3], e[1], unpack(summary_of(e[2])))
-  end
-  return #entries
-end
-local last = edge('XREVRANGE', KEYS[3], '+', '-')
-if not last then
-  -- Empty or never begun: XADD below must not meet an old last id.
-  redis.call('DEL', KEYS[3])
-  local oldest_alert = edge('XRANGE', KEYS[1], '-', '+')
-  local oldest_summary = edge('XRANGE', KEYS[2], '-', '+')
-  if not oldest_alert then return {0, 0} end
-  if oldest_summary and not before(oldest_alert, oldest_summary) then return {0, 0} end
-end
-local oldest_summary = edge('XRANGE', KEYS[2], '-', '+')
-local from = last and ('(' .. last) or '-'
-local to = oldest_summary and ('(' .. oldest_summary) or '+'
-local n = tonumber(ARGV[1])
-local copied = copy(redis.call('XRANGE', KEYS[1], from, to, 'COUNT', n))
-if copied == n then return {1, copied} end
-last = edge('XREVRANGE', KEYS[3], '+', '-')
-from = last and ('(' .. last) or '-'
-n = tonumber(ARGV[2])
-local summaries = copy(redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', n))
-if summaries == n then return {1, copied} end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('RENAME', KEYS[3], KEYS[2])
-end
-return {0, copied}
-";
 
 /// Alerts one backfill step reads, at most: each carries its envelope, up
 /// to the largest tip's size, into the Redis script's memory.
@@ -212,7 +33,7 @@ const BACKFILL_SUMMARIES_PER_STEP: usize = 500;
 /// Returns how many alerts got a summary.
 pub async fn backfill_summaries(store: &Store) -> Result<u64, StoreError> {
     let keys = store.keys();
-    let script = redis::Script::new(&format!("{SUMMARY_OF_LUA}{BACKFILL_STEP_LUA}"));
+    let script = redis::Script::new(&format!("{SUMMARY_OF_FN}{SUMMARY_BACKFILL_STEP}"));
     let mut conn = store.conn().await?;
     let mut backfilled: u64 = 0;
     loop {
@@ -240,14 +61,9 @@ pub const OPT_OUT_MARGIN_SECS: u64 = 7200;
 /// stream until retention but drop out of the thread view.
 pub const MAX_THREAD_TIPS: usize = 1000;
 
-/// Appends `ARGV[2..]` to `KEYS[1]` with a coarse id at minute `ARGV[1]` (ms).
-pub const COARSE_APPEND_LUA: &str = r"
-return coarse_xadd(KEYS[1], ARGV[1], {unpack(ARGV, 2)})
-";
-
-/// A script made of [`COARSE_XADD_LUA`] and a body that calls it.
+/// A script made of [`COARSE_XADD_FN`] and a body that calls it.
 pub fn coarse_script(body: &str) -> redis::Script {
-    redis::Script::new(&format!("{COARSE_XADD_LUA}{body}"))
+    redis::Script::new(&format!("{COARSE_XADD_FN}{body}"))
 }
 
 /// The fields of one stream entry, as named in DESIGN.md.
@@ -307,13 +123,13 @@ impl AlertProducer {
     /// `retention`: how long tips are kept (`retention.days`); the alert's
     /// state hash and its index entries expire with the entry.
     pub fn new(store: Store, retention: Duration) -> Self {
-        let body = APPEND_LUA
+        let body = ALERT_APPEND
             .replace("MAX_THREAD_TIPS", &MAX_THREAD_TIPS.to_string())
             .replace("OPT_OUT_MARGIN_SECS", &OPT_OUT_MARGIN_SECS.to_string());
         Self {
             store,
             script: std::sync::Arc::new(coarse_script(&format!(
-                "{SCHEDULE_FN_LUA}{SUMMARY_OF_LUA}{body}"
+                "{TIMER_FNS}{ESCALATION_SCHEDULE_FN}{SUMMARY_OF_FN}{body}"
             ))),
             retention_secs: retention.as_secs().max(1),
         }

@@ -18,7 +18,7 @@
 //! worker's) and then new ones, in one script, so each entry is handed out
 //! once per lease: **at least once** across any number of replicas. The
 //! worker acknowledges in the same script or transaction that acts on the
-//! entry ([`ACK_FN_LUA`], [`WorkQueue::finish`]); before a send it calls
+//! entry ([`QUEUE_ACK_FN`], [`WorkQueue::finish`]); before a send it calls
 //! [`WorkQueue::own`], which fails if another worker took the entry over
 //! meanwhile and otherwise extends the lease.
 //!
@@ -27,124 +27,12 @@
 use redis::streams::StreamRangeReply;
 
 use super::names::Keys;
+use super::scripts::{
+    QUEUE_ACK_FN, QUEUE_DEAD, QUEUE_MIGRATE, QUEUE_OWN, QUEUE_OWNS_FN, QUEUE_RETRY, QUEUE_TAKE,
+    TIMER_FNS,
+};
 use super::timing::coarse_due;
 use super::{Store, StoreError, coarse_script};
-
-/// Lua: `queue_ack(leases, owners, id)` ends an entry's lease.
-pub const ACK_FN_LUA: &str = r"
-local function queue_ack(leases, owners, id)
-  redis.call('ZREM', leases, id)
-  redis.call('HDEL', owners, id)
-end
-";
-
-/// Lua: `queue_owns(owners, id, consumer)`, whether `consumer` holds `id`.
-pub const OWNS_FN_LUA: &str = r"
-local function queue_owns(owners, id, consumer)
-  return redis.call('HGET', owners, id) == consumer
-end
-";
-
-/// `KEYS[1]` the stream, `KEYS[2]` the cursor, `KEYS[3]` the leases,
-/// `KEYS[4]` the owners; `ARGV[1]` the consumer, `ARGV[2]` now (ms; only
-/// compared, never written), `ARGV[3]` the new lease end (a minute
-/// boundary), `ARGV[4]` at most how many entries of each kind, `ARGV[5]`
-/// where a new queue starts (an id). Entries whose lease ended come first;
-/// one that is gone from the stream (trimmed, deleted) is forgotten. Returns
-/// entries as `XRANGE` does.
-const TAKE_LUA: &str = r"
-local out = {}
-local n = tonumber(ARGV[4])
-local ended = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, n)
-for _, id in ipairs(ended) do
-  local e = redis.call('XRANGE', KEYS[1], id, id)
-  if e[1] then
-    redis.call('ZADD', KEYS[3], ARGV[3], id)
-    redis.call('HSET', KEYS[4], id, ARGV[1])
-    out[#out + 1] = e[1]
-  else
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
-  end
-end
-local cursor = redis.call('GET', KEYS[2])
-if not cursor then
-  cursor = ARGV[5]
-  redis.call('SET', KEYS[2], cursor)
-end
-local new = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', n)
-for _, e in ipairs(new) do
-  redis.call('ZADD', KEYS[3], ARGV[3], e[1])
-  redis.call('HSET', KEYS[4], e[1], ARGV[1])
-  out[#out + 1] = e
-end
-if new[#new] then redis.call('SET', KEYS[2], new[#new][1]) end
-return out
-";
-
-/// `KEYS[1]` the leases, `KEYS[2]` the owners; `ARGV[1]` the consumer,
-/// `ARGV[2]` the id, `ARGV[3]` the new lease end. 1 if the consumer still
-/// holds the entry (its lease is extended), else 0.
-const OWN_LUA: &str = r"
-if not queue_owns(KEYS[2], ARGV[2], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[2])
-return 1
-";
-
-/// Moves a consumer group of the same name left by an older tipwire into
-/// the queue: its last-delivered id becomes the cursor (unless there is one),
-/// its pending entries leases that have ended (so they are retried), and the
-/// group, with the times it holds, is destroyed. `KEYS` as for
-/// [`TAKE_LUA`]; `ARGV[1]` the group name.
-const MIGRATE_LUA: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local name, last
-  for i = 1, #g, 2 do
-    if g[i] == 'name' then name = g[i + 1] end
-    if g[i] == 'last-delivered-id' then last = g[i + 1] end
-  end
-  if name == ARGV[1] then
-    if last and redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], last) end
-    local from = '-'
-    repeat
-      local pending = redis.call('XPENDING', KEYS[1], ARGV[1], from, '+', 100)
-      for _, p in ipairs(pending) do
-        redis.call('ZADD', KEYS[3], 'NX', 0, p[1])
-        redis.call('HSETNX', KEYS[4], p[1], '')
-        from = '(' .. p[1]
-      end
-    until #pending < 100
-    redis.call('XGROUP', 'DESTROY', KEYS[1], ARGV[1])
-    return 1
-  end
-end
-return 0
-";
-
-/// `KEYS[1]` the stream, `KEYS[2]` the leases, `KEYS[3]` the owners,
-/// `KEYS[4]` the retry schedule; `ARGV[1]` the id, `ARGV[2]` the consumer,
-/// `ARGV[3]` the member, `ARGV[4]` its due time. Only the entry's holder
-/// schedules it again: a worker whose lease was taken over leaves the entry
-/// to the new holder, which may be sending it right now. 1 if scheduled.
-const RETRY_LUA: &str = r"
-if not queue_owns(KEYS[3], ARGV[1], ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
-queue_ack(KEYS[2], KEYS[3], ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-return 1
-";
-
-/// `KEYS[1]` the stream, `KEYS[2]` the dead letters, `KEYS[3]` the leases,
-/// `KEYS[4]` the owners; `ARGV[1]` the id, `ARGV[2]` the minute (ms) for the
-/// dead letter's id, then its fields. Appends, ends the lease and deletes
-/// the entry, atomically.
-const DEAD_LUA: &str = r"
-local id = coarse_xadd(KEYS[2], ARGV[2], {unpack(ARGV, 3)})
-queue_ack(KEYS[3], KEYS[4], ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-return id
-";
 
 /// One queue: a stream and a group name, as seen by one consumer.
 #[derive(Clone)]
@@ -171,11 +59,13 @@ struct Scripts {
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
-        take: redis::Script::new(TAKE_LUA),
-        own: redis::Script::new(&format!("{OWNS_FN_LUA}{OWN_LUA}")),
-        migrate: redis::Script::new(MIGRATE_LUA),
-        retry: redis::Script::new(&format!("{ACK_FN_LUA}{OWNS_FN_LUA}{RETRY_LUA}")),
-        dead: coarse_script(&format!("{ACK_FN_LUA}{DEAD_LUA}")),
+        take: redis::Script::new(QUEUE_TAKE),
+        own: redis::Script::new(&format!("{QUEUE_OWNS_FN}{QUEUE_OWN}")),
+        migrate: redis::Script::new(QUEUE_MIGRATE),
+        retry: redis::Script::new(&format!(
+            "{TIMER_FNS}{QUEUE_ACK_FN}{QUEUE_OWNS_FN}{QUEUE_RETRY}"
+        )),
+        dead: coarse_script(&format!("{QUEUE_ACK_FN}{QUEUE_DEAD}")),
     })
 }
 
@@ -200,6 +90,10 @@ impl WorkQueue {
             lease_ms,
             store,
         }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn stream(&self) -> &str {

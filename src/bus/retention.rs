@@ -16,23 +16,11 @@
 use redis::aio::ConnectionManager;
 
 use super::names::{THREAD, THREAD_TIPS};
+use super::scripts::TRIM_ID_LIST;
 use super::{Keys, Store, StoreError};
 
 /// Keys `SCAN` returns per call, at most.
 const SCAN_COUNT: usize = 1000;
-
-/// Drops the items of a list of stream ids (oldest first, as the append
-/// script pushes them) whose time is before `ARGV[1]` (ms); returns how many.
-const TRIM_ID_LIST_LUA: &str = r"
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-local n = 0
-for _, id in ipairs(ids) do
-  local ms = tonumber(string.match(id, '^(%d+)-') or '')
-  if ms == nil or ms < tonumber(ARGV[1]) then n = n + 1 else break end
-end
-if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
-return n
-";
 
 /// Every stream whose entry ids are coarse arrival times.
 fn streams(keys: &Keys) -> [String; 9] {
@@ -93,7 +81,7 @@ pub async fn trim_older_than(store: &Store, cutoff_unix_secs: u64) -> Result<u64
             removed += n;
         }
     }
-    let trim_list = redis::Script::new(TRIM_ID_LIST_LUA);
+    let trim_list = redis::Script::new(TRIM_ID_LIST);
     let lists = keys.pattern(THREAD_TIPS);
     let mut scan = Scan::new(&lists, "list");
     while let Some(page) = scan.next_page(&mut conn).await? {

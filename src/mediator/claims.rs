@@ -32,6 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::{FromRedisValue, Value};
 
 use super::escalation::{parse_zone, state_expire_at};
+use crate::bus::scripts::{
+    CLAIM, CLAIM_PREAMBLE, CLAIM_REASSIGN, CLAIM_RELEASE, CLAIM_REOPEN, CLAIM_RESOLVE, TIMER_FNS,
+};
 use crate::bus::timing::minute_floor;
 use crate::bus::{Store, StoreError, coarse_script};
 use crate::domain::{TipId, ZoneChoice};
@@ -212,96 +215,6 @@ impl ClaimError {
     }
 }
 
-/// Shared by every operation. `KEYS[1]` is the state hash, `KEYS[2]` the event
-/// stream; `ARGV[1]` the tip id, `ARGV[2]` the minute (ms) for the event id,
-/// `ARGV[3]` the trim cutoff (ms), `ARGV[4]` the hash's expiry (unix seconds,
-/// a minute plus the retention: a relative TTL would tell the claim's second),
-/// `ARGV[5]` the acting device. Every script answers
-/// `{code, state, device, outcome, version}` with the state after the call.
-/// For the device operations `KEYS[3]` is the acting device's record and
-/// `KEYS[4]` the record of the device that would hold the alert (the same
-/// for all but reassign): `enrolled()` refuses when either is gone, in the
-/// same script as the change, so a request that passed its session check
-/// just before an offboarding cannot make a gone device the holder after
-/// the offboarding handed its claims back (it deletes the record first).
-const PREAMBLE_LUA: &str = r"
-local function current()
-  local h = redis.call('HMGET', KEYS[1], 'state', 'device', 'outcome', 'version')
-  return h[1] or 'open', h[2] or '', h[3] or '', tonumber(h[4] or '0') or 0
-end
-local function change(state, device, outcome)
-  local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-  redis.call('HSET', KEYS[1], 'state', state, 'device', device, 'outcome', outcome)
-  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIREAT', KEYS[1], ARGV[4]) end
-  local zone = redis.call('HGET', KEYS[1], 'zone') or ''
-  coarse_xadd(KEYS[2], ARGV[2], {'tip_id', ARGV[1], 'state', state, 'device', device,
-    'outcome', outcome, 'version', tostring(version), 'by', ARGV[5], 'zone', zone})
-  redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3])
-  return {'ok', state, device, outcome, version}
-end
-local state, device, outcome, version = current()
-local function unchanged(code) return {code, state, device, outcome, version} end
-local function enrolled()
-  if redis.call('EXISTS', KEYS[3]) == 0 then return 'unenrolled' end
-  if redis.call('EXISTS', KEYS[4]) == 0 then return 'assignee-gone' end
-  return nil
-end
-";
-
-const CLAIM_LUA: &str = r"
-local gone = enrolled()
-if gone then return unchanged(gone) end
-if state == 'resolved' then return unchanged('resolved') end
-if state == 'claimed' then
-  if device == ARGV[5] then return unchanged('same') end
-  return unchanged('taken')
-end
-return change('claimed', ARGV[5], '')
-";
-
-const RELEASE_LUA: &str = r"
-local gone = enrolled()
-if gone then return unchanged(gone) end
-if state == 'resolved' then return unchanged('resolved') end
-if state ~= 'claimed' then return unchanged('open') end
-if device ~= ARGV[5] then return unchanged('not-claimant') end
-return change('open', '', '')
-";
-
-/// `ARGV[6]` is the outcome. Resolving again with the same outcome is a no-op,
-/// so a phone may retry after a lost answer.
-const RESOLVE_LUA: &str = r"
-local gone = enrolled()
-if gone then return unchanged(gone) end
-if state == 'resolved' then
-  if device == ARGV[5] and outcome == ARGV[6] then return unchanged('same') end
-  return unchanged('resolved')
-end
-if state ~= 'claimed' then return unchanged('open') end
-if device ~= ARGV[5] then return unchanged('not-claimant') end
-return change('resolved', ARGV[5], ARGV[6])
-";
-
-/// `ARGV[5]` is the supervisor, `ARGV[6]` the new claimant.
-const REASSIGN_LUA: &str = r"
-local gone = enrolled()
-if gone then return unchanged(gone) end
-if state == 'resolved' then return unchanged('resolved') end
-if state == 'claimed' and device == ARGV[6] then return unchanged('same') end
-return change('claimed', ARGV[6], '')
-";
-
-/// Offboarding: the alert goes back to open if `ARGV[5]` (the device ended)
-/// still holds it, and `KEYS[3]` (the escalation deadlines) gets the pairs
-/// of due time and member from `ARGV[6]` on, each kept at the earlier of its
-/// old and new due time, so escalation resumes for an alert nobody holds.
-const REOPEN_LUA: &str = r"
-if state ~= 'claimed' or device ~= ARGV[5] then return unchanged('not-claimant') end
-local reply = change('open', '', '')
-for i = 6, #ARGV, 2 do redis.call('ZADD', KEYS[3], 'LT', ARGV[i], ARGV[i + 1]) end
-return reply
-";
-
 struct Scripts {
     claim: redis::Script,
     reopen: redis::Script,
@@ -311,7 +224,7 @@ struct Scripts {
 }
 
 fn script(body: &str) -> redis::Script {
-    coarse_script(&format!("{PREAMBLE_LUA}{body}"))
+    coarse_script(&format!("{TIMER_FNS}{CLAIM_PREAMBLE}{body}"))
 }
 
 /// The alert state machine over Redis. Cheap to clone.
@@ -340,11 +253,11 @@ impl AlertStates {
             store,
             retention_secs: retention_secs.max(1),
             scripts: Arc::new(Scripts {
-                claim: script(CLAIM_LUA),
-                reopen: script(REOPEN_LUA),
-                release: script(RELEASE_LUA),
-                resolve: script(RESOLVE_LUA),
-                reassign: script(REASSIGN_LUA),
+                claim: script(CLAIM),
+                reopen: script(CLAIM_REOPEN),
+                release: script(CLAIM_RELEASE),
+                resolve: script(CLAIM_RESOLVE),
+                reassign: script(CLAIM_REASSIGN),
             }),
         }
     }
@@ -635,66 +548,4 @@ fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_outcome_code_parses_back_and_nothing_else_does() {
-        for o in Outcome::ALL {
-            assert_eq!(Outcome::parse(o.as_str()), Ok(o));
-        }
-        for bad in [
-            "",
-            "Mediated",
-            "resolved",
-            "no conflict",
-            "other ",
-            "police",
-        ] {
-            assert_eq!(Outcome::parse(bad), Err(UnknownOutcome), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn device_ids_are_short_and_plain() {
-        assert!(DeviceId::parse("m_0123456789ab").is_some());
-        assert!(DeviceId::parse("phone-2").is_some());
-        assert!(DeviceId::parse("").is_none());
-        assert!(DeviceId::parse("a:b").is_none());
-        assert!(DeviceId::parse("a b").is_none());
-        assert!(DeviceId::parse(&"x".repeat(65)).is_none());
-    }
-
-    #[test]
-    fn an_untouched_alert_reads_as_open_at_version_zero() {
-        assert_eq!(
-            status("open", "", "", 0).unwrap(),
-            AlertStatus {
-                state: AlertState::Open,
-                device: None,
-                outcome: None,
-                version: 0
-            }
-        );
-    }
-
-    #[test]
-    fn inconsistent_or_foreign_state_is_refused_as_corrupt() {
-        assert!(status("lost", "", "", 1).is_err());
-        assert!(status("claimed", "", "", 2).is_err());
-        assert!(status("resolved", "d1", "", 3).is_err());
-        assert!(status("claimed", "bad device!", "", 1).is_err());
-        assert!(status("resolved", "d1", "arrested", 1).is_err());
-        assert!(status("resolved", "d1", "mediated", 4).is_ok());
-    }
-
-    #[test]
-    fn refusals_map_to_stable_codes() {
-        assert!(refusal("ok").is_none());
-        assert!(refusal("same").is_none());
-        assert_eq!(refusal("resolved").unwrap().code(), "alert-resolved");
-        assert_eq!(refusal("open").unwrap().code(), "alert-not-claimed");
-        assert_eq!(refusal("not-claimant").unwrap().code(), "not-claimant");
-        assert_eq!(ClaimError::NotSupervisor.code(), "not-supervisor");
-    }
-}
+mod tests;

@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bus::scripts::SET_IF_ENROLLED;
 use crate::bus::{Store, StoreError};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::RecipientKey;
@@ -441,13 +442,6 @@ impl Devices {
     }
 }
 
-/// `SET KEYS[2] ARGV[1]` only while the device record `KEYS[1]` exists.
-const SET_IF_ENROLLED_LUA: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
-";
-
 /// Stores `value` under `key`, something of `device`'s (its push
 /// subscription, its nudge contacts), only while the device is enrolled: a
 /// request that passed its session check just before a revocation must not
@@ -459,7 +453,7 @@ pub async fn set_if_enrolled(
     value: &[u8],
 ) -> Result<bool, StoreError> {
     let mut conn = store.conn().await?;
-    let set: i64 = redis::Script::new(SET_IF_ENROLLED_LUA)
+    let set: i64 = redis::Script::new(SET_IF_ENROLLED)
         .key(store.keys().device(device.as_str()))
         .key(key)
         .arg(value)

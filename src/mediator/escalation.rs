@@ -7,7 +7,7 @@
 //! a minute boundary: see [`EscalationPolicy::deadlines`]), so a
 //! restarted worker, or any other replica's, fires them. The alert append
 //! script (`bus::AlertProducer`) schedules a tip in the same Lua script as its
-//! XADD, with [`SCHEDULE_FN_LUA`] and [`EscalationPolicy::scheduled`], so a
+//! XADD, with [`ESCALATION_SCHEDULE_FN`] and [`EscalationPolicy::scheduled`], so a
 //! crash or restart can neither lose nor double a tip's deadlines;
 //! [`Escalations::schedule`] does the same for tools and tests. Scheduling
 //! also writes the tip's zone and priority into the alert's state hash (see
@@ -38,8 +38,11 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, Value};
 
+use crate::bus::scripts::{
+    ESCALATION_FIRE, ESCALATION_SCHEDULE, ESCALATION_SCHEDULE_FN, TIMER_FNS,
+};
 use crate::bus::timing::{coarse_due, minute_ceil, minute_floor};
-use crate::bus::{Store, StoreError, coarse_script};
+use crate::bus::{Store, StoreError, TimerSet, coarse_script};
 use crate::config::EscalationSettings;
 use crate::domain::{Priority, TipId, Zone, ZoneChoice};
 
@@ -213,66 +216,6 @@ pub enum EscalationError {
     Store(#[from] StoreError),
 }
 
-/// A Lua function writing a tip's escalation schedule: the alert's state
-/// hash `state` gets its zone and priority (and `open` at version 0 unless a
-/// claim got in first: only missing fields are filled in) and expires at
-/// `expire_at` (unix seconds) unless it already expires; then each
-/// `(due, member)` pair in `pairs` is added to the deadlines `deadlines`.
-/// The zone field doubles as the "scheduled" marker, so a second call adds
-/// nothing even once the first call's stages have fired and left the set;
-/// `ZADD NX` alone could not tell. Returns how many stages were added.
-///
-/// Shared by [`Escalations::schedule`] and the alert append script
-/// (`bus::AlertProducer`), which runs it in the same script as the tip's XADD:
-/// a tip is then in the stream with its deadlines, or neither is.
-pub(crate) const SCHEDULE_FN_LUA: &str = r"
-local function schedule_escalation(state, deadlines, expire_at, zone, priority, pairs)
-  if redis.call('HSETNX', state, 'zone', zone) == 0 then return 0 end
-  redis.call('HSET', state, 'priority', priority)
-  redis.call('HSETNX', state, 'state', 'open')
-  redis.call('HSETNX', state, 'version', '0')
-  if redis.call('TTL', state) < 0 then redis.call('EXPIREAT', state, expire_at) end
-  local added = 0
-  for i = 1, #pairs, 2 do
-    added = added + redis.call('ZADD', deadlines, 'NX', pairs[i], pairs[i + 1])
-  end
-  return added
-end
-";
-
-/// `KEYS[1]` the deadlines, `KEYS[2]` the alert's state hash; `ARGV[1]` the
-/// hash's expiry (unix seconds), `ARGV[2]` zone, `ARGV[3]` priority, then
-/// pairs of due time and member.
-const SCHEDULE_LUA: &str = r"
-return schedule_escalation(KEYS[2], KEYS[1], ARGV[1], ARGV[2], ARGV[3], {unpack(ARGV, 4)})
-";
-
-/// `KEYS[1]` the deadlines, `KEYS[2]` the escalation-events stream, `KEYS[3..]`
-/// the state hash of each candidate member `ARGV[4..]` (`KEYS[i - 1]` goes with
-/// `ARGV[i]`); `ARGV[1]` now (ms), `ARGV[2]` the minute (ms) for event ids,
-/// `ARGV[3]` the trim cutoff (ms). Another worker may have taken a candidate
-/// since it was listed, so each is checked again and removed here: only the
-/// script whose `ZREM` removed it may fire it. Fires only for an open alert
-/// whose zone is known; a missing hash means the tip is gone.
-const FIRE_LUA: &str = r"
-local fired = {}
-for i = 4, #ARGV do
-  local member = ARGV[i]
-  local due = redis.call('ZSCORE', KEYS[1], member)
-  if due and tonumber(due) <= tonumber(ARGV[1]) and redis.call('ZREM', KEYS[1], member) == 1 then
-    local h = redis.call('HMGET', KEYS[i - 1], 'state', 'zone', 'priority')
-    if h[2] and h[3] and (not h[1] or h[1] == 'open') then
-      local tip, stage = string.match(member, '^(.*):(.*)$')
-      local id = coarse_xadd(KEYS[2], ARGV[2],
-        {'tip_id', tip, 'zone', h[2], 'priority', h[3], 'stage', stage})
-      fired[#fired + 1] = {member, h[2], h[3], id}
-    end
-  end
-end
-if #fired > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3]) end
-return fired
-";
-
 /// Schedules deadlines for new tips and reads the record of fired stages.
 #[derive(Clone)]
 pub struct Escalations {
@@ -291,7 +234,7 @@ impl Escalations {
             policy,
             retention_secs: retention_secs.max(1),
             script: Arc::new(redis::Script::new(&format!(
-                "{SCHEDULE_FN_LUA}{SCHEDULE_LUA}"
+                "{TIMER_FNS}{ESCALATION_SCHEDULE_FN}{ESCALATION_SCHEDULE}"
             ))),
         }
     }
@@ -300,7 +243,7 @@ impl Escalations {
     /// returns how many were added: 0 when the tip was scheduled before.
     ///
     /// The intake does not call this: its append script schedules in the
-    /// same script as the XADD (see [`SCHEDULE_FN_LUA`]). This is for tools
+    /// same script as the XADD (see [`ESCALATION_SCHEDULE_FN`]). This is for tools
     /// and tests that schedule a tip by hand, with the same encoding.
     pub async fn schedule(
         &self,
@@ -359,7 +302,7 @@ impl EscalationWorker {
         Self {
             store,
             retention_secs,
-            script: coarse_script(FIRE_LUA),
+            script: coarse_script(&format!("{TIMER_FNS}{ESCALATION_FIRE}")),
         }
     }
 
@@ -368,17 +311,9 @@ impl EscalationWorker {
     /// Never sleeps.
     pub async fn step(&self, now_ms: u64) -> Result<Vec<Fired>, EscalationError> {
         let keys = self.store.keys();
+        let deadlines = TimerSet::new(keys.escalations());
         let mut conn = self.store.conn().await?;
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys.escalations())
-            .arg("-inf")
-            .arg(now_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(BATCH)
-            .query_async(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+        let due = deadlines.due(&mut conn, now_ms, BATCH).await?;
         let (candidates, foreign): (Vec<_>, Vec<_>) = due
             .into_iter()
             .map(|m| (parse_member(&m), m))
@@ -391,17 +326,12 @@ impl EscalationWorker {
                 count = foreign.len(),
                 "removed escalation deadlines tipwire did not write"
             );
-            let _: usize = redis::cmd("ZREM")
-                .arg(keys.escalations())
-                .arg(&foreign)
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::from)?;
+            deadlines.cancel(&mut conn, &foreign).await?;
         }
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.script.key(keys.escalations());
+        let mut invocation = self.script.key(deadlines.key());
         invocation
             .key(keys.escalation_events())
             .arg(now_ms)

@@ -21,15 +21,8 @@ use redis::{FromRedisValue, Value};
 
 use super::DeviceId;
 use crate::bus::names::REVOCATIONS_KEPT;
+use crate::bus::scripts::REVOCATION_ANNOUNCE;
 use crate::bus::{Store, StoreError, coarse_script};
-
-/// `KEYS[1]` the notices; `ARGV[1]` the minute (ms), `ARGV[2]` the most kept,
-/// then field/value pairs.
-const ANNOUNCE_LUA: &str = r"
-local id = coarse_xadd(KEYS[1], ARGV[1], {unpack(ARGV, 3)})
-redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
-return id
-";
 
 /// What a notice ends: every stream of a device, or of one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +55,7 @@ pub async fn announce(store: &Store, ended: &Ended) -> Result<(), StoreError> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut conn = store.conn().await?;
-    let _: String = coarse_script(ANNOUNCE_LUA)
+    let _: String = coarse_script(REVOCATION_ANNOUNCE)
         .key(store.keys().revocations())
         .arg(now - now % 60_000)
         .arg(REVOCATIONS_KEPT)

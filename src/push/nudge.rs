@@ -31,8 +31,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::store::exist;
+use crate::bus::scripts::{NUDGE_FIRE, TIMER_FNS};
 use crate::bus::timing::coarse_due;
-use crate::bus::{Store, StoreError};
+use crate::bus::{Store, StoreError, TimerSet};
 use crate::channels::email::outbound::{MailError, MailSender, Nudge};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
 use crate::config::{ConfigError, Settings};
@@ -46,23 +47,6 @@ use crate::telemetry::Metrics;
 const BATCH: usize = 64;
 /// What the zone is called in a nudge for a tip whose sender was not sure.
 const UNSURE_NAME: &str = "Not sure";
-
-/// `KEYS[1]` the deadlines, `KEYS[i]` the state hash of the alert of member
-/// `ARGV[i]` (i ≥ 2), `ARGV[1]` now (ms). Only the script whose `ZREM`
-/// removed a member may send it; it is reported only for an open alert (a
-/// missing hash is an alert nobody touched: open).
-const FIRE_LUA: &str = r"
-local fired = {}
-for i = 2, #ARGV do
-  local m = ARGV[i]
-  local due = redis.call('ZSCORE', KEYS[1], m)
-  if due and tonumber(due) <= tonumber(ARGV[1]) and redis.call('ZREM', KEYS[1], m) == 1 then
-    local state = redis.call('HGET', KEYS[i], 'state')
-    if not state or state == 'open' then fired[#fired + 1] = m end
-  end
-end
-return fired
-";
 
 /// Which nudge channels this gateway can send on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -337,7 +321,7 @@ impl Nudger {
             max_attempts: settings.push.max_attempts,
             backoff_base_ms: settings.push.backoff_base_ms,
             metrics,
-            fire: redis::Script::new(FIRE_LUA),
+            fire: redis::Script::new(&format!("{TIMER_FNS}{NUDGE_FIRE}")),
         })
     }
 
@@ -374,16 +358,9 @@ impl Nudger {
     /// Sends every due nudge of a still-open alert; returns how many went out.
     pub async fn step(&self, now_ms: u64) -> Result<usize, StoreError> {
         let keys = self.store.keys();
+        let deadlines = TimerSet::new(keys.push_nudges());
         let mut conn = self.store.conn().await?;
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys.push_nudges())
-            .arg("-inf")
-            .arg(now_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(BATCH)
-            .query_async(&mut conn)
-            .await?;
+        let due = deadlines.due(&mut conn, now_ms, BATCH).await?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -397,16 +374,12 @@ impl Nudger {
                 "removed nudge deadlines tipwire did not write"
             );
             let foreign: Vec<String> = foreign.into_iter().map(|(_, m)| m).collect();
-            let _: usize = redis::cmd("ZREM")
-                .arg(keys.push_nudges())
-                .arg(&foreign)
-                .query_async(&mut conn)
-                .await?;
+            deadlines.cancel(&mut conn, &foreign).await?;
         }
         if ours.is_empty() {
             return Ok(0);
         }
-        let mut invocation = self.fire.key(keys.push_nudges());
+        let mut invocation = self.fire.key(deadlines.key());
         invocation.arg(now_ms);
         for (parsed, m) in &ours {
             if let Some(member) = parsed {
@@ -494,13 +467,8 @@ impl Nudger {
                         now_ms,
                         self.backoff_base_ms.saturating_mul(1 << attempts.min(16)),
                     );
-                    let mut conn = self.store.conn().await?;
-                    let _: usize = redis::cmd("ZADD")
-                        .arg(self.store.keys().push_nudges())
-                        .arg("NX")
-                        .arg(due)
-                        .arg(retry.render())
-                        .query_async(&mut conn)
+                    TimerSet::new(self.store.keys().push_nudges())
+                        .schedule(&self.store, &retry.render(), due)
                         .await?;
                     "retry"
                 }

@@ -7,19 +7,12 @@
 //! Untrusted: what is read back is parsed again with the caller's endpoint
 //! policy; a record that no longer parses is reported, not used.
 
+use crate::bus::scripts::SUBSCRIPTION_PRUNE;
 use crate::bus::{Store, StoreError};
 use crate::mediator::DeviceId;
 use crate::mediator::devices::set_if_enrolled;
 
 use super::subscription::{EndpointPolicy, Subscription};
-
-/// Deletes `KEYS[1]` only while it still holds `ARGV[1]`: a phone that
-/// subscribed again since the push service said "gone" keeps its new
-/// subscription.
-const PRUNE_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
 
 /// A stored subscription and the exact text it was stored as (what a prune
 /// compares against).
@@ -80,7 +73,7 @@ impl Subscriptions {
     /// device stored another one meanwhile. True if it was deleted.
     pub async fn prune(&self, device: &DeviceId, raw: &str) -> Result<bool, StoreError> {
         let mut conn = self.store.conn().await?;
-        let deleted: u32 = redis::Script::new(PRUNE_LUA)
+        let deleted: u32 = redis::Script::new(SUBSCRIPTION_PRUNE)
             .key(self.store.keys().push_sub(device.as_str()))
             .arg(raw)
             .invoke_async(&mut conn)

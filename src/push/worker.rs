@@ -56,9 +56,9 @@ use super::nudge::Nudger;
 use super::store::Subscriptions;
 use super::subscription::EndpointPolicy;
 use crate::bus::names::PUSH_GROUP;
-use crate::bus::queue::{ACK_FN_LUA, OWNS_FN_LUA};
+use crate::bus::scripts::{PUSH_FAN_OUT, QUEUE_ACK_FN, QUEUE_OWNS_FN, TIMER_FNS};
 use crate::bus::timing::minute_floor;
-use crate::bus::{Store, StoreError, WorkQueue, coarse_script};
+use crate::bus::{Retries, Store, StoreError, WorkQueue, coarse_script};
 use crate::config::{ConfigError, Settings, invalid};
 use crate::crypto::Keyring;
 use crate::mediator::devices::{DeviceError, Devices};
@@ -66,9 +66,6 @@ use crate::telemetry::Metrics;
 
 mod delivery;
 mod fanout;
-
-use delivery::PROMOTE_LUA;
-use fanout::FAN_OUT_LUA;
 
 /// How long an event or job is leased to a consumer before another may take
 /// it over (the lease ends at the next minute boundary after this). Well
@@ -120,8 +117,9 @@ pub struct PushWorker {
     alerts: WorkQueue,
     escalations: WorkQueue,
     jobs: WorkQueue,
+    /// The jobs' retry schedule and dead letters.
+    retries: Retries,
     fan_out: redis::Script,
-    promote: redis::Script,
     /// Set once an older tipwire's consumer groups were taken over.
     migrated: std::sync::atomic::AtomicBool,
 }
@@ -201,6 +199,7 @@ impl PushWorker {
             queue(&keys.escalation_events()),
             queue(&keys.push_out()),
         );
+        let retries = Retries::new(keys.push_retry(), keys.push_dead(), delivery::FIELDS);
         Self {
             devices: Devices::new(store.clone()),
             subscriptions: Subscriptions::new(store.clone()),
@@ -212,8 +211,10 @@ impl PushWorker {
             alerts,
             escalations,
             jobs,
-            fan_out: coarse_script(&format!("{ACK_FN_LUA}{OWNS_FN_LUA}{FAN_OUT_LUA}")),
-            promote: coarse_script(PROMOTE_LUA),
+            retries,
+            fan_out: coarse_script(&format!(
+                "{TIMER_FNS}{QUEUE_ACK_FN}{QUEUE_OWNS_FN}{PUSH_FAN_OUT}"
+            )),
             migrated: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -241,16 +242,7 @@ impl PushWorker {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut report = PushReport::default();
-        let keys = self.store.keys();
-        let mut conn = self.store.conn().await?;
-        let _: u64 = self
-            .promote
-            .key(keys.push_retry())
-            .key(keys.push_out())
-            .arg(now_ms)
-            .arg(minute(now_ms))
-            .invoke_async(&mut conn)
-            .await?;
+        self.retries.promote(&self.jobs, now_ms).await?;
         self.fan_out_events(now_ms, &mut report).await?;
         self.deliver_jobs(now_ms, &mut report).await?;
         if let Some(nudger) = &self.nudger {

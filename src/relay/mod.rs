@@ -20,10 +20,9 @@ use base64::engine::general_purpose::STANDARD;
 use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::bus::scripts::COARSE_APPEND;
 use crate::bus::timing::{coarse_due, minute_floor};
-use crate::bus::{
-    COARSE_APPEND_LUA, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP,
-};
+use crate::bus::{Retries, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP};
 use crate::channels::email::outbound::{MailError, MailReply, MailSender};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
 use crate::crypto::{Keyring, open_with, seal};
@@ -90,6 +89,10 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// The stream fields of a queued message, in order (also the keys of a
+/// retry member, the message as JSON).
+const FIELDS: &[&str] = &["thread", "text", "kind", "attempts"];
+
 /// The stream fields of a queued message, in order.
 fn fields(q: &Queued) -> Vec<String> {
     vec![
@@ -115,18 +118,8 @@ fn minute_ms() -> u64 {
 }
 
 fn append_script() -> redis::Script {
-    coarse_script(COARSE_APPEND_LUA)
+    coarse_script(COARSE_APPEND)
 }
-
-const PROMOTE_LUA: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for _, m in ipairs(due) do
-  local f = cjson.decode(m)
-  coarse_xadd(KEYS[2], ARGV[2], {'thread', f.thread, 'text', f.text, 'kind', f.kind, 'attempts', tostring(f.attempts)})
-  redis.call('ZREM', KEYS[1], m)
-end
-return #due
-";
 
 /// How a message leaves: the tipster's SMS provider, or the mail relay.
 enum Courier<'a> {
@@ -180,7 +173,6 @@ pub struct StepReport {
 }
 
 pub struct RelayWorker {
-    store: Store,
     keyring: Arc<Keyring>,
     threads: Threads,
     clients: HashMap<&'static str, SmsClient>,
@@ -189,7 +181,7 @@ pub struct RelayWorker {
     max_attempts: u32,
     backoff_base_ms: u64,
     metrics: Arc<Metrics>,
-    promote: redis::Script,
+    retries: Retries,
     /// Set once an older tipwire's consumer group was taken over.
     migrated: std::sync::atomic::AtomicBool,
 }
@@ -229,14 +221,17 @@ impl RelayWorker {
                 &consumer,
                 LEASE_MS,
             ),
-            store,
+            retries: Retries::new(
+                store.keys().outbound_retry(),
+                store.keys().outbound_dead(),
+                FIELDS,
+            ),
             keyring,
             clients: clients.into_iter().map(|(p, c)| (p.as_str(), c)).collect(),
             mail,
             max_attempts,
             backoff_base_ms,
             metrics,
-            promote: coarse_script(PROMOTE_LUA),
             migrated: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -272,16 +267,7 @@ impl RelayWorker {
             self.migrated
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let keys = self.store.keys();
-        let mut conn = self.store.conn().await?;
-        let _: u64 = self
-            .promote
-            .key(keys.outbound_retry())
-            .key(keys.outbound())
-            .arg(now_ms)
-            .arg(minute_floor(now_ms))
-            .invoke_async(&mut conn)
-            .await?;
+        self.retries.promote(&self.queue, now_ms).await?;
         let entries = self.queue.take(now_ms, 16, "0-0").await?.ids;
         let mut report = StepReport::default();
         for entry in entries {
@@ -400,10 +386,7 @@ impl RelayWorker {
     /// Ends the entry's lease and deletes it; with `retry`, schedules the
     /// message again (member, due time) in the same transaction.
     async fn finish(&self, id: &str, retry: Option<(String, u64)>) -> Result<(), StoreError> {
-        let schedule = self.store.keys().outbound_retry();
-        self.queue
-            .finish(id, retry.map(|(m, due)| (schedule.as_str(), m, due)))
-            .await
+        self.retries.finish(&self.queue, id, retry).await
     }
 
     async fn dead(
@@ -416,8 +399,8 @@ impl RelayWorker {
         // The text stays sealed, so an administrator can see why and requeue.
         let mut fields = queued.map(fields).unwrap_or_default();
         fields.extend(["reason".to_owned(), reason.to_owned()]);
-        self.queue
-            .dead_letter(&self.store.keys().outbound_dead(), id, minute_ms(), &fields)
+        self.retries
+            .dead_letter(&self.queue, id, minute_ms(), &fields)
             .await?;
         report.dead += 1;
         self.outcome("dead");

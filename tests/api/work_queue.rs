@@ -3,7 +3,7 @@
 //! time is passed in, so nothing sleeps.
 
 use tipwire::bus::timing::{MINUTE_MS, coarse_due};
-use tipwire::bus::{Store, WorkQueue};
+use tipwire::bus::{Retries, Store, TimerSet, WorkQueue};
 
 use crate::helpers::{delete_prefix, require_redis, test_settings};
 
@@ -301,4 +301,78 @@ async fn a_worker_whose_lease_was_taken_over_does_not_schedule_a_retry_of_the_ne
     let scheduled = qs.count("ZCARD", &schedule);
     assert_eq!(scheduled, 1);
     assert!(!b.own(&id, end).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_timer_set_hands_each_due_member_to_one_taker_only() {
+    let qs = Queues::new();
+    let timers = TimerSet::new(format!("{}:qtest-timers", qs.settings.redis.key_prefix));
+    let (one, two) = (
+        Store::new(&qs.settings.redis).unwrap(),
+        Store::new(&qs.settings.redis).unwrap(),
+    );
+    let due = coarse_due(T0, LEASE_MS);
+    assert!(timers.schedule(&one, "a", due).await.unwrap());
+    assert!(timers.schedule(&one, "b", due + MINUTE_MS).await.unwrap());
+    assert!(
+        !timers
+            .schedule(&two, "a", due + 5 * MINUTE_MS)
+            .await
+            .unwrap(),
+        "scheduled once, at the first due time"
+    );
+    let (mut c1, mut c2) = (one.conn().await.unwrap(), two.conn().await.unwrap());
+    assert!(
+        timers
+            .take_due(&mut c1, due - 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(timers.due(&mut c1, due, 10).await.unwrap(), ["a"]);
+    assert_eq!(timers.take_due(&mut c1, due, 10).await.unwrap(), ["a"]);
+    assert!(timers.take_due(&mut c2, due, 10).await.unwrap().is_empty());
+    assert_eq!(timers.cancel(&mut c2, &["b".to_owned()]).await.unwrap(), 1);
+    assert_eq!(qs.count("ZCARD", timers.key()), 0);
+}
+
+#[tokio::test]
+async fn a_retry_comes_back_into_the_stream_with_its_fields_in_order_when_due() {
+    let qs = Queues::new();
+    let a = qs.replica("a");
+    let prefix = &qs.settings.redis.key_prefix;
+    let (schedule, dead) = (
+        format!("{prefix}:qtest-retry"),
+        format!("{prefix}:qtest-dead"),
+    );
+    let retries = Retries::new(schedule.as_str(), dead.as_str(), &["n", "attempts"]);
+    let id = qs.add(T0 - T0 % MINUTE_MS, 0);
+    assert_eq!(take(&a, T0, 16).await, [id.as_str()]);
+    let due = coarse_due(T0, LEASE_MS);
+    retries
+        .finish(&a, &id, Some((r#"{"attempts":1,"n":7}"#.to_owned(), due)))
+        .await
+        .unwrap();
+    assert_eq!(qs.count("XLEN", &qs.stream()), 0);
+    assert_eq!(retries.promote(&a, due - 1).await.unwrap(), 0);
+    assert_eq!(retries.promote(&a, due).await.unwrap(), 1);
+    assert_eq!(qs.count("ZCARD", &schedule), 0);
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(qs.stream())
+        .arg("-")
+        .arg("+")
+        .query(&mut qs.redis())
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    let (again, fields) = entries.first().unwrap();
+    assert_eq!(fields, &["n", "7", "attempts", "1"]);
+    assert!(again.starts_with(&format!("{}-", due - due % MINUTE_MS)));
+    // The next failure is the last: a dead letter, the entry gone.
+    assert_eq!(take(&a, due, 16).await, [again.as_str()]);
+    retries
+        .dead_letter(&a, again, due, &["reason".to_owned(), "test".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(qs.count("XLEN", &qs.stream()), 0);
+    assert_eq!(qs.count("XLEN", &dead), 1);
 }

@@ -42,6 +42,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{AlertsApi, Viewer, no_store, store_error, thread_id, viewer};
+use crate::bus::scripts::REPLY_RECORD;
 use crate::bus::{StoredAlert, coarse_script};
 use crate::crypto::{RecipientKey, seal};
 use crate::domain::ThreadId;
@@ -57,21 +58,8 @@ pub const MAX_REPLY_CHARS: usize = 1_600;
 /// Tips and replies the thread view returns at most, each (the newest).
 pub const MAX_THREAD_ITEMS: usize = 200;
 
-/// `KEYS[1]` the thread's history, `KEYS[2]` its list of tips; `ARGV[1]` the
-/// minute (ms) for the id, `ARGV[2]` the trim cutoff (ms), `ARGV[3]` the
-/// history's expiry (unix seconds: this minute plus the retention),
-/// `ARGV[4]` the envelope. Records the newest tip at this moment, in the same
-/// script, so the reply sorts after exactly the tips that came before it.
-const REPLY_LUA: &str = r"
-local after = redis.call('LINDEX', KEYS[2], -1) or '0-0'
-local id = coarse_xadd(KEYS[1], ARGV[1], {'kind', 'reply', 'envelope', ARGV[4], 'after', after})
-redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
-return id
-";
-
 pub(super) fn script() -> redis::Script {
-    coarse_script(REPLY_LUA)
+    coarse_script(REPLY_RECORD)
 }
 
 /// What is sealed for the team: the reply and where it belongs. No device,

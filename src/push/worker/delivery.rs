@@ -20,20 +20,11 @@ use crate::push::notice::{AlertNotice, NoticeKind};
 /// Delivery jobs read (and sent at once) per step.
 const JOB_BATCH: usize = 32;
 
-/// Due retries back into push-out (`KEYS[2]`) from the schedule (`KEYS[1]`).
-pub(super) const PROMOTE_LUA: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for _, m in ipairs(due) do
-  local ok, f = pcall(cjson.decode, m)
-  if ok and type(f) == 'table' then
-    coarse_xadd(KEYS[2], ARGV[2], {'kind', tostring(f.kind), 'tip_id', tostring(f.tip_id),
-      'zone', tostring(f.zone), 'priority', tostring(f.priority), 'stage', tostring(f.stage),
-      'event', tostring(f.event), 'device', tostring(f.device), 'attempts', tostring(f.attempts)})
-  end
-  redis.call('ZREM', KEYS[1], m)
-end
-return #due
-";
+/// A job's stream fields, in order: also the keys of a retry member (the
+/// job as JSON).
+pub(super) const FIELDS: &[&str] = &[
+    "kind", "tip_id", "zone", "priority", "stage", "event", "device", "attempts",
+];
 
 /// A delivery job, as kept in push-out and the retry schedule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,10 +190,7 @@ impl PushWorker {
     /// Ends the job's lease and deletes it; with `retry`, schedules it again
     /// (member, due time) in the same transaction.
     async fn finish(&self, id: &str, retry: Option<(String, u64)>) -> Result<(), StoreError> {
-        let schedule = self.store.keys().push_retry();
-        self.jobs
-            .finish(id, retry.map(|(m, due)| (schedule.as_str(), m, due)))
-            .await
+        self.retries.finish(&self.jobs, id, retry).await
     }
 
     async fn skip(&self, id: &str, why: &'static str) -> Result<Outcome, StoreError> {
@@ -219,7 +207,6 @@ impl PushWorker {
         reason: &str,
         now_ms: u64,
     ) -> Result<Outcome, StoreError> {
-        let keys = self.store.keys();
         let mut fields: Vec<String> = Vec::new();
         if let Some(job) = job {
             fields.extend([
@@ -236,8 +223,8 @@ impl PushWorker {
             ]);
         }
         fields.extend(["reason".to_owned(), reason.to_owned()]);
-        self.jobs
-            .dead_letter(&keys.push_dead(), id, minute(now_ms), &fields)
+        self.retries
+            .dead_letter(&self.jobs, id, minute(now_ms), &fields)
             .await?;
         self.outcome("dead");
         Ok(Outcome::Dead)

@@ -20,27 +20,6 @@ use crate::push::notice::NoticeKind;
 /// its routing fields are used. A backlog drains over the next steps.
 const EVENT_BATCH: usize = 8;
 
-/// `KEYS[1]` the source stream, `KEYS[2]` push-out, `KEYS[3]` the nudge
-/// deadlines, `KEYS[4]` and `KEYS[5]` the source queue's leases and owners.
-/// `ARGV[1]` group, `ARGV[2]` consumer, `ARGV[3]` the event id, `ARGV[4]`
-/// the minute (ms) for job ids, `ARGV[5]` the nudges' due time (a minute
-/// boundary), `ARGV[6..10]` kind, tip id, zone, priority, stage, `ARGV[11]`
-/// the number n of devices, `ARGV[12..11+n]` the devices, then nudge members.
-/// Returns -1, doing nothing, when the event is no longer leased to this
-/// consumer.
-pub(super) const FAN_OUT_LUA: &str = r"
-if not queue_owns(KEYS[5], ARGV[3], ARGV[2]) then return -1 end
-local n = tonumber(ARGV[11])
-for i = 1, n do
-  coarse_xadd(KEYS[2], ARGV[4], {'kind', ARGV[6], 'tip_id', ARGV[7], 'zone', ARGV[8],
-    'priority', ARGV[9], 'stage', ARGV[10], 'event', ARGV[3], 'device', ARGV[11 + i],
-    'attempts', '0'})
-end
-for j = 12 + n, #ARGV do redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[j]) end
-queue_ack(KEYS[4], KEYS[5], ARGV[3])
-return n
-";
-
 /// One event read from a source stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Event {

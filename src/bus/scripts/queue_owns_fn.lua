@@ -1,0 +1,3 @@
+local function queue_owns(owners, id, consumer)
+  return redis.call('HGET', owners, id) == consumer
+end
