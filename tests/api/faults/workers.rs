@@ -27,9 +27,9 @@ use tokio::sync::Notify;
 
 use super::flood::PATIENCE;
 use super::rig::Rig;
-use crate::devices::Phone;
-use crate::helpers::serve_stand_in;
-use crate::sms_helpers::{
+use crate::support::app::serve_stand_in;
+use crate::support::phone::Phone;
+use crate::support::sms::{
     AUTH_TOKEN, Hold, PROGRAM_NUMBER, Sent, post_twilio, twilio_params, twilio_signature,
 };
 

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
 use hmac::{Hmac, Mac};
 
-use crate::helpers::{TestApp, form_body, serve_stand_in, spawn_app_with};
+use crate::support::app::{TestApp, form_body, serve_stand_in, spawn_app_with};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const AUTH_TOKEN: &str = "twilio-test-auth-token-1";
