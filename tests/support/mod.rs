@@ -18,3 +18,4 @@ pub mod private_redis;
 pub mod push;
 pub mod serve;
 pub mod sms;
+pub mod twilio;

@@ -10,7 +10,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
-use hmac::{Hmac, Mac};
 
 use crate::support::app::{TestApp, form_body, serve_stand_in, spawn_app_with};
 
@@ -244,18 +243,7 @@ pub async fn spawn_sms_app(
 }
 
 /// Twilio's signature: base64(HMAC-SHA1(token, url + each sorted key + value)).
-pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted: Vec<_> = params.to_vec();
-    sorted.sort();
-    let mut data = url.to_owned();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(data.as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
-}
+pub use crate::support::twilio::signature as twilio_signature;
 
 pub fn twilio_params<'a>(from: &'a str, body: &'a str, sid: &'a str) -> Vec<(&'a str, &'a str)> {
     twilio_params_to(from, PROGRAM_NUMBER, body, sid)
