@@ -57,7 +57,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clap::Parser;
 use common::{TEXT, TIMEOUT, cpu_secs, https_client, median};
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 use lettre::Address;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use rand::RngCore as _;
@@ -72,6 +72,8 @@ use tokio::task::JoinSet;
 mod common;
 #[path = "common/smtp.rs"]
 mod smtp;
+#[path = "../tests/support/telnyx.rs"]
+mod telnyx;
 #[path = "../tests/support/twilio.rs"]
 mod twilio;
 
@@ -288,10 +290,7 @@ impl Target {
                 rng.fill_bytes(&mut bytes);
                 STANDARD.encode(bytes)
             }
-            None => {
-                let signed = [timestamp.as_bytes(), b"|", body.as_bytes()].concat();
-                STANDARD.encode(self.telnyx.sign(&signed).to_bytes())
-            }
+            None => telnyx::signature(&self.telnyx, &timestamp, body.as_bytes()),
         };
         (body, timestamp, signature)
     }

@@ -18,4 +18,5 @@ pub mod private_redis;
 pub mod push;
 pub mod serve;
 pub mod sms;
+pub mod telnyx;
 pub mod twilio;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 
 use crate::support::app::{TestApp, form_body, serve_stand_in, spawn_app_with};
 
@@ -338,8 +338,7 @@ pub async fn post_telnyx(
     body: &[u8],
     timestamp: u64,
 ) -> reqwest::Result<reqwest::Response> {
-    let signed = [timestamp.to_string().as_bytes(), b"|", body].concat();
-    let signature = STANDARD.encode(key.sign(&signed).to_bytes());
+    let signature = crate::support::telnyx::signature(key, &timestamp.to_string(), body);
     client
         .post(format!("{base}/webhooks/sms/telnyx"))
         .header("Content-Type", "application/json")
