@@ -57,7 +57,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clap::Parser;
 use common::{TEXT, TIMEOUT, cpu_secs, https_client, median};
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 use lettre::Address;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use rand::RngCore as _;
@@ -72,7 +72,9 @@ use tokio::task::JoinSet;
 mod common;
 #[path = "common/smtp.rs"]
 mod smtp;
-#[path = "common/twilio.rs"]
+#[path = "../tests/support/telnyx.rs"]
+mod telnyx;
+#[path = "../tests/support/twilio.rs"]
 mod twilio;
 
 /// Requests an HTTP attacker sends from one address before moving on.
@@ -254,7 +256,7 @@ impl Target {
             ("NumMedia", "0"),
             ("To", self.twilio_to.as_str()),
         ];
-        let signature = twilio::signature(token, &self.twilio_url, &params)?;
+        let signature = twilio::signature(token, &self.twilio_url, &params);
         let body = reqwest::Url::parse_with_params("https://x/", &params)?
             .query()
             .unwrap_or_default()
@@ -288,10 +290,7 @@ impl Target {
                 rng.fill_bytes(&mut bytes);
                 STANDARD.encode(bytes)
             }
-            None => {
-                let signed = [timestamp.as_bytes(), b"|", body.as_bytes()].concat();
-                STANDARD.encode(self.telnyx.sign(&signed).to_bytes())
-            }
+            None => telnyx::signature(&self.telnyx, &timestamp, body.as_bytes()),
         };
         (body, timestamp, signature)
     }

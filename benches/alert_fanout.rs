@@ -19,8 +19,8 @@
 //!   are supervisors.
 //! - Streams: one HTTP/1.1 connection per device, all read by one thread
 //!   (the webhooks go from another); a stream counts as open at its `ready`
-//!   event. An event's time is when the read that brought it returned, so
-//!   the figures include this client's own delays, and it reports the CPU
+//!   event. An event's time is when eventsource-stream, reading reqwest's
+//!   body stream, yields it, so the figures include this client's own delays, and it reports the CPU
 //!   it used. Streams closed for a baseline reopen with `Last-Event-ID` set
 //!   to the newest event id, as an app that is up to date does, so they
 //!   replay nothing.
@@ -60,12 +60,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Parser;
 use common::{TEXT, TIMEOUT, cpu_secs, https_client, median};
+use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::EncodePublicKey as _;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use reqwest::header::{ACCEPT, COOKIE};
 use serde_json::{Value, json};
 use tipwire::bus::{AlertReader, Store};
 use tipwire::config::Settings;
@@ -73,11 +73,10 @@ use tipwire::crypto::IdentityKey;
 use tipwire::domain::{PhoneNumber, Zone, ZoneChoice};
 use tipwire::mediator::MediatorDirectory;
 use tipwire::mediator::devices::{DeviceApi, login_message};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 mod common;
-#[path = "common/twilio.rs"]
+#[path = "../tests/support/twilio.rs"]
 mod twilio;
 
 /// Sender threads are 128-bit ids in hex.
@@ -145,8 +144,6 @@ struct Args {
 /// Where the gateway is and how to sign for it, from its configuration.
 struct Target {
     base: String,
-    host: String,
-    port: u16,
     webhook_url: String,
     account_sid: String,
     auth_token: String,
@@ -193,8 +190,6 @@ impl Target {
         let store = Store::new(&settings.redis)?;
         Ok(Self {
             base: format!("https://{}:{}", settings.server.host, settings.server.port),
-            host: settings.server.host.clone(),
-            port: settings.server.port,
             webhook_url: format!(
                 "{}/webhooks/sms/twilio",
                 settings.sms.public_base_url.trim_end_matches('/')
@@ -441,17 +436,13 @@ struct Stream {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Every stream is read by one thread running this runtime, straight from
-/// its TLS connection: at 1,000 streams and 100 tips a second the client
-/// reads 100,000 events a second on a machine it shares with the gateway,
-/// so it skips the HTTP library (and the extra task hop a body chunk takes
-/// there) and decodes only chunk sizes and the event lines it needs.
+/// Every stream is read by one thread running this runtime (the webhooks go
+/// from another), each over its own HTTP/1.1 connection: reqwest undoes the
+/// chunked framing and eventsource-stream splits the events.
 struct Readers {
     handle: tokio::runtime::Handle,
-    tls: tokio_rustls::TlsConnector,
-    addr: std::net::SocketAddr,
-    server_name: ServerName<'static>,
-    host: String,
+    client: reqwest::Client,
+    url: String,
     /// The senders' threads, once learned; alerts of other threads are only
     /// counted.
     threads: Arc<OnceLock<Vec<[u8; THREAD_HEX]>>>,
@@ -472,22 +463,11 @@ impl Readers {
             .spawn(move || {
                 let _ = runtime.block_on(stopped);
             })?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca) {
-            roots.add(cert?)?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         Ok(Self {
             handle,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            addr: std::net::SocketAddr::new(target.host.parse()?, target.port),
-            server_name: ServerName::try_from(target.host.clone())?,
-            host: format!("{}:{}", target.host, target.port),
+            // No overall timeout: a stream stays open for the whole run.
+            client: https_client(ca)?.connect_timeout(TIMEOUT).build()?,
+            url: format!("{}/api/v1/alerts/stream", target.base),
             threads: Arc::new(OnceLock::new()),
             zones: Arc::new(target.zones.iter().map(|z| z.as_str().to_owned()).collect()),
             _stop: stop,
@@ -496,26 +476,27 @@ impl Readers {
 
     /// Opens a stream for `device`; the receiver fires at its `ready` event.
     fn open(&self, device: &Device, resume: Option<&str>) -> (Stream, oneshot::Receiver<()>) {
-        let mut request = format!(
-            "GET /api/v1/alerts/stream HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nAccept: text/event-stream\r\n",
-            self.host, device.cookie
-        );
+        let mut request = self
+            .client
+            .get(&self.url)
+            .header(COOKIE, &device.cookie)
+            .header(ACCEPT, "text/event-stream");
         if let Some(id) = resume {
-            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+            request = request.header("Last-Event-ID", id);
         }
-        request.push_str("\r\n");
         let tally = Arc::new(Mutex::new(Tally::default()));
         let (ready, on_ready) = oneshot::channel();
         let (threads, zones) = (self.threads.clone(), self.zones.clone());
         let shared = tally.clone();
-        let (tls, addr, name) = (self.tls.clone(), self.addr, self.server_name.clone());
         let task = self.handle.spawn(async move {
             let read = async {
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
-                tcp.set_nodelay(true)?;
-                let mut conn = tls.connect(name, tcp).await?;
-                conn.write_all(request.as_bytes()).await?;
-                read_stream(conn, &shared, &threads, &zones, ready).await
+                let response = request.send().await?;
+                ensure!(
+                    response.status() == reqwest::StatusCode::OK,
+                    "GET /api/v1/alerts/stream answered {}",
+                    response.status()
+                );
+                read_stream(response, &shared, &threads, &zones, ready).await
             };
             if let Err(e) = read.await {
                 lock(&shared).failed = Some(format!("{e:#}"));
@@ -558,146 +539,45 @@ async fn close(streams: Vec<Stream>) {
     }
 }
 
-/// Where the chunked body's framing stands.
-#[derive(Clone, Copy)]
-enum Chunk {
-    /// Expecting a size line.
-    Size,
-    /// This many data bytes to go.
-    Data(usize),
-    /// Expecting the CRLF after a chunk's data.
-    End,
-}
-
-/// Moves the body bytes of `raw` (HTTP/1.1 chunked framing) to `body`,
-/// leaving an incomplete size line or CRLF in `raw` for the next read.
-fn dechunk(raw: &mut Vec<u8>, body: &mut Vec<u8>, state: &mut Chunk) -> Result<()> {
-    let mut at = 0;
-    loop {
-        let rest = raw.get(at..).unwrap_or_default();
-        match *state {
-            Chunk::Size => {
-                let Some(eol) = find(rest, b"\r\n") else {
-                    ensure!(rest.len() < 64, "a chunk size line is too long");
-                    break;
-                };
-                let line = rest.get(..eol).unwrap_or_default();
-                let hex = line.split(|&b| b == b';').next().unwrap_or_default();
-                let size = usize::from_str_radix(std::str::from_utf8(hex)?.trim(), 16)
-                    .context("a chunk size is not hex")?;
-                ensure!(size > 0, "the gateway ended the stream's body");
-                at += eol + 2;
-                *state = Chunk::Data(size);
-            }
-            Chunk::Data(left) => {
-                let take = left.min(rest.len());
-                body.extend_from_slice(rest.get(..take).unwrap_or_default());
-                at += take;
-                if take < left {
-                    *state = Chunk::Data(left - take);
-                    break;
-                }
-                *state = Chunk::End;
-            }
-            Chunk::End => {
-                if rest.len() < 2 {
-                    break;
-                }
-                ensure!(rest.starts_with(b"\r\n"), "a chunk does not end in CRLF");
-                at += 2;
-                *state = Chunk::Size;
-            }
-        }
-    }
-    raw.drain(..at);
-    Ok(())
-}
-
-/// Reads one stream until it fails: the status line, then event names, ids
-/// and the thread and zone of each alert.
-async fn read_stream<S: AsyncRead + Unpin>(
-    mut conn: S,
+/// Reads one stream's events until it fails: their ids, and the thread and
+/// zone of each alert, timed when the event came out of the parser.
+async fn read_stream(
+    response: reqwest::Response,
     tally: &Mutex<Tally>,
     threads: &OnceLock<Vec<[u8; THREAD_HEX]>>,
     zones: &[String],
     ready: oneshot::Sender<()>,
 ) -> Result<()> {
-    let mut raw: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let head = loop {
-        if let Some(end) = find(&raw, b"\r\n\r\n") {
-            break end;
-        }
-        ensure!(raw.len() < 16 * 1024, "the answer's head is too long");
-        ensure!(
-            conn.read_buf(&mut raw).await? > 0,
-            "closed before answering"
-        );
-    };
-    {
-        let head = raw.get(..head).unwrap_or_default().to_ascii_lowercase();
-        ensure!(
-            head.starts_with(b"http/1.1 200 "),
-            "GET /api/v1/alerts/stream answered {}",
-            String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default())
-        );
-        ensure!(
-            find(&head, b"\r\ntransfer-encoding: chunked").is_some(),
-            "the stream is not chunked"
-        );
-    }
-    raw.drain(..head + 4);
     let mut ready = Some(ready);
-    let mut state = Chunk::Size;
-    let mut body: Vec<u8> = Vec::with_capacity(4096);
-    let mut at = Instant::now();
-    loop {
-        dechunk(&mut raw, &mut body, &mut state)?;
-        let mut start = 0;
-        while let Some(end) = find(body.get(start..).unwrap_or_default(), b"\n\n") {
-            let block = body.get(start..start + end).unwrap_or_default();
-            start += end + 2;
-            let mut lines = block.split(|&b| b == b'\n');
-            let Some(name) = lines.next().and_then(|l| l.strip_prefix(b"event: ")) else {
-                // Comments (heartbeats) and the retry hint.
-                continue;
-            };
-            let id = lines.next().and_then(|l| l.strip_prefix(b"id: "));
-            let data = lines.next().and_then(|l| l.strip_prefix(b"data: "));
-            let mut t = lock(tally);
-            if let Some(id) = id {
-                t.last_id.clear();
-                t.last_id.push_str(&String::from_utf8_lossy(id));
-            }
-            match name {
-                b"alert" => {
-                    t.alerts += 1;
-                    let data = data.unwrap_or_default();
-                    let sender = thread_of(data)
-                        .and_then(|thread| threads.get()?.iter().position(|known| known == thread));
-                    if let Some(sender) = sender {
-                        let zone =
-                            string_field(data, b"\"zone\":\"").and_then(|z| filed_of(z, zones));
-                        t.arrivals.push((sender, zone, at));
-                    }
-                }
-                b"ready" => {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
-                }
-                b"end" => bail!(
-                    "the gateway ended the stream: {}",
-                    String::from_utf8_lossy(data.unwrap_or_default())
-                ),
-                _ => {}
-            }
+    let mut events = response.bytes_stream().eventsource();
+    while let Some(event) = events.next().await {
+        let at = Instant::now();
+        let event = event?;
+        let mut t = lock(tally);
+        if !event.id.is_empty() {
+            t.last_id.clone_from(&event.id);
         }
-        body.drain(..start);
-        if conn.read_buf(&mut raw).await? == 0 {
-            bail!("the gateway closed the stream");
+        match event.event.as_str() {
+            "alert" => {
+                t.alerts += 1;
+                let data = event.data.as_bytes();
+                let sender = thread_of(data)
+                    .and_then(|thread| threads.get()?.iter().position(|known| known == thread));
+                if let Some(sender) = sender {
+                    let zone = string_field(data, b"\"zone\":\"").and_then(|z| filed_of(z, zones));
+                    t.arrivals.push((sender, zone, at));
+                }
+            }
+            "ready" => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
+            "end" => bail!("the gateway ended the stream: {}", event.data),
+            _ => {}
         }
-        at = Instant::now();
     }
+    bail!("the gateway closed the stream")
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -769,7 +649,7 @@ impl Sender {
             ("NumMedia", "0"),
             ("To", to),
         ];
-        let signature = twilio::signature(&target.auth_token, &target.webhook_url, &params)?;
+        let signature = twilio::signature(&target.auth_token, &target.webhook_url, &params);
         let response = self
             .client
             .post(format!("{}/webhooks/sms/twilio", target.base))

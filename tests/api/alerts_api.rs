@@ -13,9 +13,9 @@ use tipwire::domain::{TipDocument, Zone};
 use tipwire::mediator::devices::Devices;
 use tipwire::mediator::{DeviceId, EscalationPolicy, Escalations, Stage};
 
-use crate::devices::{Login, Phone, api, enrol, invite, login};
-use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
-use crate::sms_helpers::{PROGRAM_NUMBER, spawn_sms_app, twilio_params};
+use crate::support::app::{TestApp, error_code, spawn_app, spawn_app_with};
+use crate::support::phone::{Login, Phone, api, enrol, invite, login};
+use crate::support::sms::{PROGRAM_NUMBER, spawn_sms_app, twilio_params};
 
 const TIPSTER: &str = "+15557654321";
 
@@ -906,8 +906,8 @@ async fn a_reply_reaches_the_tipster_by_sms_and_the_thread_shows_it_sealed_to_th
         assert!(tipwire::crypto::open(&envelope(1), std::slice::from_ref(&app.escrow)).is_ok());
     }
     // Nothing in Redis holds the reply in clear.
-    let dump = crate::canary::dump_redis(&app.settings.redis.url);
-    assert!(!crate::canary::contains(&dump, reply));
+    let dump = crate::support::canary::dump_redis(&app.settings.redis.url);
+    assert!(!crate::support::canary::contains(&dump, reply));
 
     // A web tip has no way back; another zone's thread is not there at all.
     let web = web_tip(&app, "south web tip", "south", "now").await;

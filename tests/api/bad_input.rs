@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, error_code, form_body, spawn_app};
+use crate::support::app::{TestApp, error_code, form_body, spawn_app};
 
 async fn assert_refused(app: &TestApp, response: reqwest::Response, status: u16, code: &str) {
     assert_eq!(response.status(), status, "expected {code}");

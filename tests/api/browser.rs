@@ -30,7 +30,7 @@ use tipwire::domain::{Zone, ZoneChoice};
 use tipwire::mediator::devices::{Devices, Invites};
 use tipwire::mediator::{DeviceId, MediatorDirectory};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app, spawn_app_with};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -515,7 +515,7 @@ async fn sms_tip(
     photo: Option<&str>,
 ) -> (String, usize) {
     let before = app.alerts().await.len();
-    let mut params = crate::sms_helpers::twilio_params(from, text, sid);
+    let mut params = crate::support::sms::twilio_params(from, text, sid);
     if let Some(url) = photo {
         params.retain(|(k, _)| *k != "NumMedia");
         params.extend([
@@ -549,7 +549,7 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let (app, stand_in) = crate::sms_helpers::spawn_sms_app(|s| {
+    let (app, stand_in) = crate::support::sms::spawn_sms_app(|s| {
         s.server.port = port;
         s.mediator.public_base_url = format!("https://localhost:{port}");
     })
@@ -586,7 +586,7 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
     let sent = stand_in.sent();
     assert!(
         sent.iter().any(|s| s.to == TIPSTER
-            && s.from == crate::sms_helpers::PROGRAM_NUMBER
+            && s.from == crate::support::sms::PROGRAM_NUMBER
             && s.body == reply),
         "{sent:#?}"
     );
@@ -618,7 +618,7 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
     let photo = stand_in.serve_media(
         "ME0001",
         "image/jpeg",
-        crate::sms::jpeg_with_exif("browser"),
+        crate::support::photo::jpeg_with_exif("browser"),
     );
     driver.send(serde_json::json!({"cmd": "tip2"})).await;
     let (_, recipients_after) = sms_tip(
@@ -819,7 +819,10 @@ async fn stored_push_endpoint(app: &TestApp, device: &DeviceId) -> Option<String
 
 /// Waits (without blocking the runtime the gateway's push worker runs on)
 /// for the push endpoint to have logged `n` requests.
-async fn pushes_received(endpoint: &crate::push::PushEndpoint, n: usize) -> Vec<serde_json::Value> {
+async fn pushes_received(
+    endpoint: &crate::support::push::PushEndpoint,
+    n: usize,
+) -> Vec<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let received = endpoint.received_now();
@@ -855,7 +858,7 @@ async fn a_phone_turns_on_alerts_and_a_tip_for_its_zone_is_pushed_and_shown_with
     const CANARY: &str = "CANARY-browser-push-5e2d: the Oak St crew has a bat";
     browser_tools();
     let app = spawn_push_app_for_browser().await;
-    let endpoint = crate::push::PushEndpoint::start();
+    let endpoint = crate::support::push::PushEndpoint::start();
     let north = Zone::parse("north").unwrap();
     let link_a = invite(&app, "Ana Test", &north, false).await;
     let link_b = invite(&app, "Ben Test", &north, false).await;

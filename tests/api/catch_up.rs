@@ -8,9 +8,9 @@ use std::time::Duration;
 use tipwire::bus::{AlertEntry, AlertProducer, Appended};
 use tipwire::domain::TipId;
 
-use crate::devices::{Login, Phone, enrol, invite, login};
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::redis_down::PrivateRedis;
+use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::phone::{Login, Phone, enrol, invite, login};
+use crate::support::private_redis::PrivateRedis;
 
 /// Tips in the stream, each with an envelope this large.
 const BIG_TIPS: usize = 6;

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::helpers::spawn_app;
+use crate::support::app::spawn_app;
 
 fn tipwire(config: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tipwire"))

@@ -3,27 +3,14 @@
 //! has a deadline, and HTTP/2 (whose per-connection memory actix cannot
 //! bound) is offered only when turned on.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-
-/// A TCP connection to the gateway from `source` (any 127.x address: Linux
-/// routes the whole of 127/8 to loopback, so tests can be several clients).
-pub async fn connect_from(source: &str, port: u16) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(format!("{source}:0").parse::<SocketAddr>().unwrap())
-        .unwrap();
-    socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .unwrap()
-}
+use crate::support::app::{TestApp, spawn_app, spawn_app_with};
+use crate::support::net::connect_from;
 
 /// Whether the gateway has closed `stream` (EOF or reset) by now, without
 /// waiting: a connection still open has nothing to read yet.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tipwire::config::{Durability, Settings};
 
-use crate::helpers::{TestApp, try_spawn_app_with};
-use crate::redis_down::PrivateRedis;
+use crate::support::app::{TestApp, try_spawn_app_with};
+use crate::support::private_redis::PrivateRedis;
 
 /// The durable set-up the docs ask for, plus `extra` options.
 fn durable_redis(extra: &[&str]) -> PrivateRedis {

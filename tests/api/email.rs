@@ -8,11 +8,11 @@ use lettre::AsyncTransport;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
-use crate::canary::assert_nowhere;
-use crate::email_helpers::{Sink, TIP_ADDRESS, code, spawn_email_app};
-use crate::helpers::{TestApp, open_tip, random_hex};
-use crate::redis_down::PrivateRedis;
-use crate::sms::jpeg_with_exif;
+use crate::support::app::{TestApp, open_tip, random_hex};
+use crate::support::canary::assert_nowhere;
+use crate::support::email::{Sink, TIP_ADDRESS, code, spawn_email_app};
+use crate::support::photo::jpeg_with_exif;
+use crate::support::private_redis::PrivateRedis;
 use tipwire::domain::{Channel, TipDocument};
 
 const TIPSTER: &str = "resident.tipster@example.net";
@@ -77,7 +77,7 @@ async fn mail_from_lettre_arrives_sealed_with_its_exact_text_and_a_photo_without
             .unwrap(),
         "the photo is the sent one, minus its metadata"
     );
-    assert!(!crate::canary::contains(&sealed.data, &canary));
+    assert!(!crate::support::canary::contains(&sealed.data, &canary));
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::email_helpers::{TIP_ADDRESS, spawn_email_app};
-use crate::helpers::TestApp;
+use crate::support::app::TestApp;
+use crate::support::email::{TIP_ADDRESS, spawn_email_app};
 
 /// A connection from `local` (any 127.0.0.0/8 address is this machine) and
 /// the first line the listener says.

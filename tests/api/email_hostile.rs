@@ -8,8 +8,8 @@
 
 use base64::Engine as _;
 
-use crate::email_helpers::{RawSmtp, spawn_email_app};
-use crate::helpers::{TestApp, open_tip};
+use crate::support::app::{TestApp, open_tip};
+use crate::support::email::{RawSmtp, spawn_email_app};
 
 const TIPSTER: &str = "resident.tipster@example.net";
 

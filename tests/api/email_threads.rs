@@ -3,8 +3,8 @@
 //! the thread token our replies carry (`tips+<token>@`) joins a thread or
 //! stops and restarts its replies.
 
-use crate::email_helpers::{Sink, TIP_ADDRESS, spawn_email_app};
-use crate::helpers::TestApp;
+use crate::support::app::TestApp;
+use crate::support::email::{Sink, TIP_ADDRESS, spawn_email_app};
 use tipwire::domain::ThreadId;
 use tipwire::relay::Kind;
 
@@ -230,7 +230,7 @@ async fn the_thread_token_quoted_in_an_answer_is_not_stored_in_the_tip() {
     let alerts = app.alerts().await;
     let alert = alerts.last().unwrap();
     assert_eq!(alert.entry.thread, thread);
-    let doc = crate::helpers::open_tip(alert, &app.escrow).unwrap();
+    let doc = crate::support::app::open_tip(alert, &app.escrow).unwrap();
     let stored = serde_json::to_string(&doc).unwrap().to_ascii_lowercase();
     assert!(stored.contains("yes, i am safe."), "{stored}");
     assert!(
@@ -238,5 +238,5 @@ async fn the_thread_token_quoted_in_an_answer_is_not_stored_in_the_tip() {
         "the token reached the tip: {stored}"
     );
     // Nor Redis (the thread id is a hash of it), disk, logs or metrics.
-    crate::canary::assert_nowhere(&app, &[token.as_str(), &token.to_ascii_uppercase()]);
+    crate::support::canary::assert_nowhere(&app, &[token.as_str(), &token.to_ascii_uppercase()]);
 }

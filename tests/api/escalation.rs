@@ -13,7 +13,7 @@ use tipwire::mediator::{
     Escalations, Fired, Outcome, Stage,
 };
 
-use crate::helpers::{delete_prefix, require_redis, test_settings};
+use crate::support::app::{delete_prefix, require_redis, test_settings};
 
 const RETENTION_SECS: u64 = 30 * 86_400;
 

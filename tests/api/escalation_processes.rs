@@ -24,8 +24,8 @@ use tipwire::config::Settings;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{AlertStates, Claim, DeviceId, EscalationPolicy, Escalations, Stage};
 
-use crate::helpers::{delete_prefix, keys_and_certificate, require_redis, test_settings};
-use crate::processes::{Serve, write_config};
+use crate::support::app::{delete_prefix, keys_and_certificate, require_redis, test_settings};
+use crate::support::serve::{Serve, write_config};
 
 /// From a tip's arrival to stage 1, and from stage 1 to stage 2: short enough
 /// for a test, long enough that a kill and a restart fit between the stages

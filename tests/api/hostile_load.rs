@@ -15,9 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::connections::connect_from;
-use crate::helpers::{delete_prefix, keys_and_certificate, require_redis, test_settings};
-use crate::processes::{Serve, write_config};
+use crate::support::app::{delete_prefix, keys_and_certificate, require_redis, test_settings};
+use crate::support::net::connect_from;
+use crate::support::serve::{Serve, write_config};
 
 /// The stated ceiling for the default limits (docs/architecture.md): the idle
 /// process (about 30 MiB) plus 1,024 HTTPS connections at 400 KiB, as peak

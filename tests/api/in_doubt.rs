@@ -4,10 +4,10 @@
 
 use reqwest::Method;
 
-use crate::helpers::spawn_app_with;
-use crate::push_delivery::{call, mediator};
-use crate::redis_down::PrivateRedis;
-use crate::sms_helpers::{spawn_sms_app, twilio_params};
+use crate::support::app::spawn_app_with;
+use crate::support::private_redis::PrivateRedis;
+use crate::support::push::{call, mediator};
+use crate::support::sms::{spawn_sms_app, twilio_params};
 
 #[tokio::test]
 async fn a_texter_is_told_their_text_may_not_have_arrived_and_may_show_twice_if_sent_again() {

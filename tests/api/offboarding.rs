@@ -16,9 +16,11 @@ use serde_json::{Value, json};
 use tipwire::mediator::{AlertState, AlertStates, EscalationWorker, Stage};
 use tipwire::push::{PushWorker, unix_ms};
 
-use crate::devices::{Login, Phone, enrol, enrolled_phone, invite, login, next_tip_opens_for};
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::push::PushEndpoint;
+use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::phone::{
+    Login, Phone, enrol, enrolled_phone, invite, login, next_tip_opens_for,
+};
+use crate::support::push::PushEndpoint;
 
 const ORIGIN: &str = "https://localhost:8443";
 
@@ -323,14 +325,18 @@ async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reo
         !list.contains("Ana Mediator") && !list.contains(&device_id),
         "{list}"
     );
-    let fresh =
-        crate::devices::post_json(&app, "/api/v1/devices", &Phone::new().enrolment(&pending)).await;
+    let fresh = crate::support::phone::post_json(
+        &app,
+        "/api/v1/devices",
+        &Phone::new().enrolment(&pending),
+    )
+    .await;
     assert_eq!(fresh.status(), 403, "her pending invite was cancelled");
 }
 
 #[tokio::test]
 async fn an_open_stream_ends_when_its_session_can_no_longer_be_checked() {
-    let mut redis = crate::redis_down::PrivateRedis::start();
+    let mut redis = crate::support::private_redis::PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url;
@@ -367,7 +373,7 @@ fn alert_event(seen: &str, tip_id: &str) -> Value {
 
 #[tokio::test]
 async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::app::spawn_app().await;
     let (early_phone, early_id) = enrolled_phone(&app).await;
     let early = login(&app, &early_phone, &early_id).await;
     assert_eq!(
@@ -401,7 +407,10 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
     )
     .await;
     assert_eq!(claim.status(), 403);
-    assert_eq!(crate::helpers::error_code(claim).await, "cannot-open-alert");
+    assert_eq!(
+        crate::support::app::error_code(claim).await,
+        "cannot-open-alert"
+    );
     let state = AlertStates::new(app.store.clone(), 86_400)
         .get(&alert.entry.tip_id)
         .await
@@ -415,12 +424,15 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
         &json!({ "text": "we are on our way" }),
     )
     .await;
-    assert_eq!(crate::helpers::error_code(reply).await, "cannot-open-alert");
+    assert_eq!(
+        crate::support::app::error_code(reply).await,
+        "cannot-open-alert"
+    );
 
     // A supervisor enrolled later still hands it on, but only to a phone
     // that can open it.
     let sup_phone = Phone::new();
-    let code = crate::devices::api(&app)
+    let code = crate::support::phone::api(&app)
         .invites
         .create("Sam Supervisor", &[], true, Duration::from_secs(900))
         .await
@@ -457,7 +469,7 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
     )
     .await;
     assert_eq!(
-        crate::helpers::error_code(to_late).await,
+        crate::support::app::error_code(to_late).await,
         "invalid-assignee"
     );
     let to_early = call(
@@ -492,7 +504,7 @@ async fn a_phone_enrolled_after_a_tip_cannot_claim_it_be_handed_it_or_answer_it(
 
 #[tokio::test]
 async fn without_a_valid_invite_every_enrolment_gets_the_same_answer() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::app::spawn_app().await;
     let (enrolled, _) = enrolled_phone(&app).await;
     let made_up = "abcdefghijklmnopqrstuvwxyz";
     let used = invite(&app, &["south"], Duration::from_secs(900)).await;
@@ -511,10 +523,10 @@ async fn without_a_valid_invite_every_enrolment_gets_the_same_answer() {
         malformed,
         private,
     ] {
-        let response = crate::devices::post_json(&app, "/api/v1/devices", &body).await;
+        let response = crate::support::phone::post_json(&app, "/api/v1/devices", &body).await;
         assert_eq!(response.status(), 403, "{body}");
         assert_eq!(
-            crate::helpers::error_code(response).await,
+            crate::support::app::error_code(response).await,
             "invite-invalid",
             "{body}"
         );
@@ -522,9 +534,9 @@ async fn without_a_valid_invite_every_enrolment_gets_the_same_answer() {
     // With a valid invite the holder is told what to fix.
     let code = invite(&app, &["south"], Duration::from_secs(900)).await;
     let taken =
-        crate::devices::post_json(&app, "/api/v1/devices", &enrolled.enrolment(&code)).await;
+        crate::support::phone::post_json(&app, "/api/v1/devices", &enrolled.enrolment(&code)).await;
     assert_eq!(
-        crate::helpers::error_code(taken).await,
+        crate::support::app::error_code(taken).await,
         "recipient-already-enrolled"
     );
     enrol(&app, &Phone::new(), &code).await;
@@ -539,7 +551,7 @@ async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_rea
     .await;
     let code = invite(&app, &["south"], Duration::from_secs(900)).await;
     for _ in 0..3 {
-        let guess = crate::devices::post_json(
+        let guess = crate::support::phone::post_json(
             &app,
             "/api/v1/devices",
             &Phone::new().enrolment("abcdefghijklmnopqrstuvwxyz"),
@@ -550,10 +562,14 @@ async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_rea
     // The fourth attempt is refused unread, even with the right code, which
     // stays usable.
     let limited =
-        crate::devices::post_json(&app, "/api/v1/devices", &Phone::new().enrolment(&code)).await;
+        crate::support::phone::post_json(&app, "/api/v1/devices", &Phone::new().enrolment(&code))
+            .await;
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().get("retry-after").is_some());
-    assert_eq!(crate::helpers::error_code(limited).await, "rate-limited");
+    assert_eq!(
+        crate::support::app::error_code(limited).await,
+        "rate-limited"
+    );
     assert!(
         tipwire::mediator::devices::Devices::new(app.store.clone())
             .list()
@@ -566,7 +582,7 @@ async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_rea
 #[tokio::test]
 async fn nothing_of_a_device_is_stored_once_it_is_revoked() {
     use tipwire::mediator::devices::set_if_enrolled;
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::app::spawn_app().await;
     let (_, device_id) = enrolled_phone(&app).await;
     let id = tipwire::mediator::DeviceId::parse(&device_id).unwrap();
     let key = app.store.keys().push_sub(&device_id);
@@ -595,13 +611,13 @@ async fn nothing_of_a_device_is_stored_once_it_is_revoked() {
 async fn a_claim_or_handover_landing_after_a_removal_does_not_hold_the_alert() {
     use tipwire::domain::TipId;
     use tipwire::mediator::{ClaimError, DeviceId};
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::app::spawn_app().await;
     let (_, gone_id) = enrolled_phone(&app).await;
     let supervisor = Phone::new();
     let supervisor_id = enrol(
         &app,
         &supervisor,
-        crate::devices::api(&app)
+        crate::support::phone::api(&app)
             .invites
             .create("Sam Supervisor", &[], true, Duration::from_secs(900))
             .await
@@ -642,7 +658,7 @@ async fn a_claim_or_handover_landing_after_a_removal_does_not_hold_the_alert() {
 async fn a_removal_whose_notice_cannot_be_written_still_reopens_the_claims() {
     use tipwire::domain::TipId;
     use tipwire::mediator::DeviceId;
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::app::spawn_app().await;
     let (_, id) = enrolled_phone(&app).await;
     let id = DeviceId::parse(&id).unwrap();
     let states = AlertStates::new(app.store.clone(), 86_400);
@@ -677,7 +693,7 @@ async fn revoking_an_already_revoked_device_again_hands_its_claims_back() {
     use tipwire::mediator::DeviceId;
     use tipwire::mediator::devices::Devices;
     use tipwire::mediator::offboarding::{OffboardError, Offboarding};
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::app::spawn_app().await;
     let (_, id) = enrolled_phone(&app).await;
     let id = DeviceId::parse(&id).unwrap();
     let states = AlertStates::new(app.store.clone(), 86_400);

@@ -1,7 +1,7 @@
 //! The HTML pages and operational endpoints: security headers, script-free
 //! forms, error pages by `Accept`, health, metrics access and HTTP/2.
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::app::{spawn_app, spawn_app_with};
 
 const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("strict-transport-security", "max-age="),

@@ -9,9 +9,9 @@ use tipwire::crypto::Keyring;
 use tipwire::domain::ThreadId;
 use tipwire::relay::Kind;
 
-use crate::helpers::TestApp;
-use crate::redis_down::PrivateRedis;
-use crate::sms_helpers::{spawn_sms_app, twilio_params};
+use crate::support::app::TestApp;
+use crate::support::private_redis::PrivateRedis;
+use crate::support::sms::{spawn_sms_app, twilio_params};
 
 const ANA: &str = "+15557651111";
 const BO: &str = "+15557652222";
@@ -259,7 +259,7 @@ async fn purge_before_a_date_removes_every_tip_and_address_from_before_it_and_ke
     let keys = app.store.keys();
     let mut conn = app.store.conn().await.unwrap();
     // Ana's tip and address are made forty days old, as if she texted then.
-    let now = crate::sms_helpers::now();
+    let now = crate::support::sms::now();
     let old_ms = (now - 40 * 86_400) / 60 * 60_000;
     let ana_alert = app
         .alerts()
@@ -357,7 +357,7 @@ async fn backdate(app: &TestApp, stream: &str, id: &str, new_id: &str) {
 /// nothing changes.
 #[tokio::test]
 async fn purge_before_a_future_or_malformed_time_is_refused_and_removes_nothing() {
-    let app = crate::helpers::spawn_app_with(|_| {}).await;
+    let app = crate::support::app::spawn_app_with(|_| {}).await;
     assert_eq!(
         app.post_tip("still here", "north", "now").await.status(),
         200

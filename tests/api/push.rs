@@ -2,10 +2,8 @@
 //! decrypts with http_ece (Mozilla's RFC 8188 library) and checks VAPID with
 //! PyJWT, so the sender is held to the specs, not to itself.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
@@ -14,97 +12,7 @@ use tipwire::push::{
     Urgency, VapidKey, VapidSubject,
 };
 
-use crate::email_helpers::{peer, python};
-
-/// The receiver, killed on drop.
-pub(crate) struct PushEndpoint {
-    subscription: String,
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl PushEndpoint {
-    pub(crate) fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python())
-            .arg(peer("push_endpoint.py"))
-            .arg(dir.path().join("received.jsonl"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut first, mut subscription) = (String::new(), String::new());
-        out.read_line(&mut first).unwrap();
-        assert!(
-            first.starts_with("port "),
-            "push_endpoint.py did not start: {first:?}"
-        );
-        out.read_line(&mut subscription).unwrap();
-        Self {
-            subscription: subscription.trim().to_owned(),
-            dir,
-            child,
-        }
-    }
-
-    /// The browser's subscription JSON, optionally with another path.
-    pub(crate) fn subscription_json(&self, path: Option<&str>) -> serde_json::Value {
-        let mut json: serde_json::Value = serde_json::from_str(&self.subscription).unwrap();
-        if let Some(path) = path {
-            let mut endpoint = reqwest::Url::parse(json["endpoint"].as_str().unwrap()).unwrap();
-            endpoint.set_path(path);
-            json["endpoint"] = endpoint.as_str().into();
-        }
-        json
-    }
-
-    fn subscription(&self, path: Option<&str>) -> Subscription {
-        Subscription::parse(
-            &self.subscription_json(path).to_string(),
-            EndpointPolicy::DangerousAllowLoopbackHttp,
-        )
-        .unwrap()
-    }
-
-    /// What the receiver logged so far, without waiting.
-    pub(crate) fn received_now(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("received.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Waits for the receiver to have logged `n` requests.
-    pub(crate) fn received(&self, n: usize) -> Vec<serde_json::Value> {
-        let file = self.dir.path().join("received.jsonl");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
-                .unwrap_or_default()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if lines.len() >= n {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "push_endpoint.py logged {} of {n} requests",
-                lines.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for PushEndpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::push::PushEndpoint;
 
 fn client(vapid: Arc<VapidKey>) -> PushClient {
     PushClient::new(

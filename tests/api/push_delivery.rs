@@ -6,115 +6,28 @@
 //! checked by an independent implementation.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tipwire::bus::WorkQueue;
 use tipwire::bus::timing::coarse_due;
-use tipwire::config::Settings;
 use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
-use tipwire::mediator::{
-    AlertStates, DeviceId, EscalationPolicy, EscalationWorker, Escalations, Stage,
-};
-use tipwire::push::{PushWorker, RECLAIM_IDLE, unix_ms};
+use tipwire::mediator::{AlertStates, EscalationPolicy, EscalationWorker, Escalations, Stage};
+use tipwire::push::{RECLAIM_IDLE, unix_ms};
 
-use crate::canary::assert_nowhere;
-use crate::devices::{Login, Phone, api, enrol, login, set_duty};
-use crate::email_helpers::Sink;
-use crate::helpers::{TestApp, error_code, logs, spawn_app, spawn_app_with};
-use crate::push::PushEndpoint;
+use crate::support::app::{TestApp, error_code, logs, spawn_app, spawn_app_with};
+use crate::support::canary::assert_nowhere;
+use crate::support::email::Sink;
+use crate::support::phone::set_duty;
+use crate::support::push::PushEndpoint;
+use crate::support::push::{call, mediator, subscribe, with_push, worker};
 
 const RETENTION_SECS: u64 = 30 * 86_400;
 const CANARY: &str = "CANARY-push-delivery-91c4: the crew from Elm meets at nine";
 
-pub(crate) fn with_push(s: &mut Settings) {
-    s.push.enabled = true;
-    s.push.subject = "mailto:ops@cvi.example.org".into();
-    s.push.dangerous_allow_loopback_http_endpoints = true;
-    // The tests drive the worker; the gateway's own task never gets a turn.
-    s.push.poll_interval_ms = 3_600_000;
-    s.push.max_attempts = 3;
-    s.push.backoff_base_ms = 1_000;
-}
-
 async fn push_app() -> TestApp {
     spawn_app_with(with_push).await
-}
-
-pub(crate) struct Mediator {
-    pub(crate) device_id: String,
-    pub(crate) login: Login,
-}
-
-impl Mediator {
-    fn id(&self) -> DeviceId {
-        DeviceId::parse(&self.device_id).unwrap()
-    }
-}
-
-/// Enrols a phone from a fresh invite and logs it in.
-pub(crate) async fn mediator(app: &TestApp, zones: &[&str], supervisor: bool) -> Mediator {
-    let zones: Vec<Zone> = zones.iter().map(|z| Zone::parse(z).unwrap()).collect();
-    let code = api(app)
-        .invites
-        .create("Ana Mediator", &zones, supervisor, Duration::from_secs(900))
-        .await
-        .unwrap()
-        .code
-        .as_str()
-        .to_owned();
-    let phone = Phone::new();
-    let device_id = enrol(app, &phone, &code).await;
-    let login = login(app, &phone, &device_id).await;
-    Mediator { device_id, login }
-}
-
-pub(crate) async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    who: Option<&Mediator>,
-    csrf: bool,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = app.client.request(method, app.url(path));
-    if let Some(m) = who {
-        request = request.header("Cookie", &m.login.cookie);
-        if csrf {
-            request = request.header("X-CSRF-Token", &m.login.csrf);
-        }
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
-/// Registers the endpoint's subscription (at `path`) for `m`, as the app does.
-pub(crate) async fn subscribe(app: &TestApp, m: &Mediator, endpoint: &PushEndpoint, path: &str) {
-    let response = call(
-        app,
-        reqwest::Method::POST,
-        "/api/v1/devices/me/push",
-        Some(m),
-        true,
-        Some(json!({ "subscription": endpoint.subscription_json(Some(path)) })),
-    )
-    .await;
-    assert_eq!(response.status(), 204);
-}
-
-pub(crate) fn worker(app: &TestApp, consumer: &str) -> PushWorker {
-    PushWorker::from_settings(
-        &app.settings,
-        app.store.clone(),
-        Arc::new(Keyring::load(&app.settings.keys.dir).unwrap()),
-        app.metrics.clone(),
-        consumer.into(),
-    )
-    .unwrap()
 }
 
 /// Posts a tip and returns its id.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::devices::{Phone, api, invite};
-use crate::helpers::{TestApp, error_code, spawn_app_with};
+use crate::support::app::{TestApp, error_code, spawn_app_with};
+use crate::support::phone::{Phone, api, invite};
 
 #[tokio::test]
 async fn the_request_after_the_quota_gets_429_with_retry_after_and_another_client_is_unaffected() {
@@ -149,7 +149,7 @@ async fn junk_forms_do_not_use_up_the_channels_limit_for_real_tips() {
 /// With Redis gone, a tip over the limit shows which came first: 429, not 503.
 #[tokio::test]
 async fn a_keyed_tip_over_the_channels_limit_is_refused_before_the_store_is_asked() {
-    let mut redis = crate::redis_down::PrivateRedis::start();
+    let mut redis = crate::support::private_redis::PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url.clone();
@@ -298,7 +298,7 @@ async fn behind_an_onion_service_the_enrolment_channels_limit_bounds_guesses_bef
     .await;
     let app = &app;
     let post = move |body: Value| async move {
-        crate::devices::post_json(app, "/api/v1/devices", &body).await
+        crate::support::phone::post_json(app, "/api/v1/devices", &body).await
     };
     // Past the per-client allowance of 1: loopback is not one client.
     for guess in GUESSES {
@@ -432,7 +432,7 @@ async fn an_invite_sent_twice_at_once_enrols_one_phone() {
 /// or not, gets the same 503, and none is charged to the channel's limit.
 #[tokio::test]
 async fn with_redis_down_every_enrolment_gets_503_and_nothing_is_charged_to_the_channel() {
-    let redis = crate::redis_down::PrivateRedis::start();
+    let redis = crate::support::private_redis::PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url.clone();

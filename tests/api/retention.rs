@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tipwire::bus::trim_older_than;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::app::{spawn_app, spawn_app_with};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -15,7 +15,7 @@ fn now() -> u64 {
 }
 
 /// Writes an entry dated `secs` ago directly, as an old tip would be.
-async fn old_entry(app: &crate::helpers::TestApp, age_secs: u64) {
+async fn old_entry(app: &crate::support::app::TestApp, age_secs: u64) {
     let mut conn = app.store.conn().await.unwrap();
     let id = format!("{}-0", (now() - age_secs) * 1000);
     let _: String = redis::cmd("XADD")
@@ -42,7 +42,7 @@ async fn tips_past_retention_are_trimmed_and_newer_ones_kept() {
     let alerts = app.alerts().await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(
-        crate::helpers::open_tip(&alerts[0], &app.escrow)
+        crate::support::app::open_tip(&alerts[0], &app.escrow)
             .unwrap()
             .text,
         "fresh"
@@ -76,7 +76,12 @@ async fn the_gateway_trims_by_itself_on_its_timer() {
 }
 
 /// Adds an entry with the id `<ms>-<seq>` and `fields` to `stream`.
-async fn entry_at(app: &crate::helpers::TestApp, stream: &str, ms: u64, fields: &[(&str, &str)]) {
+async fn entry_at(
+    app: &crate::support::app::TestApp,
+    stream: &str,
+    ms: u64,
+    fields: &[(&str, &str)],
+) {
     let mut conn = app.store.conn().await.unwrap();
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream).arg(format!("{ms}-*"));
@@ -92,7 +97,7 @@ async fn the_retention_step_trims_every_tip_linked_stream_schedule_history_and_l
     let keys = app.store.keys();
     let old_ms = (now() - 40 * 86_400) / 60 * 60_000;
     let new_ms = now() / 60 * 60_000;
-    let thread = crate::helpers::random_hex(32);
+    let thread = crate::support::app::random_hex(32);
     let summaries = format!("{}:alert-summaries", keys.prefix());
     let streams = [
         keys.alerts().to_owned(),
@@ -183,7 +188,7 @@ async fn the_retention_step_trims_histories_and_lists_across_many_scan_pages() {
     let old_ms = (now() - 40 * 86_400) / 60 * 60_000;
     let new_ms = now() / 60 * 60_000;
     let threads: Vec<String> = (0..THREADS)
-        .map(|_| crate::helpers::random_hex(32))
+        .map(|_| crate::support::app::random_hex(32))
         .collect();
     let mut conn = app.store.conn().await.unwrap();
     let mut pipe = redis::pipe();
@@ -231,7 +236,7 @@ async fn the_retention_step_trims_histories_and_lists_across_many_scan_pages() {
 #[tokio::test]
 async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_outlives_the_address()
  {
-    use crate::sms_helpers::{spawn_sms_app, twilio_params};
+    use crate::support::sms::{spawn_sms_app, twilio_params};
     let (app, _stand_in) = spawn_sms_app(|s| {
         s.retention.days = 10;
         s.sms.reply_address_days = 10;

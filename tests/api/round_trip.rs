@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{add_mediator, age_cli_open, open_tip, spawn_app};
+use crate::support::app::{add_mediator, age_cli_open, open_tip, spawn_app};
 use tipwire::crypto::IdentityKey;
 use tipwire::mediator::MediatorDirectory;
 

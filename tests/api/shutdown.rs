@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::helpers::{open_tip, spawn_app_with};
+use crate::support::app::{open_tip, spawn_app_with};
 
 /// Senders looping at once, the most requests they send together, and how
 /// long the whole exchange may take.

@@ -1,8 +1,9 @@
 //! The SMS channel against the real app, real Redis and a local stand-in for
 //! each provider's REST API.
 
-use crate::helpers::{add_mediator, error_code, open_tip};
-use crate::sms_helpers::{
+use crate::support::app::{add_mediator, error_code, open_tip};
+use crate::support::photo::jpeg_with_exif;
+use crate::support::sms::{
     PROGRAM_NUMBER, ZONE_NUMBER, now, spawn_sms_app, telnyx_event, telnyx_event_to, twilio_params,
     twilio_params_to,
 };
@@ -177,7 +178,7 @@ async fn a_replayed_webhook_is_answered_200_and_stored_once() {
 async fn a_forged_or_missing_twilio_signature_gets_403_and_nothing_is_stored() {
     let (app, _stand_in) = spawn_sms_app(|_| {}).await;
     let params = twilio_params(TIPSTER, "forged", "SM13");
-    let forged = crate::sms_helpers::twilio_signature(
+    let forged = crate::support::sms::twilio_signature(
         "not-the-token",
         "https://tips.example.org/webhooks/sms/twilio",
         &params,
@@ -370,7 +371,7 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
 #[tokio::test]
 async fn no_canary_from_a_text_reaches_redis_logs_metrics_or_disk() {
     let (app, stand_in) = spawn_sms_app(|_| {}).await;
-    let run = crate::helpers::random_hex(8);
+    let run = crate::support::app::random_hex(8);
     let digits: String = run.bytes().map(|b| char::from(b'0' + b % 10)).collect();
     let number = format!("+1999{digits}");
     let sid = format!("SMCANARY{run}");
@@ -397,24 +398,13 @@ async fn no_canary_from_a_text_reaches_redis_logs_metrics_or_disk() {
     );
 
     let bare = number.trim_start_matches('+').to_owned();
-    crate::canary::assert_nowhere(&app, &[&number, &bare, &sid, &zip, &city, &account]);
-}
-
-pub fn jpeg_with_exif(canary: &str) -> Vec<u8> {
-    let pixels: Vec<u8> = (0..16 * 12 * 3).map(|i| (i * 7 % 251) as u8).collect();
-    let mut clean = Vec::new();
-    jpeg_encoder::Encoder::new(&mut clean, 90)
-        .encode(&pixels, 16, 12, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    let payload = [b"Exif\0\0".as_slice(), b"GPS ", canary.as_bytes()].concat();
-    let len = u16::try_from(payload.len() + 2).unwrap().to_be_bytes();
-    [&clean[..2], &[0xFF, 0xE1], &len, &payload, &clean[2..]].concat()
+    crate::support::canary::assert_nowhere(&app, &[&number, &bare, &sid, &zip, &city, &account]);
 }
 
 #[tokio::test]
 async fn mms_photos_are_sealed_without_their_metadata_and_other_types_are_refused_politely() {
     let (app, stand_in) = spawn_sms_app(|_| {}).await;
-    let canary = format!("CANARY-GPS-{}", crate::helpers::random_hex(8));
+    let canary = format!("CANARY-GPS-{}", crate::support::app::random_hex(8));
     let photo = jpeg_with_exif(&canary);
     let photo_url = stand_in.serve_media("ME0001", "image/jpeg", photo.clone());
     let pdf_url = stand_in.serve_media("ME0002", "application/pdf", b"%PDF-1.4 CANARY".to_vec());
@@ -436,11 +426,11 @@ async fn mms_photos_are_sealed_without_their_metadata_and_other_types_are_refuse
     assert_eq!(doc.attachments.len(), 1);
     assert_eq!(doc.attachments[0].content_type, "image/jpeg");
     assert!(
-        !crate::canary::contains(&doc.attachments[0].data, &canary),
+        !crate::support::canary::contains(&doc.attachments[0].data, &canary),
         "EXIF is gone"
     );
     assert!(
-        crate::canary::contains(&photo, &canary),
+        crate::support::canary::contains(&photo, &canary),
         "the original carried it"
     );
     assert!(doc.attachments[0].data.starts_with(&[0xFF, 0xD8]));
@@ -466,7 +456,7 @@ async fn a_webhook_signed_with_either_token_is_accepted_during_a_rotation() {
     let old = twilio_params(TIPSTER, "signed with the old token", "SM60");
     assert_eq!(app.twilio(&old).await.status(), 200);
     let new = twilio_params(TIPSTER, "signed with the new token", "SM61");
-    let signature = crate::sms_helpers::twilio_signature("the-new-token", url, &new);
+    let signature = crate::support::sms::twilio_signature("the-new-token", url, &new);
     assert_eq!(app.twilio_signed(&new, &signature).await.status(), 200);
     assert_eq!(app.alerts().await.len(), 2);
 }
@@ -481,7 +471,8 @@ async fn a_json_webhook_is_verified_by_its_body_hash() {
     .unwrap();
     let hash = hex::encode(sha2::Sha256::digest(&body));
     let url = format!("https://tips.example.org/webhooks/sms/twilio?bodySHA256={hash}");
-    let signature = crate::sms_helpers::twilio_signature(crate::sms_helpers::AUTH_TOKEN, &url, &[]);
+    let signature =
+        crate::support::sms::twilio_signature(crate::support::sms::AUTH_TOKEN, &url, &[]);
     let send = |body: Vec<u8>| {
         app.client
             .post(app.url(&format!("/webhooks/sms/twilio?bodySHA256={hash}")))
@@ -603,7 +594,7 @@ async fn a_telnyx_help_is_answered_through_the_relay() {
 #[tokio::test]
 async fn telnyx_fields_never_reach_redis_logs_or_metrics() {
     let (app, stand_in) = spawn_sms_app(|_| {}).await;
-    let run = crate::helpers::random_hex(8);
+    let run = crate::support::app::random_hex(8);
     let digits: String = run.bytes().map(|b| char::from(b'0' + b % 10)).collect();
     let number = format!("+1999{digits}");
     let message_id = format!("CANARY-MSG-{run}");
@@ -653,7 +644,7 @@ async fn telnyx_fields_never_reach_redis_logs_or_metrics() {
         "the forgery took the refusal path: {metrics}"
     );
     let bare = number.trim_start_matches('+').to_owned();
-    crate::canary::assert_nowhere(
+    crate::support::canary::assert_nowhere(
         &app,
         &[
             &number,
@@ -702,8 +693,8 @@ async fn the_acknowledgement_is_configurable_and_can_be_turned_off() {
 /// An SMS gateway where `ZONE_NUMBER` is the "south" line and `PROGRAM_NUMBER`
 /// is unmapped, with a "south" mediator beside the test's "north" one.
 async fn spawn_zoned_sms_app() -> (
-    crate::helpers::TestApp,
-    crate::sms_helpers::StandIn,
+    crate::support::app::TestApp,
+    crate::support::sms::StandIn,
     IdentityKey,
 ) {
     let (app, stand_in) = spawn_sms_app(|s| {

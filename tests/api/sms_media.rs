@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix_web::{HttpResponse, web};
 
-use crate::helpers::{TestApp, open_tip, serve_stand_in};
-use crate::sms::jpeg_with_exif;
-use crate::sms_helpers::{ACCOUNT_SID, now, spawn_sms_app, telnyx_event, twilio_params};
+use crate::support::app::{TestApp, open_tip, serve_stand_in};
+use crate::support::photo::jpeg_with_exif;
+use crate::support::sms::{ACCOUNT_SID, now, spawn_sms_app, telnyx_event, twilio_params};
 
 const TIPSTER: &str = "+15557650202";
 /// How long the stand-in holds a media request unless released earlier: a
@@ -226,7 +226,7 @@ fn heic_with_gps(canary: &str) -> (Vec<u8>, Vec<u8>) {
 #[tokio::test]
 async fn an_mms_heic_photo_is_sealed_without_its_gps() {
     let (app, stand_in) = spawn_sms_app(|_| {}).await;
-    let canary = format!("CANARY-HEIC-GPS-{}", crate::helpers::random_hex(8));
+    let canary = format!("CANARY-HEIC-GPS-{}", crate::support::app::random_hex(8));
     let (heic, image) = heic_with_gps(&canary);
     let url = stand_in.serve_media("ME0003", "image/heic", heic.clone());
     let mut params = twilio_params(TIPSTER, "from my iphone", "SMheic1");
@@ -245,11 +245,11 @@ async fn an_mms_heic_photo_is_sealed_without_its_gps() {
     let sealed = &doc.attachments[0];
     assert_eq!(sealed.content_type, "image/heic");
     assert!(
-        crate::canary::contains(&heic, &canary),
+        crate::support::canary::contains(&heic, &canary),
         "the original carried it"
     );
     assert!(
-        !crate::canary::contains(&sealed.data, &canary),
+        !crate::support::canary::contains(&sealed.data, &canary),
         "GPS is gone"
     );
     assert_eq!(sealed.data.len(), heic.len(), "cleaned in place");

@@ -1,8 +1,8 @@
 //! Replayed signed keyword webhooks (issue 10, item 10): a captured STOP or
 //! START, replayed later with its valid signature, must change nothing.
 
-use crate::helpers::TestApp;
-use crate::sms_helpers::{StandIn, now, spawn_sms_app, telnyx_event, twilio_params};
+use crate::support::app::{TestApp, restart_with_rotated_pseudonym_key};
+use crate::support::sms::{StandIn, now, spawn_sms_app, telnyx_event, twilio_params};
 use tipwire::domain::ThreadId;
 use tipwire::relay::Kind;
 
@@ -106,24 +106,6 @@ async fn a_replayed_telnyx_stop_or_start_changes_nothing_and_queues_nothing() {
         Default::default(),
         "a replay queues no confirmation"
     );
-}
-
-/// The same gateway restarted on a rotated pseudonym key (what `tipwire keys
-/// rotate pseudonym` and a restart do), sharing the test's Redis prefix.
-pub async fn restart_with_rotated_pseudonym_key(app: &mut TestApp) {
-    use tipwire::crypto::{KeyKind, Keyring};
-    Keyring::rotate(
-        &app.settings.keys.dir,
-        KeyKind::Pseudonym,
-        &app.dir.path().join("escrow-after-rotation.identity"),
-    )
-    .unwrap();
-    let restarted = tipwire::app::Application::build(app.settings.clone())
-        .await
-        .unwrap();
-    app.port = restarted.port();
-    app.address = format!("https://localhost:{}", app.port);
-    tokio::spawn(restarted.run_until_stopped());
 }
 
 #[tokio::test]

@@ -19,13 +19,13 @@ use serde_json::json;
 use tipwire::mediator::EscalationWorker;
 use tipwire::push::unix_ms;
 
-use crate::canary::{dump_redis, flatten};
-use crate::email_helpers::{Sink, TIP_ADDRESS};
-use crate::helpers::TestApp;
-use crate::push::PushEndpoint;
-use crate::push_delivery::{Mediator, call, mediator, subscribe, with_push, worker};
-use crate::redis_down::PrivateRedis;
-use crate::sms_helpers::{now, spawn_sms_app, telnyx_event, twilio_params};
+use crate::support::app::TestApp;
+use crate::support::canary::{dump_redis, flatten};
+use crate::support::email::{Sink, TIP_ADDRESS};
+use crate::support::private_redis::PrivateRedis;
+use crate::support::push::PushEndpoint;
+use crate::support::push::{Mediator, call, mediator, subscribe, with_push, worker};
+use crate::support::sms::{now, spawn_sms_app, telnyx_event, twilio_params};
 
 const TWILIO_TIPSTER: &str = "+15557650001";
 const TELNYX_TIPSTER: &str = "+15557650002";

@@ -8,7 +8,7 @@ use rustls::pki_types::pem::PemObject;
 use tipwire::config::ServerMode;
 use tipwire::tls::DevCert;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app, spawn_app_with};
 
 fn roots(pems: &[&str]) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use reqwest::Response;
 
-use crate::helpers::{TestApp, error_code, open_tip, spawn_app, spawn_app_with};
-use crate::redis_down::PrivateRedis;
+use crate::support::app::{TestApp, error_code, open_tip, spawn_app, spawn_app_with};
+use crate::support::private_redis::PrivateRedis;
 
 /// The submission token of a freshly rendered tip form (or a form shown again).
 fn token_in(page: &str) -> String {
@@ -111,7 +111,7 @@ async fn a_tip_sent_again_with_the_same_token_after_a_success_reaches_mediators_
         ["a fight at the park", "a fight at the store"]
     );
     // Only a keyed hash of token and tip is kept: neither is anywhere.
-    crate::canary::assert_nowhere(&app, &[&token, key]);
+    crate::support::canary::assert_nowhere(&app, &[&token, key]);
 }
 
 #[tokio::test]
@@ -119,7 +119,7 @@ async fn a_tip_sent_again_after_a_pseudonym_key_rotation_is_still_stored_once() 
     let mut app = spawn_app().await;
     let token = fresh_token(&app).await;
     assert_received(&send_form(&app, "before the rotation", &token).await);
-    crate::sms_replay::restart_with_rotated_pseudonym_key(&mut app).await;
+    crate::support::app::restart_with_rotated_pseudonym_key(&mut app).await;
     assert_received(&send_form(&app, "before the rotation", &token).await);
     assert_eq!(app.alerts().await.len(), 1, "the old key's marker is found");
 }
@@ -326,10 +326,10 @@ async fn a_tip_refused_while_redis_was_frozen_is_shown_again_and_stored_once() {
         "{texts:?}"
     );
     let mut aof = Vec::new();
-    crate::canary::files_under(redis.dir(), &mut aof);
+    crate::support::canary::files_under(redis.dir(), &mut aof);
     assert!(
-        !crate::canary::contains(&aof, &token),
+        !crate::support::canary::contains(&aof, &token),
         "the token never reaches Redis's files"
     );
-    crate::canary::assert_nowhere(&app, &[&token]);
+    crate::support::canary::assert_nowhere(&app, &[&token]);
 }

@@ -5,7 +5,7 @@
 use tipwire::bus::timing::{MINUTE_MS, coarse_due};
 use tipwire::bus::{Retries, Store, TimerSet, WorkQueue};
 
-use crate::helpers::{delete_prefix, require_redis, test_settings};
+use crate::support::app::{delete_prefix, require_redis, test_settings};
 
 const GROUP: &str = "qtest";
 const LEASE_MS: u64 = 60_000;
@@ -212,7 +212,10 @@ async fn an_older_consumer_group_is_migrated_once_with_its_pending_entries_retri
 }
 
 /// Another gateway replica's relay worker on the same Redis.
-fn relay_replica(app: &crate::helpers::TestApp, consumer: &str) -> tipwire::relay::RelayWorker {
+fn relay_replica(
+    app: &crate::support::app::TestApp,
+    consumer: &str,
+) -> tipwire::relay::RelayWorker {
     tipwire::relay::RelayWorker::new(
         Store::new(&app.settings.redis).unwrap(),
         std::sync::Arc::new(tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap()),
@@ -231,7 +234,7 @@ async fn a_relay_send_late_in_a_round_keeps_its_lease_so_another_replica_does_no
     use std::sync::Arc;
     use tokio::sync::Notify;
 
-    use crate::sms_helpers::{Hold, spawn_sms_app, twilio_params};
+    use crate::support::sms::{Hold, spawn_sms_app, twilio_params};
 
     let (app, stand_in) = spawn_sms_app(|_| {}).await;
     let r = app

@@ -13,18 +13,15 @@
 //! number of acknowledgements, not after a time. Failing tests print every
 //! gateway's log.
 
-mod flood;
-mod ledger;
-mod rig;
 mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flood::{Channel, Flood, Outcome, PATIENCE, Record};
-use ledger::{Ledger, Tally};
-use rig::Rig;
+use crate::support::faults::flood::{Channel, Flood, Outcome, PATIENCE, Record};
+use crate::support::faults::ledger::{Ledger, Tally};
+use crate::support::faults::rig::Rig;
 
 /// Senders per channel: eight requests in flight at once.
 const PER_CHANNEL: usize = 2;

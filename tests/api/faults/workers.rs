@@ -25,11 +25,11 @@ use tipwire::push::{EndpointPolicy, Subscription, Subscriptions};
 use tipwire::relay::Kind;
 use tokio::sync::Notify;
 
-use super::flood::PATIENCE;
-use super::rig::Rig;
-use crate::devices::Phone;
-use crate::helpers::serve_stand_in;
-use crate::sms_helpers::{
+use crate::support::app::serve_stand_in;
+use crate::support::faults::flood::PATIENCE;
+use crate::support::faults::rig::Rig;
+use crate::support::phone::Phone;
+use crate::support::sms::{
     AUTH_TOKEN, Hold, PROGRAM_NUMBER, Sent, post_twilio, twilio_params, twilio_signature,
 };
 

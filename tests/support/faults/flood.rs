@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::rig::{Ports, Rig};
-use crate::email_helpers::{TIP_ADDRESS, lettre_to};
-use crate::helpers::random_hex;
-use crate::sms_helpers::{
+use crate::support::app::random_hex;
+use crate::support::email::{TIP_ADDRESS, lettre_to};
+use crate::support::sms::{
     AUTH_TOKEN, now, post_telnyx, post_twilio, telnyx_event, telnyx_signing_key, twilio_params,
     twilio_signature,
 };

@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app_with};
 
 pub const TIP_ADDRESS: &str = "tips@tips.example.org";
 

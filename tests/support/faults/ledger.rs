@@ -13,7 +13,7 @@ use tipwire::domain::TipDocument;
 
 use super::flood::{Channel, Outcome, Record};
 use super::rig::Rig;
-use crate::helpers::{age_cli_open, open_tip};
+use crate::support::app::{age_cli_open, open_tip};
 
 /// Per channel, what happened.
 #[derive(Debug, Default, Clone)]

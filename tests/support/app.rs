@@ -390,3 +390,21 @@ pub fn delete_prefix(url: &str, prefix: &str) {
         }
     }
 }
+
+/// The same gateway restarted on a rotated pseudonym key (what `tipwire keys
+/// rotate pseudonym` and a restart do), sharing the test's Redis prefix.
+pub async fn restart_with_rotated_pseudonym_key(app: &mut TestApp) {
+    use tipwire::crypto::{KeyKind, Keyring};
+    Keyring::rotate(
+        &app.settings.keys.dir,
+        KeyKind::Pseudonym,
+        &app.dir.path().join("escrow-after-rotation.identity"),
+    )
+    .unwrap();
+    let restarted = tipwire::app::Application::build(app.settings.clone())
+        .await
+        .unwrap();
+    app.port = restarted.port();
+    app.address = format!("https://localhost:{}", app.port);
+    tokio::spawn(restarted.run_until_stopped());
+}

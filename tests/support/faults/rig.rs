@@ -13,11 +13,11 @@ use tipwire::bus::Store;
 use tipwire::config::{Durability, Settings};
 use tipwire::crypto::IdentityKey;
 
-use crate::email_helpers::TIP_ADDRESS;
-use crate::helpers::{keys_and_certificate, test_settings};
-use crate::processes::{Serve, write_config};
-use crate::redis_down::PrivateRedis;
-use crate::sms_helpers::{
+use crate::support::app::{keys_and_certificate, test_settings};
+use crate::support::email::TIP_ADDRESS;
+use crate::support::private_redis::PrivateRedis;
+use crate::support::serve::{Serve, write_config};
+use crate::support::sms::{
     ACCOUNT_SID, PROGRAM_NUMBER, StandIn, start_stand_in, telnyx_signing_key,
     write_provider_secrets,
 };

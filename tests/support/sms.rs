@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signer, SigningKey};
-use hmac::{Hmac, Mac};
+use ed25519_dalek::SigningKey;
 
-use crate::helpers::{TestApp, form_body, serve_stand_in, spawn_app_with};
+use crate::support::app::{TestApp, form_body, serve_stand_in, spawn_app_with};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const AUTH_TOKEN: &str = "twilio-test-auth-token-1";
@@ -244,18 +243,7 @@ pub async fn spawn_sms_app(
 }
 
 /// Twilio's signature: base64(HMAC-SHA1(token, url + each sorted key + value)).
-pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted: Vec<_> = params.to_vec();
-    sorted.sort();
-    let mut data = url.to_owned();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(data.as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
-}
+pub use crate::support::twilio::signature as twilio_signature;
 
 pub fn twilio_params<'a>(from: &'a str, body: &'a str, sid: &'a str) -> Vec<(&'a str, &'a str)> {
     twilio_params_to(from, PROGRAM_NUMBER, body, sid)
@@ -350,8 +338,7 @@ pub async fn post_telnyx(
     body: &[u8],
     timestamp: u64,
 ) -> reqwest::Result<reqwest::Response> {
-    let signed = [timestamp.to_string().as_bytes(), b"|", body].concat();
-    let signature = STANDARD.encode(key.sign(&signed).to_bytes());
+    let signature = crate::support::telnyx::signature(key, &timestamp.to_string(), body);
     client
         .post(format!("{base}/webhooks/sms/telnyx"))
         .header("Content-Type", "application/json")
