@@ -18,8 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderMap};
 use base64::Engine as _;
-use governor::DefaultKeyedRateLimiter;
-use governor::clock::{Clock, DefaultClock};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,6 +31,7 @@ use crate::bus::{Store, StoreError};
 use crate::config::CheckedQuota;
 use crate::mediator::DeviceId;
 use crate::mediator::revocations::{self, Ended};
+use crate::ratelimit::{KeyedLimiter, Scope};
 
 /// The session cookie. `__Host-`: the browser keeps it only if it is Secure,
 /// has Path=/ and no Domain, so no sibling subdomain can set or read it.
@@ -153,8 +152,7 @@ pub struct Sessions {
     store: Store,
     idle: Duration,
     max: Duration,
-    challenges: DefaultKeyedRateLimiter<String>,
-    clock: DefaultClock,
+    challenges: KeyedLimiter<String>,
 }
 
 impl Sessions {
@@ -164,11 +162,13 @@ impl Sessions {
             store,
             idle,
             max: max.max(idle),
-            challenges: governor::RateLimiter::keyed(crate::ratelimit::quota(CheckedQuota {
-                count: per_minute,
-                period: Duration::from_secs(60),
-            })),
-            clock: DefaultClock::default(),
+            challenges: KeyedLimiter::new(
+                CheckedQuota {
+                    count: per_minute,
+                    period: Duration::from_secs(60),
+                },
+                Scope::Client,
+            ),
         }
     }
 
@@ -194,12 +194,9 @@ impl Sessions {
             return Err(DeviceError::UnknownDevice);
         }
         self.challenges
-            .check_key(&id.as_str().to_owned())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(self.clock.now());
-                DeviceError::RateLimited {
-                    retry_after_secs: wait.as_secs().saturating_add(1),
-                }
+            .check(&id.as_str().to_owned())
+            .map_err(|limited| DeviceError::RateLimited {
+                retry_after_secs: limited.retry_after_secs_past(),
             })?;
         let mut bytes = [0u8; CHALLENGE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
