@@ -12,13 +12,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tipwire::bus::WorkQueue;
 use tipwire::bus::timing::coarse_due;
+use tipwire::clock::now_ms as unix_ms;
 use tipwire::config::Settings;
 use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{
     AlertStates, DeviceId, EscalationPolicy, EscalationWorker, Escalations, Stage,
 };
-use tipwire::push::{PushWorker, RECLAIM_IDLE, unix_ms};
+use tipwire::push::{PushWorker, RECLAIM_IDLE};
 
 use crate::canary::assert_nowhere;
 use crate::devices::{Login, Phone, api, enrol, login, set_duty};

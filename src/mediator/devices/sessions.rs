@@ -14,7 +14,7 @@
 //! session records read back from Redis are parsed again.
 
 use std::num::NonZeroU32;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::header::{self, HeaderMap};
 use base64::Engine as _;
@@ -28,6 +28,7 @@ use super::keys::B64URL;
 use super::{CHALLENGE_LEN, DeviceError, DeviceRecord, Devices};
 use crate::bus::timing::{coarse_due, minute_floor};
 use crate::bus::{Store, StoreError};
+use crate::clock;
 use crate::config::CheckedQuota;
 use crate::mediator::DeviceId;
 use crate::mediator::revocations::{self, Ended};
@@ -139,11 +140,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -208,16 +204,13 @@ impl Sessions {
             // mediator (perhaps woken by a push) asked to sign in.
             .arg("PXAT")
             .arg(coarse_due(
-                unix_ms(now),
+                clock::unix_ms(now),
                 CHALLENGE_TTL_SECS.saturating_mul(1000),
             ))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
-        let expires = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_add(CHALLENGE_TTL_SECS);
+        let expires = clock::unix_secs(now).saturating_add(CHALLENGE_TTL_SECS);
         Ok(Challenge {
             challenge: B64URL.encode(bytes),
             expires,
@@ -257,7 +250,7 @@ impl Sessions {
                 device_id: id.as_str().to_owned(),
                 csrf: csrf.to_string(),
                 // To the minute, like every time stored.
-                created_ms: minute_floor(unix_ms(now)),
+                created_ms: minute_floor(clock::unix_ms(now)),
             })
             .map_err(|_| StoreError::Corrupt("session"))?,
         );
@@ -267,14 +260,14 @@ impl Sessions {
             .arg(keys.session(&hash))
             .arg(record.as_str())
             .arg("PXAT")
-            .arg(self.idle_end(minute_floor(unix_ms(now)), unix_ms(now)))
+            .arg(self.idle_end(minute_floor(clock::unix_ms(now)), clock::unix_ms(now)))
             .ignore()
             .sadd(keys.device_sessions(id.as_str()), &hash)
             .ignore()
             // No session outlives `max`, so neither need the list of them.
             .cmd("PEXPIREAT")
             .arg(keys.device_sessions(id.as_str()))
-            .arg(coarse_due(unix_ms(now), millis(self.max)))
+            .arg(coarse_due(clock::unix_ms(now), millis(self.max)))
             .ignore()
             .query_async(&mut conn)
             .await
@@ -310,7 +303,7 @@ impl Sessions {
             .and_then(|json| serde_json::from_str(&json).ok())
             .ok_or(DeviceError::SessionExpired)?;
         let device_id = DeviceId::parse(&record.device_id).ok_or(DeviceError::SessionExpired)?;
-        let age = unix_ms(now).saturating_sub(record.created_ms);
+        let age = clock::unix_ms(now).saturating_sub(record.created_ms);
         let left = millis(self.max).saturating_sub(age);
         if left == 0 {
             let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
@@ -321,7 +314,7 @@ impl Sessions {
         // tell when a mediator claimed or answered a tip, to the millisecond.
         let _: () = redis::cmd("PEXPIREAT")
             .arg(&key)
-            .arg(self.idle_end(record.created_ms, unix_ms(now)))
+            .arg(self.idle_end(record.created_ms, clock::unix_ms(now)))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
