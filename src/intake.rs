@@ -5,7 +5,7 @@
 //! the text is still never logged.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 
@@ -85,7 +85,7 @@ const INLINE_SEAL_MAX_RECIPIENTS: usize = 32;
 
 /// Unix seconds rounded down to the minute: all the time precision stored.
 pub fn coarse_time(now: SystemTime) -> u64 {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = crate::clock::unix_secs(now);
     secs - secs % 60
 }
 
@@ -191,9 +191,7 @@ impl Intake {
 
         // Minute boundaries from the arrival's minute (never early, never
         // finer than `received`): see `EscalationPolicy::deadlines`.
-        let now_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = crate::clock::unix_ms(now);
         let deadlines = self.escalation.scheduled(&tip_id, tip.priority, now_ms);
 
         let mut stream_id = None;
@@ -272,6 +270,7 @@ impl Intake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn time_is_kept_only_to_the_minute() {

@@ -24,6 +24,7 @@ pub mod admin;
 pub mod app;
 pub mod bus;
 pub mod channels;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;

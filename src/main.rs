@@ -3,7 +3,6 @@
 //! loads configuration and prints.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tipwire::admin;
 use tipwire::app::Application;
 use tipwire::bus::AlertReader;
+use tipwire::clock;
 use tipwire::config::Settings;
 use tipwire::crypto::{IdentityKey, KeyKind, Keyring};
 use tipwire::mediator::devices::{Devices, Invites};
@@ -194,12 +194,6 @@ fn refuse_escrow_on_gateway(
     Ok(())
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -253,7 +247,7 @@ async fn main() -> Result<()> {
                     let new = admin::mediators::parse_new(
                         &settings, name, &zone, supervisor, &recipient,
                     )?;
-                    let record = directory.add(new, now_secs()).await?;
+                    let record = directory.add(new, clock::now_secs()).await?;
                     println!(
                         "enrolled {} ({}); new tips for its zones are sealed to it",
                         record.id, record.name
@@ -336,9 +330,13 @@ async fn main() -> Result<()> {
         }
         Command::Export { out, since } => {
             let since = match since {
-                Some(s) => admin::export::parse_since(&s, now_secs()).with_context(|| {
-                    format!("--since {s:?}: use unix seconds, an RFC 3339 time or an age like 7d")
-                })?,
+                Some(s) => {
+                    admin::export::parse_since(&s, clock::now_secs()).with_context(|| {
+                        format!(
+                            "--since {s:?}: use unix seconds, an RFC 3339 time or an age like 7d"
+                        )
+                    })?
+                }
                 None => 0,
             };
             let reader = AlertReader::new(admin::store(&settings)?);
@@ -357,7 +355,8 @@ async fn main() -> Result<()> {
                         .context("--thread: a thread id is 32 lowercase hex digits")?,
                 ),
                 (None, Some(before)) => admin::purge::Target::Before(
-                    admin::purge::parse_before(&before, now_secs()).map_err(anyhow::Error::msg)?,
+                    admin::purge::parse_before(&before, clock::now_secs())
+                        .map_err(anyhow::Error::msg)?,
                 ),
                 (None, None) => bail!("say what to purge: --thread ID or --before TIME"),
             };

@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
 use crate::crypto::{IdentityKey, KeyError, Keyring};
@@ -102,9 +101,7 @@ pub async fn init(settings: &Settings, dir: &Path) -> Result<String, DevError> {
         .into_iter()
         .any(|m| m.recipient == recipient.to_string());
     if !enrolled {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::now_secs();
         let first = zones
             .first()
             .map(|(z, _)| vec![z.clone()])

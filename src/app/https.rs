@@ -49,13 +49,12 @@ use actix_web::body::EitherBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError as _, web};
-use governor::DefaultKeyedRateLimiter;
 
 use super::read_ahead::ReadAhead;
 use crate::config::CheckedQuota;
 use crate::error::AppError;
 use crate::privacy::ClientKeyer;
-use crate::ratelimit::{ConcurrencyGate, Counted, NETWORK_SHARE, quota};
+use crate::ratelimit::{ConcurrencyGate, Counted, KeyedLimiter, Limited, NETWORK_SHARE, Scope};
 
 /// Room for a request head beyond the body limit in the read-ahead budget.
 const READ_AHEAD_HEAD_ROOM: usize = 64 * 1024;
@@ -234,8 +233,8 @@ where
 /// Requests per client address on the HTTPS port, and per IPv6 /48
 /// ([`NETWORK_SHARE`] addresses' worth).
 pub struct RequestBudget {
-    limiter: DefaultKeyedRateLimiter<crate::privacy::ClientKey>,
-    networks: DefaultKeyedRateLimiter<crate::privacy::ClientKey>,
+    limiter: KeyedLimiter<crate::privacy::ClientKey>,
+    networks: KeyedLimiter<crate::privacy::ClientKey>,
     keyer: ClientKeyer,
 }
 
@@ -249,31 +248,24 @@ impl RequestBudget {
             period: per_address.period,
         };
         Self {
-            limiter: governor::RateLimiter::keyed(quota(per_address)),
-            networks: governor::RateLimiter::keyed(quota(per_network)),
+            limiter: KeyedLimiter::new(per_address, Scope::Client),
+            networks: KeyedLimiter::new(per_network, Scope::Client),
             keyer,
         }
     }
 
     /// Spends one request of `ip`'s budget; over it, how long until the next.
-    fn spend(&self, ip: std::net::IpAddr) -> Result<(), Duration> {
-        use governor::clock::{Clock as _, DefaultClock};
-        let wait = |not_until: governor::NotUntil<_>| {
-            not_until.wait_time_from(DefaultClock::default().now())
-        };
+    fn spend(&self, ip: std::net::IpAddr) -> Result<(), Limited> {
         if let Some(network) = self.keyer.network(ip) {
-            self.networks.check_key(&network).map_err(wait)?;
+            self.networks.check(&network)?;
         }
-        self.limiter
-            .check_key(&self.keyer.key(Some(ip)))
-            .map_err(wait)
+        self.limiter.check(&self.keyer.key(Some(ip)))
     }
 
     /// Forgets addresses whose budgets are full again; run periodically.
     pub fn forget_idle(&self) {
         for limiter in [&self.limiter, &self.networks] {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+            limiter.forget_idle();
         }
     }
 }
@@ -293,14 +285,14 @@ pub async fn request_budget(
             }
             budget.spend(ip).err()
         });
-    let Some(wait) = over else {
+    let Some(limited) = over else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     };
     let mut response = AppError::RateLimited {
-        retry_after_secs: wait.as_secs().saturating_add(1),
+        retry_after_secs: limited.retry_after_secs_past(),
     }
     .error_response();
     response

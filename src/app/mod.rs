@@ -19,7 +19,7 @@ pub use tasks::BackgroundTasks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Condition, from_fn};
@@ -81,12 +81,6 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Gives alerts appended before the summary stream existed their summaries
 /// (`bus::backfill_summaries`), so the app lists them; run at start and by
 /// every retention step. Errors are logged and the next step tries again.
@@ -106,7 +100,7 @@ pub async fn summaries_step(store: &Store) {
 pub async fn retention_step(store: &Store, keep: Duration) {
     // First, so what it copies is trimmed with the rest.
     summaries_step(store).await;
-    let cutoff = unix_now().saturating_sub(keep.as_secs());
+    let cutoff = crate::clock::now_secs().saturating_sub(keep.as_secs());
     match trim_older_than(store, cutoff).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
@@ -268,10 +262,7 @@ impl Application {
                 move || {
                     let worker = worker.clone();
                     async move {
-                        let now_ms = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                        if let Err(e) = worker.step(now_ms).await {
+                        if let Err(e) = worker.step(crate::clock::now_ms()).await {
                             tracing::warn!(error = %e, "escalation step failed; will retry");
                         }
                     }

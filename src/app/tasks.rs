@@ -45,7 +45,7 @@ impl BackgroundTasks {
         let cancel = self.cancel.clone();
         let handle = tokio::spawn(async move {
             loop {
-                let now = crate::push::unix_ms();
+                let now = crate::clock::now_ms();
                 let wait = Duration::from_millis(MINUTE_MS - now % MINUTE_MS);
                 tokio::select! {
                     () = cancel.cancelled() => break,

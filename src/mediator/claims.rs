@@ -27,7 +27,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{FromRedisValue, Value};
 
@@ -351,7 +350,7 @@ impl AlertStates {
         resume: &[(u64, String)],
     ) -> Result<Option<AlertStatus>, ClaimError> {
         let keys = self.store.keys();
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let mut invocation = self.scripts.reopen.key(keys.alert_state(tip_id));
         invocation
             .key(keys.alert_events())
@@ -441,7 +440,7 @@ impl AlertStates {
         holder: Option<&DeviceId>,
     ) -> Result<(String, AlertStatus), ClaimError> {
         let keys = self.store.keys();
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let mut invocation = script.key(keys.alert_state(tip_id));
         invocation
             .key(keys.alert_events())
@@ -539,12 +538,6 @@ pub(crate) fn parse_event(
         by,
         zone,
     })
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

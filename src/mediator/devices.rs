@@ -23,7 +23,7 @@ pub mod keys;
 pub(crate) mod routes;
 mod sessions;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -184,10 +184,6 @@ impl Enrolment {
     }
 }
 
-fn unix_secs(now: SystemTime) -> u64 {
-    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 fn new_device_id() -> Result<DeviceId, DeviceError> {
     let bytes: [u8; 12] = rand::random();
     DeviceId::parse(&format!("d_{}", hex::encode(bytes)))
@@ -233,7 +229,7 @@ impl Devices {
             return Err(DeviceError::RecipientTaken);
         }
         let grant = invites.redeem(&enrolment.invite).await?;
-        let day = unix_secs(now) / 86_400 * 86_400;
+        let day = crate::clock::unix_secs(now) / 86_400 * 86_400;
         let zones = grant.parsed_zones()?;
         let added = match self
             .directory

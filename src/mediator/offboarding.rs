@@ -32,7 +32,6 @@
 //! parsed again by the modules that own them.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::devices::{DeviceError, Devices, cancel_named};
 use super::{
@@ -109,12 +108,6 @@ pub struct Offboarding {
     devices: Devices,
     states: AlertStates,
     policy: EscalationPolicy,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Offboarding {
@@ -288,7 +281,7 @@ impl Offboarding {
                 let resume = priority
                     .as_deref()
                     .and_then(Priority::parse)
-                    .map(|p| self.policy.resumed(&tip, p, now_ms()))
+                    .map(|p| self.policy.resumed(&tip, p, crate::clock::now_ms()))
                     .unwrap_or_default();
                 if self.states.reopen(&tip, &device, &resume).await?.is_some() {
                     reopened += 1;

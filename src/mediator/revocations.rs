@@ -15,7 +15,6 @@
 //! Untrusted: entries read back (parsed again; a foreign one is skipped).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{FromRedisValue, Value};
 
@@ -51,9 +50,7 @@ pub async fn announce(store: &Store, ended: &Ended) -> Result<(), StoreError> {
         Ended::Device(d) => ("device", d.as_str()),
         Ended::Session(hash) => ("session", hash.as_str()),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = crate::clock::now_ms();
     let mut conn = store.conn().await?;
     let _: String = coarse_script(REVOCATION_ANNOUNCE)
         .key(store.keys().revocations())

@@ -10,7 +10,7 @@
 //! reduced to a fixed cause and never kept.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
@@ -165,7 +165,7 @@ impl PushClient {
         ttl_secs: u32,
         urgency: Urgency,
     ) -> Result<(), PushError> {
-        let now = unix_now();
+        let now = crate::clock::now_secs();
         let request = self.request(subscription, payload, ttl_secs, urgency, now)?;
         let response = self.http.execute(request).await.map_err(|e| {
             if crate::egress::refused(&e) {
@@ -256,16 +256,10 @@ fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     const SUB: &str = r#"{"endpoint":"https://updates.push.services.mozilla.com/wpush/v2/gAAAA","keys":{"p256dh":"BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4","auth":"BTBZMqHH6r4Tts7J_aSIgg"}}"#;
 

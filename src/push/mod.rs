@@ -26,7 +26,7 @@ mod vapid;
 mod worker;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::web;
 
@@ -47,13 +47,6 @@ use crate::bus::Store;
 use crate::config::{ConfigError, Settings};
 use crate::crypto::Keyring;
 use crate::telemetry::Metrics;
-
-/// Unix time in milliseconds.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Wires push into `tipwire serve`: the routes' data, and when `push.enabled`
 /// the delivery worker as the background task `push`. Refuses to start when
@@ -94,7 +87,7 @@ pub fn start(
         move || {
             let worker = worker.clone();
             async move {
-                if let Err(e) = worker.step(unix_ms()).await {
+                if let Err(e) = worker.step(crate::clock::now_ms()).await {
                     tracing::warn!(error = %e, "push step failed; will retry");
                 }
             }

@@ -1,15 +1,28 @@
-//! Rate limits with governor: per client (a salted in-memory key, see
-//! `privacy::ClientKey`) and global per channel. Quotas come from configuration.
-//! A refused request learns how long to wait, for `Retry-After`.
+//! The one rate-limit facility: every channel, enrolment, login and the
+//! HTTPS request budget take their limits from here and keep only their
+//! policy (which key, which quota, in which order, which answer).
+//!
+//! - [`KeyedLimiter`] (a bucket per key), [`HashedLimiter`] (per key, kept
+//!   as a salted hash) and [`GlobalLimiter`] (one bucket): governor, in
+//!   memory, per replica; each has `check` and the keyed ones
+//!   `forget_idle`, run every minute so memory is bounded by recent keys.
+//! - [`ChannelLimiter`]: a channel's per-client and global buckets, with the
+//!   onion-service rule ([`shared_by_everyone`]).
+//! - [`Limited`]: which limit refused ([`Scope`]) and how long to wait, for
+//!   `Retry-After`.
+//! - [`ConcurrencyGate`]: concurrent connections per client and in all.
+//!
+//! Quotas come from configuration. Nothing here is shared through Redis.
+//! Untrusted input: the keys (salted client keys, see `privacy::ClientKey`,
+//! pseudonyms, numbers, device ids), never kept in the clear or logged.
 
 mod connections;
+mod local;
 
 pub use connections::{ConcurrencyGate, Counted, Full, NETWORK_SHARE, Slot};
+pub use local::{GlobalLimiter, HashedLimiter, KeyedLimiter};
 
 use std::time::Duration;
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 use crate::config::CheckedQuota;
 use crate::privacy::{ClientKey, ClientKeyer};
@@ -42,23 +55,18 @@ impl Limited {
         let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
         secs.max(1)
     }
+
+    /// Whole seconds to wait, rounded down, plus one: always past the wait
+    /// (the answer of the login challenge and the HTTPS request budget).
+    pub fn retry_after_secs_past(&self) -> u64 {
+        self.retry_after.as_secs().saturating_add(1)
+    }
 }
 
-/// The limits of one channel.
+/// The limits of one channel: a bucket per client and one for the channel.
 pub struct ChannelLimiter {
-    per_client: DefaultKeyedRateLimiter<ClientKey>,
-    global: DefaultDirectRateLimiter,
-    clock: DefaultClock,
-}
-
-/// A governor quota from a checked setting.
-pub fn quota(q: CheckedQuota) -> Quota {
-    // `count` cells replenish evenly over `period`; a full bucket allows a burst
-    // of `count`. The period per cell is at least 1 ns, so with_period succeeds.
-    let per_cell = (q.period / q.count.get()).max(Duration::from_nanos(1));
-    Quota::with_period(per_cell)
-        .unwrap_or_else(|| Quota::per_second(q.count))
-        .allow_burst(q.count)
+    per_client: KeyedLimiter<ClientKey>,
+    global: GlobalLimiter,
 }
 
 /// Whether a request from `ip` cannot be told apart from everyone else's:
@@ -73,9 +81,8 @@ pub fn shared_by_everyone(ip: Option<std::net::IpAddr>, loopback_is_everyone: bo
 impl ChannelLimiter {
     pub fn new(per_client: CheckedQuota, global: CheckedQuota) -> Self {
         Self {
-            per_client: governor::RateLimiter::keyed(quota(per_client)),
-            global: governor::RateLimiter::direct(quota(global)),
-            clock: DefaultClock::default(),
+            per_client: KeyedLimiter::new(per_client, Scope::Client),
+            global: GlobalLimiter::new(global, Scope::Global),
         }
     }
 
@@ -87,12 +94,7 @@ impl ChannelLimiter {
 
     /// Takes one cell from the client's bucket.
     fn check_client(&self, client: ClientKey) -> Result<(), Limited> {
-        self.per_client
-            .check_key(&client)
-            .map_err(|not_until| Limited {
-                scope: Scope::Client,
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            })
+        self.per_client.check(&client)
     }
 
     /// Takes a cell from the client's bucket only; from none when
@@ -118,21 +120,17 @@ impl ChannelLimiter {
 
     /// Takes one cell from the channel's bucket only.
     pub fn check_global(&self) -> Result<(), Limited> {
-        self.global.check().map_err(|not_until| Limited {
-            scope: Scope::Global,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        self.global.check()
     }
 
     /// Forgets clients whose buckets are full again, so memory stays bounded
     /// by recent clients; run periodically.
     pub fn forget_idle(&self) {
-        self.per_client.retain_recent();
-        self.per_client.shrink_to_fit();
+        self.per_client.forget_idle();
     }
 
     pub fn tracked_clients(&self) -> usize {
-        self.per_client.len()
+        self.per_client.tracked()
     }
 }
 

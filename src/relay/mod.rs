@@ -13,7 +13,6 @@ pub mod threads;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -25,6 +24,7 @@ use crate::bus::timing::{coarse_due, minute_floor};
 use crate::bus::{Retries, Store, StoreError, WorkQueue, coarse_script, names::RELAY_GROUP};
 use crate::channels::email::outbound::{MailError, MailReply, MailSender};
 use crate::channels::sms::provider::{OutboundSms, SendError, SmsClient};
+use crate::clock;
 use crate::crypto::{Keyring, open_with, seal};
 use crate::domain::{EmailAddress, ThreadId};
 use crate::telemetry::Metrics;
@@ -114,7 +114,7 @@ fn fields(q: &Queued) -> Vec<String> {
 /// Stream ids carry time; like the alert stream, the outbound stream and its
 /// dead letters get ids rounded to the minute.
 fn minute_ms() -> u64 {
-    minute_floor(now_ms())
+    minute_floor(clock::now_ms())
 }
 
 fn append_script() -> redis::Script {
@@ -190,12 +190,6 @@ pub struct RelayWorker {
 /// (to the next minute boundary after this).
 const LEASE_MS: u64 = 60_000;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl RelayWorker {
     #[allow(
         clippy::too_many_arguments,
@@ -245,7 +239,7 @@ impl RelayWorker {
     /// One round: due retries back into the stream, entries a crashed worker
     /// left (lease ended) taken over, new entries delivered. Never sleeps.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
-        self.step_with(&now_ms).await
+        self.step_with(&clock::now_ms).await
     }
 
     /// [`Self::step`] at `now_ms` (unix milliseconds).

@@ -268,9 +268,7 @@ impl Threads {
 /// tell (to the millisecond, and in the AOF as an absolute time) when the
 /// tipster last texted.
 pub(crate) fn coarse_expiry(ttl_secs: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_secs();
     let hour = now - now % 3600 + 3600;
     hour.saturating_add(ttl_secs)
 }

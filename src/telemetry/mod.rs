@@ -21,9 +21,7 @@ struct MinuteClock;
 
 impl FormatTime for MinuteClock {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::now_secs();
         let minute = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now - now % 60);
         let stamp = humantime::format_rfc3339_seconds(minute).to_string();
         // "2026-11-26T14:03:00Z" → "2026-11-26T14:03Z"

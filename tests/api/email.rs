@@ -165,7 +165,7 @@ async fn a_reply_reaches_the_tipster_threaded_from_the_tip_address_with_no_media
     )
     .await;
     // The relay answers 451 once: the reply is scheduled again, then sent.
-    let t0 = tipwire::push::unix_ms();
+    let t0 = tipwire::clock::now_ms();
     let first = app.relay.step_at(t0).await.unwrap();
     assert_eq!(first.retried, 1);
     // Due on a minute boundary within two minutes of the failure.

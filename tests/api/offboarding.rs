@@ -13,8 +13,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use tipwire::clock::now_ms as unix_ms;
 use tipwire::mediator::{AlertState, AlertStates, EscalationWorker, Stage};
-use tipwire::push::{PushWorker, unix_ms};
+use tipwire::push::PushWorker;
 
 use crate::support::app::{TestApp, spawn_app_with};
 use crate::support::phone::{

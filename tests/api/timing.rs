@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use serde_json::json;
+use tipwire::clock::now_ms as unix_ms;
 use tipwire::mediator::EscalationWorker;
-use tipwire::push::unix_ms;
 
 use crate::support::app::TestApp;
 use crate::support::canary::{dump_redis, flatten};

@@ -260,7 +260,7 @@ async fn a_relay_send_late_in_a_round_keeps_its_lease_so_another_replica_does_no
     // Both are taken in one round at t0; the first send takes three minutes
     // (the clock reads three minutes later once it is done), so the second
     // starts after the lease the round took it with has ended.
-    let t0 = tipwire::push::unix_ms();
+    let t0 = tipwire::clock::now_ms();
     let sent = stand_in.clone();
     let clock = move || t0 + 3 * MINUTE_MS * u64::from(!sent.sent().is_empty());
     let a = app.relay.clone();

@@ -4,11 +4,9 @@
 //! trouble the client gets a 451 and its server retries later. The message
 //! and its envelope are untrusted and never logged.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter};
 use sha2::{Digest as _, Sha256};
 
 use crate::channels::sms::Keyword;
@@ -19,7 +17,7 @@ use crate::domain::{
 };
 use crate::intake::{Intake, IntakeError, Submitted};
 use crate::privacy::ClientKey;
-use crate::ratelimit::{Scope, quota};
+use crate::ratelimit::{GlobalLimiter, HashedLimiter, KeyedLimiter, Scope};
 use crate::relay::threads::{EmailThreading, Provider, ReplyAddress, Threads, coarse_expiry};
 use crate::telemetry::Metrics;
 
@@ -33,19 +31,17 @@ use super::session::{Envelope, Mailbox};
 /// Rate limits: per sender (pseudonym), per connecting address, and for the
 /// whole channel. Keys are salted hashes, in memory only.
 pub struct EmailLimiter {
-    per_sender: DefaultKeyedRateLimiter<u64>,
-    per_address: DefaultKeyedRateLimiter<ClientKey>,
-    global: DefaultDirectRateLimiter,
-    salt: std::hash::RandomState,
+    per_sender: HashedLimiter,
+    per_address: KeyedLimiter<ClientKey>,
+    global: GlobalLimiter,
 }
 
 impl EmailLimiter {
     pub fn new(per_sender: CheckedQuota, per_address: CheckedQuota, global: CheckedQuota) -> Self {
         Self {
-            per_sender: governor::RateLimiter::keyed(quota(per_sender)),
-            per_address: governor::RateLimiter::keyed(quota(per_address)),
-            global: governor::RateLimiter::direct(quota(global)),
-            salt: std::hash::RandomState::new(),
+            per_sender: HashedLimiter::new(per_sender, Scope::Client),
+            per_address: KeyedLimiter::new(per_address, Scope::Client),
+            global: GlobalLimiter::new(global, Scope::Global),
         }
     }
 
@@ -56,28 +52,22 @@ impl EmailLimiter {
     /// every real sender (benches/abuse.rs measured mail falling to 0.48 of
     /// its rate under such a flood).
     fn check_client(&self, client: ClientKey) -> Result<(), Scope> {
-        self.per_address
-            .check_key(&client)
-            .map_err(|_| Scope::Client)
+        self.per_address.check(&client).map_err(|l| l.scope)
     }
 
     /// The channel's limit, for a received and parsed message from a sender
     /// within its own limit.
     fn check_global(&self) -> Result<(), Scope> {
-        self.global.check().map_err(|_| Scope::Global)
+        self.global.check().map_err(|l| l.scope)
     }
 
     fn check_sender(&self, pseudonym: &str, client: ClientKey) -> bool {
-        self.per_sender
-            .check_key(&self.salt.hash_one((pseudonym, client)))
-            .is_ok()
+        self.per_sender.check((pseudonym, client)).is_ok()
     }
 
     pub fn forget_idle(&self) {
-        self.per_sender.retain_recent();
-        self.per_sender.shrink_to_fit();
-        self.per_address.retain_recent();
-        self.per_address.shrink_to_fit();
+        self.per_sender.forget_idle();
+        self.per_address.forget_idle();
     }
 }
 

@@ -3,21 +3,16 @@
 //! one number costs a hash and a counter. A limited tipster gets one polite
 //! notice per window, not one per message.
 
-use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 
-use governor::DefaultKeyedRateLimiter;
-use governor::clock::{Clock, DefaultClock};
-
 use crate::config::CheckedQuota;
-use crate::ratelimit::{Limited, Scope, quota};
+use crate::ratelimit::{HashedLimiter, Limited, Scope};
 
 pub struct SmsLimiter {
-    per_sender: DefaultKeyedRateLimiter<u64>,
-    per_number: DefaultKeyedRateLimiter<u64>,
-    notices: DefaultKeyedRateLimiter<u64>,
-    salt: std::hash::RandomState,
-    clock: DefaultClock,
+    per_sender: HashedLimiter,
+    /// Labelled global: the program number is the channel's bucket.
+    per_number: HashedLimiter,
+    notices: HashedLimiter,
 }
 
 impl SmsLimiter {
@@ -27,39 +22,27 @@ impl SmsLimiter {
             period: per_sender.period,
         };
         Self {
-            per_sender: governor::RateLimiter::keyed(quota(per_sender)),
-            per_number: governor::RateLimiter::keyed(quota(per_number)),
-            notices: governor::RateLimiter::keyed(quota(one_per_window)),
-            salt: std::hash::RandomState::new(),
-            clock: DefaultClock::default(),
+            per_sender: HashedLimiter::new(per_sender, Scope::Client),
+            per_number: HashedLimiter::new(per_number, Scope::Global),
+            notices: HashedLimiter::new(one_per_window, Scope::Client),
         }
     }
 
+    /// The sender's limit first, then the number's: a flooding sender does
+    /// not spend the number's bucket.
     pub fn check(&self, pseudonym: &str, number_called: &str) -> Result<(), Limited> {
-        let sender = self.salt.hash_one(pseudonym);
-        self.per_sender.check_key(&sender).map_err(|n| Limited {
-            scope: Scope::Client,
-            retry_after: n.wait_time_from(self.clock.now()),
-        })?;
-        self.per_number
-            .check_key(&self.salt.hash_one(number_called))
-            .map_err(|n| Limited {
-                scope: Scope::Global,
-                retry_after: n.wait_time_from(self.clock.now()),
-            })
+        self.per_sender.check(pseudonym)?;
+        self.per_number.check(number_called)
     }
 
     /// Whether this limited sender should be told (once per window).
     pub fn notice_due(&self, pseudonym: &str) -> bool {
-        self.notices
-            .check_key(&self.salt.hash_one(pseudonym))
-            .is_ok()
+        self.notices.check(pseudonym).is_ok()
     }
 
     pub fn forget_idle(&self) {
         for l in [&self.per_sender, &self.per_number, &self.notices] {
-            l.retain_recent();
-            l.shrink_to_fit();
+            l.forget_idle();
         }
     }
 }

@@ -3,8 +3,6 @@
 //! `"{telnyx-timestamp}|{body}"` verifies and the timestamp is within 300 s.
 //! Telnyx gets a fast 200; any answer goes out through the reply relay.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
@@ -96,9 +94,7 @@ pub async fn webhook(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_secs();
     if let Err(e) = telnyx.verifier.verify(
         header("telnyx-timestamp"),
         &body,

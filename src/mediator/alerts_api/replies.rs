@@ -30,7 +30,6 @@
 //! Redis are parsed again and skipped if damaged.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
@@ -88,12 +87,6 @@ pub(crate) fn reply_text(request: ReplyRequest) -> Result<Zeroizing<String>, App
         return Err(AppError::InvalidReplyText);
     }
     Ok(text)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn directory_error(e: DirectoryError) -> AppError {
@@ -230,7 +223,7 @@ pub(super) async fn post_reply(
         return Err(AppError::NoReplyChannel);
     }
 
-    let now = now_ms();
+    let now = crate::clock::now_ms();
     let minute_ms = now - now % 60_000;
     let zones: Vec<String> = tips.into_iter().map(|t| t.zone).collect();
     let recipients = recipients(&api.directory, api.keyring.escrow().1, &zones).await?;

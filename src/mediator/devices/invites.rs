@@ -9,7 +9,7 @@
 //! hashed); records read back from Redis are checked again.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 
 use super::DeviceError;
 use crate::bus::{Store, StoreError};
+use crate::clock;
 use crate::domain::Zone;
 
 /// RFC 4648 base32, lower case: no `0/O` or `1/l` confusion, readable aloud.
@@ -145,11 +146,6 @@ pub fn check_grant(name: &str, zones: &[Zone], supervisor: bool) -> Result<Strin
     Ok(name.to_owned())
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[derive(Clone)]
 pub struct Invites {
     store: Store,
@@ -191,7 +187,7 @@ impl Invites {
             name,
             zones: zone_ids,
             supervisor,
-            expires_ms: unix_ms(expires),
+            expires_ms: clock::unix_ms(expires),
         };
         let json = serde_json::to_string(&grant).map_err(|_| StoreError::Corrupt("invite"))?;
         let code = InviteCode::random();
@@ -239,7 +235,7 @@ impl Invites {
             None => return Err(DeviceError::InviteInvalid),
             Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("invite"))?,
         };
-        if !grant.usable_at(unix_ms(SystemTime::now())) {
+        if !grant.usable_at(clock::now_ms()) {
             return Err(DeviceError::InviteInvalid);
         }
         Ok(grant)
@@ -249,7 +245,7 @@ impl Invites {
     /// enrolment that was refused for a reason the phone can fix (its key was
     /// already enrolled). `NX`: a code is never stored twice.
     pub async fn restore(&self, code: &InviteCode, grant: &InviteGrant) -> Result<(), DeviceError> {
-        let left = grant.expires_ms.saturating_sub(unix_ms(SystemTime::now()));
+        let left = grant.expires_ms.saturating_sub(clock::now_ms());
         if left == 0 {
             return Ok(());
         }

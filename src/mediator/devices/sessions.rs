@@ -14,12 +14,10 @@
 //! session records read back from Redis are parsed again.
 
 use std::num::NonZeroU32;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::header::{self, HeaderMap};
 use base64::Engine as _;
-use governor::DefaultKeyedRateLimiter;
-use governor::clock::{Clock, DefaultClock};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -30,9 +28,11 @@ use super::keys::B64URL;
 use super::{CHALLENGE_LEN, DeviceError, DeviceRecord, Devices};
 use crate::bus::timing::{coarse_due, minute_floor};
 use crate::bus::{Store, StoreError};
+use crate::clock;
 use crate::config::CheckedQuota;
 use crate::mediator::DeviceId;
 use crate::mediator::revocations::{self, Ended};
+use crate::ratelimit::{KeyedLimiter, Scope};
 
 /// The session cookie. `__Host-`: the browser keeps it only if it is Secure,
 /// has Path=/ and no Domain, so no sibling subdomain can set or read it.
@@ -140,11 +140,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -153,8 +148,7 @@ pub struct Sessions {
     store: Store,
     idle: Duration,
     max: Duration,
-    challenges: DefaultKeyedRateLimiter<String>,
-    clock: DefaultClock,
+    challenges: KeyedLimiter<String>,
 }
 
 impl Sessions {
@@ -164,11 +158,13 @@ impl Sessions {
             store,
             idle,
             max: max.max(idle),
-            challenges: governor::RateLimiter::keyed(crate::ratelimit::quota(CheckedQuota {
-                count: per_minute,
-                period: Duration::from_secs(60),
-            })),
-            clock: DefaultClock::default(),
+            challenges: KeyedLimiter::new(
+                CheckedQuota {
+                    count: per_minute,
+                    period: Duration::from_secs(60),
+                },
+                Scope::Client,
+            ),
         }
     }
 
@@ -194,12 +190,9 @@ impl Sessions {
             return Err(DeviceError::UnknownDevice);
         }
         self.challenges
-            .check_key(&id.as_str().to_owned())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(self.clock.now());
-                DeviceError::RateLimited {
-                    retry_after_secs: wait.as_secs().saturating_add(1),
-                }
+            .check(&id.as_str().to_owned())
+            .map_err(|limited| DeviceError::RateLimited {
+                retry_after_secs: limited.retry_after_secs_past(),
             })?;
         let mut bytes = [0u8; CHALLENGE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -211,16 +204,13 @@ impl Sessions {
             // mediator (perhaps woken by a push) asked to sign in.
             .arg("PXAT")
             .arg(coarse_due(
-                unix_ms(now),
+                clock::unix_ms(now),
                 CHALLENGE_TTL_SECS.saturating_mul(1000),
             ))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
-        let expires = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_add(CHALLENGE_TTL_SECS);
+        let expires = clock::unix_secs(now).saturating_add(CHALLENGE_TTL_SECS);
         Ok(Challenge {
             challenge: B64URL.encode(bytes),
             expires,
@@ -260,7 +250,7 @@ impl Sessions {
                 device_id: id.as_str().to_owned(),
                 csrf: csrf.to_string(),
                 // To the minute, like every time stored.
-                created_ms: minute_floor(unix_ms(now)),
+                created_ms: minute_floor(clock::unix_ms(now)),
             })
             .map_err(|_| StoreError::Corrupt("session"))?,
         );
@@ -270,14 +260,14 @@ impl Sessions {
             .arg(keys.session(&hash))
             .arg(record.as_str())
             .arg("PXAT")
-            .arg(self.idle_end(minute_floor(unix_ms(now)), unix_ms(now)))
+            .arg(self.idle_end(minute_floor(clock::unix_ms(now)), clock::unix_ms(now)))
             .ignore()
             .sadd(keys.device_sessions(id.as_str()), &hash)
             .ignore()
             // No session outlives `max`, so neither need the list of them.
             .cmd("PEXPIREAT")
             .arg(keys.device_sessions(id.as_str()))
-            .arg(coarse_due(unix_ms(now), millis(self.max)))
+            .arg(coarse_due(clock::unix_ms(now), millis(self.max)))
             .ignore()
             .query_async(&mut conn)
             .await
@@ -313,7 +303,7 @@ impl Sessions {
             .and_then(|json| serde_json::from_str(&json).ok())
             .ok_or(DeviceError::SessionExpired)?;
         let device_id = DeviceId::parse(&record.device_id).ok_or(DeviceError::SessionExpired)?;
-        let age = unix_ms(now).saturating_sub(record.created_ms);
+        let age = clock::unix_ms(now).saturating_sub(record.created_ms);
         let left = millis(self.max).saturating_sub(age);
         if left == 0 {
             let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
@@ -324,7 +314,7 @@ impl Sessions {
         // tell when a mediator claimed or answered a tip, to the millisecond.
         let _: () = redis::cmd("PEXPIREAT")
             .arg(&key)
-            .arg(self.idle_end(record.created_ms, unix_ms(now)))
+            .arg(self.idle_end(record.created_ms, clock::unix_ms(now)))
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
