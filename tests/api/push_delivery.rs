@@ -31,12 +31,13 @@ const CANARY: &str = "CANARY-push-delivery-91c4: the crew from Elm meets at nine
 
 pub(crate) fn with_push(s: &mut Settings) {
     s.push.enabled = true;
-    s.push.subject = "mailto:ops@cvi.example.org".into();
-    s.push.dangerous_allow_loopback_http_endpoints = true;
+    s.push.subject =
+        Some(tipwire::config::VapidSubject::parse("mailto:ops@cvi.example.org").unwrap());
+    s.push.endpoint_policy = tipwire::config::EndpointPolicy::DangerousAllowLoopbackHttp;
     // The tests drive the worker; the gateway's own task never gets a turn.
-    s.push.poll_interval_ms = 3_600_000;
+    s.push.poll_interval = std::time::Duration::from_secs(3600);
     s.push.max_attempts = 3;
-    s.push.backoff_base_ms = 1_000;
+    s.push.backoff_base = std::time::Duration::from_secs(1);
 }
 
 async fn push_app() -> TestApp {
@@ -654,7 +655,7 @@ async fn an_urgent_alert_nobody_claimed_nudges_opted_in_mediators_once_by_email_
     let sink = Sink::start(0);
     let app = spawn_app_with(|s| {
         with_push(s);
-        s.push.nudge_after_secs = 60;
+        s.push.nudge_delay = Some(std::time::Duration::from_secs(60));
         let out = &mut s.email.outbound;
         out.enabled = true;
         out.relay_host = "localhost".into();
