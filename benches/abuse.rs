@@ -195,7 +195,7 @@ impl Target {
             .trim()
             .to_owned();
         let (twilio_to, telnyx_to) = match settings.sms.numbers.as_slice() {
-            [a, b, ..] => (a.clone(), b.clone()),
+            [a, b, ..] => (a.as_str().to_owned(), b.as_str().to_owned()),
             _ => bail!("sms.numbers needs two numbers: Twilio's and Telnyx's"),
         };
         let tip_address: Address = settings

@@ -70,7 +70,7 @@ use serde_json::{Value, json};
 use tipwire::bus::{AlertReader, Store};
 use tipwire::config::Settings;
 use tipwire::crypto::IdentityKey;
-use tipwire::domain::{PhoneNumber, Zone, ZoneChoice};
+use tipwire::domain::{Zone, ZoneChoice};
 use tipwire::mediator::MediatorDirectory;
 use tipwire::mediator::devices::{DeviceApi, login_message};
 use tokio::sync::oneshot;
@@ -170,7 +170,7 @@ impl Target {
             .trim()
             .to_owned();
         let zones: Vec<Zone> = settings.zones()?.into_iter().map(|(z, _)| z).collect();
-        let mapped = settings.sms_zone_numbers()?;
+        let mapped = &settings.sms.zone_numbers;
         let zone_numbers = zones
             .iter()
             .map(|zone| {
@@ -184,8 +184,7 @@ impl Target {
             .sms
             .numbers
             .iter()
-            .filter_map(|n| PhoneNumber::parse(n).ok())
-            .find(|n| mapped.iter().all(|(m, _)| m != n))
+            .find(|n| mapped.iter().all(|(m, _)| m != *n))
             .map(|n| n.as_str().to_owned());
         let store = Store::new(&settings.redis)?;
         Ok(Self {

@@ -407,7 +407,8 @@ impl Application {
             client_disconnect: Duration::from_secs(2),
         };
 
-        if settings.push.dangerous_allow_loopback_http_endpoints {
+        if settings.push.endpoint_policy == crate::push::EndpointPolicy::DangerousAllowLoopbackHttp
+        {
             tracing::warn!(
                 "push.dangerous_allow_loopback_http_endpoints is on: push subscriptions may aim \
                  the gateway's requests at this host; for tests only"

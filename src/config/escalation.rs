@@ -123,7 +123,9 @@ mod tests {
             ))
             .build()
             .unwrap()
-            .try_deserialize()
+            .try_deserialize::<super::super::RawSettings>()
+            .unwrap()
+            .validate()
             .unwrap()
     }
 

@@ -22,8 +22,10 @@ mod sms;
 pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
 pub use escalation::{EscalationDelays, EscalationSettings};
 pub use mediator::MediatorSettings;
-pub use push::PushSettings;
-pub use sms::{Acknowledgement, RelaySettings, SmsSettings, TelnyxSettings, TwilioSettings};
+pub use push::{EndpointPolicy, InvalidVapidSubject, PushSettings, VapidSubject};
+pub use sms::{
+    Acknowledgement, RelaySettings, SmsSettings, TelnyxPublicKey, TelnyxSettings, TwilioSettings,
+};
 
 /// The shipped defaults, documented line by line.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -52,7 +54,53 @@ pub(crate) fn invalid(
     }
 }
 
+/// The settings as written (TOML and environment); [`RawSettings::validate`]
+/// checks them and types the sections that are parsed once, here.
 #[derive(Debug, Clone, Deserialize)]
+struct RawSettings {
+    server: ServerSettings,
+    tls: TlsSettings,
+    redis: RedisSettings,
+    keys: KeySettings,
+    retention: RetentionSettings,
+    tips: TipSettings,
+    log: LogSettings,
+    rate_limits: RateLimitSettings,
+    zones: Vec<ZoneSettings>,
+    sms: sms::RawSmsSettings,
+    relay: RelaySettings,
+    email: EmailSettings,
+    escalation: EscalationSettings,
+    mediator: MediatorSettings,
+    push: push::RawPushSettings,
+}
+
+impl RawSettings {
+    /// Checks every setting and returns them typed.
+    fn validate(&self) -> Result<Settings, ConfigError> {
+        let settings = Settings {
+            server: self.server.clone(),
+            tls: self.tls.clone(),
+            redis: self.redis.clone(),
+            keys: self.keys.clone(),
+            retention: self.retention.clone(),
+            tips: self.tips.clone(),
+            log: self.log.clone(),
+            rate_limits: self.rate_limits.clone(),
+            zones: self.zones.clone(),
+            sms: self.sms.check(&parse_zones(&self.zones)?)?,
+            relay: self.relay.clone(),
+            email: self.email.clone(),
+            escalation: self.escalation.clone(),
+            mediator: self.mediator.clone(),
+            push: self.push.check()?,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
     pub tls: TlsSettings,
@@ -242,13 +290,13 @@ impl Settings {
                 .with_list_parse_key("sms.twilio.auth_token_files")
                 .source(env),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
-        settings.validate()?;
-        Ok(settings)
+        let raw: RawSettings = builder.build()?.try_deserialize()?;
+        raw.validate()
     }
 
     /// Checks every setting that can be checked without touching files or the
     /// network; files (keys, certificate) are checked where they are loaded.
+    /// The typed sections (`sms`, `push`) were checked when they were made.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let host = self.host_ip()?;
         if self.server.mode == ServerMode::Plaintext && !host.is_loopback() {
@@ -373,11 +421,9 @@ impl Settings {
         self.web_limits()?;
         self.sms_limits()?;
         self.zones()?;
-        self.validate_sms()?;
         self.validate_email()?;
         self.validate_escalation()?;
         self.validate_mediator()?;
-        self.validate_push()?;
         self.validate_connections()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0
@@ -447,44 +493,49 @@ impl Settings {
 
     /// The configured zones, parsed; duplicates and reserved ids are refused.
     pub fn zones(&self) -> Result<Vec<(Zone, String)>, ConfigError> {
-        if self.zones.is_empty() {
-            return Err(invalid(
-                "zones",
-                "no zone is configured",
-                "add at least one [[zones]] table with an id and a name",
-            ));
-        }
-        let mut out: Vec<(Zone, String)> = Vec::with_capacity(self.zones.len());
-        for z in &self.zones {
-            let zone = Zone::parse(&z.id).map_err(|_| {
-                invalid(
-                    "zones.id",
-                    format!("{:?} is not a valid zone id", z.id),
-                    "use 1 to 32 lowercase letters, digits or dashes, not \"unsure\"",
-                )
-            })?;
-            if z.name.trim().is_empty() || z.name.chars().count() > 80 {
-                return Err(invalid(
-                    "zones.name",
-                    format!("zone {:?} needs a name of 1 to 80 characters", z.id),
-                    "give every [[zones]] table a short name tipsters recognise",
-                ));
-            }
-            if out.iter().any(|(seen, _)| seen == &zone) {
-                return Err(invalid(
-                    "zones.id",
-                    format!("{:?} is listed twice", z.id),
-                    "give each zone a distinct id",
-                ));
-            }
-            out.push((zone, z.name.clone()));
-        }
-        Ok(out)
+        parse_zones(&self.zones)
     }
 
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention.days.saturating_mul(86_400))
     }
+}
+
+/// `[[zones]]`, parsed; duplicates and reserved ids are refused.
+fn parse_zones(zones: &[ZoneSettings]) -> Result<Vec<(Zone, String)>, ConfigError> {
+    if zones.is_empty() {
+        return Err(invalid(
+            "zones",
+            "no zone is configured",
+            "add at least one [[zones]] table with an id and a name",
+        ));
+    }
+    let mut out: Vec<(Zone, String)> = Vec::with_capacity(zones.len());
+    for z in zones {
+        let zone = Zone::parse(&z.id).map_err(|_| {
+            invalid(
+                "zones.id",
+                format!("{:?} is not a valid zone id", z.id),
+                "use 1 to 32 lowercase letters, digits or dashes, not \"unsure\"",
+            )
+        })?;
+        if z.name.trim().is_empty() || z.name.chars().count() > 80 {
+            return Err(invalid(
+                "zones.name",
+                format!("zone {:?} needs a name of 1 to 80 characters", z.id),
+                "give every [[zones]] table a short name tipsters recognise",
+            ));
+        }
+        if out.iter().any(|(seen, _)| seen == &zone) {
+            return Err(invalid(
+                "zones.id",
+                format!("{:?} is listed twice", z.id),
+                "give each zone a distinct id",
+            ));
+        }
+        out.push((zone, z.name.clone()));
+    }
+    Ok(out)
 }
 
 /// A channel's two quotas, each checked, named by their settings.
@@ -535,144 +586,4 @@ fn parse_nets(items: &[String]) -> Result<Vec<IpNet>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn defaults() -> Settings {
-        let s: Settings = config::Config::builder()
-            .add_source(config::File::from_str(
-                DEFAULT_TOML,
-                config::FileFormat::Toml,
-            ))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
-        s
-    }
-
-    #[test]
-    fn the_shipped_defaults_are_valid() {
-        defaults().validate().unwrap();
-    }
-
-    #[test]
-    fn plaintext_on_a_public_address_is_refused_with_the_setting_named() {
-        let mut s = defaults();
-        s.server.mode = ServerMode::Plaintext;
-        s.server.host = "0.0.0.0".into();
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("server.mode:"), "{msg}");
-        assert!(msg.contains("Fix:"), "{msg}");
-        s.server.host = "::1".into();
-        // Behind an onion service loopback is everyone: /metrics must not answer it.
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("server.metrics_allow:"), "{msg}");
-        s.server.metrics_allow.clear();
-        s.validate().unwrap();
-    }
-
-    #[test]
-    fn a_tip_address_with_a_plus_is_refused() {
-        let mut s = defaults();
-        s.email.enabled = true;
-        s.email.addresses = vec!["cvi+tips@example.org".into()];
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("email.addresses:"), "{msg}");
-    }
-
-    #[test]
-    fn smtp_capacity_settings_that_cannot_work_are_refused_with_the_setting_named() {
-        let mut s = defaults();
-        s.email.enabled = true;
-        s.email.addresses = vec!["tips@example.org".into()];
-        s.validate().unwrap();
-        s.email.max_buffered_bytes = s.email.max_message_bytes - 1;
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("email.max_buffered_bytes:"), "{msg}");
-        s.email.max_buffered_bytes = s.email.max_message_bytes;
-        s.email.min_data_rate_bytes = 0;
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("email.min_data_rate_bytes"), "{msg}");
-        s.email.min_data_rate_bytes = 1;
-        s.email.max_connections_per_network = 0;
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(
-            msg.starts_with("email.max_connections_per_network"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn an_outbound_mail_timeout_longer_than_the_relay_lease_allows_is_refused() {
-        let mut s = defaults();
-        let out = &mut s.email.outbound;
-        out.enabled = true;
-        out.relay_host = "smtp.example.org".into();
-        out.relay_port = 587;
-        out.timeout_secs = 30;
-        s.validate().unwrap();
-        for bad in [0, 31, 600] {
-            s.email.outbound.timeout_secs = bad;
-            let msg = s.validate().unwrap_err().to_string();
-            assert!(msg.starts_with("email.outbound.timeout_secs:"), "{msg}");
-        }
-    }
-
-    #[test]
-    fn duplicate_and_reserved_zones_are_refused() {
-        let mut s = defaults();
-        s.zones.push(ZoneSettings {
-            id: "north".into(),
-            name: "again".into(),
-        });
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("listed twice")
-        );
-        let mut s = defaults();
-        s.zones.push(ZoneSettings {
-            id: "unsure".into(),
-            name: "x".into(),
-        });
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("zones.id")
-        );
-    }
-
-    #[test]
-    fn a_body_limit_too_small_for_the_text_limit_is_refused() {
-        let mut s = defaults();
-        s.server.max_body_bytes = 1000;
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("server.max_body_bytes:"), "{msg}");
-    }
-
-    #[test]
-    fn reply_addresses_kept_longer_than_the_tips_are_refused() {
-        let mut s = defaults();
-        s.retention.days = 7;
-        s.email.reply_address_days = 7;
-        s.sms.reply_address_days = 8;
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("sms.reply_address_days:"), "{msg}");
-        s.sms.reply_address_days = 7;
-        s.validate().unwrap();
-        s.email.reply_address_days = 30;
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.starts_with("email.reply_address_days:"), "{msg}");
-    }
-
-    #[test]
-    fn bad_proxy_entries_are_named() {
-        let mut s = defaults();
-        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
-        let msg = s.validate().unwrap_err().to_string();
-        assert!(msg.contains("proxy.local"), "{msg}");
-    }
-}
+mod tests;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use reqwest::Url;
 use serde::Deserialize;
 
-use super::{ConfigError, Settings, invalid};
-use crate::push::{EndpointPolicy, VapidSubject};
+use super::{ConfigError, invalid};
 
 /// Longest a push service may hold a message: FCM and Mozilla cap TTL at 28 days.
 const MAX_TTL_SECS: u32 = 28 * 86_400;
@@ -15,112 +15,196 @@ const MAX_TTL_SECS: u32 = 28 * 86_400;
 /// (`push::worker`); one send must end well before that, or a slow send is
 /// reclaimed mid-flight and the phone hears twice.
 const MAX_TIMEOUT_SECS: u64 = 30;
+const MAX_SUBJECT_LEN: usize = 256;
 
+/// `push.subject` is not a `mailto:` address or an `https:` URL.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "push.subject must be a mailto: address or an https: URL a push service can use to reach the operator (RFC 8292 §2.1)"
+)]
+pub struct InvalidVapidSubject;
+
+/// The `sub` claim: how a push service reaches the operator (RFC 8292 §2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VapidSubject(String);
+
+impl VapidSubject {
+    /// Accepts `mailto:someone@example.org` or an `https:` URL.
+    pub fn parse(raw: &str) -> Result<Self, InvalidVapidSubject> {
+        let raw = raw.trim();
+        let ok = raw.len() <= MAX_SUBJECT_LEN
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>'))
+            && match (raw.strip_prefix("mailto:"), raw.strip_prefix("https://")) {
+                (Some(address), _) => address
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.')),
+                (None, Some(_)) => Url::parse(raw).is_ok_and(|u| u.host_str().is_some()),
+                (None, None) => false,
+            };
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidVapidSubject)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which endpoints are acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointPolicy {
+    /// `https` to a DNS name: every real push service.
+    #[default]
+    HttpsOnly,
+    /// Also plain `http` (and `https`) to `127.0.0.1`, `[::1]` or `localhost`,
+    /// for tests against a local push endpoint. Never in production: it lets a
+    /// subscription send the gateway's requests to its own host.
+    DangerousAllowLoopbackHttp,
+}
+
+/// `[push]` as written (TOML and environment), before it is checked.
 #[derive(Debug, Clone, Deserialize)]
-pub struct PushSettings {
-    /// Run the push delivery worker (and accept subscriptions).
+pub(super) struct RawPushSettings {
     pub enabled: bool,
-    /// The VAPID `sub` claim: `mailto:` address or `https:` URL of the operator.
     pub subject: String,
-    /// Seconds one request to a push service may take.
     pub timeout_secs: u64,
-    /// Attempts per (alert, device) before the job is dead-lettered.
     pub max_attempts: u32,
-    /// First retry delay in milliseconds; doubles with each attempt.
     pub backoff_base_ms: u64,
-    /// How often, in milliseconds, the worker looks for work.
     pub poll_interval_ms: u64,
-    /// Seconds a push service may hold a message for an offline phone; also
-    /// how old an alert may be and still be pushed.
     pub ttl_secs: u32,
-    /// Seconds after the push an urgent alert still unclaimed sends a
-    /// content-free nudge (email/SMS) to mediators who opted in; 0: never.
     pub nudge_after_secs: u64,
-    /// Accept subscriptions whose endpoint is plain `http://` on loopback.
-    /// For tests against a local push endpoint only: in production it lets a
-    /// subscription point the gateway's requests at its own host.
     pub dangerous_allow_loopback_http_endpoints: bool,
 }
 
+/// `[push]`, checked.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Run the push delivery worker (and accept subscriptions).
+    pub enabled: bool,
+    /// The VAPID `sub` claim: `mailto:` address or `https:` URL of the
+    /// operator. Always there while push is enabled.
+    pub subject: Option<VapidSubject>,
+    /// How long one request to a push service may take.
+    pub timeout: Duration,
+    /// Attempts per (alert, device) before the job is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub backoff_base: Duration,
+    /// How often the worker looks for work.
+    pub poll_interval: Duration,
+    /// Seconds a push service may hold a message for an offline phone; also
+    /// how old an alert may be and still be pushed.
+    pub ttl_secs: u32,
+    /// How long after the push an urgent alert still unclaimed sends a
+    /// content-free nudge (email/SMS) to mediators who opted in; `None`:
+    /// never (`push.nudge_after_secs = 0`).
+    pub nudge_delay: Option<Duration>,
+    /// [`EndpointPolicy::DangerousAllowLoopbackHttp`] when
+    /// `push.dangerous_allow_loopback_http_endpoints` is on: accept
+    /// subscriptions whose endpoint is plain `http://` on loopback. For tests
+    /// against a local push endpoint only: in production it lets a
+    /// subscription point the gateway's requests at its own host.
+    pub endpoint_policy: EndpointPolicy,
+}
+
 impl PushSettings {
-    /// The checked VAPID subject.
+    /// The VAPID subject, refused when push runs without one.
     pub fn vapid_subject(&self) -> Result<VapidSubject, ConfigError> {
-        VapidSubject::parse(&self.subject).map_err(|_| {
-            invalid(
-                "push.subject",
-                format!(
-                    "{:?} is not a mailto: address or https: URL",
-                    self.subject
-                ),
-                "set how a push service can reach the operator, e.g. \"mailto:ops@example.org\" (RFC 8292 §2.1)",
-            )
-        })
+        self.subject.clone().ok_or_else(|| subject_refused(""))
     }
 
-    pub fn endpoint_policy(&self) -> EndpointPolicy {
-        if self.dangerous_allow_loopback_http_endpoints {
-            EndpointPolicy::DangerousAllowLoopbackHttp
-        } else {
-            EndpointPolicy::HttpsOnly
-        }
-    }
-
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
-    }
-
-    /// The nudge delay, or `None` when nudges are off.
+    /// The nudge delay, or `None` when push or nudges are off.
     pub fn nudge_after(&self) -> Option<Duration> {
-        (self.enabled && self.nudge_after_secs > 0)
-            .then(|| Duration::from_secs(self.nudge_after_secs))
+        self.nudge_delay.filter(|_| self.enabled)
     }
 }
 
-impl Settings {
-    pub(super) fn validate_push(&self) -> Result<(), ConfigError> {
-        let p = &self.push;
-        if !p.enabled {
-            return Ok(());
+fn subject_refused(subject: &str) -> ConfigError {
+    invalid(
+        "push.subject",
+        format!("{subject:?} is not a mailto: address or https: URL"),
+        "set how a push service can reach the operator, e.g. \"mailto:ops@example.org\" (RFC 8292 §2.1)",
+    )
+}
+
+impl RawPushSettings {
+    /// Checks `[push]` (only while push is enabled, as the settings are
+    /// unused otherwise) and types it.
+    pub(super) fn check(&self) -> Result<PushSettings, ConfigError> {
+        let p = self;
+        let subject = VapidSubject::parse(&p.subject).ok();
+        if p.enabled {
+            if subject.is_none() {
+                return Err(subject_refused(&p.subject));
+            }
+            if p.timeout_secs == 0 || p.timeout_secs > MAX_TIMEOUT_SECS {
+                return Err(invalid(
+                    "push.timeout_secs",
+                    format!("{} is not between 1 and {MAX_TIMEOUT_SECS}", p.timeout_secs),
+                    "set how long one request to a push service may take, in seconds (default 10)",
+                ));
+            }
+            if p.max_attempts == 0 || p.backoff_base_ms == 0 || p.poll_interval_ms == 0 {
+                return Err(invalid(
+                    "push.max_attempts / push.backoff_base_ms / push.poll_interval_ms",
+                    "is 0",
+                    "set positive values (defaults 5, 2000 and 500)",
+                ));
+            }
+            if p.ttl_secs < 60 || p.ttl_secs > MAX_TTL_SECS {
+                return Err(invalid(
+                    "push.ttl_secs",
+                    format!("{} is not between 60 seconds and 28 days", p.ttl_secs),
+                    "set how long a push service may hold an alert for an offline phone (default 3600)",
+                ));
+            }
+            if p.nudge_after_secs > 86_400 {
+                return Err(invalid(
+                    "push.nudge_after_secs",
+                    format!("{} is more than a day", p.nudge_after_secs),
+                    "set the delay in seconds (default 180), or 0 to send no nudges",
+                ));
+            }
         }
-        p.vapid_subject()?;
-        if p.timeout_secs == 0 || p.timeout_secs > MAX_TIMEOUT_SECS {
-            return Err(invalid(
-                "push.timeout_secs",
-                format!("{} is not between 1 and {MAX_TIMEOUT_SECS}", p.timeout_secs),
-                "set how long one request to a push service may take, in seconds (default 10)",
-            ));
-        }
-        if p.max_attempts == 0 || p.backoff_base_ms == 0 || p.poll_interval_ms == 0 {
-            return Err(invalid(
-                "push.max_attempts / push.backoff_base_ms / push.poll_interval_ms",
-                "is 0",
-                "set positive values (defaults 5, 2000 and 500)",
-            ));
-        }
-        if p.ttl_secs < 60 || p.ttl_secs > MAX_TTL_SECS {
-            return Err(invalid(
-                "push.ttl_secs",
-                format!("{} is not between 60 seconds and 28 days", p.ttl_secs),
-                "set how long a push service may hold an alert for an offline phone (default 3600)",
-            ));
-        }
-        if p.nudge_after_secs > 86_400 {
-            return Err(invalid(
-                "push.nudge_after_secs",
-                format!("{} is more than a day", p.nudge_after_secs),
-                "set the delay in seconds (default 180), or 0 to send no nudges",
-            ));
-        }
-        Ok(())
+        Ok(PushSettings {
+            enabled: p.enabled,
+            subject,
+            timeout: Duration::from_secs(p.timeout_secs),
+            max_attempts: p.max_attempts,
+            backoff_base: Duration::from_millis(p.backoff_base_ms),
+            poll_interval: Duration::from_millis(p.poll_interval_ms),
+            ttl_secs: p.ttl_secs,
+            nudge_delay: (p.nudge_after_secs > 0).then(|| Duration::from_secs(p.nudge_after_secs)),
+            endpoint_policy: if p.dangerous_allow_loopback_http_endpoints {
+                EndpointPolicy::DangerousAllowLoopbackHttp
+            } else {
+                EndpointPolicy::HttpsOnly
+            },
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{RawSettings, Settings};
     use super::*;
 
-    fn enabled() -> Settings {
-        let mut s = Settings::load(None).unwrap();
+    /// The defaults as written, with push enabled.
+    fn enabled() -> RawSettings {
+        let mut s: RawSettings = config::Config::builder()
+            .add_source(config::File::from_str(
+                super::super::DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
         s.push.enabled = true;
         s.push.subject = "mailto:ops@cvi.example.org".into();
         s
@@ -130,11 +214,10 @@ mod tests {
     fn push_is_off_by_default_and_the_defaults_are_valid_once_a_subject_is_set() {
         let s = Settings::load(None).unwrap();
         assert!(!s.push.enabled);
-        assert!(!s.push.dangerous_allow_loopback_http_endpoints);
-        assert_eq!(s.push.endpoint_policy(), EndpointPolicy::HttpsOnly);
+        assert!(!enabled().push.dangerous_allow_loopback_http_endpoints);
+        assert_eq!(s.push.endpoint_policy, EndpointPolicy::HttpsOnly);
         assert_eq!(s.push.nudge_after(), None);
-        let s = enabled();
-        s.validate().unwrap();
+        let s = enabled().validate().unwrap();
         assert_eq!(s.push.nudge_after(), Some(Duration::from_secs(180)));
     }
 
@@ -151,7 +234,7 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_are_refused() {
-        type Tweak = fn(&mut PushSettings);
+        type Tweak = fn(&mut RawPushSettings);
         let cases: [(&str, Tweak); 5] = [
             ("push.timeout_secs", |p| p.timeout_secs = 0),
             ("push.timeout_secs", |p| p.timeout_secs = 61),
@@ -172,7 +255,7 @@ mod tests {
         let mut s = enabled();
         s.push.dangerous_allow_loopback_http_endpoints = true;
         assert_eq!(
-            s.push.endpoint_policy(),
+            s.validate().unwrap().push.endpoint_policy,
             EndpointPolicy::DangerousAllowLoopbackHttp
         );
     }

@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
-use crate::domain::{PhoneNumber, Zone};
+use crate::domain::{Language, PhoneNumber, Priority, Zone, ZoneChoice};
 
+/// `[sms]` as written (TOML and environment), before it is checked.
 #[derive(Debug, Clone, Deserialize)]
-pub struct SmsSettings {
+pub(super) struct RawSmsSettings {
     pub public_base_url: String,
     pub numbers: Vec<String>,
-    /// Program number (E.164, also in `numbers`) to zone id: a text to that
-    /// number is filed under the zone instead of "not sure".
     #[serde(default)]
     pub zone_numbers: BTreeMap<String, String>,
     pub program_name: String,
@@ -23,12 +23,50 @@ pub struct SmsSettings {
     pub max_body_chars: usize,
     pub max_media_items: usize,
     pub max_media_bytes: usize,
-    /// Milliseconds a webhook's answer may wait for its media.
     pub media_deadline_ms: u64,
     pub reply_address_days: u64,
     pub acknowledgement: Acknowledgement,
     pub twilio: TwilioSettings,
+    pub telnyx: RawTelnyxSettings,
+}
+
+/// `[sms]`, checked.
+#[derive(Debug, Clone)]
+pub struct SmsSettings {
+    /// The public base URL the providers call, without a trailing `/`.
+    pub public_base_url: String,
+    /// The program's numbers.
+    pub numbers: Vec<PhoneNumber>,
+    /// Program numbers (each also in `numbers`) with the zone a text to that
+    /// number is filed under instead of "not sure" (`sms.zone_numbers`).
+    pub zone_numbers: Vec<(PhoneNumber, Zone)>,
+    pub program_name: String,
+    pub default_language: Language,
+    pub default_priority: Priority,
+    pub max_body_chars: usize,
+    pub max_media_items: usize,
+    pub max_media_bytes: usize,
+    /// How long a webhook's answer may wait for its media.
+    pub media_deadline: Duration,
+    pub reply_address_days: u64,
+    /// Trimmed; empty sends none.
+    pub acknowledgement: Acknowledgement,
+    pub twilio: TwilioSettings,
     pub telnyx: TelnyxSettings,
+}
+
+impl SmsSettings {
+    /// The zone a text to `program_number` is filed under. The number is the
+    /// one the provider's verified webhook says was texted: it says which of
+    /// the program's lines was used, nothing about the sender.
+    pub fn zone_for(&self, program_number: &PhoneNumber) -> ZoneChoice {
+        self.zone_numbers
+            .iter()
+            .find(|(number, _)| number == program_number)
+            .map_or(ZoneChoice::Unsure, |(_, zone)| {
+                ZoneChoice::Known(zone.clone())
+            })
+    }
 }
 
 /// The per-tip acknowledgement, per language; empty sends none.
@@ -47,13 +85,53 @@ pub struct TwilioSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct TelnyxSettings {
+pub(super) struct RawTelnyxSettings {
     pub enabled: bool,
     pub public_key: String,
     pub api_key_file: PathBuf,
     pub messaging_profile_id: String,
     pub api_base_url: String,
     pub media_base_url: String,
+}
+
+/// `[sms.telnyx]`, checked.
+#[derive(Debug, Clone)]
+pub struct TelnyxSettings {
+    pub enabled: bool,
+    /// The webhook signing key; always there while Telnyx is enabled.
+    pub public_key: Option<TelnyxPublicKey>,
+    pub api_key_file: PathBuf,
+    pub messaging_profile_id: String,
+    pub api_base_url: String,
+    pub media_base_url: String,
+}
+
+/// Telnyx's webhook signing key (`sms.telnyx.public_key`): the 32 bytes of an
+/// Ed25519 public key, checked to be a usable (not small-order) point. The
+/// SMS channel turns it into its signature verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelnyxPublicKey([u8; 32]);
+
+impl TelnyxPublicKey {
+    /// Base64 of the 32 key bytes, as the Telnyx portal shows it. `None` when
+    /// the text is not that, or the key is weak.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        // The key comes from a configuration file, where a trailing newline is
+        // an accident, not an attack.
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()?;
+        let bytes: [u8; 32] = bytes.as_slice().try_into().ok()?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()?;
+        // A small-order key would let anyone produce signatures that verify;
+        // Telnyx never issues one, so seeing one means the configuration is wrong.
+        (!key.is_weak()).then_some(Self(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,9 +141,10 @@ pub struct RelaySettings {
     pub poll_interval_ms: u64,
 }
 
-impl Settings {
-    pub(super) fn validate_sms(&self) -> Result<(), ConfigError> {
-        let sms = &self.sms;
+impl RawSmsSettings {
+    /// Checks `[sms]` against the configured `zones` and types it.
+    pub(super) fn check(&self, zones: &[(Zone, String)]) -> Result<SmsSettings, ConfigError> {
+        let sms = self;
         let url = sms.public_base_url.trim_end_matches('/');
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') {
             return Err(invalid(
@@ -74,29 +153,30 @@ impl Settings {
                 "set the public https:// address the provider calls, e.g. https://tips.example.org",
             ));
         }
+        let mut numbers = Vec::with_capacity(sms.numbers.len());
         for n in &sms.numbers {
-            if crate::domain::PhoneNumber::parse(n).is_err() {
-                return Err(invalid(
+            numbers.push(PhoneNumber::parse(n).map_err(|_| {
+                invalid(
                     "sms.numbers",
                     format!("{n:?} is not an E.164 number"),
                     "write numbers as +<country code><number>, e.g. +15551234567",
-                ));
-            }
+                )
+            })?);
         }
-        if crate::channels::sms::Language::parse(&sms.default_language).is_none() {
-            return Err(invalid(
+        let default_language = Language::parse(&sms.default_language).ok_or_else(|| {
+            invalid(
                 "sms.default_language",
                 format!("{:?} is not supported", sms.default_language),
                 "use \"en\" or \"es\"",
-            ));
-        }
-        if crate::domain::Priority::parse(&sms.default_priority).is_none() {
-            return Err(invalid(
+            )
+        })?;
+        let default_priority = Priority::parse(&sms.default_priority).ok_or_else(|| {
+            invalid(
                 "sms.default_priority",
                 format!("{:?} is not a priority", sms.default_priority),
                 "use \"now\", \"today\" or \"fyi\"",
-            ));
-        }
+            )
+        })?;
         if sms.max_body_chars == 0 || sms.reply_address_days == 0 || sms.max_media_bytes == 0 {
             return Err(invalid(
                 "sms.max_body_chars / sms.reply_address_days / sms.max_media_bytes",
@@ -141,17 +221,17 @@ impl Settings {
                 ));
             }
         }
-        if sms.telnyx.enabled {
-            if crate::channels::sms::signature::TelnyxVerifier::from_base64(&sms.telnyx.public_key)
-                .is_err()
-            {
+        let telnyx = &sms.telnyx;
+        let public_key = TelnyxPublicKey::from_base64(&telnyx.public_key);
+        if telnyx.enabled {
+            if public_key.is_none() {
                 return Err(invalid(
                     "sms.telnyx.public_key",
                     "is not a base64 Ed25519 public key",
                     "copy the public key from the Telnyx portal",
                 ));
             }
-            if sms.telnyx.api_key_file.as_os_str().is_empty() {
+            if telnyx.api_key_file.as_os_str().is_empty() {
                 return Err(invalid(
                     "sms.telnyx.api_key_file",
                     "is empty",
@@ -159,30 +239,52 @@ impl Settings {
                 ));
             }
         }
-        if (sms.twilio.enabled || sms.telnyx.enabled) && sms.numbers.is_empty() {
+        if (sms.twilio.enabled || telnyx.enabled) && numbers.is_empty() {
             return Err(invalid(
                 "sms.numbers",
                 "is empty while an SMS provider is enabled",
                 "list the program's numbers in E.164",
             ));
         }
-        self.sms_zone_numbers()?;
-        Ok(())
+        let zone_numbers = self.zone_numbers(&numbers, zones)?;
+        Ok(SmsSettings {
+            public_base_url: url.to_owned(),
+            numbers,
+            zone_numbers,
+            program_name: sms.program_name.clone(),
+            default_language,
+            default_priority,
+            max_body_chars: sms.max_body_chars,
+            max_media_items: sms.max_media_items,
+            max_media_bytes: sms.max_media_bytes,
+            media_deadline: Duration::from_millis(sms.media_deadline_ms),
+            reply_address_days: sms.reply_address_days,
+            acknowledgement: Acknowledgement {
+                en: sms.acknowledgement.en.trim().to_owned(),
+                es: sms.acknowledgement.es.trim().to_owned(),
+            },
+            twilio: sms.twilio.clone(),
+            telnyx: TelnyxSettings {
+                enabled: telnyx.enabled,
+                public_key,
+                api_key_file: telnyx.api_key_file.clone(),
+                messaging_profile_id: telnyx.messaging_profile_id.clone(),
+                api_base_url: telnyx.api_base_url.clone(),
+                media_base_url: telnyx.media_base_url.clone(),
+            },
+        })
     }
 
     /// `sms.zone_numbers`, parsed: each program number with the zone its texts
     /// are filed under. Every number must be one of `sms.numbers` and every
     /// zone a configured `[[zones]]` id.
-    pub fn sms_zone_numbers(&self) -> Result<Vec<(PhoneNumber, Zone)>, ConfigError> {
-        let zones = self.zones()?;
-        let numbers: Vec<PhoneNumber> = self
-            .sms
-            .numbers
-            .iter()
-            .filter_map(|n| PhoneNumber::parse(n).ok())
-            .collect();
-        let mut out: Vec<(PhoneNumber, Zone)> = Vec::with_capacity(self.sms.zone_numbers.len());
-        for (n, z) in &self.sms.zone_numbers {
+    fn zone_numbers(
+        &self,
+        numbers: &[PhoneNumber],
+        zones: &[(Zone, String)],
+    ) -> Result<Vec<(PhoneNumber, Zone)>, ConfigError> {
+        let mut out: Vec<(PhoneNumber, Zone)> = Vec::with_capacity(self.zone_numbers.len());
+        for (n, z) in &self.zone_numbers {
             let number = PhoneNumber::parse(n).map_err(|_| {
                 invalid(
                     "sms.zone_numbers",
@@ -219,7 +321,9 @@ impl Settings {
         }
         Ok(out)
     }
+}
 
+impl Settings {
     pub fn sms_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
         let per_client = check_quota(self.rate_limits.sms.per_client).ok_or_else(|| {
             invalid(
@@ -280,10 +384,9 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::super::DEFAULT_TOML;
-    use super::*;
 
     /// The defaults, then `extra` as an operator's `--config` file would add it.
-    fn settings_with(extra: &str) -> Settings {
+    fn settings_with(extra: &str) -> super::super::RawSettings {
         config::Config::builder()
             .add_source(config::File::from_str(
                 DEFAULT_TOML,
@@ -310,14 +413,23 @@ mod tests {
 
     #[test]
     fn zone_numbers_default_to_none_and_a_table_maps_numbers_to_zones() {
-        assert!(settings_with("").sms_zone_numbers().unwrap().is_empty());
+        assert!(
+            settings_with("")
+                .validate()
+                .unwrap()
+                .sms
+                .zone_numbers
+                .is_empty()
+        );
         let s = settings_with(&format!(
             "{NUMBERS}\n[sms.zone_numbers]\n\"+15550001001\" = \"north\"\n\"+1 555 000 1002\" = \"south\"\n"
         ));
         s.validate().unwrap();
         let mut parsed: Vec<(String, String)> = s
-            .sms_zone_numbers()
+            .validate()
             .unwrap()
+            .sms
+            .zone_numbers
             .into_iter()
             .map(|(n, z)| (n.as_str().to_owned(), z.as_str().to_owned()))
             .collect();

@@ -3,12 +3,14 @@
 
 mod email;
 mod ids;
+mod language;
 mod phone;
 mod tip;
 mod zone;
 
 pub use email::{EmailAddress, InvalidEmailAddress};
 pub use ids::{ThreadId, TipId};
+pub use language::Language;
 pub use phone::{InvalidPhoneNumber, PhoneNumber};
 pub use tip::{
     Attachment, AttachmentKind, Channel, InboundTip, Priority, ProviderMessage, TipDocument,

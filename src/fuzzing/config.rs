@@ -62,7 +62,6 @@ fn derived_values_hold(settings: &Settings) {
         settings.enrolment_limits().err(),
         settings.zones().err(),
         settings.sms_limits().err(),
-        settings.sms_zone_numbers().err(),
         settings.email_limits().err(),
         settings.request_budget().err(),
         settings.mediator.base_url().err(),

@@ -26,7 +26,6 @@ mod vapid;
 mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::web;
 
@@ -66,7 +65,7 @@ pub fn start(
     if !settings.push.enabled {
         return Ok(api);
     }
-    if settings.push.dangerous_allow_loopback_http_endpoints {
+    if settings.push.endpoint_policy == EndpointPolicy::DangerousAllowLoopbackHttp {
         tracing::warn!(
             "push.dangerous_allow_loopback_http_endpoints is on: subscriptions may aim this gateway's requests at its own host; tests only"
         );
@@ -81,17 +80,13 @@ pub fn start(
     let worker = Arc::new(PushWorker::from_settings(
         settings, store, keyring, metrics, consumer,
     )?);
-    tasks.every(
-        "push",
-        Duration::from_millis(settings.push.poll_interval_ms),
-        move || {
-            let worker = worker.clone();
-            async move {
-                if let Err(e) = worker.step(crate::clock::now_ms()).await {
-                    tracing::warn!(error = %e, "push step failed; will retry");
-                }
+    tasks.every("push", settings.push.poll_interval, move || {
+        let worker = worker.clone();
+        async move {
+            if let Err(e) = worker.step(crate::clock::now_ms()).await {
+                tracing::warn!(error = %e, "push step failed; will retry");
             }
-        },
-    );
+        }
+    });
     Ok(api)
 }

@@ -65,11 +65,7 @@ impl NudgeChannels {
         Self {
             email: settings.email.outbound.enabled,
             sms: (settings.sms.twilio.enabled || settings.sms.telnyx.enabled)
-                && settings
-                    .sms
-                    .numbers
-                    .iter()
-                    .any(|n| PhoneNumber::parse(n).is_ok()),
+                && !settings.sms.numbers.is_empty(),
         }
     }
 }
@@ -292,11 +288,7 @@ impl Nudger {
             None
         };
         let sms = if channels.sms {
-            let from = settings
-                .sms
-                .numbers
-                .iter()
-                .find_map(|n| PhoneNumber::parse(n).ok());
+            let from = settings.sms.numbers.first().cloned();
             let client = crate::channels::sms::provider_clients(settings)?
                 .into_iter()
                 .next()
@@ -317,9 +309,13 @@ impl Nudger {
             mail,
             sms,
             zone_names,
-            delay_ms: settings.push.nudge_after_secs.saturating_mul(1000),
+            delay_ms: settings
+                .push
+                .nudge_delay
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             max_attempts: settings.push.max_attempts,
-            backoff_base_ms: settings.push.backoff_base_ms,
+            backoff_base_ms: u64::try_from(settings.push.backoff_base.as_millis())
+                .unwrap_or(u64::MAX),
             metrics,
             fire: redis::Script::new(&format!("{TIMER_FNS}{NUDGE_FIRE}")),
         })
@@ -557,7 +553,8 @@ mod tests {
         s.email.outbound.enabled = true;
         assert_eq!(NudgeChannels::from_settings(&s), NudgeChannels::default());
         s.push.enabled = true;
-        s.push.subject = "mailto:ops@cvi.example.org".into();
+        s.push.subject =
+            Some(crate::config::VapidSubject::parse("mailto:ops@cvi.example.org").unwrap());
         assert_eq!(
             NudgeChannels::from_settings(&s),
             NudgeChannels {
@@ -565,7 +562,7 @@ mod tests {
                 sms: false
             }
         );
-        s.push.nudge_after_secs = 0;
+        s.push.nudge_delay = None;
         assert_eq!(NudgeChannels::from_settings(&s), NudgeChannels::default());
     }
 }

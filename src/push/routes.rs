@@ -57,7 +57,7 @@ impl PushApi {
             .map(|k| k.public_key_base64url());
         Self {
             public_key,
-            policy: settings.push.endpoint_policy(),
+            policy: settings.push.endpoint_policy,
             channels: NudgeChannels::from_settings(settings),
             subscriptions: Subscriptions::new(store.clone()),
             contacts: NudgeContacts::new(store, keyring),

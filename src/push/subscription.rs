@@ -37,17 +37,7 @@ const B64URL_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Which endpoints are acceptable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EndpointPolicy {
-    /// `https` to a DNS name: every real push service.
-    #[default]
-    HttpsOnly,
-    /// Also plain `http` (and `https`) to `127.0.0.1`, `[::1]` or `localhost`,
-    /// for tests against a local push endpoint. Never in production: it lets a
-    /// subscription send the gateway's requests to its own host.
-    DangerousAllowLoopbackHttp,
-}
+pub use crate::config::EndpointPolicy;
 
 impl EndpointPolicy {
     /// The addresses a request to such an endpoint may connect to.

@@ -20,7 +20,6 @@ use zeroize::Zeroizing;
 /// How long a token is valid. RFC 8292 §2 caps `exp` at 24 hours ahead; half
 /// of that leaves room for a gateway clock that runs a little fast.
 pub const TOKEN_LIFETIME_SECS: u64 = 12 * 60 * 60;
-const MAX_SUBJECT_LEN: usize = 256;
 /// `{"typ":"JWT","alg":"ES256"}`, the header RFC 8292 §2 shows, fixed bytes.
 const JWT_HEADER: &str = r#"{"typ":"JWT","alg":"ES256"}"#;
 
@@ -42,36 +41,7 @@ pub struct VapidKey {
     signing: SigningKey,
 }
 
-/// The `sub` claim: how a push service reaches the operator (RFC 8292 §2.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VapidSubject(String);
-
-impl VapidSubject {
-    /// Accepts `mailto:someone@example.org` or an `https:` URL.
-    pub fn parse(raw: &str) -> Result<Self, VapidError> {
-        let raw = raw.trim();
-        let ok = raw.len() <= MAX_SUBJECT_LEN
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>'))
-            && match (raw.strip_prefix("mailto:"), raw.strip_prefix("https://")) {
-                (Some(address), _) => address
-                    .split_once('@')
-                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.')),
-                (None, Some(_)) => Url::parse(raw).is_ok_and(|u| u.host_str().is_some()),
-                (None, None) => false,
-            };
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(VapidError::InvalidSubject)
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::config::VapidSubject;
 
 #[derive(serde::Serialize)]
 struct Claims<'a> {

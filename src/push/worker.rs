@@ -146,8 +146,8 @@ impl PushWorker {
             vapid,
             PushClientConfig {
                 subject: p.vapid_subject()?,
-                timeout: p.timeout(),
-                endpoint_policy: p.endpoint_policy(),
+                timeout: p.timeout,
+                endpoint_policy: p.endpoint_policy,
             },
         )
         .map_err(|_| {
@@ -169,9 +169,9 @@ impl PushWorker {
         let config = PushWorkerConfig {
             consumer,
             max_attempts: p.max_attempts,
-            backoff_base_ms: p.backoff_base_ms,
+            backoff_base_ms: u64::try_from(p.backoff_base.as_millis()).unwrap_or(u64::MAX),
             ttl_secs: p.ttl_secs,
-            endpoint_policy: p.endpoint_policy(),
+            endpoint_policy: p.endpoint_policy,
             reclaim_idle: RECLAIM_IDLE,
         };
         Ok(Self::new(store, client, nudger, metrics, config))

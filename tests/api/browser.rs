@@ -796,8 +796,9 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
 async fn spawn_push_app_for_browser() -> TestApp {
     spawn_browser_app_with(|s| {
         s.push.enabled = true;
-        s.push.subject = "mailto:ops@cvi.example.org".into();
-        s.push.dangerous_allow_loopback_http_endpoints = true;
+        s.push.subject =
+            Some(tipwire::config::VapidSubject::parse("mailto:ops@cvi.example.org").unwrap());
+        s.push.endpoint_policy = tipwire::config::EndpointPolicy::DangerousAllowLoopbackHttp;
     })
     .await
 }

@@ -147,9 +147,10 @@ async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reo
     let endpoint = PushEndpoint::start();
     let app = spawn_app_with(|s| {
         s.push.enabled = true;
-        s.push.subject = "mailto:ops@cvi.example.org".into();
-        s.push.dangerous_allow_loopback_http_endpoints = true;
-        s.push.poll_interval_ms = 3_600_000;
+        s.push.subject =
+            Some(tipwire::config::VapidSubject::parse("mailto:ops@cvi.example.org").unwrap());
+        s.push.endpoint_policy = tipwire::config::EndpointPolicy::DangerousAllowLoopbackHttp;
+        s.push.poll_interval = std::time::Duration::from_secs(3600);
         // The longest allowed: only a revocation notice can end the stream
         // within the 10 s this test waits for it.
         s.mediator.stream_heartbeat_secs = 60;

@@ -568,7 +568,7 @@ async fn an_urgent_alert_nobody_claimed_nudges_opted_in_mediators_once_by_email_
     let sink = Sink::start(0);
     let app = spawn_app_with(|s| {
         with_push(s);
-        s.push.nudge_after_secs = 60;
+        s.push.nudge_delay = Some(std::time::Duration::from_secs(60));
         let out = &mut s.email.outbound;
         out.enabled = true;
         out.relay_host = "localhost".into();

@@ -698,10 +698,11 @@ async fn spawn_zoned_sms_app() -> (
     IdentityKey,
 ) {
     let (app, stand_in) = spawn_sms_app(|s| {
-        s.sms.numbers.push(ZONE_NUMBER.into());
+        let zone_number = tipwire::domain::PhoneNumber::parse(ZONE_NUMBER).unwrap();
+        s.sms.numbers.push(zone_number.clone());
         s.sms
             .zone_numbers
-            .insert(ZONE_NUMBER.into(), "south".into());
+            .push((zone_number, tipwire::domain::Zone::parse("south").unwrap()));
     })
     .await;
     let south = add_mediator(&app.store, "South", &["south"], false).await;

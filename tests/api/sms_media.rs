@@ -78,7 +78,7 @@ async fn spawn_with_media_at(media: &StalledMedia) -> TestApp {
     let (app, _stand_in) = spawn_sms_app(move |s| {
         s.sms.twilio.api_base_url = url.clone();
         s.sms.telnyx.media_base_url = url;
-        s.sms.media_deadline_ms = 300;
+        s.sms.media_deadline = std::time::Duration::from_millis(300);
     })
     .await;
     app

@@ -256,9 +256,9 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
     let (app, stand_in) = spawn_sms_app(|s| {
         s.redis.url = url.clone();
         with_push(s);
-        s.push.nudge_after_secs = 60;
+        s.push.nudge_delay = Some(std::time::Duration::from_secs(60));
         // Every tip urgent: each one escalates and nudges.
-        s.sms.default_priority = "now".into();
+        s.sms.default_priority = tipwire::domain::Priority::Now;
         s.email.default_priority = "now".into();
         s.email.enabled = true;
         s.email.addresses = vec![TIP_ADDRESS.into()];

@@ -110,12 +110,13 @@ impl Drop for PushEndpoint {
 
 pub fn with_push(s: &mut Settings) {
     s.push.enabled = true;
-    s.push.subject = "mailto:ops@cvi.example.org".into();
-    s.push.dangerous_allow_loopback_http_endpoints = true;
+    s.push.subject =
+        Some(tipwire::config::VapidSubject::parse("mailto:ops@cvi.example.org").unwrap());
+    s.push.endpoint_policy = tipwire::config::EndpointPolicy::DangerousAllowLoopbackHttp;
     // The tests drive the worker; the gateway's own task never gets a turn.
-    s.push.poll_interval_ms = 3_600_000;
+    s.push.poll_interval = std::time::Duration::from_secs(3600);
     s.push.max_attempts = 3;
-    s.push.backoff_base_ms = 1_000;
+    s.push.backoff_base = std::time::Duration::from_secs(1);
 }
 
 pub struct Mediator {

@@ -220,13 +220,13 @@ pub async fn spawn_sms_app(
     let public_key = STANDARD.encode(telnyx_signing_key().verifying_key().as_bytes());
     let app = spawn_app_with(|s| {
         s.sms.public_base_url = "https://tips.example.org".into();
-        s.sms.numbers = vec![PROGRAM_NUMBER.into()];
+        s.sms.numbers = vec![tipwire::domain::PhoneNumber::parse(PROGRAM_NUMBER).unwrap()];
         s.sms.twilio.enabled = true;
         s.sms.twilio.account_sid = ACCOUNT_SID.into();
         s.sms.twilio.auth_token_files = vec![token_file];
         s.sms.twilio.api_base_url = url.clone();
         s.sms.telnyx.enabled = true;
-        s.sms.telnyx.public_key = public_key;
+        s.sms.telnyx.public_key = tipwire::config::TelnyxPublicKey::from_base64(&public_key);
         s.sms.telnyx.api_key_file = telnyx_file;
         s.sms.telnyx.api_base_url = url.clone();
         s.sms.telnyx.media_base_url = url;

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use crate::bus::Store;
 use crate::crypto::Keyring;
 use crate::domain::{
-    Attachment, AttachmentKind, Channel, InboundTip, PhoneNumber, Priority, ProviderMessage,
-    ThreadId, TipText, TipTextError, Withheld, WithheldReason, Zone, ZoneChoice,
+    Attachment, AttachmentKind, Channel, InboundTip, PhoneNumber, ProviderMessage, ThreadId,
+    TipText, TipTextError, Withheld, WithheldReason,
 };
 use crate::error::AppError;
 use crate::intake::{Intake, IntakeError, Submitted};
@@ -21,6 +21,7 @@ use super::language::{Keyword, Language, Texts};
 use super::limits::SmsLimiter;
 use super::provider::{MediaError, SmsClient};
 use super::signature::{TelnyxVerifier, TwilioValidator};
+use crate::config::SmsSettings;
 use crate::relay::threads::{Provider, Threads, coarse_expiry};
 
 /// A media item as the provider lists it; fetched only after the limits.
@@ -50,40 +51,6 @@ pub enum Answer {
     Silent,
 }
 
-/// The SMS settings, parsed and checked.
-pub struct SmsSettingsParsed {
-    pub numbers: Vec<PhoneNumber>,
-    /// Program numbers run for one zone (`sms.zone_numbers`), each in `numbers`.
-    pub zone_numbers: Vec<(PhoneNumber, Zone)>,
-    /// Acknowledgement texts (English, Spanish); empty sends none.
-    pub acknowledgement: (String, String),
-    pub program_name: String,
-    pub default_language: Language,
-    pub default_priority: Priority,
-    pub max_body_chars: usize,
-    pub max_media_items: usize,
-    pub max_media_bytes: usize,
-    /// How long a webhook's answer may wait for its media (`sms.media_deadline_ms`).
-    pub media_deadline: std::time::Duration,
-    pub reply_ttl_secs: u64,
-    pub public_base_url: String,
-    pub max_request_bytes: usize,
-}
-
-impl SmsSettingsParsed {
-    /// The zone a text to `program_number` is filed under. The number is the
-    /// one the provider's verified webhook says was texted: it says which of
-    /// the program's lines was used, nothing about the sender.
-    pub fn zone_for(&self, program_number: &PhoneNumber) -> ZoneChoice {
-        self.zone_numbers
-            .iter()
-            .find(|(number, _)| number == program_number)
-            .map_or(ZoneChoice::Unsure, |(_, zone)| {
-                ZoneChoice::Known(zone.clone())
-            })
-    }
-}
-
 pub struct TwilioSide {
     pub validator: TwilioValidator,
     pub client: SmsClient,
@@ -99,7 +66,10 @@ pub struct SmsChannel {
     pub threads: Threads,
     pub store: Store,
     pub keyring: Arc<Keyring>,
-    pub settings: SmsSettingsParsed,
+    /// `[sms]`, checked at start-up.
+    pub settings: SmsSettings,
+    /// The longest webhook body read (`server.max_body_bytes`).
+    pub max_request_bytes: usize,
     pub twilio: Option<TwilioSide>,
     pub telnyx: Option<TelnyxSide>,
     pub limiter: SmsLimiter,
@@ -158,7 +128,7 @@ impl SmsChannel {
         let Some(marker) = markers.first().cloned() else {
             return Err(self.refused(AppError::Internal));
         };
-        let marker_expire_at = coarse_expiry(s.reply_ttl_secs);
+        let marker_expire_at = coarse_expiry(s.reply_address_days.saturating_mul(86_400));
         let names: Vec<&str> = markers.iter().map(|m| m.as_str()).collect();
         if self.store.marker_seen(&names).await.map_err(store_err)? {
             tracing::info!("provider message handled before; replay changes nothing");
@@ -313,7 +283,7 @@ impl SmsChannel {
                     provider,
                     &msg.from,
                     &msg.to,
-                    s.reply_ttl_secs,
+                    s.reply_address_days.saturating_mul(86_400),
                 )
                 .await
             {
@@ -327,8 +297,8 @@ impl SmsChannel {
                     return Ok(Answer::Silent);
                 }
                 let ack = match lang {
-                    Language::En => &s.acknowledgement.0,
-                    Language::Es => &s.acknowledgement.1,
+                    Language::En => &s.acknowledgement.en,
+                    Language::Es => &s.acknowledgement.es,
                 };
                 Ok(match (ack.is_empty(), media_notice) {
                     (true, None) => Answer::Silent,
@@ -381,8 +351,14 @@ impl SmsChannel {
         {
             // The confirmation may go through the relay, which needs the address.
             let thread = ThreadId::for_pseudonym(pseudonym.as_str());
-            self.keep_address(&thread, pseudonyms, provider, msg, s.reply_ttl_secs)
-                .await?;
+            self.keep_address(
+                &thread,
+                pseudonyms,
+                provider,
+                msg,
+                s.reply_address_days.saturating_mul(86_400),
+            )
+            .await?;
         }
         Ok(answer)
     }

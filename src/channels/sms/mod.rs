@@ -15,7 +15,7 @@ pub(crate) mod telnyx;
 pub(crate) mod twilio;
 
 pub use crate::relay::threads::{Provider, ReplyAddress, Threads};
-pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed};
+pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 pub use language::{Keyword, Language, Texts};
 pub use limits::SmsLimiter;
 pub use setup::provider_clients;

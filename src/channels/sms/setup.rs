@@ -6,12 +6,10 @@ use std::sync::Arc;
 
 use crate::bus::Store;
 use crate::crypto::Keyring;
-use crate::domain::{PhoneNumber, Priority};
 use crate::intake::Intake;
 use crate::telemetry::Metrics;
 
-use super::inbound::{SmsChannel, SmsSettingsParsed, TelnyxSide, TwilioSide};
-use super::language::Language;
+use super::inbound::{SmsChannel, TelnyxSide, TwilioSide};
 use super::limits::SmsLimiter;
 use super::provider::SmsClient;
 use super::signature::{TelnyxVerifier, TwilioValidator};
@@ -79,14 +77,6 @@ impl SmsChannel {
             problem: "is not valid".into(),
             fix,
         };
-        let numbers = sms
-            .numbers
-            .iter()
-            .map(|n| {
-                PhoneNumber::parse(n)
-                    .map_err(|_| invalid("sms.numbers", "use E.164, e.g. +15551234567"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut twilio = None;
         let mut telnyx = None;
         for (provider, client) in provider_clients(settings)? {
@@ -107,8 +97,12 @@ impl SmsChannel {
                     });
                 }
                 Provider::Telnyx => {
-                    let verifier =
-                        TelnyxVerifier::from_base64(&sms.telnyx.public_key).map_err(|_| {
+                    let verifier = sms
+                        .telnyx
+                        .public_key
+                        .as_ref()
+                        .and_then(|key| TelnyxVerifier::from_key(key).ok())
+                        .ok_or_else(|| {
                             invalid(
                                 "sms.telnyx.public_key",
                                 "copy the public key from the Telnyx portal",
@@ -126,27 +120,8 @@ impl SmsChannel {
             intake,
             store,
             keyring,
-            settings: SmsSettingsParsed {
-                numbers,
-                zone_numbers: settings.sms_zone_numbers()?,
-                acknowledgement: (
-                    sms.acknowledgement.en.trim().to_owned(),
-                    sms.acknowledgement.es.trim().to_owned(),
-                ),
-                program_name: sms.program_name.clone(),
-                default_language: Language::parse(&sms.default_language)
-                    .ok_or_else(|| invalid("sms.default_language", "use \"en\" or \"es\""))?,
-                default_priority: Priority::parse(&sms.default_priority).ok_or_else(|| {
-                    invalid("sms.default_priority", "use \"now\", \"today\" or \"fyi\"")
-                })?,
-                max_body_chars: sms.max_body_chars,
-                max_media_items: sms.max_media_items,
-                max_media_bytes: sms.max_media_bytes,
-                media_deadline: std::time::Duration::from_millis(sms.media_deadline_ms),
-                reply_ttl_secs: sms.reply_address_days.saturating_mul(86_400),
-                public_base_url: sms.public_base_url.trim_end_matches('/').to_owned(),
-                max_request_bytes: settings.server.max_body_bytes,
-            },
+            settings: sms.clone(),
+            max_request_bytes: settings.server.max_body_bytes,
             twilio,
             telnyx,
             limiter: SmsLimiter::new(per_sender, per_number),

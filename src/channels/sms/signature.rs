@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
+use crate::config::TelnyxPublicKey;
+
 /// Checks `X-Twilio-Signature` headers.
 ///
 /// Holds every auth token currently accepted, so the primary token can be
@@ -247,16 +249,18 @@ impl TelnyxVerifier {
     /// [`InvalidKey`] when the text is not base64 of 32 bytes, or the bytes are
     /// not a usable (non-weak) Ed25519 public key.
     pub fn from_base64(public_key: &str) -> Result<Self, InvalidKey> {
-        // The key comes from a configuration file, where a trailing newline is
-        // an accident, not an attack.
-        let bytes = STANDARD.decode(public_key.trim()).map_err(|_| InvalidKey)?;
-        let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| InvalidKey)?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| InvalidKey)?;
-        // A small-order key would let anyone produce signatures that verify;
-        // Telnyx never issues one, so seeing one means the configuration is wrong.
-        if key.is_weak() {
-            return Err(InvalidKey);
-        }
+        let key = TelnyxPublicKey::from_base64(public_key).ok_or(InvalidKey)?;
+        Self::from_key(&key)
+    }
+
+    /// The verifier for a key checked at start-up (`sms.telnyx.public_key`).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidKey`] when the bytes are not an Ed25519 point (a checked key
+    /// always is).
+    pub fn from_key(public_key: &TelnyxPublicKey) -> Result<Self, InvalidKey> {
+        let key = VerifyingKey::from_bytes(public_key.as_bytes()).map_err(|_| InvalidKey)?;
         Ok(Self {
             key,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,

@@ -87,7 +87,7 @@ pub async fn webhook(
         return Err(AppError::NotFound);
     };
     check_content_type(req.headers(), "application/json")?;
-    let body = read_body(req.headers(), payload, channel.settings.max_request_bytes).await?;
+    let body = read_body(req.headers(), payload, channel.max_request_bytes).await?;
     let header = |name: &str| {
         req.headers()
             .get(name)

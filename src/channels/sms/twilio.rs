@@ -141,7 +141,7 @@ pub async fn webhook(
     if !json {
         check_content_type(req.headers(), "application/x-www-form-urlencoded")?;
     }
-    let body = read_body(req.headers(), payload, channel.settings.max_request_bytes).await?;
+    let body = read_body(req.headers(), payload, channel.max_request_bytes).await?;
     let signature = header(req.headers(), "x-twilio-signature").unwrap_or_default();
     let mut url = format!("{}{}", channel.settings.public_base_url, req.path());
     if !req.query_string().is_empty() {
