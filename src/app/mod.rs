@@ -3,30 +3,22 @@
 //! starts the background tasks. `Application::build` binds (port 0 allowed) and
 //! exposes the port, so every test spawns its own gateway.
 
-mod body_deadline;
-mod drain;
-mod https;
 mod ops;
-mod read_ahead;
-mod tasks;
-
-pub use drain::Drain;
-pub use tasks::BackgroundTasks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::alerts::AlertsApi;
 use crate::bus::{
     AlertProducer, Checked, DurabilityWatch, OPT_OUT_MARGIN_SECS, Store, StoreError,
     backfill_summaries, migrate_opt_outs, trim_older_than,
 };
-use crate::channels::email::outbound::MailSender;
 use crate::channels::email::session::{ByteBudget, Limits, Policy};
 use crate::channels::email::{ConnectionLimits, EmailChannel, SmtpListeners};
 use crate::channels::sms::{SmsChannel, Threads};
@@ -36,20 +28,15 @@ use crate::crypto::{KeyError, Keyring};
 use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::intake::Intake;
-use crate::mediator::alerts_api::AlertsApi;
 use crate::mediator::live::LiveFeed;
 use crate::mediator::{EscalationPolicy, EscalationWorker, MediatorDirectory};
+use crate::outbound::email::MailSender;
+use crate::outbound::relay::RelayWorker;
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::ChannelLimiter;
-use crate::relay::RelayWorker;
+use crate::server::tls::{ReloadingCert, TlsError};
+use crate::server::{BackgroundTasks, Drain};
 use crate::telemetry::{self, Metrics};
-use crate::tls::{ReloadingCert, TlsError};
-
-/// Content-Security-Policy of every response: same-origin styles and forms only.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), \
-     magnetometer=(), microphone=(), payment=(), usb=(), interest-cohort=()";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -114,8 +101,8 @@ pub async fn retention_step(store: &Store, keep: Duration) {
         Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
         Err(e) => tracing::warn!(error = %e, "retention trim failed; will retry"),
     }
-    let expire_at =
-        crate::relay::threads::coarse_expiry(keep.as_secs()).saturating_add(OPT_OUT_MARGIN_SECS);
+    let expire_at = crate::outbound::relay::threads::coarse_expiry(keep.as_secs())
+        .saturating_add(OPT_OUT_MARGIN_SECS);
     match migrate_opt_outs(store, expire_at).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(moved = n, "opt-outs moved to expiring markers"),
@@ -218,12 +205,12 @@ impl Application {
 
         // Per-address request budgets hold on the HTTPS port; in plaintext
         // mode every request comes through a proxy or onion service.
-        let budget = web::Data::new(https::RequestBudget::new(
+        let budget = web::Data::new(crate::server::https::RequestBudget::new(
             settings.request_budget()?,
             ClientKeyer::new(settings.trusted_proxies()?),
         ));
         let budget_on = settings.server.mode == ServerMode::Tls;
-        let body_deadline = web::Data::new(body_deadline::BodyDeadline(
+        let body_deadline = web::Data::new(crate::server::body_deadline::BodyDeadline(
             settings.server.connections.body_timeout(),
         ));
 
@@ -280,7 +267,12 @@ impl Application {
                 },
             );
         }
-        let push = crate::push::start(
+        let push = web::Data::new(crate::api::push::PushApi::from_settings(
+            &settings,
+            store.clone(),
+            keyring.clone(),
+        ));
+        crate::outbound::push::start(
             &settings,
             store.clone(),
             keyring.clone(),
@@ -396,24 +388,27 @@ impl Application {
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| AppError::from(e).into()))
-                .wrap(from_fn(body_deadline::middleware))
-                .wrap(from_fn(drain::middleware))
+                .wrap(from_fn(crate::server::body_deadline::middleware))
+                .wrap(from_fn(crate::server::drain::middleware))
                 .wrap(from_fn(telemetry::error_pages))
-                .wrap(security_headers())
+                .wrap(crate::server::security_headers())
                 .wrap(from_fn(telemetry::access_log))
-                .wrap(Condition::new(budget_on, from_fn(https::request_budget)))
+                .wrap(Condition::new(
+                    budget_on,
+                    from_fn(crate::server::https::request_budget),
+                ))
                 .configure(web_channel::routes)
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
-                .configure(crate::mediator::devices::routes)
-                .configure(|cfg| crate::mediator::alerts_api::routes(cfg, alerts_api.clone()))
-                .configure(crate::push::routes)
-                .configure(crate::mediator::app_assets::routes)
+                .configure(crate::api::devices::routes)
+                .configure(|cfg| crate::api::alerts::routes(cfg, alerts_api.clone()))
+                .configure(crate::api::push::routes)
+                .configure(crate::api::app_assets::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
                 }))
         };
-        let timeouts = https::Timeouts {
+        let timeouts = crate::server::https::Timeouts {
             client_request: Duration::from_secs(10),
             client_disconnect: Duration::from_secs(2),
         };
@@ -434,10 +429,10 @@ impl Application {
         // Both modes go through the same admission gate (`https.rs`); in
         // plaintext mode there is no handshake and every peer is the proxy.
         let tls = match &cert {
-            Some(cert) => Some(crate::tls::server_config(cert.clone())?),
+            Some(cert) => Some(crate::server::tls::server_config(cert.clone())?),
             None => None,
         };
-        let admission = Arc::new(https::Admission::new(
+        let admission = Arc::new(crate::server::https::Admission::new(
             &settings,
             tls,
             ClientKeyer::new(settings.trusted_proxies()?),
@@ -453,7 +448,7 @@ impl Application {
         if settings.server.workers > 0 {
             builder = builder.workers(settings.server.workers);
         }
-        let builder = https::listen(builder, listener, admission, timeouts, app)
+        let builder = crate::server::https::listen(builder, listener, admission, timeouts, app)
             .map_err(|e| StartupError::Bind(addr.clone(), e))?;
         if let Some(cert) = &cert {
             let watched = cert.clone();
@@ -591,7 +586,7 @@ async fn start_smtp(
     let e = &settings.email;
     let tls = match cert {
         Some(cert) if e.starttls || e.implicit_tls => Some(TlsAcceptor::from(Arc::new(
-            crate::tls::server_config(cert)?,
+            crate::server::tls::server_config(cert)?,
         ))),
         _ => None,
     };
@@ -643,19 +638,4 @@ async fn start_smtp(
     )
     .await
     .map_err(|err| StartupError::Bind(plain.to_string(), err))
-}
-
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
-        .add((
-            "Strict-Transport-Security",
-            "max-age=63072000; includeSubDomains",
-        ))
-        .add(("Referrer-Policy", "no-referrer"))
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("X-Frame-Options", "DENY"))
-        .add(("Permissions-Policy", PERMISSIONS_POLICY))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add(("Cross-Origin-Resource-Policy", "same-origin"))
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, Settings, invalid};
-use crate::push::{EndpointPolicy, VapidSubject};
+use crate::crypto::VapidSubject;
+use crate::outbound::push::EndpointPolicy;
 
 /// Longest a push service may hold a message: FCM and Mozilla cap TTL at 28 days.
 const MAX_TTL_SECS: u32 = 28 * 86_400;

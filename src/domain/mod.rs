@@ -4,12 +4,14 @@
 mod email;
 mod ids;
 mod phone;
+mod pseudonym;
 mod tip;
 mod zone;
 
 pub use email::{EmailAddress, InvalidEmailAddress};
 pub use ids::{ThreadId, TipId};
 pub use phone::{InvalidPhoneNumber, PhoneNumber};
+pub use pseudonym::Pseudonym;
 pub use tip::{
     Attachment, AttachmentKind, Channel, InboundTip, Priority, ProviderMessage, TipDocument,
     TipText, TipTextError, Withheld, WithheldReason,

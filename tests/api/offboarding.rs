@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tipwire::mediator::{AlertState, AlertStates, EscalationWorker, Stage};
-use tipwire::push::{PushWorker, unix_ms};
+use tipwire::outbound::push::{PushWorker, unix_ms};
 
 use crate::devices::{Login, Phone, enrol, enrolled_phone, invite, login, next_tip_opens_for};
 use crate::helpers::{TestApp, spawn_app_with};

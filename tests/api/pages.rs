@@ -160,7 +160,7 @@ fn web_tips(text: &str) -> u64 {
 #[tokio::test]
 async fn metrics_show_the_counters_as_they_stood_at_the_last_whole_minute() {
     let app = spawn_app_with(|s| s.server.metrics_by_minute = true).await;
-    let minute = || tipwire::push::unix_ms() / 60_000;
+    let minute = || tipwire::outbound::push::unix_ms() / 60_000;
     // A tip and a scrape within one minute: the scrape does not show the tip
     // (tried again if the wall clock crossed a minute meanwhile, when the
     // gateway publishes by itself).

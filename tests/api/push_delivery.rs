@@ -18,7 +18,7 @@ use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{
     AlertStates, DeviceId, EscalationPolicy, EscalationWorker, Escalations, Stage,
 };
-use tipwire::push::{PushWorker, RECLAIM_IDLE, unix_ms};
+use tipwire::outbound::push::{PushWorker, RECLAIM_IDLE, unix_ms};
 
 use crate::canary::assert_nowhere;
 use crate::devices::{Login, Phone, api, enrol, login, set_duty};

@@ -9,7 +9,7 @@ use crate::sms_helpers::{
 use tipwire::crypto::IdentityKey;
 use tipwire::domain::ThreadId;
 
-use tipwire::relay::Kind;
+use tipwire::outbound::relay::Kind;
 
 const TIPSTER: &str = "+15557654321";
 
@@ -334,7 +334,7 @@ async fn failed_sends_are_retried_with_backoff_then_dead_lettered() {
     stand_in.state.lock().unwrap().fail_next = 1;
     app.queue_reply(&thread, "first try fails", Kind::Reply)
         .await;
-    let t0 = tipwire::push::unix_ms();
+    let t0 = tipwire::outbound::push::unix_ms();
     assert_eq!(app.relay.step_at(t0).await.unwrap().retried, 1);
     // Retries are due on minute boundaries: not before, within two minutes.
     let due = tipwire::bus::timing::coarse_due(t0, 2);

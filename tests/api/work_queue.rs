@@ -212,8 +212,11 @@ async fn an_older_consumer_group_is_migrated_once_with_its_pending_entries_retri
 }
 
 /// Another gateway replica's relay worker on the same Redis.
-fn relay_replica(app: &crate::helpers::TestApp, consumer: &str) -> tipwire::relay::RelayWorker {
-    tipwire::relay::RelayWorker::new(
+fn relay_replica(
+    app: &crate::helpers::TestApp,
+    consumer: &str,
+) -> tipwire::outbound::relay::RelayWorker {
+    tipwire::outbound::relay::RelayWorker::new(
         Store::new(&app.settings.redis).unwrap(),
         std::sync::Arc::new(tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap()),
         tipwire::channels::sms::provider_clients(&app.settings).unwrap(),
@@ -243,9 +246,9 @@ async fn a_relay_send_late_in_a_round_keeps_its_lease_so_another_replica_does_no
         .await;
     assert_eq!(r.status(), 200);
     let thread = tipwire::domain::ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
-    app.queue_reply(&thread, "first", tipwire::relay::Kind::Reply)
+    app.queue_reply(&thread, "first", tipwire::outbound::relay::Kind::Reply)
         .await;
-    app.queue_reply(&thread, "second", tipwire::relay::Kind::Reply)
+    app.queue_reply(&thread, "second", tipwire::outbound::relay::Kind::Reply)
         .await;
     // The second send is held in flight until the test releases it.
     let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -257,7 +260,7 @@ async fn a_relay_send_late_in_a_round_keeps_its_lease_so_another_replica_does_no
     // Both are taken in one round at t0; the first send takes three minutes
     // (the clock reads three minutes later once it is done), so the second
     // starts after the lease the round took it with has ended.
-    let t0 = tipwire::push::unix_ms();
+    let t0 = tipwire::outbound::push::unix_ms();
     let sent = stand_in.clone();
     let clock = move || t0 + 3 * MINUTE_MS * u64::from(!sent.sent().is_empty());
     let a = app.relay.clone();

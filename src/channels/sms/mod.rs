@@ -8,13 +8,12 @@
 mod inbound;
 pub mod language;
 mod limits;
-pub mod provider;
 mod setup;
 pub mod signature;
 pub(crate) mod telnyx;
 pub(crate) mod twilio;
 
-pub use crate::relay::threads::{Provider, ReplyAddress, Threads};
+pub use crate::outbound::relay::threads::{Provider, ReplyAddress, Threads};
 pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel, SmsSettingsParsed};
 pub use language::{Keyword, Language, Texts};
 pub use limits::SmsLimiter;

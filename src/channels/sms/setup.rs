@@ -13,17 +13,17 @@ use crate::telemetry::Metrics;
 use super::inbound::{SmsChannel, SmsSettingsParsed, TelnyxSide, TwilioSide};
 use super::language::Language;
 use super::limits::SmsLimiter;
-use super::provider::SmsClient;
 use super::signature::{TelnyxVerifier, TwilioValidator};
-use crate::relay::threads::{Provider, Threads};
+use crate::outbound::relay::threads::{Provider, Threads};
+use crate::outbound::sms::SmsClient;
 
 /// Provider clients made from the settings, for the channel (media) and the
 /// relay worker (sending).
 pub fn provider_clients(
     settings: &crate::config::Settings,
 ) -> Result<Vec<(Provider, SmsClient)>, crate::config::ConfigError> {
-    use super::provider::{ProviderConfig, TelnyxConfig, TwilioConfig};
     use crate::config::Settings;
+    use crate::outbound::sms::{ProviderConfig, TelnyxConfig, TwilioConfig};
     let sms = &settings.sms;
     let mut out = Vec::new();
     let client_error = |setting: &'static str| crate::config::ConfigError::Invalid {
