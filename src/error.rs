@@ -7,8 +7,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::channels::web::pages;
-
 /// Every error a request can end in. The variants are the public error codes.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -420,7 +418,7 @@ pub fn prefers_html(accept: Option<&HeaderValue>) -> bool {
 
 /// Turns an error response into the plain-words HTML page.
 pub fn html_error_page(info: ErrorInfo) -> String {
-    pages::error_page(info.status.as_u16(), info.message)
+    crate::html::error_page(info.status.as_u16(), info.message)
 }
 
 impl From<actix_web::error::JsonPayloadError> for AppError {

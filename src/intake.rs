@@ -144,7 +144,7 @@ impl Intake {
     /// `source`: a keyed hash under every kept pseudonym key, current first
     /// (the append sets the current one; a marker set before a key rotation
     /// must still be found after it).
-    pub fn markers_of(&self, source: &[u8]) -> Vec<crate::privacy::Pseudonym> {
+    pub fn markers_of(&self, source: &[u8]) -> Vec<crate::domain::Pseudonym> {
         self.keyring.pseudonyms_of(source)
     }
 
@@ -152,7 +152,7 @@ impl Intake {
     /// append checks the current one again, atomically.
     pub async fn marker_seen(
         &self,
-        markers: &[crate::privacy::Pseudonym],
+        markers: &[crate::domain::Pseudonym],
     ) -> Result<bool, StoreError> {
         let names: Vec<&str> = markers.iter().map(|m| m.as_str()).collect();
         self.producer.store().marker_seen(&names).await

@@ -21,6 +21,7 @@
 )]
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod bus;
 pub mod channels;
@@ -28,16 +29,15 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
-pub mod egress;
 pub mod error;
 /// Fuzz targets (`fuzz/`, `scripts/fuzz.sh`); not part of the gateway's API.
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod html;
 pub mod intake;
 pub mod mediator;
+pub mod outbound;
 pub mod privacy;
-pub mod push;
 pub mod ratelimit;
-pub mod relay;
+pub mod server;
 pub mod telemetry;
-pub mod tls;

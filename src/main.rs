@@ -369,9 +369,14 @@ async fn main() -> Result<()> {
                 .context("--thread: a thread id is 32 lowercase hex digits")?;
             let ring = Keyring::load(&settings.keys.dir)?;
             let store = admin::store(&settings)?;
-            let id =
-                tipwire::relay::enqueue(&store, &ring, &thread, &text, tipwire::relay::Kind::Reply)
-                    .await?;
+            let id = tipwire::outbound::relay::enqueue(
+                &store,
+                &ring,
+                &thread,
+                &text,
+                tipwire::outbound::relay::Kind::Reply,
+            )
+            .await?;
             println!("queued {id}; the reply relay sends it through the tipster's provider");
         }
         Command::Dev(DevCommand::Init { dir }) => {

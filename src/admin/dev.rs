@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Settings;
 use crate::crypto::{IdentityKey, KeyError, Keyring};
 use crate::mediator::{DirectoryError, MediatorDirectory, NewMediator};
-use crate::tls::{DevCert, DevCertError};
+use crate::server::tls::{DevCert, DevCertError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {

@@ -3,19 +3,9 @@
 //! starts the background tasks. `Application::build` binds (port 0 allowed) and
 //! exposes the port, so every test spawns its own gateway.
 
-mod body_deadline;
-mod drain;
-mod headers;
-mod https;
 mod ops;
-mod read_ahead;
 mod run;
 mod smtp;
-mod tasks;
-
-pub use drain::Drain;
-pub use headers::{CONTENT_SECURITY_POLICY, PERMISSIONS_POLICY};
-pub use tasks::BackgroundTasks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -25,11 +15,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
 
+use crate::api::alerts::AlertsApi;
 use crate::bus::{
     AlertProducer, Checked, DurabilityWatch, OPT_OUT_MARGIN_SECS, Store, StoreError,
     backfill_summaries, migrate_opt_outs, trim_older_than,
 };
-use crate::channels::email::outbound::MailSender;
 use crate::channels::email::{EmailChannel, SmtpListeners};
 use crate::channels::sms::{SmsChannel, Threads};
 use crate::channels::web::{self as web_channel, WebChannel};
@@ -37,16 +27,16 @@ use crate::config::{ConfigError, ServerMode, Settings};
 use crate::crypto::{KeyError, Keyring};
 use crate::error::AppError;
 use crate::intake::Intake;
-use crate::mediator::alerts_api::AlertsApi;
 use crate::mediator::live::LiveFeed;
 use crate::mediator::{EscalationPolicy, EscalationWorker, MediatorDirectory};
+use crate::outbound::email::MailSender;
+use crate::outbound::relay::RelayWorker;
 use crate::privacy::ClientKeyer;
 use crate::ratelimit::ChannelLimiter;
-use crate::relay::RelayWorker;
+use crate::server::tls::{ReloadingCert, TlsError};
+use crate::server::{BackgroundTasks, Drain};
 use crate::telemetry::{self, Metrics};
-use crate::tls::{ReloadingCert, TlsError};
 
-use headers::security_headers;
 use smtp::start_smtp;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +96,8 @@ pub async fn retention_step(store: &Store, keep: Duration) {
         Ok(n) => tracing::info!(removed = n, "retention trimmed old tips"),
         Err(e) => tracing::warn!(error = %e, "retention trim failed; will retry"),
     }
-    let expire_at =
-        crate::relay::threads::coarse_expiry(keep.as_secs()).saturating_add(OPT_OUT_MARGIN_SECS);
+    let expire_at = crate::outbound::relay::threads::coarse_expiry(keep.as_secs())
+        .saturating_add(OPT_OUT_MARGIN_SECS);
     match migrate_opt_outs(store, expire_at).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(moved = n, "opt-outs moved to expiring markers"),
@@ -180,7 +170,7 @@ impl Application {
         let relay = Arc::new(RelayWorker::new(
             store.clone(),
             keyring.clone(),
-            crate::channels::sms::provider_clients(&settings)?,
+            crate::outbound::sms::provider_clients(&settings)?,
             mail,
             format!(
                 "gw-{}",
@@ -210,12 +200,12 @@ impl Application {
 
         // Per-address request budgets hold on the HTTPS port; in plaintext
         // mode every request comes through a proxy or onion service.
-        let budget = web::Data::new(https::RequestBudget::new(
+        let budget = web::Data::new(crate::server::https::RequestBudget::new(
             settings.request_budget()?,
             ClientKeyer::new(settings.trusted_proxies()?),
         ));
         let budget_on = settings.server.mode == ServerMode::Tls;
-        let body_deadline = web::Data::new(body_deadline::BodyDeadline(
+        let body_deadline = web::Data::new(crate::server::body_deadline::BodyDeadline(
             settings.server.connections.body_timeout(),
         ));
 
@@ -269,7 +259,12 @@ impl Application {
                 },
             );
         }
-        let push = crate::push::start(
+        let push = web::Data::new(crate::api::push::PushApi::from_settings(
+            &settings,
+            store.clone(),
+            keyring.clone(),
+        ));
+        crate::outbound::push::start(
             &settings,
             store.clone(),
             keyring.clone(),
@@ -385,29 +380,33 @@ impl Application {
                     web::QueryConfig::default().error_handler(|e, _| AppError::from(e).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| AppError::from(e).into()))
-                .wrap(from_fn(body_deadline::middleware))
-                .wrap(from_fn(drain::middleware))
+                .wrap(from_fn(crate::server::body_deadline::middleware))
+                .wrap(from_fn(crate::server::drain::middleware))
                 .wrap(from_fn(telemetry::error_pages))
-                .wrap(security_headers())
+                .wrap(crate::server::security_headers())
                 .wrap(from_fn(telemetry::access_log))
-                .wrap(Condition::new(budget_on, from_fn(https::request_budget)))
+                .wrap(Condition::new(
+                    budget_on,
+                    from_fn(crate::server::https::request_budget),
+                ))
                 .configure(web_channel::routes)
                 .configure(crate::channels::sms::routes)
                 .configure(ops::routes)
-                .configure(crate::mediator::devices::routes)
-                .configure(|cfg| crate::mediator::alerts_api::routes(cfg, alerts_api.clone()))
-                .configure(crate::push::routes)
-                .configure(crate::mediator::app_assets::routes)
+                .configure(crate::api::devices::routes)
+                .configure(|cfg| crate::api::alerts::routes(cfg, alerts_api.clone()))
+                .configure(crate::api::push::routes)
+                .configure(crate::api::app_assets::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(AppError::NotFound)
                 }))
         };
-        let timeouts = https::Timeouts {
+        let timeouts = crate::server::https::Timeouts {
             client_request: Duration::from_secs(10),
             client_disconnect: Duration::from_secs(2),
         };
 
-        if settings.push.endpoint_policy == crate::push::EndpointPolicy::DangerousAllowLoopbackHttp
+        if settings.push.endpoint_policy
+            == crate::outbound::push::EndpointPolicy::DangerousAllowLoopbackHttp
         {
             tracing::warn!(
                 "push.dangerous_allow_loopback_http_endpoints is on: push subscriptions may aim \
@@ -424,10 +423,10 @@ impl Application {
         // Both modes go through the same admission gate (`https.rs`); in
         // plaintext mode there is no handshake and every peer is the proxy.
         let tls = match &cert {
-            Some(cert) => Some(crate::tls::server_config(cert.clone())?),
+            Some(cert) => Some(crate::server::tls::server_config(cert.clone())?),
             None => None,
         };
-        let admission = Arc::new(https::Admission::new(
+        let admission = Arc::new(crate::server::https::Admission::new(
             &settings,
             tls,
             ClientKeyer::new(settings.trusted_proxies()?),
@@ -443,7 +442,7 @@ impl Application {
         if settings.server.workers > 0 {
             builder = builder.workers(settings.server.workers);
         }
-        let builder = https::listen(builder, listener, admission, timeouts, app)
+        let builder = crate::server::https::listen(builder, listener, admission, timeouts, app)
             .map_err(|e| StartupError::Bind(addr.clone(), e))?;
         if let Some(cert) = &cert {
             let watched = cert.clone();

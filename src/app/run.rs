@@ -8,9 +8,9 @@ use actix_web::dev::ServerHandle;
 
 use super::{Application, Drain};
 use crate::bus::{DurabilityWatch, Store};
-use crate::relay::RelayWorker;
+use crate::outbound::relay::RelayWorker;
+use crate::server::tls::ReloadingCert;
 use crate::telemetry::Metrics;
-use crate::tls::ReloadingCert;
 
 impl Application {
     pub fn port(&self) -> u16 {

@@ -12,8 +12,8 @@ use crate::channels::email::session::{ByteBudget, Limits, Policy};
 use crate::channels::email::{ConnectionLimits, EmailChannel, SmtpListeners};
 use crate::config::{ConfigError, Settings};
 use crate::domain::EmailAddress;
+use crate::server::tls::ReloadingCert;
 use crate::telemetry::Metrics;
-use crate::tls::ReloadingCert;
 
 /// Starts the SMTP listeners, offering STARTTLS (and implicit TLS) with the
 /// gateway's own certificate.
@@ -26,7 +26,7 @@ pub(super) async fn start_smtp(
     let e = &settings.email;
     let tls = match cert {
         Some(cert) if e.starttls || e.implicit_tls => Some(TlsAcceptor::from(Arc::new(
-            crate::tls::server_config(cert)?,
+            crate::server::tls::server_config(cert)?,
         ))),
         _ => None,
     };

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use rand::RngCore;
 
 use super::{IdentityKey, RecipientKey};
+use crate::crypto::VapidKey;
 use crate::privacy::PseudonymKey;
-use crate::push::VapidKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -269,7 +269,7 @@ impl Keyring {
     }
 
     /// The sender's pseudonym under every kept key version, current first.
-    pub fn pseudonyms_of(&self, identifier: &[u8]) -> Vec<crate::privacy::Pseudonym> {
+    pub fn pseudonyms_of(&self, identifier: &[u8]) -> Vec<crate::domain::Pseudonym> {
         self.pseudonym_keys()
             .map(|k| k.pseudonym(identifier))
             .collect()

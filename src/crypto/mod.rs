@@ -5,7 +5,9 @@
 
 mod keys;
 mod seal;
+pub mod vapid;
 
 pub(crate) use keys::write_new;
 pub use keys::{KeyError, KeyKind, Keyring, KeyringReport, VersionInfo};
 pub use seal::{IdentityKey, OpenError, RecipientKey, SealError, open, open_with, seal};
+pub use vapid::{VapidError, VapidKey, VapidSubject};

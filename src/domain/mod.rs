@@ -5,6 +5,7 @@ mod email;
 mod ids;
 mod language;
 mod phone;
+mod pseudonym;
 mod tip;
 mod zone;
 
@@ -12,6 +13,7 @@ pub use email::{EmailAddress, InvalidEmailAddress};
 pub use ids::{ThreadId, TipId};
 pub use language::Language;
 pub use phone::{InvalidPhoneNumber, PhoneNumber};
+pub use pseudonym::Pseudonym;
 pub use tip::{
     Attachment, AttachmentKind, Channel, InboundTip, Priority, ProviderMessage, TipDocument,
     TipText, TipTextError, Withheld, WithheldReason,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ThreadId, ZoneChoice};
-use crate::privacy::Pseudonym;
+use crate::domain::Pseudonym;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,17 +13,19 @@ use p256::pkcs8::EncodePublicKey as _;
 use serde::de::DeserializeOwned;
 
 use super::{Change, Input};
+use crate::api::alerts::claims::{ReassignRequest, ResolveRequest};
+use crate::api::alerts::replies::{MAX_REPLY_CHARS, ReplyRequest, reply_text};
+use crate::api::devices::{ChallengeRequest, DutyRequest, EnrolRequest, LoginRequest};
+use crate::api::push::{NudgeRequest, SubscribeRequest};
+use crate::api::{alerts as alerts_api, devices};
 use crate::error::AppError;
-use crate::mediator::alerts_api::claims::{ReassignRequest, ResolveRequest};
-use crate::mediator::alerts_api::replies::{MAX_REPLY_CHARS, ReplyRequest, reply_text};
-use crate::mediator::devices::routes::{ChallengeRequest, DutyRequest, EnrolRequest, LoginRequest};
 use crate::mediator::devices::{
     CHALLENGE_LEN, DeviceSigningKey, Enrolment, InviteCode, MAX_DEVICE_NAME_CHARS, login_message,
 };
 use crate::mediator::live::{Cursor, StreamPos};
-use crate::mediator::{DeviceId, Outcome, alerts_api, devices};
-use crate::push::routes::{NudgeRequest, SubscribeRequest};
-use crate::push::{EndpointPolicy, NudgeContact, Subscription};
+use crate::mediator::{DeviceId, Outcome};
+use crate::outbound::nudge::NudgeContact;
+use crate::outbound::push::{EndpointPolicy, Subscription};
 
 /// The largest JSON body any API route takes (the alerts API's).
 const MAX_JSON_BYTES: usize = alerts_api::MAX_JSON_BYTES;
@@ -129,18 +131,17 @@ pub fn api_json(data: &[u8]) {
         }
         3 => enrol(body),
         4 => {
-            if let Some(request) = decode::<ChallengeRequest>(body, devices::routes::MAX_JSON_BYTES)
-            {
+            if let Some(request) = decode::<ChallengeRequest>(body, devices::MAX_JSON_BYTES) {
                 device_id(&request.device_id);
             }
         }
         5 => login(body, change),
         6 => {
-            decode::<DutyRequest>(body, devices::routes::MAX_JSON_BYTES);
+            decode::<DutyRequest>(body, devices::MAX_JSON_BYTES);
         }
         7 => subscribe(body),
         _ => {
-            if let Some(request) = decode::<NudgeRequest>(body, crate::push::routes::MAX_JSON_BYTES)
+            if let Some(request) = decode::<NudgeRequest>(body, crate::api::push::MAX_JSON_BYTES)
                 && let Ok(contact) =
                     NudgeContact::parse(request.email.as_deref(), request.sms.as_deref())
             {
@@ -153,7 +154,7 @@ pub fn api_json(data: &[u8]) {
 }
 
 fn enrol(body: &[u8]) {
-    let Some(request) = decode::<EnrolRequest>(body, devices::routes::MAX_JSON_BYTES) else {
+    let Some(request) = decode::<EnrolRequest>(body, devices::MAX_JSON_BYTES) else {
         return;
     };
     let Ok(enrolment) = Enrolment::parse(
@@ -195,7 +196,7 @@ fn device_key() -> (SigningKey, DeviceSigningKey) {
 }
 
 fn login(body: &[u8], change: Change) {
-    let Some(request) = decode::<LoginRequest>(body, devices::routes::MAX_JSON_BYTES) else {
+    let Some(request) = decode::<LoginRequest>(body, devices::MAX_JSON_BYTES) else {
         return;
     };
     device_id(&request.device_id);
@@ -217,8 +218,7 @@ fn login(body: &[u8], change: Change) {
 }
 
 fn subscribe(body: &[u8]) {
-    let Some(request) = decode::<SubscribeRequest>(body, crate::push::routes::MAX_JSON_BYTES)
-    else {
+    let Some(request) = decode::<SubscribeRequest>(body, crate::api::push::MAX_JSON_BYTES) else {
         return;
     };
     let Ok(subscription) =

@@ -17,11 +17,9 @@
 //! Untrusted: every request field (parsed once into [`Enrolment`] and the
 //! session types), and every record read back from Redis (parsed again).
 
-mod extract;
 mod invites;
 pub mod keys;
-pub(crate) mod routes;
-mod sessions;
+pub(crate) mod sessions;
 
 use std::time::SystemTime;
 
@@ -34,10 +32,8 @@ use crate::crypto::RecipientKey;
 use crate::mediator::revocations::{self, Ended};
 use crate::mediator::{DeviceId, DirectoryError, MediatorDirectory, NewMediator};
 
-pub use extract::AuthenticatedDevice;
 pub use invites::{Invite, InviteCode, InviteGrant, Invites, cancel_named, check_grant};
 pub use keys::{DeviceSigningKey, InvalidSigningKey, SESSION_CONTEXT, login_message};
-pub use routes::routes;
 pub use sessions::{Challenge, NewSession, SESSION_COOKIE, Session, Sessions};
 
 /// Bytes of a login challenge.

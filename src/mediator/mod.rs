@@ -2,11 +2,9 @@
 //! age keys) by zone, which decides who can open a tip; the alert state
 //! machine (claim, release, resolve, reassign); escalation when nobody
 //! claims an alert in time; the devices themselves (enrolment from an
-//! invite, challenge-signature login, sessions, revocation); and the alert
-//! API the app uses (live stream, envelopes, claims, replies).
+//! invite, challenge-signature login, sessions, revocation) and the live
+//! feed of alert changes. The HTTP routes over this domain are in `api`.
 
-pub mod alerts_api;
-pub mod app_assets;
 pub mod claims;
 pub mod devices;
 mod directory;

@@ -11,4 +11,4 @@ mod pseudonym;
 pub mod redaction;
 
 pub use client_addr::{ClientKey, ClientKeyer};
-pub use pseudonym::{Pseudonym, PseudonymKey};
+pub use pseudonym::PseudonymKey;

@@ -8,16 +8,13 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::domain::Pseudonym;
+
 /// The secret behind pseudonyms. No `Debug`, `Clone` or `Serialize`; wiped on drop.
 pub struct PseudonymKey {
     version: u32,
     secret: Zeroizing<[u8; 32]>,
 }
-
-/// A pseudonym as stored and shown: `p<version>_<32 hex>`. The version says
-/// which secret made it, so rotation never silently merges or splits threads.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Pseudonym(String);
 
 impl PseudonymKey {
     pub fn new(version: u32, secret: [u8; 32]) -> Self {
@@ -41,7 +38,7 @@ impl PseudonymKey {
         mac.update(identifier);
         let tag = mac.finalize().into_bytes();
         let short = tag.get(..16).unwrap_or(&tag);
-        Pseudonym(format!("p{}_{}", self.version, hex::encode(short)))
+        Pseudonym::from_tag(self.version, short)
     }
 
     /// A fingerprint that identifies the secret without revealing it.
@@ -57,12 +54,6 @@ impl PseudonymKey {
 #[allow(clippy::panic, reason = "HMAC-SHA256 takes keys of every length")]
 fn unreachable_hmac() -> ! {
     panic!("HMAC-SHA256 refused a 32-byte key")
-}
-
-impl Pseudonym {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 #[cfg(test)]

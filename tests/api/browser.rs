@@ -203,7 +203,7 @@ async fn a_phone_enrols_in_chromium_signs_in_with_its_stored_keys_and_receives_i
     // The page came with the app's own policy, and nothing on it broke it.
     assert_eq!(
         result["page_csp"],
-        tipwire::mediator::app_assets::APP_CONTENT_SECURITY_POLICY
+        tipwire::api::app_assets::APP_CONTENT_SECURITY_POLICY
     );
     assert_eq!(
         result["csp_violations"],
@@ -318,10 +318,7 @@ async fn the_app_is_served_under_its_own_policy_and_the_bare_path_redirects() {
         .get_all("content-security-policy")
         .iter()
         .collect();
-    assert_eq!(
-        csp,
-        [tipwire::mediator::app_assets::APP_CONTENT_SECURITY_POLICY]
-    );
+    assert_eq!(csp, [tipwire::api::app_assets::APP_CONTENT_SECURITY_POLICY]);
     // The gateway's other security headers still apply.
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
@@ -331,7 +328,7 @@ async fn the_app_is_served_under_its_own_policy_and_the_bare_path_redirects() {
     let response = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(
         response.headers()["content-security-policy"],
-        tipwire::app::CONTENT_SECURITY_POLICY
+        tipwire::server::CONTENT_SECURITY_POLICY
     );
     let response = app
         .client
@@ -805,10 +802,10 @@ async fn spawn_push_app_for_browser() -> TestApp {
 
 /// The endpoint of the subscription the gateway holds for `device`.
 async fn stored_push_endpoint(app: &TestApp, device: &DeviceId) -> Option<String> {
-    tipwire::push::Subscriptions::new(app.store.clone())
+    tipwire::outbound::push::Subscriptions::new(app.store.clone())
         .get(
             device,
-            tipwire::push::EndpointPolicy::DangerousAllowLoopbackHttp,
+            tipwire::outbound::push::EndpointPolicy::DangerousAllowLoopbackHttp,
         )
         .await
         .unwrap()
@@ -944,7 +941,7 @@ async fn a_phone_turns_on_alerts_and_a_tip_for_its_zone_is_pushed_and_shown_with
 
     // A gateway that lost the subscription has it back at the next sign-in.
     assert!(
-        tipwire::push::Subscriptions::new(app.store.clone())
+        tipwire::outbound::push::Subscriptions::new(app.store.clone())
             .remove(&device)
             .await
             .unwrap()

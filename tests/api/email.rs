@@ -161,7 +161,7 @@ async fn a_reply_reaches_the_tipster_threaded_from_the_tip_address_with_no_media
     app.queue_reply(
         &thread,
         "We hear you. Someone is on it tonight.",
-        tipwire::relay::Kind::Reply,
+        tipwire::outbound::relay::Kind::Reply,
     )
     .await;
     // The relay answers 451 once: the reply is scheduled again, then sent.
@@ -421,7 +421,7 @@ async fn with_redis_down_the_client_gets_451_and_its_retry_is_stored_once_redis_
 
 #[tokio::test]
 async fn a_nudge_reaches_a_mediator_through_a_real_relay_and_names_only_zone_and_urgency() {
-    use tipwire::channels::email::outbound::{MailSender, Nudge};
+    use tipwire::outbound::email::{MailSender, Nudge};
     let sink = Sink::start(0);
     let mut settings = tipwire::config::Settings::load(None).unwrap();
     let out = &mut settings.email.outbound;

@@ -6,7 +6,7 @@
 use crate::support::app::TestApp;
 use crate::support::email::{Sink, TIP_ADDRESS, spawn_email_app};
 use tipwire::domain::ThreadId;
-use tipwire::relay::Kind;
+use tipwire::outbound::relay::Kind;
 
 const TIPSTER: &str = "resident.tipster@example.net";
 
@@ -34,7 +34,7 @@ async fn last_thread(app: &TestApp) -> String {
 
 /// Queues a mediator's reply on `thread` and runs the relay once: the
 /// outcome counts.
-async fn reply_on(app: &TestApp, thread: &str) -> tipwire::relay::StepReport {
+async fn reply_on(app: &TestApp, thread: &str) -> tipwire::outbound::relay::StepReport {
     let thread = ThreadId::parse(thread).unwrap();
     app.queue_reply(&thread, "Are you safe?", Kind::Reply).await;
     app.relay.step().await.unwrap()

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tipwire::clock::now_ms as unix_ms;
 use tipwire::mediator::{AlertState, AlertStates, EscalationWorker, Stage};
-use tipwire::push::PushWorker;
+use tipwire::outbound::push::PushWorker;
 
 use crate::support::app::{TestApp, spawn_app_with};
 use crate::support::phone::{

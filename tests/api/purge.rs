@@ -7,7 +7,7 @@ use std::process::Command;
 use base64::Engine as _;
 use tipwire::crypto::Keyring;
 use tipwire::domain::ThreadId;
-use tipwire::relay::Kind;
+use tipwire::outbound::relay::Kind;
 
 use crate::support::app::TestApp;
 use crate::support::private_redis::PrivateRedis;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tipwire::crypto::Keyring;
+use tipwire::crypto::{Keyring, VapidKey, VapidSubject};
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
-use tipwire::push::{
+use tipwire::outbound::push::{
     AlertNotice, EndpointPolicy, NoticeKind, PushClient, PushClientConfig, PushError, Subscription,
-    Urgency, VapidKey, VapidSubject,
+    Urgency,
 };
 
 use crate::support::push::PushEndpoint;
@@ -80,7 +80,7 @@ async fn a_push_decrypts_with_http_ece_carries_valid_vapid_and_no_tip_text() {
 async fn a_payload_of_exactly_3993_bytes_reaches_the_receiver_intact() {
     let endpoint = PushEndpoint::start();
     let client = client(Arc::new(VapidKey::generate()));
-    let payload = "z".repeat(tipwire::push::MAX_PLAINTEXT);
+    let payload = "z".repeat(tipwire::outbound::push::MAX_PLAINTEXT);
     client
         .send(
             &endpoint.subscription(None),

@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tipwire::bus::WorkQueue;
 use tipwire::bus::timing::coarse_due;
+use tipwire::clock::now_ms as unix_ms;
 use tipwire::crypto::Keyring;
 use tipwire::domain::{Priority, TipId, Zone, ZoneChoice};
 use tipwire::mediator::{AlertStates, EscalationPolicy, EscalationWorker, Escalations, Stage};
-use tipwire::clock::now_ms as unix_ms;
-use tipwire::push::RECLAIM_IDLE;
+use tipwire::outbound::push::RECLAIM_IDLE;
 
 use crate::support::app::{TestApp, error_code, logs, spawn_app, spawn_app_with};
 use crate::support::canary::assert_nowhere;

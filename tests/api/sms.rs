@@ -10,7 +10,7 @@ use crate::support::sms::{
 use tipwire::crypto::IdentityKey;
 use tipwire::domain::ThreadId;
 
-use tipwire::relay::Kind;
+use tipwire::outbound::relay::Kind;
 
 const TIPSTER: &str = "+15557654321";
 

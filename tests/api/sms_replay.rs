@@ -4,7 +4,7 @@
 use crate::support::app::{TestApp, restart_with_rotated_pseudonym_key};
 use crate::support::sms::{StandIn, now, spawn_sms_app, telnyx_event, twilio_params};
 use tipwire::domain::ThreadId;
-use tipwire::relay::Kind;
+use tipwire::outbound::relay::Kind;
 
 const TIPSTER: &str = "+15557650101";
 

@@ -418,7 +418,7 @@ async fn a_relay_consumer_group_left_by_an_older_tipwire_is_taken_over_and_destr
     app.queue_reply(
         &thread,
         "read by the old worker",
-        tipwire::relay::Kind::Reply,
+        tipwire::outbound::relay::Kind::Reply,
     )
     .await;
     let _: () = redis::cmd("XGROUP")
@@ -440,8 +440,12 @@ async fn a_relay_consumer_group_left_by_an_older_tipwire_is_taken_over_and_destr
         .await
         .unwrap();
     assert_eq!(read.keys[0].ids.len(), 1);
-    app.queue_reply(&thread, "queued after it", tipwire::relay::Kind::Reply)
-        .await;
+    app.queue_reply(
+        &thread,
+        "queued after it",
+        tipwire::outbound::relay::Kind::Reply,
+    )
+    .await;
 
     assert_eq!(app.relay.step().await.unwrap().sent, 2);
     let groups: Vec<Value> = redis::cmd("XINFO")

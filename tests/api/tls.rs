@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tipwire::config::ServerMode;
-use tipwire::tls::DevCert;
+use tipwire::server::tls::DevCert;
 
 use crate::support::app::{TestApp, spawn_app, spawn_app_with};
 

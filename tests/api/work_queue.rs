@@ -215,11 +215,11 @@ async fn an_older_consumer_group_is_migrated_once_with_its_pending_entries_retri
 fn relay_replica(
     app: &crate::support::app::TestApp,
     consumer: &str,
-) -> tipwire::relay::RelayWorker {
-    tipwire::relay::RelayWorker::new(
+) -> tipwire::outbound::relay::RelayWorker {
+    tipwire::outbound::relay::RelayWorker::new(
         Store::new(&app.settings.redis).unwrap(),
         std::sync::Arc::new(tipwire::crypto::Keyring::load(&app.settings.keys.dir).unwrap()),
-        tipwire::channels::sms::provider_clients(&app.settings).unwrap(),
+        tipwire::outbound::sms::provider_clients(&app.settings).unwrap(),
         None,
         consumer.into(),
         app.settings.relay.max_attempts,
@@ -246,9 +246,9 @@ async fn a_relay_send_late_in_a_round_keeps_its_lease_so_another_replica_does_no
         .await;
     assert_eq!(r.status(), 200);
     let thread = tipwire::domain::ThreadId::parse(&app.alerts().await[0].entry.thread).unwrap();
-    app.queue_reply(&thread, "first", tipwire::relay::Kind::Reply)
+    app.queue_reply(&thread, "first", tipwire::outbound::relay::Kind::Reply)
         .await;
-    app.queue_reply(&thread, "second", tipwire::relay::Kind::Reply)
+    app.queue_reply(&thread, "second", tipwire::outbound::relay::Kind::Reply)
         .await;
     // The second send is held in flight until the test releases it.
     let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));

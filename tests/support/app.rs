@@ -11,7 +11,7 @@ use tipwire::bus::{AlertReader, Store, StoredAlert};
 use tipwire::config::{Durability, ServerMode, Settings};
 use tipwire::crypto::{IdentityKey, Keyring};
 use tipwire::mediator::{MediatorDirectory, NewMediator};
-use tipwire::tls::DevCert;
+use tipwire::server::tls::DevCert;
 
 /// Everything the gateways in this test binary logged, for canary scans.
 pub static LOGS: LazyLock<Mutex<Vec<u8>>> = LazyLock::new(|| Mutex::new(Vec::new()));
@@ -90,11 +90,11 @@ pub struct TestApp {
     pub store: Store,
     pub ca_pem: String,
     pub handle: actix_web::dev::ServerHandle,
-    pub cert: Option<std::sync::Arc<tipwire::tls::ReloadingCert>>,
-    pub relay: std::sync::Arc<tipwire::relay::RelayWorker>,
+    pub cert: Option<std::sync::Arc<tipwire::server::tls::ReloadingCert>>,
+    pub relay: std::sync::Arc<tipwire::outbound::relay::RelayWorker>,
     pub metrics: std::sync::Arc<tipwire::telemetry::Metrics>,
     /// Graceful stop, as SIGTERM does it.
-    pub drain: tipwire::app::Drain,
+    pub drain: tipwire::server::Drain,
     /// The SMTP port and implicit-TLS port, when email is on.
     pub smtp: Option<(u16, Option<u16>)>,
     /// The Redis durability check, whose step tests run.

@@ -205,7 +205,7 @@ impl Sink {
     /// `fail_first`: how many messages get a 451 before the sink accepts.
     pub fn start(fail_first: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let cert = tipwire::tls::DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
+        let cert = tipwire::server::tls::DevCert::generate(&["localhost", "127.0.0.1"]).unwrap();
         let tls = dir.path().join("tls");
         cert.write(&tls).unwrap();
         let out = dir.path().join("mail");

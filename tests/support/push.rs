@@ -12,7 +12,7 @@ use tipwire::config::Settings;
 use tipwire::crypto::Keyring;
 use tipwire::domain::Zone;
 use tipwire::mediator::DeviceId;
-use tipwire::push::{EndpointPolicy, PushWorker, Subscription};
+use tipwire::outbound::push::{EndpointPolicy, PushWorker, Subscription};
 
 use crate::support::app::TestApp;
 use crate::support::email::{peer, python};

@@ -277,10 +277,10 @@ impl TestApp {
         &self,
         thread: &tipwire::domain::ThreadId,
         text: &str,
-        kind: tipwire::relay::Kind,
+        kind: tipwire::outbound::relay::Kind,
     ) -> String {
         let ring = tipwire::crypto::Keyring::load(&self.settings.keys.dir).unwrap();
-        tipwire::relay::enqueue(&self.store, &ring, thread, text, kind)
+        tipwire::outbound::relay::enqueue(&self.store, &ring, thread, text, kind)
             .await
             .unwrap()
     }

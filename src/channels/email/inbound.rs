@@ -16,9 +16,11 @@ use crate::domain::{
     Channel, EmailAddress, InboundTip, Priority, ProviderMessage, ThreadId, TipText, ZoneChoice,
 };
 use crate::intake::{Intake, IntakeError, Submitted};
+use crate::outbound::relay::threads::{
+    EmailThreading, Provider, ReplyAddress, Threads, coarse_expiry,
+};
 use crate::privacy::ClientKey;
 use crate::ratelimit::{GlobalLimiter, HashedLimiter, KeyedLimiter, Scope};
-use crate::relay::threads::{EmailThreading, Provider, ReplyAddress, Threads, coarse_expiry};
 use crate::telemetry::Metrics;
 
 use super::message::{self, MessageError, MessageLimits, ParsedMessage};
@@ -205,7 +207,7 @@ impl EmailChannel {
         thread: &ThreadToken,
         tip_address: &EmailAddress,
         sender: &EmailAddress,
-        pseudonym: &crate::privacy::Pseudonym,
+        pseudonym: &crate::domain::Pseudonym,
         threading: EmailThreading,
     ) -> Result<(), crate::bus::StoreError> {
         let id = thread.thread();

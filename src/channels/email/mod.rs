@@ -9,7 +9,6 @@ mod inbound;
 mod listener;
 pub mod message;
 pub(crate) mod mime;
-pub mod outbound;
 mod replies;
 pub mod session;
 

@@ -19,10 +19,10 @@ use crate::telemetry::Metrics;
 
 use super::language::{Keyword, Language, Texts};
 use super::limits::SmsLimiter;
-use super::provider::{MediaError, SmsClient};
 use super::signature::{TelnyxVerifier, TwilioValidator};
 use crate::config::SmsSettings;
-use crate::relay::threads::{Provider, Threads, coarse_expiry};
+use crate::outbound::relay::threads::{Provider, Threads, coarse_expiry};
+use crate::outbound::sms::{MediaError, SmsClient};
 
 /// A media item as the provider lists it; fetched only after the limits.
 #[derive(Clone)]
@@ -322,7 +322,7 @@ impl SmsChannel {
         keyword: Keyword,
         lang: Option<Language>,
         limited: bool,
-        pseudonyms: &[crate::privacy::Pseudonym],
+        pseudonyms: &[crate::domain::Pseudonym],
         provider: Provider,
         msg: &InboundSms,
     ) -> Result<Answer, crate::bus::StoreError> {
@@ -368,7 +368,7 @@ impl SmsChannel {
     async fn keep_address(
         &self,
         thread: &ThreadId,
-        pseudonyms: &[crate::privacy::Pseudonym],
+        pseudonyms: &[crate::domain::Pseudonym],
         provider: Provider,
         msg: &InboundSms,
         ttl_secs: u64,

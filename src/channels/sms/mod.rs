@@ -8,17 +8,16 @@
 mod inbound;
 pub mod language;
 mod limits;
-pub mod provider;
 mod setup;
 pub mod signature;
 pub(crate) mod telnyx;
 pub(crate) mod twilio;
 
-pub use crate::relay::threads::{Provider, ReplyAddress, Threads};
+pub use crate::outbound::relay::threads::{Provider, ReplyAddress, Threads};
 pub use inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 pub use language::{Keyword, Language, Texts};
 pub use limits::SmsLimiter;
-pub use setup::provider_clients;
+
 pub use twilio::xml_escape;
 
 use actix_web::web;

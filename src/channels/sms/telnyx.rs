@@ -9,11 +9,11 @@ use serde::Deserialize;
 use crate::channels::body::{check_content_type, read_body};
 use crate::domain::{PhoneNumber, ThreadId};
 use crate::error::AppError;
-use crate::relay::{self, Kind};
+use crate::outbound::relay::{self, Kind};
 
 use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 use super::signature::TelnyxError;
-use crate::relay::threads::Provider;
+use crate::outbound::relay::threads::Provider;
 
 #[derive(Deserialize)]
 struct Event {

@@ -13,7 +13,7 @@ use crate::error::AppError;
 use super::inbound::{Answer, InboundSms, MediaRef, SmsChannel};
 use super::language::Texts;
 use super::signature::TwilioValidator;
-use crate::relay::threads::Provider;
+use crate::outbound::relay::threads::Provider;
 
 /// Twilio sends a few dozen parameters; room for 10 media items.
 pub(crate) const MAX_FIELDS: usize = 80;

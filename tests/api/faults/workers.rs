@@ -21,8 +21,8 @@ use tipwire::crypto::Keyring;
 use tipwire::domain::{ThreadId, Zone};
 use tipwire::mediator::DeviceId;
 use tipwire::mediator::devices::{DeviceApi, Enrolment};
-use tipwire::push::{EndpointPolicy, Subscription, Subscriptions};
-use tipwire::relay::Kind;
+use tipwire::outbound::push::{EndpointPolicy, Subscription, Subscriptions};
+use tipwire::outbound::relay::Kind;
 use tokio::sync::Notify;
 
 use crate::support::app::serve_stand_in;
@@ -105,7 +105,7 @@ async fn a_reply_whose_relay_died_before_its_acknowledgement_is_delivered_after_
         release: Arc::new(Notify::new()),
     });
     let keyring = Keyring::load(&rig.settings.keys.dir).unwrap();
-    tipwire::relay::enqueue(&store, &keyring, &thread, REPLY, Kind::Reply)
+    tipwire::outbound::relay::enqueue(&store, &keyring, &thread, REPLY, Kind::Reply)
         .await
         .unwrap();
     tokio::time::timeout(PATIENCE, arrived.notified())
