@@ -18,6 +18,7 @@ mod escalation_processes;
 mod faults;
 mod hostile_load;
 mod in_doubt;
+mod layout;
 mod offboarding;
 mod pages;
 mod purge;
