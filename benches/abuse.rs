@@ -227,7 +227,7 @@ impl Target {
             telnyx: telnyx_key(&args.telnyx_seed)?,
             twilio_to,
             telnyx_to,
-            origin: settings.mediator.public_base_url.clone(),
+            origin: settings.mediator.public_base_url.as_str().to_owned(),
             twilio_acks,
             max_body_bytes: settings.server.max_body_bytes,
             max_message_bytes: settings.email.max_message_bytes,

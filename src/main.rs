@@ -275,8 +275,8 @@ async fn main() -> Result<()> {
                     let zones = admin::mediators::parse_zones(&settings, &zones)?;
                     let invites = Invites::new(
                         admin::store(&settings)?,
-                        &settings.mediator.base_url()?,
-                        settings.mediator.invite_ttl(),
+                        settings.mediator.public_base_url.as_str(),
+                        settings.mediator.invite_ttl,
                     );
                     let invite = invites
                         .create(&name, &zones, supervisor, invites.default_ttl())

@@ -78,7 +78,7 @@ impl AlertsApi {
             store,
             live,
             keyring,
-            heartbeat: settings.mediator.stream_heartbeat(),
+            heartbeat: settings.mediator.stream_heartbeat,
             retention_secs,
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{ConfigError, Settings, invalid};
+use super::{ConfigError, invalid};
 
 /// The longest an invite may stay redeemable: a day. An invite is a bearer
 /// credential that makes its holder a recipient of tips.
@@ -16,55 +16,42 @@ const MAX_INVITE_TTL_SECS: u64 = 86_400;
 /// The longest a session may live, idle or not: a week.
 const MAX_SESSION_SECS: u64 = 7 * 86_400;
 
+/// `[mediator]` as written (TOML and environment), before it is checked.
 #[derive(Debug, Clone, Deserialize)]
-pub struct MediatorSettings {
-    /// `https://host[:port]` the mediator app is reached at, without a path.
+pub(super) struct RawMediatorSettings {
     pub public_base_url: String,
-    /// Seconds an enrolment invite stays redeemable.
     pub invite_ttl_secs: u64,
-    /// Seconds a session lives without use; every authenticated call restarts it.
     pub session_ttl_secs: u64,
-    /// Seconds a session lives at most, however busy (the cookie's Max-Age).
     pub session_max_secs: u64,
-    /// Seconds between heartbeats on a live alert stream; each also checks
-    /// the session, so a revoked device's stream ends within this time.
     pub stream_heartbeat_secs: u64,
 }
 
-impl MediatorSettings {
-    /// The base URL, checked, without a trailing slash.
-    pub fn base_url(&self) -> Result<String, ConfigError> {
-        let url = self.parsed_base_url()?;
-        Ok(url.as_str().trim_end_matches('/').to_owned())
-    }
+/// `[mediator]`, checked.
+#[derive(Debug, Clone)]
+pub struct MediatorSettings {
+    pub public_base_url: PublicBaseUrl,
+    /// How long an enrolment invite stays valid.
+    pub invite_ttl: Duration,
+    /// How long an unused session lives.
+    pub session_ttl: Duration,
+    /// The longest a session may last.
+    pub session_max: Duration,
+    /// How often a live alert stream sends a heartbeat.
+    pub stream_heartbeat: Duration,
+}
 
-    /// The origin (`scheme://host[:port]`) browsers send in `Origin` from the app.
-    pub fn public_origin(&self) -> Result<String, ConfigError> {
-        Ok(self.parsed_base_url()?.origin().ascii_serialization())
-    }
+/// `mediator.public_base_url`, checked: an `https://` origin (plain `http://`
+/// only on loopback) with no path, query, fragment or user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicBaseUrl(Url);
 
-    pub fn invite_ttl(&self) -> Duration {
-        Duration::from_secs(self.invite_ttl_secs)
-    }
-
-    pub fn session_ttl(&self) -> Duration {
-        Duration::from_secs(self.session_ttl_secs)
-    }
-
-    pub fn session_max(&self) -> Duration {
-        Duration::from_secs(self.session_max_secs)
-    }
-
-    pub fn stream_heartbeat(&self) -> Duration {
-        Duration::from_secs(self.stream_heartbeat_secs)
-    }
-
-    fn parsed_base_url(&self) -> Result<Url, ConfigError> {
+impl PublicBaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         const FIX: &str = "set the https:// address phones open the app at, e.g. https://tips.example.org (no path)";
-        let url = Url::parse(self.public_base_url.trim()).map_err(|_| {
+        let url = Url::parse(raw.trim()).map_err(|_| {
             invalid(
                 "mediator.public_base_url",
-                format!("{:?} is not a URL", self.public_base_url),
+                format!("{raw:?} is not a URL"),
                 FIX,
             )
         })?;
@@ -81,7 +68,7 @@ impl MediatorSettings {
         if !scheme_ok {
             return Err(invalid(
                 "mediator.public_base_url",
-                format!("{:?} is not an https:// URL", self.public_base_url),
+                format!("{raw:?} is not an https:// URL"),
                 FIX,
             ));
         }
@@ -96,21 +83,30 @@ impl MediatorSettings {
         {
             return Err(invalid(
                 "mediator.public_base_url",
-                format!(
-                    "{:?} has a path, query, fragment or user name",
-                    self.public_base_url
-                ),
+                format!("{raw:?} has a path, query, fragment or user name"),
                 FIX,
             ));
         }
-        Ok(url)
+        Ok(Self(url))
+    }
+
+    /// The base URL without a trailing `/`, as enrolment links start.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+
+    /// `scheme://host[:port]`: the only `Origin` state-changing API calls may
+    /// come from.
+    pub fn origin(&self) -> String {
+        self.0.origin().ascii_serialization()
     }
 }
 
-impl Settings {
-    pub(super) fn validate_mediator(&self) -> Result<(), ConfigError> {
-        let m = &self.mediator;
-        m.parsed_base_url()?;
+impl RawMediatorSettings {
+    /// Checks `[mediator]` and types it.
+    pub(super) fn check(&self) -> Result<MediatorSettings, ConfigError> {
+        let m = self;
+        let public_base_url = PublicBaseUrl::parse(&m.public_base_url)?;
         if m.invite_ttl_secs == 0 || m.invite_ttl_secs > MAX_INVITE_TTL_SECS {
             return Err(invalid(
                 "mediator.invite_ttl_secs",
@@ -150,15 +146,23 @@ impl Settings {
                 "set how often a live alert stream sends a heartbeat, in seconds (default 15)",
             ));
         }
-        Ok(())
+        Ok(MediatorSettings {
+            public_base_url,
+            invite_ttl: Duration::from_secs(m.invite_ttl_secs),
+            session_ttl: Duration::from_secs(m.session_ttl_secs),
+            session_max: Duration::from_secs(m.session_max_secs),
+            stream_heartbeat: Duration::from_secs(m.stream_heartbeat_secs),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::RawSettings;
     use super::*;
 
-    fn defaults() -> Settings {
+    /// The shipped defaults as written.
+    fn defaults() -> RawSettings {
         config::Config::builder()
             .add_source(config::File::from_str(
                 super::super::DEFAULT_TOML,
@@ -166,23 +170,23 @@ mod tests {
             ))
             .build()
             .unwrap()
-            .try_deserialize::<super::super::RawSettings>()
-            .unwrap()
-            .validate()
+            .try_deserialize()
             .unwrap()
     }
 
     #[test]
     fn the_shipped_mediator_defaults_are_the_documented_ones() {
-        let s = defaults();
-        s.validate_mediator().unwrap();
-        assert_eq!(s.mediator.invite_ttl_secs, 900);
-        assert_eq!(s.mediator.session_ttl_secs, 1800);
+        let s = defaults().validate().unwrap();
+        assert_eq!(s.mediator.invite_ttl, Duration::from_secs(900));
+        assert_eq!(s.mediator.session_ttl, Duration::from_secs(1800));
         assert_eq!(
-            s.mediator.public_origin().unwrap(),
+            s.mediator.public_base_url.origin(),
             "https://localhost:8443"
         );
-        assert_eq!(s.mediator.base_url().unwrap(), "https://localhost:8443");
+        assert_eq!(
+            s.mediator.public_base_url.as_str(),
+            "https://localhost:8443"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod push;
 mod sms;
 pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
 pub use escalation::{EscalationDelays, EscalationSettings};
-pub use mediator::MediatorSettings;
+pub use mediator::{MediatorSettings, PublicBaseUrl};
 pub use push::{EndpointPolicy, InvalidVapidSubject, PushSettings, VapidSubject};
 pub use sms::{
     Acknowledgement, RelaySettings, SmsSettings, TelnyxPublicKey, TelnyxSettings, TwilioSettings,
@@ -71,7 +71,7 @@ struct RawSettings {
     relay: RelaySettings,
     email: EmailSettings,
     escalation: EscalationSettings,
-    mediator: MediatorSettings,
+    mediator: mediator::RawMediatorSettings,
     push: push::RawPushSettings,
 }
 
@@ -92,7 +92,7 @@ impl RawSettings {
             relay: self.relay.clone(),
             email: self.email.clone(),
             escalation: self.escalation.clone(),
-            mediator: self.mediator.clone(),
+            mediator: self.mediator.check()?,
             push: self.push.check()?,
         };
         settings.validate()?;
@@ -296,7 +296,7 @@ impl Settings {
 
     /// Checks every setting that can be checked without touching files or the
     /// network; files (keys, certificate) are checked where they are loaded.
-    /// The typed sections (`sms`, `push`) were checked when they were made.
+    /// The typed sections (`sms`, `mediator`, `push`) were checked when they were made.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let host = self.host_ip()?;
         if self.server.mode == ServerMode::Plaintext && !host.is_loopback() {
@@ -423,7 +423,6 @@ impl Settings {
         self.zones()?;
         self.validate_email()?;
         self.validate_escalation()?;
-        self.validate_mediator()?;
         self.validate_connections()?;
         if self.relay.max_attempts == 0
             || self.relay.backoff_base_ms == 0

@@ -64,8 +64,6 @@ fn derived_values_hold(settings: &Settings) {
         settings.sms_limits().err(),
         settings.email_limits().err(),
         settings.request_budget().err(),
-        settings.mediator.base_url().err(),
-        settings.mediator.public_origin().err(),
     ];
     let later: Vec<String> = checks
         .into_iter()

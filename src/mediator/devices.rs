@@ -501,9 +501,9 @@ impl DeviceApi {
             keyer: crate::privacy::ClientKeyer::new(settings.trusted_proxies()?),
             loopback_is_everyone: settings.loopback_is_everyone()?,
             devices: Devices::new(store.clone()),
-            invites: Invites::new(store.clone(), &m.base_url()?, m.invite_ttl()),
-            sessions: Sessions::new(store, m.session_ttl(), m.session_max()),
-            origin: m.public_origin()?,
+            invites: Invites::new(store.clone(), m.public_base_url.as_str(), m.invite_ttl),
+            sessions: Sessions::new(store, m.session_ttl, m.session_max),
+            origin: m.public_base_url.origin(),
         })
     }
 

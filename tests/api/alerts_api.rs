@@ -668,7 +668,7 @@ async fn a_reconnect_with_last_event_id_replays_exactly_what_was_missed_then_con
 
 #[tokio::test]
 async fn a_revoked_devices_stream_ends_at_the_next_heartbeat() {
-    let app = spawn_app_with(|s| s.mediator.stream_heartbeat_secs = 1).await;
+    let app = spawn_app_with(|s| s.mediator.stream_heartbeat = Duration::from_secs(1)).await;
     let ana = mediator(&app, &["south"]).await;
     let (mut stream, _) = ana.stream(&app, None).await;
     // A heartbeat passes and the stream stays.
@@ -692,7 +692,7 @@ async fn a_revoked_devices_stream_ends_at_the_next_heartbeat() {
 
 #[tokio::test]
 async fn on_shutdown_an_open_stream_ends_at_once_with_shutting_down() {
-    let app = spawn_app_with(|s| s.mediator.stream_heartbeat_secs = 60).await;
+    let app = spawn_app_with(|s| s.mediator.stream_heartbeat = Duration::from_secs(60)).await;
     let ana = mediator(&app, &["south"]).await;
     let (mut stream, _) = ana.stream(&app, None).await;
     let (drain, handle) = (app.drain.clone(), app.handle.clone());

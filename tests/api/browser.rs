@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use tipwire::config::PublicBaseUrl;
 use tipwire::crypto::RecipientKey;
 use tipwire::domain::{Zone, ZoneChoice};
 use tipwire::mediator::devices::{Devices, Invites};
@@ -88,7 +89,8 @@ async fn spawn_browser_app_with(tweak: impl FnOnce(&mut tipwire::config::Setting
         .port();
     spawn_app_with(|s| {
         s.server.port = port;
-        s.mediator.public_base_url = format!("https://localhost:{port}");
+        s.mediator.public_base_url =
+            PublicBaseUrl::parse(&format!("https://localhost:{port}")).unwrap();
         tweak(s);
     })
     .await
@@ -181,7 +183,7 @@ async fn a_phone_enrols_in_chromium_signs_in_with_its_stored_keys_and_receives_i
 
     let invites = Invites::new(
         app.store.clone(),
-        &app.settings.mediator.public_base_url,
+        app.settings.mediator.public_base_url.as_str(),
         Duration::from_secs(900),
     );
     let invite = invites
@@ -347,7 +349,7 @@ async fn a_browser_without_webcrypto_x25519_keeps_an_age_identity_string_and_sti
     let north_before = seal_count(&app, "north").await;
     let invite = Invites::new(
         app.store.clone(),
-        &app.settings.mediator.public_base_url,
+        app.settings.mediator.public_base_url.as_str(),
         Duration::from_secs(900),
     )
     .create(
@@ -487,7 +489,7 @@ impl Driver {
 async fn invite(app: &TestApp, name: &str, zone: &Zone, supervisor: bool) -> String {
     Invites::new(
         app.store.clone(),
-        &app.settings.mediator.public_base_url,
+        app.settings.mediator.public_base_url.as_str(),
         Duration::from_secs(900),
     )
     .create(
@@ -548,7 +550,8 @@ async fn two_phones_follow_sms_tips_through_claims_a_reassign_a_reply_an_outage_
         .port();
     let (app, stand_in) = crate::support::sms::spawn_sms_app(|s| {
         s.server.port = port;
-        s.mediator.public_base_url = format!("https://localhost:{port}");
+        s.mediator.public_base_url =
+            PublicBaseUrl::parse(&format!("https://localhost:{port}")).unwrap();
     })
     .await;
     let north = Zone::parse("north").unwrap();

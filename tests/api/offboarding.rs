@@ -153,7 +153,7 @@ async fn a_removed_phone_is_refused_everywhere_its_stream_ends_and_its_claim_reo
         s.push.poll_interval = std::time::Duration::from_secs(3600);
         // The longest allowed: only a revocation notice can end the stream
         // within the 10 s this test waits for it.
-        s.mediator.stream_heartbeat_secs = 60;
+        s.mediator.stream_heartbeat = std::time::Duration::from_secs(60);
     })
     .await;
     let push = PushWorker::from_settings(
@@ -342,7 +342,7 @@ async fn an_open_stream_ends_when_its_session_can_no_longer_be_checked() {
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url;
-        s.mediator.stream_heartbeat_secs = 1;
+        s.mediator.stream_heartbeat = std::time::Duration::from_secs(1);
     })
     .await;
     let (phone, device_id) = enrolled_phone(&app).await;
