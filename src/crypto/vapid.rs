@@ -6,7 +6,7 @@
 //!
 //! Untrusted inputs: the key file (operator input, parsed as PKCS#8 PEM and
 //! refused when malformed) and the subscription endpoint whose origin becomes
-//! the audience (already checked by `subscription.rs`).
+//! the audience (already checked by `outbound/push/subscription.rs`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

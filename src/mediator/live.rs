@@ -23,7 +23,7 @@
 //! Nothing here reads `<prefix>:alerts` itself: its entries carry sealed
 //! attachments (megabytes each), and a reconnect storm of phones catching up
 //! would read them all. A summary entry is a few hundred bytes of routing
-//! fields, so a catch-up of [`super::alerts_api`]'s at most 500 entries reads
+//! fields, so a catch-up of [`crate::api::alerts`]'s at most 500 entries reads
 //! well under a megabyte whatever the tips hold; the app fetches one
 //! envelope when it opens an alert.
 //! The same read follows `<prefix>:revocations` ([`super::revocations`]), so

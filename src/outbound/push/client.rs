@@ -1,5 +1,5 @@
 //! Sends one Web Push message (RFC 8030 §5) to one subscription: encrypts
-//! the payload (`ece.rs`), signs the VAPID token (`vapid.rs`), POSTs it, and
+//! the payload (`ece.rs`), signs the VAPID token (`crypto/vapid.rs`), POSTs it, and
 //! sorts the push service's answer into delivered, gone (prune the
 //! subscription), permanent (do not retry) or transient (retry later).
 //!
