@@ -215,7 +215,7 @@ impl Target {
             .to_vec();
         let mut target = Self {
             base: format!("https://{}:{}", settings.server.host, settings.server.port),
-            host: settings.server.host.clone(),
+            host: settings.server.host.to_string(),
             smtp,
             tip_address,
             twilio_url: format!(

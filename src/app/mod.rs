@@ -138,11 +138,11 @@ impl Application {
         let web = web::Data::new(WebChannel::new(
             intake.clone(),
             ChannelLimiter::new(per_client, global),
-            ClientKeyer::new(settings.trusted_proxies()?),
+            ClientKeyer::new(settings.server.trusted_proxies.clone()),
             zones,
             settings.tips.max_text_chars,
             settings.server.max_body_bytes,
-            settings.loopback_is_everyone()?,
+            settings.server.loopback_is_everyone(),
         ));
         let sms = web::Data::new(SmsChannel::from_settings(
             &settings,
@@ -190,7 +190,7 @@ impl Application {
         let store_data = web::Data::new(store.clone());
         let durability_data = web::Data::from(durability.clone());
         let access = web::Data::new(ops::MetricsAccess(
-            settings.metrics_allow()?,
+            settings.server.metrics_allow.clone(),
             settings.server.metrics_by_minute,
         ));
         let devices = web::Data::new(crate::mediator::devices::DeviceApi::from_settings(
@@ -202,7 +202,7 @@ impl Application {
         // mode every request comes through a proxy or onion service.
         let budget = web::Data::new(crate::server::https::RequestBudget::new(
             settings.request_budget()?,
-            ClientKeyer::new(settings.trusted_proxies()?),
+            ClientKeyer::new(settings.server.trusted_proxies.clone()),
         ));
         let budget_on = settings.server.mode == ServerMode::Tls;
         let body_deadline = web::Data::new(crate::server::body_deadline::BodyDeadline(
@@ -429,12 +429,12 @@ impl Application {
         let admission = Arc::new(crate::server::https::Admission::new(
             &settings,
             tls,
-            ClientKeyer::new(settings.trusted_proxies()?),
+            ClientKeyer::new(settings.server.trusted_proxies.clone()),
             timeouts,
         ));
         let c = &settings.server.connections;
         let mut builder = actix_server::Server::build()
-            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
             // The admission gates refuse excess connections at once;
             // the worker's own cap must never be what queues them.
             .max_concurrent_connections(c.max.saturating_add(1))
@@ -470,7 +470,7 @@ impl Application {
             smtp,
             metrics,
             drain,
-            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            shutdown_timeout: settings.server.shutdown_timeout,
         })
     }
 }

@@ -3,12 +3,10 @@
 //! operator input, validated once by [`Settings::validate`] so the gateway
 //! refuses to start with a message that names the setting and the fix.
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::domain::Zone;
@@ -18,11 +16,13 @@ mod email;
 mod escalation;
 mod mediator;
 mod push;
+mod server;
 mod sms;
 pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
 pub use escalation::{EscalationDelays, EscalationSettings};
 pub use mediator::{MediatorSettings, PublicBaseUrl};
 pub use push::{EndpointPolicy, InvalidVapidSubject, PushSettings, VapidSubject};
+pub use server::{ServerMode, ServerSettings};
 pub use sms::{
     Acknowledgement, RelaySettings, SmsSettings, TelnyxPublicKey, TelnyxSettings, TwilioSettings,
 };
@@ -58,7 +58,7 @@ pub(crate) fn invalid(
 /// checks them and types the sections that are parsed once, here.
 #[derive(Debug, Clone, Deserialize)]
 struct RawSettings {
-    server: ServerSettings,
+    server: server::RawServerSettings,
     tls: TlsSettings,
     redis: RedisSettings,
     keys: KeySettings,
@@ -79,7 +79,7 @@ impl RawSettings {
     /// Checks every setting and returns them typed.
     fn validate(&self) -> Result<Settings, ConfigError> {
         let settings = Settings {
-            server: self.server.clone(),
+            server: self.server.check()?,
             tls: self.tls.clone(),
             redis: self.redis.clone(),
             keys: self.keys.clone(),
@@ -117,37 +117,6 @@ pub struct Settings {
     pub escalation: EscalationSettings,
     pub mediator: MediatorSettings,
     pub push: PushSettings,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerMode {
-    Tls,
-    Plaintext,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ServerSettings {
-    pub host: String,
-    pub port: u16,
-    pub mode: ServerMode,
-    pub workers: usize,
-    pub shutdown_timeout_secs: u64,
-    pub max_body_bytes: usize,
-    pub trusted_proxies: Vec<String>,
-    pub metrics_allow: Vec<String>,
-    /// Offer HTTP/2 over TLS (ALPN `h2`); see `config/default.toml`.
-    pub http2: bool,
-    pub connections: connections::ConnectionSettings,
-    /// `/metrics` answers with the counters as they stood at the last whole
-    /// minute (true), or live (false: tests, and operators who accept that
-    /// a scraper then times each tip to its scrape interval).
-    #[serde(default = "yes")]
-    pub metrics_by_minute: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,42 +267,8 @@ impl Settings {
     /// network; files (keys, certificate) are checked where they are loaded.
     /// The typed sections (`sms`, `mediator`, `push`) were checked when they were made.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let host = self.host_ip()?;
-        if self.server.mode == ServerMode::Plaintext && !host.is_loopback() {
-            return Err(invalid(
-                "server.mode",
-                format!("\"plaintext\" is refused on the non-loopback address {host}"),
-                "set server.mode = \"tls\", or bind server.host to 127.0.0.1 or ::1 behind a TLS-terminating proxy or onion service",
-            ));
-        }
+        self.server.validate()?;
         self.enrolment_limits()?;
-        let proxies = self.trusted_proxies()?;
-        let metrics = self.metrics_allow()?;
-        // Behind a proxy or an onion service every request comes from the
-        // proxy: letting that address read /metrics would let anyone poll the
-        // tip counters and learn when each tip arrived.
-        let proxied = |net: &IpNet| {
-            proxies
-                .iter()
-                .any(|p| p.contains(&net.addr()) || net.contains(&p.addr()))
-                || (self.server.mode == ServerMode::Plaintext && net.addr().is_loopback())
-        };
-        if let Some(net) = metrics.iter().find(|n| proxied(n)) {
-            return Err(invalid(
-                "server.metrics_allow",
-                format!(
-                    "{net} is where proxied (or onion) requests come from, so everyone could read /metrics"
-                ),
-                "set server.metrics_allow to the scraper's own address, or [] to turn /metrics off",
-            ));
-        }
-        if self.server.shutdown_timeout_secs == 0 {
-            return Err(invalid(
-                "server.shutdown_timeout_secs",
-                "is 0, which would cut in-flight tips off",
-                "set it to a few seconds (default 30)",
-            ));
-        }
         if self.tips.max_text_chars == 0 {
             return Err(invalid(
                 "tips.max_text_chars",
@@ -437,48 +372,12 @@ impl Settings {
         Ok(())
     }
 
-    pub fn host_ip(&self) -> Result<IpAddr, ConfigError> {
-        self.server.host.parse().map_err(|_| {
-            invalid(
-                "server.host",
-                format!("{:?} is not an IP address", self.server.host),
-                "use an address such as 127.0.0.1, 0.0.0.0 or ::",
-            )
-        })
-    }
-
-    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
-        parse_nets(&self.server.trusted_proxies).map_err(|bad| {
-            invalid(
-                "server.trusted_proxies",
-                format!("{bad:?} is not an address or CIDR block"),
-                "list addresses like \"127.0.0.1\" or blocks like \"10.0.0.0/8\"",
-            )
-        })
-    }
-
-    pub fn metrics_allow(&self) -> Result<Vec<IpNet>, ConfigError> {
-        parse_nets(&self.server.metrics_allow).map_err(|bad| {
-            invalid(
-                "server.metrics_allow",
-                format!("{bad:?} is not an address or CIDR block"),
-                "list addresses like \"127.0.0.1\" or blocks like \"10.0.0.0/8\"",
-            )
-        })
-    }
-
     pub fn web_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
         channel_limits(
             &self.rate_limits.web,
             "rate_limits.web.per_client",
             "rate_limits.web.global",
         )
-    }
-
-    /// Plaintext mode without trusted proxies (an onion service): every
-    /// visitor arrives from loopback, so loopback is no one client.
-    pub fn loopback_is_everyone(&self) -> Result<bool, ConfigError> {
-        Ok(self.server.mode == ServerMode::Plaintext && self.trusted_proxies()?.is_empty())
     }
 
     /// `rate_limits.enrolment`, checked.
@@ -570,18 +469,6 @@ pub(crate) fn check_quota(q: QuotaSettings) -> Option<CheckedQuota> {
         count,
         period: Duration::from_secs(q.per_secs),
     })
-}
-
-fn parse_nets(items: &[String]) -> Result<Vec<IpNet>, String> {
-    items
-        .iter()
-        .map(|s| {
-            let s = s.trim();
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| s.to_owned())
-        })
-        .collect()
 }
 
 #[cfg(test)]

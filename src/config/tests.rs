@@ -2,8 +2,8 @@
 
 use super::*;
 
-fn defaults() -> Settings {
-    let s: RawSettings = config::Config::builder()
+fn raw_defaults() -> RawSettings {
+    config::Config::builder()
         .add_source(config::File::from_str(
             DEFAULT_TOML,
             config::FileFormat::Toml,
@@ -11,8 +11,11 @@ fn defaults() -> Settings {
         .build()
         .unwrap()
         .try_deserialize()
-        .unwrap();
-    s.validate().unwrap()
+        .unwrap()
+}
+
+fn defaults() -> Settings {
+    raw_defaults().validate().unwrap()
 }
 
 #[test]
@@ -24,11 +27,11 @@ fn the_shipped_defaults_are_valid() {
 fn plaintext_on_a_public_address_is_refused_with_the_setting_named() {
     let mut s = defaults();
     s.server.mode = ServerMode::Plaintext;
-    s.server.host = "0.0.0.0".into();
+    s.server.host = std::net::Ipv4Addr::UNSPECIFIED.into();
     let msg = s.validate().unwrap_err().to_string();
     assert!(msg.starts_with("server.mode:"), "{msg}");
     assert!(msg.contains("Fix:"), "{msg}");
-    s.server.host = "::1".into();
+    s.server.host = std::net::Ipv6Addr::LOCALHOST.into();
     // Behind an onion service loopback is everyone: /metrics must not answer it.
     let msg = s.validate().unwrap_err().to_string();
     assert!(msg.starts_with("server.metrics_allow:"), "{msg}");
@@ -134,7 +137,7 @@ fn reply_addresses_kept_longer_than_the_tips_are_refused() {
 
 #[test]
 fn bad_proxy_entries_are_named() {
-    let mut s = defaults();
+    let mut s = raw_defaults();
     s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
     let msg = s.validate().unwrap_err().to_string();
     assert!(msg.contains("proxy.local"), "{msg}");

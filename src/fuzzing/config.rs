@@ -54,11 +54,7 @@ pub fn config(data: &[u8]) {
 
 fn derived_values_hold(settings: &Settings) {
     let checks = [
-        settings.host_ip().err(),
-        settings.trusted_proxies().err(),
-        settings.metrics_allow().err(),
         settings.web_limits().err(),
-        settings.loopback_is_everyone().err(),
         settings.enrolment_limits().err(),
         settings.zones().err(),
         settings.sms_limits().err(),

@@ -498,8 +498,8 @@ impl DeviceApi {
         let (per_client, global) = settings.enrolment_limits()?;
         Ok(Self {
             enrolment_limiter: crate::ratelimit::ChannelLimiter::new(per_client, global),
-            keyer: crate::privacy::ClientKeyer::new(settings.trusted_proxies()?),
-            loopback_is_everyone: settings.loopback_is_everyone()?,
+            keyer: crate::privacy::ClientKeyer::new(settings.server.trusted_proxies.clone()),
+            loopback_is_everyone: settings.server.loopback_is_everyone(),
             devices: Devices::new(store.clone()),
             invites: Invites::new(store.clone(), m.public_base_url.as_str(), m.invite_ttl),
             sessions: Sessions::new(store, m.session_ttl, m.session_max),

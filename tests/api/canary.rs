@@ -95,7 +95,8 @@ async fn no_canary_from_a_tip_request_reaches_redis_logs_metrics_or_disk() {
 #[tokio::test]
 async fn a_forwarded_for_canary_from_a_trusted_proxy_is_used_but_never_stored() {
     let app = spawn_app_with(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.web.per_client.count = 1;
         s.rate_limits.web.per_client.per_secs = 3600;
     })

@@ -185,7 +185,8 @@ async fn metrics_show_the_counters_as_they_stood_at_the_last_whole_minute() {
 
 #[tokio::test]
 async fn metrics_are_hidden_from_addresses_not_allowed() {
-    let app = spawn_app_with(|s| s.server.metrics_allow = vec!["10.0.0.0/8".into()]).await;
+    let app =
+        spawn_app_with(|s| s.server.metrics_allow = vec!["10.0.0.0/8".parse().unwrap()]).await;
     assert_eq!(
         app.client
             .get(app.url("/metrics"))

@@ -15,7 +15,8 @@ async fn the_request_after_the_quota_gets_429_with_retry_after_and_another_clien
         s.rate_limits.web.per_client.count = 3;
         s.rate_limits.web.per_client.per_secs = 3600;
         // Requests come through a trusted local proxy, which names the client.
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
     })
     .await;
     let send = |client_ip: &'static str, accept: &'static str| {
@@ -215,7 +216,8 @@ const GUESSES: [&str; 2] = ["abcdefghijklmnopqrstuvwxyz", "not a code"];
 #[tokio::test]
 async fn invite_guesses_from_many_addresses_do_not_lock_a_real_phone_out_of_enrolment() {
     let app = spawn_app_with(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.enrolment.per_client.count = 2;
         s.rate_limits.enrolment.per_client.per_secs = 3_600;
         s.rate_limits.enrolment.global.count = 3;
@@ -252,7 +254,8 @@ async fn invite_guesses_from_many_addresses_do_not_lock_a_real_phone_out_of_enro
 #[tokio::test]
 async fn the_enrolment_channels_limit_still_holds_for_valid_invites() {
     let app = spawn_app_with(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.enrolment.global.count = 2;
         s.rate_limits.enrolment.global.per_secs = 3_600;
     })
@@ -350,7 +353,8 @@ async fn seen(response: reqwest::Response) -> (u16, Vec<(String, String)>, Strin
 #[tokio::test]
 async fn a_guess_gets_the_same_answer_whether_or_not_valid_invites_spent_the_channels_limit() {
     let app = spawn_app_with(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.enrolment.per_client.count = 100;
         s.rate_limits.enrolment.global.count = 2;
         s.rate_limits.enrolment.global.per_secs = 3_600;
@@ -408,7 +412,8 @@ async fn a_forged_forwarded_for_does_not_buy_an_unproxied_guesser_more_attempts(
 #[tokio::test]
 async fn an_invite_sent_twice_at_once_enrols_one_phone() {
     let app = spawn_app_with(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.enrolment.global.count = 1_000;
     })
     .await;
@@ -438,7 +443,8 @@ async fn with_redis_down_every_enrolment_gets_503_and_nothing_is_charged_to_the_
         s.redis.url = url.clone();
         s.redis.connect_timeout_ms = 300;
         s.redis.response_timeout_ms = 500;
-        s.server.trusted_proxies = vec!["127.0.0.1".into(), "::1".into()];
+        s.server.trusted_proxies =
+            vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.enrolment.global.count = 1;
         s.rate_limits.enrolment.global.per_secs = 3_600;
     })
@@ -477,7 +483,7 @@ async fn with_redis_down_every_enrolment_gets_503_and_nothing_is_charged_to_the_
 #[tokio::test]
 async fn behind_an_onion_service_on_ipv6_loopback_guesses_pay_the_channels_limit() {
     let app = spawn_app_with(|s| {
-        s.server.host = "::1".into();
+        s.server.host = std::net::Ipv6Addr::LOCALHOST.into();
         s.server.mode = tipwire::config::ServerMode::Plaintext;
         s.rate_limits.enrolment.per_client.count = 1;
         s.rate_limits.enrolment.per_client.per_secs = 3_600;

@@ -27,7 +27,8 @@ type Outcome = (usize, Result<u16, reqwest::Error>);
 async fn a_graceful_stop_leaves_no_tip_half_done() {
     // A short drain, so that the senders, within their budget, are still
     // sending when the stop completes, even when it runs into its timeout.
-    let app = spawn_app_with(|s| s.server.shutdown_timeout_secs = 1).await;
+    let app =
+        spawn_app_with(|s| s.server.shutdown_timeout = std::time::Duration::from_secs(1)).await;
     let deadline = Instant::now() + DEADLINE;
     let issued = Arc::new(AtomicUsize::new(0));
     let in_flight = Arc::new(AtomicUsize::new(0));

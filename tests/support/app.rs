@@ -108,10 +108,10 @@ pub async fn spawn_app() -> TestApp {
 /// Settings for a test: defaults, fresh keys and certificate in a temp dir.
 pub fn test_settings(dir: &std::path::Path) -> Settings {
     let mut s = Settings::load(None).unwrap();
-    s.server.host = "127.0.0.1".into();
+    s.server.host = std::net::Ipv4Addr::LOCALHOST.into();
     s.server.port = 0;
     s.server.workers = 1;
-    s.server.shutdown_timeout_secs = 2;
+    s.server.shutdown_timeout = std::time::Duration::from_secs(2);
     s.tls.cert_path = dir.join("tls/cert.pem");
     s.tls.key_path = dir.join("tls/key.pem");
     s.keys.dir = dir.join("keys");
