@@ -109,7 +109,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         settings.validate()?;
         let zones = settings.zones()?;
-        let (per_client, global) = settings.web_limits()?;
+        let web_limits = settings.rate_limits.web;
         let keyring = Arc::new(Keyring::load(&settings.keys.dir)?);
         let metrics = Arc::new(Metrics::new()?);
         let store = Store::new(&settings.redis)?;
@@ -137,7 +137,7 @@ impl Application {
         );
         let web = web::Data::new(WebChannel::new(
             intake.clone(),
-            ChannelLimiter::new(per_client, global),
+            ChannelLimiter::new(web_limits.per_client, web_limits.global),
             ClientKeyer::new(settings.server.trusted_proxies.clone()),
             zones,
             settings.tips.max_text_chars,
@@ -201,12 +201,12 @@ impl Application {
         // Per-address request budgets hold on the HTTPS port; in plaintext
         // mode every request comes through a proxy or onion service.
         let budget = web::Data::new(crate::server::https::RequestBudget::new(
-            settings.request_budget()?,
+            settings.server.connections.requests_per_address,
             ClientKeyer::new(settings.server.trusted_proxies.clone()),
         ));
         let budget_on = settings.server.mode == ServerMode::Tls;
         let body_deadline = web::Data::new(crate::server::body_deadline::BodyDeadline(
-            settings.server.connections.body_timeout(),
+            settings.server.connections.body_timeout,
         ));
 
         let mut tasks = BackgroundTasks::default();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{CheckedQuota, ConfigError, QuotaSettings, Settings, check_quota, invalid};
+use super::{CheckedQuota, ConfigError, QuotaSettings, Settings, invalid};
 
 /// Longer than any real handshake, even over a poor mobile link; an idle
 /// connection holds its handshake slot no longer than this.
@@ -15,7 +15,20 @@ const MAX_HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
 /// A body of `server.max_body_bytes` arrives far sooner, even on a poor link.
 const MAX_BODY_TIMEOUT_MS: u64 = 120_000;
 
+/// `[server.connections]` as written (TOML and environment).
 #[derive(Debug, Clone, Deserialize)]
+pub(super) struct RawConnectionSettings {
+    max: usize,
+    max_per_address: usize,
+    max_handshakes: usize,
+    max_handshakes_per_address: usize,
+    tls_handshake_timeout_ms: u64,
+    request_body_timeout_ms: u64,
+    requests_per_address: QuotaSettings,
+}
+
+/// `[server.connections]`, typed.
+#[derive(Debug, Clone)]
 pub struct ConnectionSettings {
     /// Connections open at once, all clients together.
     pub max: usize,
@@ -25,38 +38,37 @@ pub struct ConnectionSettings {
     pub max_handshakes: usize,
     /// TLS handshakes in progress at once from one address.
     pub max_handshakes_per_address: usize,
-    /// Milliseconds a TLS handshake may take, from accept to the end.
-    pub tls_handshake_timeout_ms: u64,
-    /// Milliseconds a request body may take to arrive, from its head.
-    pub request_body_timeout_ms: u64,
+    /// How long a TLS handshake may take, from accept to the end
+    /// (`tls_handshake_timeout_ms`).
+    pub handshake_timeout: Duration,
+    /// How long a request body may take to arrive, from its head
+    /// (`request_body_timeout_ms`).
+    pub body_timeout: Duration,
     /// Requests from one address (IPv6: one /64), all routes together.
-    pub requests_per_address: QuotaSettings,
+    pub requests_per_address: CheckedQuota,
 }
 
-impl ConnectionSettings {
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_millis(self.tls_handshake_timeout_ms)
-    }
-
-    pub fn body_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_body_timeout_ms)
+impl RawConnectionSettings {
+    /// Types `[server.connections]`; [`Settings::validate`] checks how the
+    /// limits combine.
+    pub(super) fn check(&self) -> Result<ConnectionSettings, ConfigError> {
+        Ok(ConnectionSettings {
+            max: self.max,
+            max_per_address: self.max_per_address,
+            max_handshakes: self.max_handshakes,
+            max_handshakes_per_address: self.max_handshakes_per_address,
+            handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
+            body_timeout: Duration::from_millis(self.request_body_timeout_ms),
+            requests_per_address: self.requests_per_address.check(
+                "server.connections.requests_per_address",
+                "for example { count = 600, per_secs = 60 }",
+            )?,
+        })
     }
 }
 
 impl Settings {
-    /// The checked per-address request budget.
-    pub fn request_budget(&self) -> Result<CheckedQuota, ConfigError> {
-        check_quota(self.server.connections.requests_per_address).ok_or_else(|| {
-            invalid(
-                "server.connections.requests_per_address",
-                "count and per_secs must both be positive",
-                "for example { count = 600, per_secs = 60 }",
-            )
-        })
-    }
-
     pub(super) fn validate_connections(&self) -> Result<(), ConfigError> {
-        self.request_budget()?;
         let c = &self.server.connections;
         if c.max == 0 || c.max_per_address == 0 || c.max_per_address > c.max {
             return Err(invalid(
@@ -82,23 +94,24 @@ impl Settings {
                 "set positive numbers (defaults 256 and 8)",
             ));
         }
-        if c.tls_handshake_timeout_ms == 0 || c.tls_handshake_timeout_ms > MAX_HANDSHAKE_TIMEOUT_MS
+        if c.handshake_timeout.is_zero()
+            || c.handshake_timeout > Duration::from_millis(MAX_HANDSHAKE_TIMEOUT_MS)
         {
             return Err(invalid(
                 "server.connections.tls_handshake_timeout_ms",
                 format!(
                     "{} is not between 1 and {MAX_HANDSHAKE_TIMEOUT_MS}",
-                    c.tls_handshake_timeout_ms
+                    c.handshake_timeout.as_millis()
                 ),
                 "set how long a TLS handshake may take, in milliseconds (default 5000)",
             ));
         }
-        if c.request_body_timeout_ms == 0 || c.request_body_timeout_ms > MAX_BODY_TIMEOUT_MS {
+        if c.body_timeout.is_zero() || c.body_timeout > Duration::from_millis(MAX_BODY_TIMEOUT_MS) {
             return Err(invalid(
                 "server.connections.request_body_timeout_ms",
                 format!(
                     "{} is not between 1 and {MAX_BODY_TIMEOUT_MS}",
-                    c.request_body_timeout_ms
+                    c.body_timeout.as_millis()
                 ),
                 "set how long a request body may take to arrive, in milliseconds (default 10000)",
             ));
@@ -118,8 +131,8 @@ mod tests {
         let c = &s.server.connections;
         assert_eq!((c.max, c.max_per_address), (1024, 64));
         assert_eq!((c.max_handshakes, c.max_handshakes_per_address), (256, 8));
-        assert_eq!(c.handshake_timeout(), Duration::from_secs(5));
-        assert_eq!(c.body_timeout(), Duration::from_secs(10));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(c.body_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -138,13 +151,13 @@ mod tests {
                 c.max_handshakes = 2000
             }),
             ("server.connections.tls_handshake_timeout_ms", |c| {
-                c.tls_handshake_timeout_ms = 60_000
+                c.handshake_timeout = Duration::from_millis(60_000)
             }),
             ("server.connections.request_body_timeout_ms", |c| {
-                c.request_body_timeout_ms = 0
+                c.body_timeout = Duration::ZERO
             }),
             ("server.connections.request_body_timeout_ms", |c| {
-                c.request_body_timeout_ms = 600_000
+                c.body_timeout = Duration::from_millis(600_000)
             }),
         ];
         for (name, tweak) in cases {

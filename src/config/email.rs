@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
+use super::{ConfigError, Settings, invalid};
 
 /// Longest `email.outbound.timeout_secs`: well inside the reply relay's
 /// one-minute lease.
@@ -81,7 +81,6 @@ pub struct OutboundSettings {
 impl Settings {
     pub(super) fn validate_email(&self) -> Result<(), ConfigError> {
         let email = &self.email;
-        self.email_limits()?;
         if !email.enabled {
             return self.validate_outbound();
         }
@@ -277,30 +276,4 @@ impl Settings {
         }
         Ok(())
     }
-
-    /// Per sender (pseudonym), per connecting address, and for the channel.
-    pub fn email_limits(&self) -> Result<(CheckedQuota, CheckedQuota, CheckedQuota), ConfigError> {
-        let l = &self.rate_limits.email;
-        let check = |q, name: &'static str| {
-            check_quota(q).ok_or_else(|| {
-                invalid(
-                    name,
-                    "count and per_secs must both be positive",
-                    "for example { count = 10, per_secs = 3600 }",
-                )
-            })
-        };
-        Ok((
-            check(l.per_client, "rate_limits.email.per_client")?,
-            check(l.per_address, "rate_limits.email.per_address")?,
-            check(l.global, "rate_limits.email.global")?,
-        ))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EmailLimits {
-    pub per_client: super::QuotaSettings,
-    pub per_address: super::QuotaSettings,
-    pub global: super::QuotaSettings,
 }

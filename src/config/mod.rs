@@ -3,7 +3,6 @@
 //! operator input, validated once by [`Settings::validate`] so the gateway
 //! refuses to start with a message that names the setting and the fix.
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,12 +13,15 @@ use crate::domain::Zone;
 mod connections;
 mod email;
 mod escalation;
+mod limits;
 mod mediator;
 mod push;
 mod server;
 mod sms;
-pub use email::{EmailLimits, EmailSettings, OutboundSettings, OutboundTls};
+pub use email::{EmailSettings, OutboundSettings, OutboundTls};
 pub use escalation::{EscalationDelays, EscalationSettings};
+use limits::QuotaSettings;
+pub use limits::{ChannelLimits, CheckedQuota, EmailLimits, RateLimitSettings};
 pub use mediator::{MediatorSettings, PublicBaseUrl};
 pub use push::{EndpointPolicy, InvalidVapidSubject, PushSettings, VapidSubject};
 pub use server::{ServerMode, ServerSettings};
@@ -65,7 +67,7 @@ struct RawSettings {
     retention: RetentionSettings,
     tips: TipSettings,
     log: LogSettings,
-    rate_limits: RateLimitSettings,
+    rate_limits: limits::RawRateLimitSettings,
     zones: Vec<ZoneSettings>,
     sms: sms::RawSmsSettings,
     relay: RelaySettings,
@@ -86,7 +88,7 @@ impl RawSettings {
             retention: self.retention.clone(),
             tips: self.tips.clone(),
             log: self.log.clone(),
-            rate_limits: self.rate_limits.clone(),
+            rate_limits: self.rate_limits.check()?,
             zones: self.zones.clone(),
             sms: self.sms.check(&parse_zones(&self.zones)?)?,
             relay: self.relay.clone(),
@@ -185,39 +187,9 @@ pub struct LogSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct RateLimitSettings {
-    pub web: ChannelLimits,
-    /// Device enrolments (`POST /api/v1/devices`): per client address for
-    /// every attempt, in all only for a valid invite (for every attempt
-    /// behind an onion service).
-    pub enrolment: ChannelLimits,
-    pub sms: ChannelLimits,
-    pub email: EmailLimits,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChannelLimits {
-    pub per_client: QuotaSettings,
-    pub global: QuotaSettings,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct QuotaSettings {
-    pub count: u32,
-    pub per_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct ZoneSettings {
     pub id: String,
     pub name: String,
-}
-
-/// A quota checked at start-up: a positive count over a positive period.
-#[derive(Debug, Clone, Copy)]
-pub struct CheckedQuota {
-    pub count: NonZeroU32,
-    pub period: Duration,
 }
 
 impl Settings {
@@ -268,7 +240,6 @@ impl Settings {
     /// The typed sections (`sms`, `mediator`, `push`) were checked when they were made.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
-        self.enrolment_limits()?;
         if self.tips.max_text_chars == 0 {
             return Err(invalid(
                 "tips.max_text_chars",
@@ -353,8 +324,6 @@ impl Settings {
                 "set how often, in seconds, old tips are trimmed (default 300)",
             ));
         }
-        self.web_limits()?;
-        self.sms_limits()?;
         self.zones()?;
         self.validate_email()?;
         self.validate_escalation()?;
@@ -370,23 +339,6 @@ impl Settings {
             ));
         }
         Ok(())
-    }
-
-    pub fn web_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
-        channel_limits(
-            &self.rate_limits.web,
-            "rate_limits.web.per_client",
-            "rate_limits.web.global",
-        )
-    }
-
-    /// `rate_limits.enrolment`, checked.
-    pub fn enrolment_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
-        channel_limits(
-            &self.rate_limits.enrolment,
-            "rate_limits.enrolment.per_client",
-            "rate_limits.enrolment.global",
-        )
     }
 
     /// The configured zones, parsed; duplicates and reserved ids are refused.
@@ -434,41 +386,6 @@ fn parse_zones(zones: &[ZoneSettings]) -> Result<Vec<(Zone, String)>, ConfigErro
         out.push((zone, z.name.clone()));
     }
     Ok(out)
-}
-
-/// A channel's two quotas, each checked, named by their settings.
-fn channel_limits(
-    limits: &ChannelLimits,
-    per_client: &'static str,
-    global: &'static str,
-) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
-    let check = |setting: &'static str, q: QuotaSettings, example: &'static str| {
-        check_quota(q)
-            .ok_or_else(|| invalid(setting, "count and per_secs must both be positive", example))
-    };
-    Ok((
-        check(
-            per_client,
-            limits.per_client,
-            "for example { count = 10, per_secs = 3600 }",
-        )?,
-        check(
-            global,
-            limits.global,
-            "for example { count = 600, per_secs = 60 }",
-        )?,
-    ))
-}
-
-pub(crate) fn check_quota(q: QuotaSettings) -> Option<CheckedQuota> {
-    let count = NonZeroU32::new(q.count)?;
-    if q.per_secs == 0 {
-        return None;
-    }
-    Some(CheckedQuota {
-        count,
-        period: Duration::from_secs(q.per_secs),
-    })
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub(super) struct RawServerSettings {
     pub(super) trusted_proxies: Vec<String>,
     metrics_allow: Vec<String>,
     http2: bool,
-    connections: connections::ConnectionSettings,
+    connections: connections::RawConnectionSettings,
     #[serde(default = "yes")]
     metrics_by_minute: bool,
 }
@@ -85,7 +85,7 @@ impl RawServerSettings {
             trusted_proxies,
             metrics_allow,
             http2: self.http2,
-            connections: self.connections.clone(),
+            connections: self.connections.check()?,
             metrics_by_minute: self.metrics_by_minute,
         })
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{CheckedQuota, ConfigError, Settings, check_quota, invalid};
+use super::{ConfigError, Settings, invalid};
 use crate::domain::{Language, PhoneNumber, Priority, Zone, ZoneChoice};
 
 /// `[sms]` as written (TOML and environment), before it is checked.
@@ -324,24 +324,6 @@ impl RawSmsSettings {
 }
 
 impl Settings {
-    pub fn sms_limits(&self) -> Result<(CheckedQuota, CheckedQuota), ConfigError> {
-        let per_client = check_quota(self.rate_limits.sms.per_client).ok_or_else(|| {
-            invalid(
-                "rate_limits.sms.per_client",
-                "count and per_secs must both be positive",
-                "for example { count = 10, per_secs = 3600 }",
-            )
-        })?;
-        let global = check_quota(self.rate_limits.sms.global).ok_or_else(|| {
-            invalid(
-                "rate_limits.sms.global",
-                "count and per_secs must both be positive",
-                "for example { count = 600, per_secs = 60 }",
-            )
-        })?;
-        Ok((per_client, global))
-    }
-
     /// Reads a secret from a file that only its owner may read.
     pub fn read_secret(
         setting: &'static str,

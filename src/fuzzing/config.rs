@@ -53,14 +53,7 @@ pub fn config(data: &[u8]) {
 }
 
 fn derived_values_hold(settings: &Settings) {
-    let checks = [
-        settings.web_limits().err(),
-        settings.enrolment_limits().err(),
-        settings.zones().err(),
-        settings.sms_limits().err(),
-        settings.email_limits().err(),
-        settings.request_budget().err(),
-    ];
+    let checks = [settings.zones().err()];
     let later: Vec<String> = checks
         .into_iter()
         .flatten()

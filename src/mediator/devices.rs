@@ -495,9 +495,12 @@ pub struct DeviceApi {
 impl DeviceApi {
     pub fn from_settings(settings: &Settings, store: Store) -> Result<Self, ConfigError> {
         let m = &settings.mediator;
-        let (per_client, global) = settings.enrolment_limits()?;
+        let limits = settings.rate_limits.enrolment;
         Ok(Self {
-            enrolment_limiter: crate::ratelimit::ChannelLimiter::new(per_client, global),
+            enrolment_limiter: crate::ratelimit::ChannelLimiter::new(
+                limits.per_client,
+                limits.global,
+            ),
             keyer: crate::privacy::ClientKeyer::new(settings.server.trusted_proxies.clone()),
             loopback_is_everyone: settings.server.loopback_is_everyone(),
             devices: Devices::new(store.clone()),

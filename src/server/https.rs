@@ -112,7 +112,7 @@ impl Admission {
             handshakes: ConcurrencyGate::new(c.max_handshakes, c.max_handshakes_per_address),
             keyer,
             tls,
-            handshake_timeout: c.handshake_timeout(),
+            handshake_timeout: c.handshake_timeout,
             // A whole request (head and largest body) must fit before the
             // answer: the body limit, plus room for a large head.
             read_ahead: settings
@@ -122,7 +122,7 @@ impl Admission {
             // A head, its body and then the handler's own time.
             answer_deadline: timeouts
                 .client_request
-                .saturating_add(c.body_timeout())
+                .saturating_add(c.body_timeout)
                 .saturating_add(HANDLING_ROOM),
         }
     }

@@ -97,8 +97,8 @@ async fn a_forwarded_for_canary_from_a_trusted_proxy_is_used_but_never_stored() 
     let app = spawn_app_with(|s| {
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-        s.rate_limits.web.per_client.count = 1;
-        s.rate_limits.web.per_client.per_secs = 3600;
+        s.rate_limits.web.per_client.count = std::num::NonZeroU32::new(1).unwrap();
+        s.rate_limits.web.per_client.period = std::time::Duration::from_secs(3600);
     })
     .await;
     let run = random_hex(10);

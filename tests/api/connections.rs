@@ -67,7 +67,10 @@ async fn idle_connections_from_one_address_are_refused_beyond_its_share_and_neve
 
 #[tokio::test]
 async fn a_handshake_that_never_finishes_is_closed_at_its_deadline() {
-    let app = spawn_app_with(|s| s.server.connections.tls_handshake_timeout_ms = 300).await;
+    let app = spawn_app_with(|s| {
+        s.server.connections.handshake_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
     let mut silent = connect_from("127.0.0.3", app.port).await;
     wait_until_closed(&mut silent).await;
     // Half a ClientHello, then nothing: the same.
@@ -157,7 +160,10 @@ async fn negotiated(app: &TestApp, offer: &[&[u8]]) -> Option<Vec<u8>> {
 #[tokio::test]
 async fn a_request_body_that_stops_arriving_is_refused_at_its_deadline() {
     use tokio::io::AsyncWriteExt as _;
-    let app = spawn_app_with(|s| s.server.connections.request_body_timeout_ms = 300).await;
+    let app = spawn_app_with(|s| {
+        s.server.connections.body_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
     let mut tls = tls_connect(&app, &[b"http/1.1"]).await.unwrap();
     tls.write_all(
         b"POST /api/v1/session/challenge HTTP/1.1\r\nHost: localhost\r\n\
@@ -201,8 +207,8 @@ async fn http2_is_offered_only_when_turned_on() {
 #[tokio::test]
 async fn an_address_over_its_request_budget_gets_429_and_its_connection_closed() {
     let app = spawn_app_with(|s| {
-        s.server.connections.requests_per_address.count = 3;
-        s.server.connections.requests_per_address.per_secs = 3600;
+        s.server.connections.requests_per_address.count = std::num::NonZeroU32::new(3).unwrap();
+        s.server.connections.requests_per_address.period = std::time::Duration::from_secs(3600);
     })
     .await;
     let ca = reqwest::Certificate::from_pem(app.ca_pem.as_bytes()).unwrap();

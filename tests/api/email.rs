@@ -525,8 +525,8 @@ async fn commands_pipelined_behind_starttls_close_the_connection() {
 #[tokio::test]
 async fn a_sender_over_its_limit_gets_450_and_so_does_a_flooding_address() {
     let app = spawn_email_app(|s| {
-        s.rate_limits.email.per_client.count = 2;
-        s.rate_limits.email.per_address.count = 4;
+        s.rate_limits.email.per_client.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.email.per_address.count = std::num::NonZeroU32::new(4).unwrap();
     })
     .await;
     let mut replies = Vec::new();
@@ -561,8 +561,8 @@ async fn a_sender_over_its_limit_gets_450_and_so_does_a_flooding_address() {
 #[tokio::test]
 async fn abandoned_messages_do_not_use_up_the_channels_limit_for_real_mail() {
     let app = spawn_email_app(|s| {
-        s.rate_limits.email.global.count = 2;
-        s.rate_limits.email.global.per_secs = 3600;
+        s.rate_limits.email.global.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.email.global.period = std::time::Duration::from_secs(3600);
     })
     .await;
     let mut c = app.raw_smtp().await;

@@ -547,8 +547,8 @@ async fn without_a_valid_invite_every_enrolment_gets_the_same_answer() {
 #[tokio::test]
 async fn enrolment_attempts_are_rate_limited_per_client_before_the_invite_is_read() {
     let app = spawn_app_with(|s| {
-        s.rate_limits.enrolment.per_client.count = 3;
-        s.rate_limits.enrolment.per_client.per_secs = 3_600;
+        s.rate_limits.enrolment.per_client.count = std::num::NonZeroU32::new(3).unwrap();
+        s.rate_limits.enrolment.per_client.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     let code = invite(&app, &["south"], Duration::from_secs(900)).await;

@@ -12,8 +12,8 @@ use crate::support::phone::{Phone, api, invite};
 #[tokio::test]
 async fn the_request_after_the_quota_gets_429_with_retry_after_and_another_client_is_unaffected() {
     let app = spawn_app_with(|s| {
-        s.rate_limits.web.per_client.count = 3;
-        s.rate_limits.web.per_client.per_secs = 3600;
+        s.rate_limits.web.per_client.count = std::num::NonZeroU32::new(3).unwrap();
+        s.rate_limits.web.per_client.period = std::time::Duration::from_secs(3600);
         // Requests come through a trusted local proxy, which names the client.
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
@@ -85,7 +85,7 @@ async fn the_request_after_the_quota_gets_429_with_retry_after_and_another_clien
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_limit() {
     let app = spawn_app_with(|s| {
-        s.rate_limits.web.per_client.count = 2;
+        s.rate_limits.web.per_client.count = std::num::NonZeroU32::new(2).unwrap();
     })
     .await;
     for (i, expected) in [200, 200, 429].into_iter().enumerate() {
@@ -105,8 +105,8 @@ async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_limit() {
 #[tokio::test]
 async fn junk_forms_do_not_use_up_the_channels_limit_for_real_tips() {
     let app = spawn_app_with(|s| {
-        s.rate_limits.web.global.count = 2;
-        s.rate_limits.web.global.per_secs = 3600;
+        s.rate_limits.web.global.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.web.global.period = std::time::Duration::from_secs(3600);
     })
     .await;
     let form = "application/x-www-form-urlencoded";
@@ -156,8 +156,8 @@ async fn a_keyed_tip_over_the_channels_limit_is_refused_before_the_store_is_aske
         s.redis.url = url.clone();
         s.redis.connect_timeout_ms = 300;
         s.redis.response_timeout_ms = 500;
-        s.rate_limits.web.global.count = 1;
-        s.rate_limits.web.global.per_secs = 3600;
+        s.rate_limits.web.global.count = std::num::NonZeroU32::new(1).unwrap();
+        s.rate_limits.web.global.period = std::time::Duration::from_secs(3600);
     })
     .await;
     let keyed = |key: &'static str| {
@@ -218,10 +218,10 @@ async fn invite_guesses_from_many_addresses_do_not_lock_a_real_phone_out_of_enro
     let app = spawn_app_with(|s| {
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-        s.rate_limits.enrolment.per_client.count = 2;
-        s.rate_limits.enrolment.per_client.per_secs = 3_600;
-        s.rate_limits.enrolment.global.count = 3;
-        s.rate_limits.enrolment.global.per_secs = 3_600;
+        s.rate_limits.enrolment.per_client.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.enrolment.per_client.period = std::time::Duration::from_secs(3_600);
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(3).unwrap();
+        s.rate_limits.enrolment.global.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     let code = invite(&app, &["south"], Duration::from_secs(900)).await;
@@ -256,8 +256,8 @@ async fn the_enrolment_channels_limit_still_holds_for_valid_invites() {
     let app = spawn_app_with(|s| {
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-        s.rate_limits.enrolment.global.count = 2;
-        s.rate_limits.enrolment.global.per_secs = 3_600;
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.enrolment.global.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     for client in ["192.0.2.1", "192.0.2.2"] {
@@ -293,10 +293,10 @@ async fn the_enrolment_channels_limit_still_holds_for_valid_invites() {
 async fn behind_an_onion_service_the_enrolment_channels_limit_bounds_guesses_before_the_lookup() {
     let app = spawn_app_with(|s| {
         s.server.mode = tipwire::config::ServerMode::Plaintext;
-        s.rate_limits.enrolment.per_client.count = 1;
-        s.rate_limits.enrolment.per_client.per_secs = 3_600;
-        s.rate_limits.enrolment.global.count = 4;
-        s.rate_limits.enrolment.global.per_secs = 3_600;
+        s.rate_limits.enrolment.per_client.count = std::num::NonZeroU32::new(1).unwrap();
+        s.rate_limits.enrolment.per_client.period = std::time::Duration::from_secs(3_600);
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(4).unwrap();
+        s.rate_limits.enrolment.global.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     let app = &app;
@@ -355,9 +355,9 @@ async fn a_guess_gets_the_same_answer_whether_or_not_valid_invites_spent_the_cha
     let app = spawn_app_with(|s| {
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-        s.rate_limits.enrolment.per_client.count = 100;
-        s.rate_limits.enrolment.global.count = 2;
-        s.rate_limits.enrolment.global.per_secs = 3_600;
+        s.rate_limits.enrolment.per_client.count = std::num::NonZeroU32::new(100).unwrap();
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.enrolment.global.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     let used = invite(&app, &["south"], Duration::from_secs(900)).await;
@@ -392,9 +392,9 @@ async fn a_guess_gets_the_same_answer_whether_or_not_valid_invites_spent_the_cha
 #[tokio::test]
 async fn a_forged_forwarded_for_does_not_buy_an_unproxied_guesser_more_attempts() {
     let app = spawn_app_with(|s| {
-        s.rate_limits.enrolment.per_client.count = 2;
-        s.rate_limits.enrolment.per_client.per_secs = 3_600;
-        s.rate_limits.enrolment.global.count = 1_000;
+        s.rate_limits.enrolment.per_client.count = std::num::NonZeroU32::new(2).unwrap();
+        s.rate_limits.enrolment.per_client.period = std::time::Duration::from_secs(3_600);
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(1_000).unwrap();
     })
     .await;
     let guesser = Phone::new();
@@ -414,7 +414,7 @@ async fn an_invite_sent_twice_at_once_enrols_one_phone() {
     let app = spawn_app_with(|s| {
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-        s.rate_limits.enrolment.global.count = 1_000;
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(1_000).unwrap();
     })
     .await;
     for round in 0..5 {
@@ -445,8 +445,8 @@ async fn with_redis_down_every_enrolment_gets_503_and_nothing_is_charged_to_the_
         s.redis.response_timeout_ms = 500;
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-        s.rate_limits.enrolment.global.count = 1;
-        s.rate_limits.enrolment.global.per_secs = 3_600;
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(1).unwrap();
+        s.rate_limits.enrolment.global.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     let code = invite(&app, &["south"], Duration::from_secs(900)).await;
@@ -485,10 +485,10 @@ async fn behind_an_onion_service_on_ipv6_loopback_guesses_pay_the_channels_limit
     let app = spawn_app_with(|s| {
         s.server.host = std::net::Ipv6Addr::LOCALHOST.into();
         s.server.mode = tipwire::config::ServerMode::Plaintext;
-        s.rate_limits.enrolment.per_client.count = 1;
-        s.rate_limits.enrolment.per_client.per_secs = 3_600;
-        s.rate_limits.enrolment.global.count = 3;
-        s.rate_limits.enrolment.global.per_secs = 3_600;
+        s.rate_limits.enrolment.per_client.count = std::num::NonZeroU32::new(1).unwrap();
+        s.rate_limits.enrolment.per_client.period = std::time::Duration::from_secs(3_600);
+        s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(3).unwrap();
+        s.rate_limits.enrolment.global.period = std::time::Duration::from_secs(3_600);
     })
     .await;
     let url = format!("http://[::1]:{}/api/v1/devices", app.port);

@@ -304,7 +304,10 @@ async fn bad_sms_input_is_refused_precisely_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_flooding_number_gets_one_polite_notice_per_window_and_costs_nothing_more() {
-    let (app, _stand_in) = spawn_sms_app(|s| s.rate_limits.sms.per_client.count = 2).await;
+    let (app, _stand_in) = spawn_sms_app(|s| {
+        s.rate_limits.sms.per_client.count = std::num::NonZeroU32::new(2).unwrap()
+    })
+    .await;
     for i in 0..2 {
         let sid = format!("SM3{i}");
         assert!(

@@ -265,9 +265,9 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
         s.email.host = "127.0.0.1".into();
         s.email.port = 0;
         s.email.hostname = "mx.tips.example.org".into();
-        s.rate_limits.email.per_client.count = 10_000;
-        s.rate_limits.email.per_address.count = 10_000;
-        s.rate_limits.email.global.count = 10_000;
+        s.rate_limits.email.per_client.count = std::num::NonZeroU32::new(10_000).unwrap();
+        s.rate_limits.email.per_address.count = std::num::NonZeroU32::new(10_000).unwrap();
+        s.rate_limits.email.global.count = std::num::NonZeroU32::new(10_000).unwrap();
         let out = &mut s.email.outbound;
         out.enabled = true;
         out.relay_host = "localhost".into();

@@ -120,8 +120,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     // The shared test Redis keeps nothing on disk (every test's keys are
     // thrown away); tests/api/durability.rs proves the default refuses it.
     s.redis.durability = Durability::DangerousNoPersistence;
-    s.rate_limits.web.per_client.count = 10_000;
-    s.rate_limits.web.global.count = 10_000;
+    s.rate_limits.web.per_client.count = std::num::NonZeroU32::new(10_000).unwrap();
+    s.rate_limits.web.global.count = std::num::NonZeroU32::new(10_000).unwrap();
     // Tests read counters right after acting (tests/api/pages.rs checks the
     // minute snapshot).
     s.server.metrics_by_minute = false;

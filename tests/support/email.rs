@@ -27,9 +27,9 @@ pub async fn spawn_email_app(tweak: impl FnOnce(&mut tipwire::config::Settings))
         s.email.hostname = "mx.tips.example.org".into();
         s.email.implicit_tls = true;
         s.email.implicit_tls_port = 0;
-        s.rate_limits.email.per_client.count = 10_000;
-        s.rate_limits.email.per_address.count = 10_000;
-        s.rate_limits.email.global.count = 10_000;
+        s.rate_limits.email.per_client.count = std::num::NonZeroU32::new(10_000).unwrap();
+        s.rate_limits.email.per_address.count = std::num::NonZeroU32::new(10_000).unwrap();
+        s.rate_limits.email.global.count = std::num::NonZeroU32::new(10_000).unwrap();
         s.relay.backoff_base_ms = 1;
         // Tests drive the relay's step themselves.
         s.relay.poll_interval_ms = 3_600_000;

@@ -230,8 +230,8 @@ pub async fn spawn_sms_app(
         s.sms.telnyx.api_key_file = telnyx_file;
         s.sms.telnyx.api_base_url = url.clone();
         s.sms.telnyx.media_base_url = url;
-        s.rate_limits.sms.per_client.count = 10_000;
-        s.rate_limits.sms.global.count = 10_000;
+        s.rate_limits.sms.per_client.count = std::num::NonZeroU32::new(10_000).unwrap();
+        s.rate_limits.sms.global.count = std::num::NonZeroU32::new(10_000).unwrap();
         s.relay.backoff_base_ms = 1;
         // Tests drive the relay's step themselves.
         s.relay.poll_interval_ms = 3_600_000;

@@ -98,7 +98,9 @@ impl EmailChannel {
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
         let e = &settings.email;
-        let (per_sender, per_address, global) = settings.email_limits()?;
+        let limits = settings.rate_limits.email;
+        let (per_sender, per_address, global) =
+            (limits.per_client, limits.per_address, limits.global);
         Ok(Self {
             intake,
             threads,

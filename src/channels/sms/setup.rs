@@ -68,7 +68,8 @@ impl SmsChannel {
                 Provider::Email => {}
             }
         }
-        let (per_sender, per_number) = settings.sms_limits()?;
+        let limits = settings.rate_limits.sms;
+        let (per_sender, per_number) = (limits.per_client, limits.global);
         Ok(Self {
             threads: Threads::new(store.clone(), keyring.clone(), settings.retention()),
             intake,
