@@ -169,7 +169,7 @@ impl Target {
             .with_context(|| format!("reading {}", token_file.display()))?
             .trim()
             .to_owned();
-        let zones: Vec<Zone> = settings.zones()?.into_iter().map(|(z, _)| z).collect();
+        let zones: Vec<Zone> = settings.zones.clone().into_iter().map(|(z, _)| z).collect();
         let mapped = &settings.sms.zone_numbers;
         let zone_numbers = zones
             .iter()

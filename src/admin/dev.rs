@@ -90,7 +90,7 @@ pub async fn init(settings: &Settings, dir: &Path) -> Result<String, DevError> {
         crate::crypto::write_new(&identity_path, &body, 0o600)?;
         id
     };
-    let zones = settings.zones()?;
+    let zones = settings.zones.clone();
     let directory = MediatorDirectory::new(
         crate::bus::Store::new(&settings.redis).map_err(DirectoryError::from)?,
     );

@@ -46,7 +46,7 @@ pub fn parse_new(
 /// Zone ids from `--zone`/`--zones` words (repeated or comma-separated),
 /// each one of the configured zones.
 pub fn parse_zones(settings: &Settings, zones: &[String]) -> Result<Vec<Zone>, AddError> {
-    let configured = settings.zones()?;
+    let configured = settings.zones.clone();
     let mut parsed = Vec::new();
     for z in zones
         .iter()

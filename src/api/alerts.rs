@@ -69,7 +69,7 @@ impl AlertsApi {
         keyring: Arc<Keyring>,
         live: Arc<LiveFeed>,
     ) -> Self {
-        let retention_secs = settings.retention().as_secs().max(1);
+        let retention_secs = settings.retention.period.as_secs().max(1);
         Self {
             reader: AlertReader::new(store.clone()),
             states: AlertStates::new(store.clone(), retention_secs),

@@ -108,7 +108,7 @@ pub async fn retention_step(store: &Store, keep: Duration) {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         settings.validate()?;
-        let zones = settings.zones()?;
+        let zones = settings.zones.clone();
         let web_limits = settings.rate_limits.web;
         let keyring = Arc::new(Keyring::load(&settings.keys.dir)?);
         let metrics = Arc::new(Metrics::new()?);
@@ -131,7 +131,7 @@ impl Application {
         let intake = Intake::new(
             keyring.clone(),
             MediatorDirectory::new(store.clone()),
-            AlertProducer::new(store.clone(), settings.retention()),
+            AlertProducer::new(store.clone(), settings.retention.period),
             EscalationPolicy::from_settings(&settings.escalation),
             metrics.clone(),
         );
@@ -155,7 +155,7 @@ impl Application {
             Some(Arc::new(EmailChannel::from_settings(
                 &settings,
                 intake.clone(),
-                Threads::new(store.clone(), keyring.clone(), settings.retention()),
+                Threads::new(store.clone(), keyring.clone(), settings.retention.period),
                 keyring.clone(),
                 metrics.clone(),
             )?))
@@ -180,9 +180,9 @@ impl Application {
                     .unwrap_or_default()
             ),
             settings.relay.max_attempts,
-            settings.relay.backoff_base_ms,
+            u64::try_from(settings.relay.backoff_base.as_millis()).unwrap_or(u64::MAX),
             metrics.clone(),
-            settings.retention(),
+            settings.retention.period,
         ));
         let metrics_data = web::Data::from(metrics.clone());
         let drain = Drain::default();
@@ -244,20 +244,16 @@ impl Application {
         {
             let worker = Arc::new(EscalationWorker::new(
                 store.clone(),
-                settings.retention().as_secs(),
+                settings.retention.period.as_secs(),
             ));
-            tasks.every(
-                "escalation",
-                settings.escalation.poll_interval(),
-                move || {
-                    let worker = worker.clone();
-                    async move {
-                        if let Err(e) = worker.step(crate::clock::now_ms()).await {
-                            tracing::warn!(error = %e, "escalation step failed; will retry");
-                        }
+            tasks.every("escalation", settings.escalation.poll_interval, move || {
+                let worker = worker.clone();
+                async move {
+                    if let Err(e) = worker.step(crate::clock::now_ms()).await {
+                        tracing::warn!(error = %e, "escalation step failed; will retry");
                     }
-                },
-            );
+                }
+            });
         }
         let push = web::Data::new(crate::api::push::PushApi::from_settings(
             &settings,
@@ -273,15 +269,11 @@ impl Application {
         )?;
         {
             let store = store.clone();
-            let keep = settings.retention();
-            tasks.every(
-                "retention",
-                Duration::from_secs(settings.retention.sweep_interval_secs),
-                move || {
-                    let store = store.clone();
-                    async move { retention_step(&store, keep).await }
-                },
-            );
+            let keep = settings.retention.period;
+            tasks.every("retention", settings.retention.sweep_interval, move || {
+                let store = store.clone();
+                async move { retention_step(&store, keep).await }
+            });
         }
         {
             // After an upgrade the app lists older alerts at once, not
@@ -319,18 +311,14 @@ impl Application {
             || settings.email.outbound.enabled
         {
             let relay = relay.clone();
-            tasks.every(
-                "reply-relay",
-                Duration::from_millis(settings.relay.poll_interval_ms),
-                move || {
-                    let relay = relay.clone();
-                    async move {
-                        if let Err(e) = relay.step().await {
-                            tracing::warn!(error = %e, "reply relay step failed; will retry");
-                        }
+            tasks.every("reply-relay", settings.relay.poll_interval, move || {
+                let relay = relay.clone();
+                async move {
+                    if let Err(e) = relay.step().await {
+                        tracing::warn!(error = %e, "reply relay step failed; will retry");
                     }
-                },
-            );
+                }
+            });
         }
 
         let cert = match settings.server.mode {
@@ -446,7 +434,7 @@ impl Application {
             .map_err(|e| StartupError::Bind(addr.clone(), e))?;
         if let Some(cert) = &cert {
             let watched = cert.clone();
-            tasks.every("tls-reload", Duration::from_secs(settings.tls.reload_interval_secs), move || {
+            tasks.every("tls-reload", settings.tls.reload_interval, move || {
                 let watched = watched.clone();
                 async move {
                     match watched.reload_if_changed() {

@@ -75,8 +75,8 @@ impl Store {
     pub fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
         let client = redis::Client::open(settings.url.as_str())?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .set_response_timeout(Duration::from_millis(settings.response_timeout_ms))
+            .set_connection_timeout(settings.connect_timeout)
+            .set_response_timeout(settings.response_timeout)
             .set_number_of_retries(1)
             .set_max_delay(500);
         Ok(Self {
@@ -85,7 +85,7 @@ impl Store {
                 config,
                 manager: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
-                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+                connect_timeout: settings.connect_timeout,
                 keys: Keys::new(&settings.key_prefix),
             }),
         })

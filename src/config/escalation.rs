@@ -14,35 +14,70 @@ use crate::domain::Priority;
 /// certainly a unit mistake (milliseconds typed as seconds).
 const MAX_DELAY_SECS: u64 = 7 * 86_400;
 
+/// `[escalation]` as written (TOML and environment).
 #[derive(Debug, Clone, Deserialize)]
+pub(super) struct RawEscalationSettings {
+    poll_interval_ms: u64,
+    now: RawEscalationDelays,
+    today: RawEscalationDelays,
+    fyi: RawEscalationDelays,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct RawEscalationDelays {
+    enabled: bool,
+    supervisors_after_secs: u64,
+    everyone_after_secs: u64,
+}
+
+/// `[escalation]`, typed.
+#[derive(Debug, Clone)]
 pub struct EscalationSettings {
-    /// How often, in milliseconds, each replica's worker looks for due stages.
-    pub poll_interval_ms: u64,
+    /// How often each replica's worker looks for due stages.
+    pub poll_interval: Duration,
     pub now: EscalationDelays,
     pub today: EscalationDelays,
     pub fyi: EscalationDelays,
 }
 
 /// The two stages of one priority.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EscalationDelays {
     /// Off: tips of this priority never escalate (the delays are ignored).
     pub enabled: bool,
     /// From the tip's arrival to stage 1 (supervisors).
-    pub supervisors_after_secs: u64,
+    pub supervisors_after: Duration,
     /// From stage 1 to stage 2 (everyone on duty).
-    pub everyone_after_secs: u64,
+    pub everyone_after: Duration,
+}
+
+impl RawEscalationDelays {
+    fn check(self) -> EscalationDelays {
+        EscalationDelays {
+            enabled: self.enabled,
+            supervisors_after: Duration::from_secs(self.supervisors_after_secs),
+            everyone_after: Duration::from_secs(self.everyone_after_secs),
+        }
+    }
+}
+
+impl RawEscalationSettings {
+    /// Types `[escalation]`; [`Settings::validate`] checks the delays.
+    pub(super) fn check(&self) -> EscalationSettings {
+        EscalationSettings {
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            now: self.now.check(),
+            today: self.today.check(),
+            fyi: self.fyi.check(),
+        }
+    }
 }
 
 impl EscalationDelays {
     /// The two delays (arrival → stage 1, stage 1 → stage 2), or `None` when off.
     pub fn stages(&self) -> Option<(Duration, Duration)> {
-        self.enabled.then(|| {
-            (
-                Duration::from_secs(self.supervisors_after_secs),
-                Duration::from_secs(self.everyone_after_secs),
-            )
-        })
+        self.enabled
+            .then_some((self.supervisors_after, self.everyone_after))
     }
 }
 
@@ -54,16 +89,12 @@ impl EscalationSettings {
             Priority::Fyi => &self.fyi,
         }
     }
-
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
-    }
 }
 
 impl Settings {
     pub(super) fn validate_escalation(&self) -> Result<(), ConfigError> {
         let esc = &self.escalation;
-        if esc.poll_interval_ms == 0 {
+        if esc.poll_interval.is_zero() {
             return Err(invalid(
                 "escalation.poll_interval_ms",
                 "is 0",
@@ -72,7 +103,7 @@ impl Settings {
         }
         // Alert state lives as long as the tip (retention); a deadline after
         // that would find nothing to escalate and be dropped silently.
-        let retention_secs = self.retention.days.saturating_mul(86_400);
+        let retention_secs = self.retention.period.as_secs();
         for (name, delays) in [
             ("escalation.now", &esc.now),
             ("escalation.today", &esc.today),
@@ -82,8 +113,8 @@ impl Settings {
                 continue;
             }
             for (what, secs) in [
-                ("supervisors_after_secs", delays.supervisors_after_secs),
-                ("everyone_after_secs", delays.everyone_after_secs),
+                ("supervisors_after_secs", delays.supervisors_after.as_secs()),
+                ("everyone_after_secs", delays.everyone_after.as_secs()),
             ] {
                 if secs == 0 || secs > MAX_DELAY_SECS {
                     return Err(invalid(
@@ -94,14 +125,15 @@ impl Settings {
                 }
             }
             let total = delays
-                .supervisors_after_secs
-                .saturating_add(delays.everyone_after_secs);
+                .supervisors_after
+                .as_secs()
+                .saturating_add(delays.everyone_after.as_secs());
             if total >= retention_secs {
                 return Err(invalid(
                     name,
                     format!(
                         "the two delays add up to {total} seconds, past retention.days = {} when the alert is gone",
-                        self.retention.days
+                        self.retention.days()
                     ),
                     "shorten the delays or keep tips longer",
                 ));
@@ -147,24 +179,24 @@ mod tests {
     #[test]
     fn a_zero_delay_on_an_enabled_priority_is_refused_with_the_setting_named() {
         let mut s = defaults();
-        s.escalation.now.everyone_after_secs = 0;
+        s.escalation.now.everyone_after = Duration::ZERO;
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.starts_with("escalation.now:"), "{msg}");
         assert!(msg.contains("everyone_after_secs"), "{msg}");
         // The same zero is fine where escalation is off.
         let mut s = defaults();
-        s.escalation.fyi.supervisors_after_secs = 0;
+        s.escalation.fyi.supervisors_after = Duration::ZERO;
         s.validate().unwrap();
     }
 
     #[test]
     fn delays_past_the_retention_are_refused() {
         let mut s = defaults();
-        s.retention.days = 1;
+        s.retention.period = Duration::from_secs(86_400);
         s.sms.reply_address_days = 1;
         s.email.reply_address_days = 1;
-        s.escalation.today.supervisors_after_secs = 50_000;
-        s.escalation.today.everyone_after_secs = 50_000;
+        s.escalation.today.supervisors_after = Duration::from_secs(50_000);
+        s.escalation.today.everyone_after = Duration::from_secs(50_000);
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.starts_with("escalation.today:"), "{msg}");
     }
@@ -172,7 +204,7 @@ mod tests {
     #[test]
     fn a_zero_poll_interval_is_refused() {
         let mut s = defaults();
-        s.escalation.poll_interval_ms = 0;
+        s.escalation.poll_interval = Duration::ZERO;
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.starts_with("escalation.poll_interval_ms:"), "{msg}");
     }

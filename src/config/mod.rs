@@ -61,18 +61,18 @@ pub(crate) fn invalid(
 #[derive(Debug, Clone, Deserialize)]
 struct RawSettings {
     server: server::RawServerSettings,
-    tls: TlsSettings,
-    redis: RedisSettings,
+    tls: RawTlsSettings,
+    redis: RawRedisSettings,
     keys: KeySettings,
-    retention: RetentionSettings,
+    retention: RawRetentionSettings,
     tips: TipSettings,
     log: LogSettings,
     rate_limits: limits::RawRateLimitSettings,
     zones: Vec<ZoneSettings>,
     sms: sms::RawSmsSettings,
-    relay: RelaySettings,
+    relay: sms::RawRelaySettings,
     email: EmailSettings,
-    escalation: EscalationSettings,
+    escalation: escalation::RawEscalationSettings,
     mediator: mediator::RawMediatorSettings,
     push: push::RawPushSettings,
 }
@@ -80,20 +80,34 @@ struct RawSettings {
 impl RawSettings {
     /// Checks every setting and returns them typed.
     fn validate(&self) -> Result<Settings, ConfigError> {
+        let zones = parse_zones(&self.zones)?;
         let settings = Settings {
             server: self.server.check()?,
-            tls: self.tls.clone(),
-            redis: self.redis.clone(),
+            tls: TlsSettings {
+                cert_path: self.tls.cert_path.clone(),
+                key_path: self.tls.key_path.clone(),
+                reload_interval: Duration::from_secs(self.tls.reload_interval_secs),
+            },
+            redis: RedisSettings {
+                url: self.redis.url.clone(),
+                key_prefix: self.redis.key_prefix.clone(),
+                connect_timeout: Duration::from_millis(self.redis.connect_timeout_ms),
+                response_timeout: Duration::from_millis(self.redis.response_timeout_ms),
+                durability: self.redis.durability,
+            },
             keys: self.keys.clone(),
-            retention: self.retention.clone(),
+            retention: RetentionSettings {
+                period: Duration::from_secs(self.retention.days.saturating_mul(86_400)),
+                sweep_interval: Duration::from_secs(self.retention.sweep_interval_secs),
+            },
             tips: self.tips.clone(),
             log: self.log.clone(),
             rate_limits: self.rate_limits.check()?,
-            zones: self.zones.clone(),
-            sms: self.sms.check(&parse_zones(&self.zones)?)?,
-            relay: self.relay.clone(),
+            zones: zones.clone(),
+            sms: self.sms.check(&zones)?,
+            relay: self.relay.check(),
             email: self.email.clone(),
-            escalation: self.escalation.clone(),
+            escalation: self.escalation.check(),
             mediator: self.mediator.check()?,
             push: self.push.check()?,
         };
@@ -112,7 +126,8 @@ pub struct Settings {
     pub tips: TipSettings,
     pub log: LogSettings,
     pub rate_limits: RateLimitSettings,
-    pub zones: Vec<ZoneSettings>,
+    /// `[[zones]]`: each zone's id and the name tipsters see.
+    pub zones: Vec<(Zone, String)>,
     pub sms: SmsSettings,
     pub relay: RelaySettings,
     pub email: EmailSettings,
@@ -122,18 +137,35 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+struct RawTlsSettings {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    reload_interval_secs: u64,
+}
+
+#[derive(Debug, Clone)]
 pub struct TlsSettings {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
-    pub reload_interval_secs: u64,
+    /// How often to look for a renewed certificate.
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+struct RawRedisSettings {
+    url: String,
+    key_prefix: String,
+    connect_timeout_ms: u64,
+    response_timeout_ms: u64,
+    durability: Durability,
+}
+
+#[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,
     pub key_prefix: String,
-    pub connect_timeout_ms: u64,
-    pub response_timeout_ms: u64,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
     /// What Redis must promise before tips are acknowledged
     /// (`bus::durability` checks it).
     pub durability: Durability,
@@ -171,9 +203,24 @@ pub struct KeySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+struct RawRetentionSettings {
+    days: u64,
+    sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone)]
 pub struct RetentionSettings {
-    pub days: u64,
-    pub sweep_interval_secs: u64,
+    /// How long tips are kept (`retention.days`).
+    pub period: Duration,
+    /// How often old tips are trimmed.
+    pub sweep_interval: Duration,
+}
+
+impl RetentionSettings {
+    /// `retention.days`, as the operator wrote it.
+    pub fn days(&self) -> u64 {
+        self.period.as_secs() / 86_400
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,7 +234,7 @@ pub struct LogSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct ZoneSettings {
+struct ZoneSettings {
     pub id: String,
     pub name: String,
 }
@@ -262,7 +309,7 @@ impl Settings {
                 "raise server.max_body_bytes or lower tips.max_text_chars",
             ));
         }
-        if self.tls.reload_interval_secs == 0 {
+        if self.tls.reload_interval.is_zero() {
             return Err(invalid(
                 "tls.reload_interval_secs",
                 "is 0",
@@ -286,14 +333,14 @@ impl Settings {
                 "use the default \"tipwire\", or \"{tipwire}\" for Redis Cluster",
             ));
         }
-        if self.redis.connect_timeout_ms == 0 || self.redis.response_timeout_ms == 0 {
+        if self.redis.connect_timeout.is_zero() || self.redis.response_timeout.is_zero() {
             return Err(invalid(
                 "redis.connect_timeout_ms / redis.response_timeout_ms",
                 "is 0",
                 "set a positive number of milliseconds (defaults 1000 and 2000)",
             ));
         }
-        if self.retention.days == 0 {
+        if self.retention.days() == 0 {
             return Err(invalid(
                 "retention.days",
                 "is 0, which would delete every tip at once",
@@ -306,31 +353,30 @@ impl Settings {
             ("sms.reply_address_days", self.sms.reply_address_days),
             ("email.reply_address_days", self.email.reply_address_days),
         ] {
-            if days > self.retention.days {
+            if days > self.retention.days() {
                 return Err(invalid(
                     name,
                     format!(
                         "is {days}, longer than retention.days = {}: a tipster's address would outlive their tips",
-                        self.retention.days
+                        self.retention.days()
                     ),
                     "keep reply addresses at most retention.days (default 30 for both)",
                 ));
             }
         }
-        if self.retention.sweep_interval_secs == 0 {
+        if self.retention.sweep_interval.is_zero() {
             return Err(invalid(
                 "retention.sweep_interval_secs",
                 "is 0",
                 "set how often, in seconds, old tips are trimmed (default 300)",
             ));
         }
-        self.zones()?;
         self.validate_email()?;
         self.validate_escalation()?;
         self.validate_connections()?;
         if self.relay.max_attempts == 0
-            || self.relay.backoff_base_ms == 0
-            || self.relay.poll_interval_ms == 0
+            || self.relay.backoff_base.is_zero()
+            || self.relay.poll_interval.is_zero()
         {
             return Err(invalid(
                 "relay.max_attempts / relay.backoff_base_ms / relay.poll_interval_ms",
@@ -339,15 +385,6 @@ impl Settings {
             ));
         }
         Ok(())
-    }
-
-    /// The configured zones, parsed; duplicates and reserved ids are refused.
-    pub fn zones(&self) -> Result<Vec<(Zone, String)>, ConfigError> {
-        parse_zones(&self.zones)
-    }
-
-    pub fn retention(&self) -> Duration {
-        Duration::from_secs(self.retention.days.saturating_mul(86_400))
     }
 }
 

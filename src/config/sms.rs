@@ -134,11 +134,33 @@ impl TelnyxPublicKey {
     }
 }
 
+/// `[relay]` as written (TOML and environment).
 #[derive(Debug, Clone, Deserialize)]
+pub(super) struct RawRelaySettings {
+    max_attempts: u32,
+    backoff_base_ms: u64,
+    poll_interval_ms: u64,
+}
+
+/// `[relay]`, typed: how replies to tipsters are retried.
+#[derive(Debug, Clone)]
 pub struct RelaySettings {
     pub max_attempts: u32,
-    pub backoff_base_ms: u64,
-    pub poll_interval_ms: u64,
+    /// The first retry's delay, doubled on each further one.
+    pub backoff_base: Duration,
+    /// How often the relay worker looks for due replies.
+    pub poll_interval: Duration,
+}
+
+impl RawRelaySettings {
+    /// Types `[relay]`; [`Settings::validate`] refuses zeros.
+    pub(super) fn check(&self) -> RelaySettings {
+        RelaySettings {
+            max_attempts: self.max_attempts,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+        }
+    }
 }
 
 impl RawSmsSettings {

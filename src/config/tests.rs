@@ -88,7 +88,7 @@ fn an_outbound_mail_timeout_longer_than_the_relay_lease_allows_is_refused() {
 
 #[test]
 fn duplicate_and_reserved_zones_are_refused() {
-    let mut s = defaults();
+    let mut s = raw_defaults();
     s.zones.push(ZoneSettings {
         id: "north".into(),
         name: "again".into(),
@@ -99,7 +99,7 @@ fn duplicate_and_reserved_zones_are_refused() {
             .to_string()
             .contains("listed twice")
     );
-    let mut s = defaults();
+    let mut s = raw_defaults();
     s.zones.push(ZoneSettings {
         id: "unsure".into(),
         name: "x".into(),
@@ -123,7 +123,7 @@ fn a_body_limit_too_small_for_the_text_limit_is_refused() {
 #[test]
 fn reply_addresses_kept_longer_than_the_tips_are_refused() {
     let mut s = defaults();
-    s.retention.days = 7;
+    s.retention.period = Duration::from_secs(7 * 86_400);
     s.email.reply_address_days = 7;
     s.sms.reply_address_days = 8;
     let msg = s.validate().unwrap_err().to_string();

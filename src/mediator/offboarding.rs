@@ -127,7 +127,7 @@ impl Offboarding {
         Self::new(
             store,
             EscalationPolicy::from_settings(&settings.escalation),
-            settings.retention().as_secs(),
+            settings.retention.period.as_secs(),
         )
     }
 

@@ -300,7 +300,7 @@ impl Nudger {
         let zone_names = settings
             .zones
             .iter()
-            .map(|z| (z.id.clone(), z.name.clone()))
+            .map(|(zone, name)| (zone.as_str().to_owned(), name.clone()))
             .collect();
         Ok(Self {
             contacts: NudgeContacts::new(store.clone(), keyring),

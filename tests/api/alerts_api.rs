@@ -717,9 +717,9 @@ async fn on_shutdown_an_open_stream_ends_at_once_with_shutting_down() {
 #[tokio::test]
 async fn an_unclaimed_urgent_tip_escalates_once_from_the_serve_task_and_a_claimed_one_never() {
     let app = spawn_app_with(|s| {
-        s.escalation.now.supervisors_after_secs = 1;
-        s.escalation.now.everyone_after_secs = 3_600;
-        s.escalation.poll_interval_ms = 100;
+        s.escalation.now.supervisors_after = std::time::Duration::from_secs(1);
+        s.escalation.now.everyone_after = std::time::Duration::from_secs(3_600);
+        s.escalation.poll_interval = std::time::Duration::from_millis(100);
     })
     .await;
     let ana = mediator(&app, &["south"]).await;
@@ -758,7 +758,7 @@ async fn an_unclaimed_urgent_tip_escalates_once_from_the_serve_task_and_a_claime
         );
         // State and index expire with the entry: its minute plus the
         // retention, nothing finer.
-        let expected = tip.entry.received + app.settings.retention().as_secs();
+        let expected = tip.entry.received + app.settings.retention.period.as_secs();
         for key in [
             keys.alert_state(&tip.entry.tip_id),
             keys.alert_index(&tip.entry.tip_id),
@@ -782,7 +782,7 @@ async fn an_unclaimed_urgent_tip_escalates_once_from_the_serve_task_and_a_claime
     let escalations = Escalations::new(
         app.store.clone(),
         EscalationPolicy::default(),
-        app.settings.retention().as_secs(),
+        app.settings.retention.period.as_secs(),
     );
     // Wait for the wall clock to pass the minute boundary it is due at.
     let due = coarse_due(until, 1_000);

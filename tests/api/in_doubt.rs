@@ -15,8 +15,8 @@ async fn a_texter_is_told_their_text_may_not_have_arrived_and_may_show_twice_if_
     let url = redis.url();
     let (app, _stand_in) = spawn_sms_app(|s| {
         s.redis.url = url;
-        s.redis.connect_timeout_ms = 300;
-        s.redis.response_timeout_ms = 500;
+        s.redis.connect_timeout = std::time::Duration::from_millis(300);
+        s.redis.response_timeout = std::time::Duration::from_millis(500);
     })
     .await;
     redis.kill();
@@ -46,8 +46,8 @@ async fn a_mediator_request_that_found_redis_down_is_told_about_the_request_not_
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url;
-        s.redis.connect_timeout_ms = 300;
-        s.redis.response_timeout_ms = 500;
+        s.redis.connect_timeout = std::time::Duration::from_millis(300);
+        s.redis.response_timeout = std::time::Duration::from_millis(500);
     })
     .await;
     let m = mediator(&app, &["north"], false).await;

@@ -154,8 +154,8 @@ async fn a_keyed_tip_over_the_channels_limit_is_refused_before_the_store_is_aske
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url.clone();
-        s.redis.connect_timeout_ms = 300;
-        s.redis.response_timeout_ms = 500;
+        s.redis.connect_timeout = std::time::Duration::from_millis(300);
+        s.redis.response_timeout = std::time::Duration::from_millis(500);
         s.rate_limits.web.global.count = std::num::NonZeroU32::new(1).unwrap();
         s.rate_limits.web.global.period = std::time::Duration::from_secs(3600);
     })
@@ -441,8 +441,8 @@ async fn with_redis_down_every_enrolment_gets_503_and_nothing_is_charged_to_the_
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url.clone();
-        s.redis.connect_timeout_ms = 300;
-        s.redis.response_timeout_ms = 500;
+        s.redis.connect_timeout = std::time::Duration::from_millis(300);
+        s.redis.response_timeout = std::time::Duration::from_millis(500);
         s.server.trusted_proxies =
             vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
         s.rate_limits.enrolment.global.count = std::num::NonZeroU32::new(1).unwrap();

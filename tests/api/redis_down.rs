@@ -12,8 +12,8 @@ async fn redis_down_means_503_and_nothing_acknowledged_and_the_gateway_recovers_
     let url = redis.url();
     let app = spawn_app_with(|s| {
         s.redis.url = url.clone();
-        s.redis.connect_timeout_ms = 300;
-        s.redis.response_timeout_ms = 500;
+        s.redis.connect_timeout = std::time::Duration::from_millis(300);
+        s.redis.response_timeout = std::time::Duration::from_millis(500);
     })
     .await;
     assert_eq!(

@@ -52,10 +52,10 @@ async fn tips_past_retention_are_trimmed_and_newer_ones_kept() {
 #[tokio::test]
 async fn the_gateway_trims_by_itself_on_its_timer() {
     let app = spawn_app_with(|s| {
-        s.retention.days = 1;
+        s.retention.period = std::time::Duration::from_secs(1 * 86_400);
         s.sms.reply_address_days = 1;
         s.email.reply_address_days = 1;
-        s.retention.sweep_interval_secs = 1;
+        s.retention.sweep_interval = std::time::Duration::from_secs(1);
     })
     .await;
     old_entry(&app, 2 * 86_400).await;
@@ -238,7 +238,7 @@ async fn every_key_a_tipster_leaves_expires_within_the_retention_and_an_opt_out_
  {
     use crate::support::sms::{spawn_sms_app, twilio_params};
     let (app, _stand_in) = spawn_sms_app(|s| {
-        s.retention.days = 10;
+        s.retention.period = std::time::Duration::from_secs(10 * 86_400);
         s.sms.reply_address_days = 10;
         s.email.reply_address_days = 10;
     })

@@ -373,7 +373,7 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
     assert_eq!(app.relay.step().await.unwrap().retried, 1);
     let later = unix_ms() + LATER_MS;
     assert_eq!(app.relay.step_at(later).await.unwrap().sent, 1);
-    let fired = EscalationWorker::new(app.store.clone(), app.settings.retention().as_secs())
+    let fired = EscalationWorker::new(app.store.clone(), app.settings.retention.period.as_secs())
         .step(later)
         .await
         .unwrap();

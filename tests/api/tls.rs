@@ -69,7 +69,7 @@ async fn tls_1_2_and_1_3_are_served_with_forward_secret_suites_only() {
 
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart() {
-    let app = spawn_app_with(|s| s.tls.reload_interval_secs = 1).await;
+    let app = spawn_app_with(|s| s.tls.reload_interval = std::time::Duration::from_secs(1)).await;
     let (_, _, before) = handshake(&app, roots(&[&app.ca_pem]), &[&rustls::version::TLS13]).await;
 
     let renewed = DevCert::generate(&["localhost"]).unwrap();

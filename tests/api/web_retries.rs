@@ -182,8 +182,8 @@ async fn app_on(redis: &PrivateRedis) -> TestApp {
     spawn_app_with(|s| {
         s.redis.url = url;
         s.redis.durability = tipwire::config::Durability::Strict;
-        s.redis.connect_timeout_ms = 300;
-        s.redis.response_timeout_ms = 500;
+        s.redis.connect_timeout = std::time::Duration::from_millis(300);
+        s.redis.response_timeout = std::time::Duration::from_millis(500);
     })
     .await
 }

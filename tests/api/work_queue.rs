@@ -223,9 +223,9 @@ fn relay_replica(
         None,
         consumer.into(),
         app.settings.relay.max_attempts,
-        app.settings.relay.backoff_base_ms,
+        u64::try_from(app.settings.relay.backoff_base.as_millis()).unwrap_or(u64::MAX),
         app.metrics.clone(),
-        app.settings.retention(),
+        app.settings.retention.period,
     )
 }
 

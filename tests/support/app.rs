@@ -291,7 +291,7 @@ impl TestApp {
             .settings
             .zones
             .iter()
-            .map(|z| format!("[[zones]]\nid = \"{}\"\nname = \"{}\"\n", z.id, z.name))
+            .map(|(zone, name)| format!("[[zones]]\nid = \"{zone}\"\nname = \"{name}\"\n"))
             .collect();
         std::fs::write(
             &path,

@@ -232,9 +232,9 @@ pub async fn spawn_sms_app(
         s.sms.telnyx.media_base_url = url;
         s.rate_limits.sms.per_client.count = std::num::NonZeroU32::new(10_000).unwrap();
         s.rate_limits.sms.global.count = std::num::NonZeroU32::new(10_000).unwrap();
-        s.relay.backoff_base_ms = 1;
+        s.relay.backoff_base = std::time::Duration::from_millis(1);
         // Tests drive the relay's step themselves.
-        s.relay.poll_interval_ms = 3_600_000;
+        s.relay.poll_interval = std::time::Duration::from_millis(3_600_000);
         tweak(s);
     })
     .await;

@@ -71,7 +71,7 @@ impl SmsChannel {
         let limits = settings.rate_limits.sms;
         let (per_sender, per_number) = (limits.per_client, limits.global);
         Ok(Self {
-            threads: Threads::new(store.clone(), keyring.clone(), settings.retention()),
+            threads: Threads::new(store.clone(), keyring.clone(), settings.retention.period),
             intake,
             store,
             keyring,

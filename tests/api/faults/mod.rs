@@ -86,8 +86,8 @@ async fn acknowledged_tips_survive_the_gateway_killed_mid_flood_and_restarted() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_tips_survive_redis_killed_mid_flood_and_restarted_from_its_aof() {
     let mut rig = Rig::new("redis-kill", |s| {
-        s.redis.connect_timeout_ms = 500;
-        s.redis.response_timeout_ms = 1_000;
+        s.redis.connect_timeout = std::time::Duration::from_millis(500);
+        s.redis.response_timeout = std::time::Duration::from_millis(1_000);
     })
     .await;
     rig.start_gateway().await;
@@ -120,8 +120,8 @@ async fn a_frozen_redis_gets_fast_refusals_not_hangs_and_service_comes_back_by_i
     // response timeout): this catches a hang, not a slow answer.
     const BOUND: Duration = Duration::from_secs(20);
     let mut rig = Rig::new("redis-sigstop", |s| {
-        s.redis.connect_timeout_ms = 500;
-        s.redis.response_timeout_ms = TIMEOUT_MS;
+        s.redis.connect_timeout = std::time::Duration::from_millis(500);
+        s.redis.response_timeout = std::time::Duration::from_millis(TIMEOUT_MS);
     })
     .await;
     rig.start_gateway().await;
