@@ -52,7 +52,7 @@ async fn tips_past_retention_are_trimmed_and_newer_ones_kept() {
 #[tokio::test]
 async fn the_gateway_trims_by_itself_on_its_timer() {
     let app = spawn_app_with(|s| {
-        s.retention.period = std::time::Duration::from_secs(1 * 86_400);
+        s.retention.period = std::time::Duration::from_secs(86_400);
         s.sms.reply_address_days = 1;
         s.email.reply_address_days = 1;
         s.retention.sweep_interval = std::time::Duration::from_secs(1);
