@@ -51,7 +51,9 @@ impl Retries {
     }
 
     /// Due retries (at `now_ms`) back into `queue`'s stream, with ids at
-    /// `now_ms`'s minute; returns how many were taken.
+    /// `now_ms`'s minute; returns how many were promoted. A member that could
+    /// not be read is removed and logged (only its count: it may hold sealed
+    /// text).
     pub async fn promote(&self, queue: &WorkQueue, now_ms: u64) -> Result<u64, StoreError> {
         let mut conn = queue.store().conn().await?;
         let mut invocation = promote_script().key(self.schedule.key());
@@ -63,7 +65,15 @@ impl Retries {
         for field in self.fields {
             invocation.arg(*field);
         }
-        Ok(invocation.invoke_async(&mut conn).await?)
+        let (promoted, unreadable): (u64, u64) = invocation.invoke_async(&mut conn).await?;
+        if unreadable > 0 {
+            tracing::warn!(
+                queue = queue.stream(),
+                unreadable,
+                "retries that were not JSON objects were dropped"
+            );
+        }
+        Ok(promoted)
     }
 
     /// Ends `id`'s lease and deletes it from `queue`'s stream; with `retry`

@@ -223,7 +223,8 @@ pub(crate) const SUBSCRIPTION_PRUNE: &str = include_str!("scripts/subscription_p
 /// Lua functions over a timer set (a deadline sorted set, see
 /// [`super::timers`]): `timer_schedule(timers, due, member)` adds a member
 /// unless it is there (`ZADD NX`; 1 if added), `timer_advance(timers, due,
-/// member)` adds it or moves it earlier (`ZADD LT`), `timer_take(timers,
+/// member)` adds it or moves it earlier (`ZADD LT`), `timer_due(timers, now,
+/// n)` lists up to `n` due members, earliest first, `timer_take(timers,
 /// member, now)` removes a member that is due and is true only for the call
 /// that removed it, `timer_take_due(timers, now, n)` removes and returns up
 /// to `n` due members, earliest first.
@@ -237,6 +238,11 @@ pub(crate) const TIMER_TAKE: &str = include_str!("scripts/timer_take.lua");
 /// timer set, `KEYS[2]` the stream; `ARGV[1]` now (ms), `ARGV[2]` the minute
 /// (ms) for ids, `ARGV[3]` at most how many, `ARGV[4..]` the field names.
 /// Each member is a JSON object; the entry gets those fields in that order,
-/// each value as a string. A member that is not a JSON object is dropped.
-/// Returns how many were taken (after [`COARSE_XADD_FN`] and [`TIMER_FNS`]).
+/// each value as a string, and the member leaves the set only after its
+/// append: the append is the script's first write, so Redis at `maxmemory`
+/// (noeviction) refuses the script before it changed anything, and an append
+/// that fails leaves its member to be promoted again. A member that is not a
+/// JSON object (nothing tipwire writes) is removed after the appends, and
+/// counted. Returns `{promoted, unreadable}` (after [`COARSE_XADD_FN`] and
+/// [`TIMER_FNS`]).
 pub(crate) const QUEUE_PROMOTE: &str = include_str!("scripts/queue_promote.lua");

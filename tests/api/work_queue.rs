@@ -6,6 +6,7 @@ use tipwire::bus::timing::{MINUTE_MS, coarse_due};
 use tipwire::bus::{Retries, Store, TimerSet, WorkQueue};
 
 use crate::support::app::{delete_prefix, require_redis, test_settings};
+use crate::support::private_redis::PrivateRedis;
 
 const GROUP: &str = "qtest";
 const LEASE_MS: u64 = 60_000;
@@ -378,4 +379,60 @@ async fn a_retry_comes_back_into_the_stream_with_its_fields_in_order_when_due() 
         .unwrap();
     assert_eq!(qs.count("XLEN", &qs.stream()), 0);
     assert_eq!(qs.count("XLEN", &dead), 1);
+}
+
+#[tokio::test]
+async fn due_retries_stay_scheduled_while_redis_is_full_and_an_unreadable_one_goes_after_the_appends()
+ {
+    // A private Redis, so filling it disturbs nobody.
+    let redis = PrivateRedis::start_with(&["--maxmemory-policy", "noeviction"]);
+    let mut qs = Queues::new();
+    qs.settings.redis.url = redis.url();
+    let a = qs.replica("a");
+    let prefix = &qs.settings.redis.key_prefix;
+    let (schedule, dead) = (
+        format!("{prefix}:qtest-retry"),
+        format!("{prefix}:qtest-dead"),
+    );
+    let retries = Retries::new(schedule.as_str(), dead.as_str(), &["n", "attempts"]);
+    let due = coarse_due(T0, LEASE_MS);
+    let mut conn = qs.redis();
+    for member in [
+        r#"{"attempts":1,"n":1}"#,
+        "not json",
+        r#"{"attempts":1,"n":2}"#,
+    ] {
+        let _: () = redis::cmd("ZADD")
+            .arg(&schedule)
+            .arg(due)
+            .arg(member)
+            .query(&mut conn)
+            .unwrap();
+    }
+
+    // At maxmemory the first append is refused, so nothing changed: the
+    // appends are the script's first writes.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut conn)
+        .unwrap();
+    assert!(retries.promote(&a, due).await.is_err());
+    assert_eq!(qs.count("ZCARD", &schedule), 3);
+    assert_eq!(qs.count("XLEN", &qs.stream()), 0);
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(retries.promote(&a, due).await.unwrap(), 2);
+    assert_eq!(
+        qs.count("ZCARD", &schedule),
+        0,
+        "the unreadable one is gone too"
+    );
+    assert_eq!(qs.count("XLEN", &qs.stream()), 2);
 }
