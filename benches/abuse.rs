@@ -203,8 +203,9 @@ impl Target {
             .addresses
             .first()
             .context("email.addresses is empty")?
+            .as_str()
             .parse()?;
-        let smtp = SocketAddr::new(settings.email.host.parse()?, settings.email.port);
+        let smtp = SocketAddr::new(settings.email.host, settings.email.port);
         let acks = &settings.sms.acknowledgement;
         ensure!(
             !acks.en.is_empty() && !acks.es.is_empty(),

@@ -3,15 +3,13 @@
 //! configuration; the connections themselves are served by `channels::email`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_rustls::TlsAcceptor;
 
 use super::StartupError;
 use crate::channels::email::session::{ByteBudget, Limits, Policy};
 use crate::channels::email::{ConnectionLimits, EmailChannel, SmtpListeners};
-use crate::config::{ConfigError, Settings};
-use crate::domain::EmailAddress;
+use crate::config::Settings;
 use crate::server::tls::ReloadingCert;
 use crate::telemetry::Metrics;
 
@@ -30,26 +28,17 @@ pub(super) async fn start_smtp(
         ))),
         _ => None,
     };
-    let addresses = e
-        .addresses
-        .iter()
-        .filter_map(|a| EmailAddress::parse(a).ok())
-        .collect();
-    let ip: std::net::IpAddr = e.host.parse().map_err(|_| ConfigError::Invalid {
-        setting: "email.host",
-        problem: format!("{:?} is not an IP address", e.host),
-        fix: "use an address such as 0.0.0.0 or 127.0.0.1",
-    })?;
+    let ip = e.host;
     let policy = Policy {
         hostname: e.hostname.clone(),
-        addresses,
+        addresses: e.addresses.clone(),
         limits: Limits {
             max_message_bytes: e.max_message_bytes,
             max_recipients: e.max_recipients,
             max_line_bytes: e.max_line_bytes,
             max_commands: e.max_commands,
-            idle: Duration::from_secs(e.idle_timeout_secs),
-            session: Duration::from_secs(e.session_timeout_secs),
+            idle: e.idle_timeout,
+            session: e.session_timeout,
             min_data_rate: e.min_data_rate_bytes,
         },
         tls: if e.starttls || e.implicit_tls {

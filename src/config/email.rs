@@ -2,22 +2,61 @@
 //! checks. Operator input; the outbound password is read from a file that only
 //! its owner may read.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{ConfigError, Settings, invalid};
+use crate::domain::{EmailAddress, Priority};
 
 /// Longest `email.outbound.timeout_secs`: well inside the reply relay's
 /// one-minute lease.
 const MAX_OUTBOUND_TIMEOUT_SECS: u64 = 30;
 
+/// `[email]` as written (TOML and environment), before it is checked.
 #[derive(Debug, Clone, Deserialize)]
+pub(super) struct RawEmailSettings {
+    enabled: bool,
+    addresses: Vec<String>,
+    host: String,
+    port: u16,
+    hostname: String,
+    starttls: bool,
+    require_tls: bool,
+    implicit_tls: bool,
+    implicit_tls_port: u16,
+    max_message_bytes: usize,
+    max_recipients: usize,
+    max_line_bytes: usize,
+    max_commands: usize,
+    max_connections: usize,
+    max_connections_per_address: usize,
+    max_connections_per_network: usize,
+    max_buffered_bytes: usize,
+    min_data_rate_bytes: u64,
+    idle_timeout_secs: u64,
+    session_timeout_secs: u64,
+    max_text_chars: usize,
+    max_attachments: usize,
+    max_attachment_bytes: usize,
+    redact: bool,
+    default_priority: String,
+    reply_address_days: u64,
+    outbound: RawOutboundSettings,
+}
+
+/// `[email]`, typed. While email is disabled its listener settings are not
+/// checked (as before typing): an address that does not parse is left out,
+/// and an unreadable `host` or `default_priority` is kept as the shipped
+/// default (`0.0.0.0`, `today`); nothing reads them then.
+#[derive(Debug, Clone)]
 pub struct EmailSettings {
     pub enabled: bool,
     /// The tip addresses; mail for anything else is refused with 550.
-    pub addresses: Vec<String>,
-    pub host: String,
+    pub addresses: Vec<EmailAddress>,
+    pub host: IpAddr,
     pub port: u16,
     /// Name in the greeting and the EHLO answer.
     pub hostname: String,
@@ -38,13 +77,15 @@ pub struct EmailSettings {
     /// Bytes per second a client must average once the grace period (the
     /// idle timeout) of waiting for it is used up.
     pub min_data_rate_bytes: u64,
-    pub idle_timeout_secs: u64,
-    pub session_timeout_secs: u64,
+    /// `email.idle_timeout_secs`.
+    pub idle_timeout: Duration,
+    /// `email.session_timeout_secs`.
+    pub session_timeout: Duration,
     pub max_text_chars: usize,
     pub max_attachments: usize,
     pub max_attachment_bytes: usize,
     pub redact: bool,
-    pub default_priority: String,
+    pub default_priority: Priority,
     pub reply_address_days: u64,
     pub outbound: OutboundSettings,
 }
@@ -61,7 +102,23 @@ pub enum OutboundTls {
     None,
 }
 
+/// `[email.outbound]` as written, before it is checked.
 #[derive(Debug, Clone, Deserialize)]
+struct RawOutboundSettings {
+    enabled: bool,
+    relay_host: String,
+    relay_port: u16,
+    tls: OutboundTls,
+    ca_file: PathBuf,
+    username: String,
+    password_file: PathBuf,
+    from_name: String,
+    nudge_from: String,
+    timeout_secs: u64,
+}
+
+/// `[email.outbound]`, typed.
+#[derive(Debug, Clone)]
 pub struct OutboundSettings {
     pub enabled: bool,
     pub relay_host: String,
@@ -73,9 +130,161 @@ pub struct OutboundSettings {
     pub password_file: PathBuf,
     /// Display name on the From line of replies and nudges.
     pub from_name: String,
-    /// The address nudges to mediators come from.
-    pub nudge_from: String,
-    pub timeout_secs: u64,
+    /// The address nudges to mediators come from. Always there while
+    /// outbound mail is enabled; `None` only when it is disabled and the
+    /// setting does not parse (it is not checked then).
+    pub nudge_from: Option<EmailAddress>,
+    /// `email.outbound.timeout_secs`: how long one send may take.
+    pub timeout: Duration,
+}
+
+impl RawEmailSettings {
+    /// Types the section. The listener's values are checked only while email
+    /// is enabled, the relay's only while outbound mail is; the checks that
+    /// need no parsing run in [`Settings::validate`].
+    pub(super) fn check(&self) -> Result<EmailSettings, ConfigError> {
+        let e = self;
+        if e.enabled && e.addresses.is_empty() {
+            return Err(no_tip_address());
+        }
+        let mut addresses = Vec::with_capacity(e.addresses.len());
+        for a in &e.addresses {
+            match EmailAddress::parse(a) {
+                Ok(address) => {
+                    if e.enabled {
+                        refuse_plus(a)?;
+                    }
+                    addresses.push(address);
+                }
+                Err(_) if !e.enabled => {}
+                Err(_) => {
+                    return Err(invalid(
+                        "email.addresses",
+                        format!("{a:?} is not an email address"),
+                        "write plain addresses such as tips@example.org",
+                    ));
+                }
+            }
+        }
+        let host = match (e.host.parse::<IpAddr>(), e.enabled) {
+            (Ok(ip), _) => ip,
+            (Err(_), false) => Ipv4Addr::UNSPECIFIED.into(),
+            (Err(_), true) => {
+                return Err(invalid(
+                    "email.host",
+                    format!("{:?} is not an IP address", e.host),
+                    "use an address such as 0.0.0.0 (every interface) or 127.0.0.1",
+                ));
+            }
+        };
+        let default_priority = match (Priority::parse(&e.default_priority), e.enabled) {
+            (Some(priority), _) => priority,
+            (None, false) => Priority::Today,
+            (None, true) => {
+                return Err(invalid(
+                    "email.default_priority",
+                    format!("{:?} is not a priority", e.default_priority),
+                    "use \"now\", \"today\" or \"fyi\"",
+                ));
+            }
+        };
+        Ok(EmailSettings {
+            enabled: e.enabled,
+            addresses,
+            host,
+            port: e.port,
+            hostname: e.hostname.clone(),
+            starttls: e.starttls,
+            require_tls: e.require_tls,
+            implicit_tls: e.implicit_tls,
+            implicit_tls_port: e.implicit_tls_port,
+            max_message_bytes: e.max_message_bytes,
+            max_recipients: e.max_recipients,
+            max_line_bytes: e.max_line_bytes,
+            max_commands: e.max_commands,
+            max_connections: e.max_connections,
+            max_connections_per_address: e.max_connections_per_address,
+            max_connections_per_network: e.max_connections_per_network,
+            max_buffered_bytes: e.max_buffered_bytes,
+            min_data_rate_bytes: e.min_data_rate_bytes,
+            idle_timeout: Duration::from_secs(e.idle_timeout_secs),
+            session_timeout: Duration::from_secs(e.session_timeout_secs),
+            max_text_chars: e.max_text_chars,
+            max_attachments: e.max_attachments,
+            max_attachment_bytes: e.max_attachment_bytes,
+            redact: e.redact,
+            default_priority,
+            reply_address_days: e.reply_address_days,
+            outbound: e.outbound.check()?,
+        })
+    }
+}
+
+impl RawOutboundSettings {
+    fn check(&self) -> Result<OutboundSettings, ConfigError> {
+        let out = self;
+        let nudge_from = match EmailAddress::parse(&out.nudge_from) {
+            Ok(address) => Some(address),
+            Err(_) if !out.enabled => None,
+            Err(_) => return Err(nudge_from_refused(&out.nudge_from)),
+        };
+        Ok(OutboundSettings {
+            enabled: out.enabled,
+            relay_host: out.relay_host.clone(),
+            relay_port: out.relay_port,
+            tls: out.tls,
+            ca_file: out.ca_file.clone(),
+            username: out.username.clone(),
+            password_file: out.password_file.clone(),
+            from_name: out.from_name.clone(),
+            nudge_from,
+            timeout: Duration::from_secs(out.timeout_secs),
+        })
+    }
+}
+
+impl OutboundSettings {
+    /// The address nudges come from, refused when it is missing (outbound
+    /// mail disabled and the setting unreadable).
+    pub fn nudge_from(&self) -> Result<EmailAddress, ConfigError> {
+        self.nudge_from
+            .clone()
+            .ok_or_else(|| nudge_from_refused(""))
+    }
+}
+
+/// `email.outbound.nudge_from` does not parse (`shown` is what was written).
+fn nudge_from_refused(shown: &str) -> ConfigError {
+    invalid(
+        "email.outbound.nudge_from",
+        format!("{shown:?} is not an email address"),
+        "set the address mediator nudges come from, e.g. alerts@example.org",
+    )
+}
+
+fn no_tip_address() -> ConfigError {
+    invalid(
+        "email.addresses",
+        "is empty",
+        "list the tip addresses this gateway receives mail for, e.g. [\"tips@example.org\"]",
+    )
+}
+
+/// Replies come from `local+<thread token>@domain` and every `+tag` is read
+/// as that address with a tag: a tip address with a `+` of its own would
+/// refuse all its mail.
+fn refuse_plus(address: &str) -> Result<(), ConfigError> {
+    if address
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| local.contains('+'))
+    {
+        return Err(invalid(
+            "email.addresses",
+            format!("{address:?} has a '+' in its local part"),
+            "use an address without '+' (tips+<token>@ carries thread tokens), such as tips@example.org",
+        ));
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -85,39 +294,10 @@ impl Settings {
             return self.validate_outbound();
         }
         if email.addresses.is_empty() {
-            return Err(invalid(
-                "email.addresses",
-                "is empty",
-                "list the tip addresses this gateway receives mail for, e.g. [\"tips@example.org\"]",
-            ));
+            return Err(no_tip_address());
         }
         for a in &email.addresses {
-            if crate::domain::EmailAddress::parse(a).is_err() {
-                return Err(invalid(
-                    "email.addresses",
-                    format!("{a:?} is not an email address"),
-                    "write plain addresses such as tips@example.org",
-                ));
-            }
-            // Replies come from `local+<thread token>@domain` and every
-            // `+tag` is read as that address with a tag: a tip address with
-            // a `+` of its own would refuse all its mail.
-            if a.rsplit_once('@')
-                .is_some_and(|(local, _)| local.contains('+'))
-            {
-                return Err(invalid(
-                    "email.addresses",
-                    format!("{a:?} has a '+' in its local part"),
-                    "use an address without '+' (tips+<token>@ carries thread tokens), such as tips@example.org",
-                ));
-            }
-        }
-        if email.host.parse::<std::net::IpAddr>().is_err() {
-            return Err(invalid(
-                "email.host",
-                format!("{:?} is not an IP address", email.host),
-                "use an address such as 0.0.0.0 (every interface) or 127.0.0.1",
-            ));
+            refuse_plus(a.as_str())?;
         }
         if email.hostname.is_empty()
             || !email
@@ -171,8 +351,11 @@ impl Settings {
                 email.max_connections_per_network as u64,
             ),
             ("email.min_data_rate_bytes", email.min_data_rate_bytes),
-            ("email.idle_timeout_secs", email.idle_timeout_secs),
-            ("email.session_timeout_secs", email.session_timeout_secs),
+            ("email.idle_timeout_secs", email.idle_timeout.as_secs()),
+            (
+                "email.session_timeout_secs",
+                email.session_timeout.as_secs(),
+            ),
             ("email.max_text_chars", email.max_text_chars as u64),
             (
                 "email.max_attachment_bytes",
@@ -205,13 +388,6 @@ impl Settings {
                 "set at most 4294967295 (default 67108864)",
             ));
         }
-        if crate::domain::Priority::parse(&email.default_priority).is_none() {
-            return Err(invalid(
-                "email.default_priority",
-                format!("{:?} is not a priority", email.default_priority),
-                "use \"now\", \"today\" or \"fyi\"",
-            ));
-        }
         self.validate_outbound()
     }
 
@@ -240,12 +416,8 @@ impl Settings {
                 "use \"starttls\" (port 587) or \"implicit\" (port 465); \"none\" is only for a relay on 127.0.0.1",
             ));
         }
-        if crate::domain::EmailAddress::parse(&out.nudge_from).is_err() {
-            return Err(invalid(
-                "email.outbound.nudge_from",
-                format!("{:?} is not an email address", out.nudge_from),
-                "set the address mediator nudges come from, e.g. alerts@example.org",
-            ));
+        if out.nudge_from.is_none() {
+            return Err(nudge_from_refused(""));
         }
         if out.from_name.contains(['\r', '\n', '"', '<', '>']) {
             return Err(invalid(
@@ -264,12 +436,12 @@ impl Settings {
         // The reply relay leases a message for at least a minute from when
         // its send starts; a send (plus its QUIT) must end well within that,
         // or another replica takes it over and the tipster gets it twice.
-        if out.timeout_secs == 0 || out.timeout_secs > MAX_OUTBOUND_TIMEOUT_SECS {
+        if out.timeout.is_zero() || out.timeout > Duration::from_secs(MAX_OUTBOUND_TIMEOUT_SECS) {
             return Err(invalid(
                 "email.outbound.timeout_secs",
                 format!(
                     "{} is not between 1 and {MAX_OUTBOUND_TIMEOUT_SECS}",
-                    out.timeout_secs
+                    out.timeout.as_secs()
                 ),
                 "set how long a send may take, in seconds (default 30)",
             ));

@@ -71,7 +71,7 @@ struct RawSettings {
     zones: Vec<ZoneSettings>,
     sms: sms::RawSmsSettings,
     relay: sms::RawRelaySettings,
-    email: EmailSettings,
+    email: email::RawEmailSettings,
     escalation: escalation::RawEscalationSettings,
     mediator: mediator::RawMediatorSettings,
     push: push::RawPushSettings,
@@ -106,7 +106,7 @@ impl RawSettings {
             zones: zones.clone(),
             sms: self.sms.check(&zones)?,
             relay: self.relay.check(),
-            email: self.email.clone(),
+            email: self.email.check()?,
             escalation: self.escalation.check(),
             mediator: self.mediator.check()?,
             push: self.push.check()?,
@@ -284,7 +284,7 @@ impl Settings {
 
     /// Checks every setting that can be checked without touching files or the
     /// network; files (keys, certificate) are checked where they are loaded.
-    /// The typed sections (`sms`, `mediator`, `push`) were checked when they were made.
+    /// The typed sections (`sms`, `email`, `mediator`, `push`) were checked when they were made.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         if self.tips.max_text_chars == 0 {

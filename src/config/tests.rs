@@ -43,7 +43,7 @@ fn plaintext_on_a_public_address_is_refused_with_the_setting_named() {
 fn a_tip_address_with_a_plus_is_refused() {
     let mut s = defaults();
     s.email.enabled = true;
-    s.email.addresses = vec!["cvi+tips@example.org".into()];
+    s.email.addresses = vec![crate::domain::EmailAddress::parse("cvi+tips@example.org").unwrap()];
     let msg = s.validate().unwrap_err().to_string();
     assert!(msg.starts_with("email.addresses:"), "{msg}");
 }
@@ -52,7 +52,7 @@ fn a_tip_address_with_a_plus_is_refused() {
 fn smtp_capacity_settings_that_cannot_work_are_refused_with_the_setting_named() {
     let mut s = defaults();
     s.email.enabled = true;
-    s.email.addresses = vec!["tips@example.org".into()];
+    s.email.addresses = vec![crate::domain::EmailAddress::parse("tips@example.org").unwrap()];
     s.validate().unwrap();
     s.email.max_buffered_bytes = s.email.max_message_bytes - 1;
     let msg = s.validate().unwrap_err().to_string();
@@ -77,10 +77,10 @@ fn an_outbound_mail_timeout_longer_than_the_relay_lease_allows_is_refused() {
     out.enabled = true;
     out.relay_host = "smtp.example.org".into();
     out.relay_port = 587;
-    out.timeout_secs = 30;
+    out.timeout = Duration::from_secs(30);
     s.validate().unwrap();
     for bad in [0, 31, 600] {
-        s.email.outbound.timeout_secs = bad;
+        s.email.outbound.timeout = Duration::from_secs(bad);
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.starts_with("email.outbound.timeout_secs:"), "{msg}");
     }
@@ -141,4 +141,39 @@ fn bad_proxy_entries_are_named() {
     s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
     let msg = s.validate().unwrap_err().to_string();
     assert!(msg.contains("proxy.local"), "{msg}");
+}
+
+#[test]
+fn a_disabled_email_section_is_typed_without_its_checks() {
+    let load = |email: &str, outbound: &str| {
+        let file = format!(
+            "[email]\n{email}addresses = [\"not-an-address\"]\nhost = \"mx.example.org\"\n\
+             default_priority = \"soon\"\n[email.outbound]\n{outbound}nudge_from = \"nobody\"\n\
+             timeout_secs = 0\n"
+        );
+        Settings::load_sources(
+            Some(config::File::from_str(&file, config::FileFormat::Toml)),
+            Some(config::Map::new()),
+        )
+    };
+    let s = load("", "").unwrap();
+    assert!(s.email.addresses.is_empty());
+    assert_eq!(
+        s.email.host,
+        std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+    );
+    assert_eq!(s.email.default_priority, crate::domain::Priority::Today);
+    assert!(s.email.outbound.nudge_from.is_none());
+    s.validate().unwrap();
+
+    let msg = load("enabled = true\n", "").unwrap_err().to_string();
+    assert!(
+        msg.starts_with("email.addresses: \"not-an-address\""),
+        "{msg}"
+    );
+    let msg = load("", "enabled = true\n").unwrap_err().to_string();
+    assert!(
+        msg.starts_with("email.outbound.nudge_from: \"nobody\""),
+        "{msg}"
+    );
 }

@@ -133,13 +133,7 @@ impl MailSender {
     /// Builds the sender: TLS parameters (Mozilla's roots plus those in
     /// `ca_file`), the relay password, the EHLO name. Connects to nothing.
     pub fn from_settings(s: &OutboundSettings) -> Result<Self, ConfigError> {
-        let nudge_from = EmailAddress::parse(&s.nudge_from).map_err(|_| {
-            invalid(
-                "email.outbound.nudge_from",
-                format!("{:?} is not an email address", s.nudge_from),
-                "set the address mediator nudges come from, e.g. alerts@example.org",
-            )
-        })?;
+        let nudge_from = s.nudge_from()?;
         let security = match s.tls {
             OutboundTls::Starttls => Security::Starttls(tls_parameters(s)?),
             OutboundTls::Implicit => Security::Implicit(tls_parameters(s)?),
@@ -164,7 +158,7 @@ impl MailSender {
                 security,
                 login,
                 hello: ClientId::Domain(nudge_from.domain().to_owned()),
-                timeout: Duration::from_secs(s.timeout_secs.max(1)),
+                timeout: s.timeout.max(Duration::from_secs(1)),
                 letterhead: Letterhead {
                     from_name,
                     nudge_from,

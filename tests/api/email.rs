@@ -274,7 +274,7 @@ async fn no_canary_from_a_mail_reaches_redis_logs_metrics_disk_or_the_sealed_tip
 async fn bad_mail_is_refused_cleanly_the_listener_keeps_serving_and_nothing_is_stored() {
     let app = spawn_email_app(|s| {
         s.email.max_message_bytes = 20_000;
-        s.email.idle_timeout_secs = 1;
+        s.email.idle_timeout = std::time::Duration::from_secs(1);
     })
     .await;
 
@@ -429,7 +429,7 @@ async fn a_nudge_reaches_a_mediator_through_a_real_relay_and_names_only_zone_and
     out.relay_host = "localhost".into();
     out.relay_port = sink.port;
     out.ca_file = sink.ca_file();
-    out.nudge_from = "alerts@tips.example.org".into();
+    out.nudge_from = tipwire::domain::EmailAddress::parse("alerts@tips.example.org").ok();
     let sender = MailSender::from_settings(&settings.email.outbound).unwrap();
     let mediator = tipwire::domain::EmailAddress::parse("dee@program.example").unwrap();
     sender

@@ -59,7 +59,7 @@ async fn one_network_cannot_take_more_than_its_share_of_connections_whatever_its
 #[tokio::test]
 async fn a_client_dripping_bytes_is_cut_off_below_the_minimum_data_rate() {
     let app = spawn_email_app(|s| {
-        s.email.idle_timeout_secs = 1;
+        s.email.idle_timeout = std::time::Duration::from_secs(1);
         s.email.min_data_rate_bytes = 1_000_000;
     })
     .await;

@@ -574,7 +574,7 @@ async fn an_urgent_alert_nobody_claimed_nudges_opted_in_mediators_once_by_email_
         out.relay_host = "localhost".into();
         out.relay_port = sink.port;
         out.ca_file = sink.ca_file();
-        out.nudge_from = "alerts@tips.example.org".into();
+        out.nudge_from = tipwire::domain::EmailAddress::parse("alerts@tips.example.org").ok();
     })
     .await;
     let endpoint = PushEndpoint::start();

@@ -259,10 +259,10 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
         s.push.nudge_delay = Some(std::time::Duration::from_secs(60));
         // Every tip urgent: each one escalates and nudges.
         s.sms.default_priority = tipwire::domain::Priority::Now;
-        s.email.default_priority = "now".into();
+        s.email.default_priority = tipwire::domain::Priority::Now;
         s.email.enabled = true;
-        s.email.addresses = vec![TIP_ADDRESS.into()];
-        s.email.host = "127.0.0.1".into();
+        s.email.addresses = vec![tipwire::domain::EmailAddress::parse(TIP_ADDRESS).unwrap()];
+        s.email.host = std::net::Ipv4Addr::LOCALHOST.into();
         s.email.port = 0;
         s.email.hostname = "mx.tips.example.org".into();
         s.rate_limits.email.per_client.count = std::num::NonZeroU32::new(10_000).unwrap();
@@ -273,7 +273,7 @@ async fn no_time_finer_than_the_minute_reaches_redis_or_its_aof_after_tips_on_ev
         out.relay_host = "localhost".into();
         out.relay_port = sink.port;
         out.ca_file = ca_file;
-        out.nudge_from = "alerts@tips.example.org".into();
+        out.nudge_from = tipwire::domain::EmailAddress::parse("alerts@tips.example.org").ok();
     })
     .await;
     let endpoint = PushEndpoint::start();

@@ -21,8 +21,8 @@ pub const TIP_ADDRESS: &str = "tips@tips.example.org";
 pub async fn spawn_email_app(tweak: impl FnOnce(&mut tipwire::config::Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.email.enabled = true;
-        s.email.addresses = vec![TIP_ADDRESS.into()];
-        s.email.host = "127.0.0.1".into();
+        s.email.addresses = vec![tipwire::domain::EmailAddress::parse(TIP_ADDRESS).unwrap()];
+        s.email.host = std::net::Ipv4Addr::LOCALHOST.into();
         s.email.port = 0;
         s.email.hostname = "mx.tips.example.org".into();
         s.email.implicit_tls = true;

@@ -113,13 +113,9 @@ impl EmailChannel {
             },
             limiter: EmailLimiter::new(per_sender, per_address, global),
             metrics,
-            priority: Priority::parse(&e.default_priority).unwrap_or(Priority::Today),
+            priority: e.default_priority,
             reply_ttl_secs: e.reply_address_days.saturating_mul(86_400),
-            tip_addresses: e
-                .addresses
-                .iter()
-                .filter_map(|a| EmailAddress::parse(a).ok())
-                .collect(),
+            tip_addresses: e.addresses.clone(),
             parsers: tokio::sync::Semaphore::new(PARSERS),
         })
     }

@@ -466,8 +466,8 @@ fn settings(port: u16, tls: OutboundTls, ca_file: PathBuf) -> OutboundSettings {
         username: String::new(),
         password_file: PathBuf::new(),
         from_name: "Community tip line".to_owned(),
-        nudge_from: "alerts@alerts.example.org".to_owned(),
-        timeout_secs: 1,
+        nudge_from: Some(addr("alerts@alerts.example.org")),
+        timeout: Duration::from_secs(1),
     }
 }
 
