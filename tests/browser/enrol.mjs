@@ -122,15 +122,18 @@ async function pushAndRead(context, page, payload) {
   }
   if (!registrationId) throw new Error("no service worker registration for /m/");
   await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId, data: JSON.stringify(payload) });
-  return page.evaluate(async () => {
+  // Polled until the step's deadline, not a fixed count: on a loaded machine
+  // the worker may take seconds to wake for the push.
+  return page.evaluate(async (waitMs) => {
     const registration = await navigator.serviceWorker.ready;
-    for (let i = 0; i < 100; i++) {
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
       const shown = await registration.getNotifications();
       if (shown.length) return shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
       await new Promise((r) => setTimeout(r, 100));
     }
     return [];
-  });
+  }, STEP_TIMEOUT_MS);
 }
 
 let browser;

@@ -210,9 +210,11 @@ async function registrationId(cdp) {
 
 /** The notifications the service worker shows, once one was shown after `after` (ms). */
 function shownAfter(page, after) {
-  return page.evaluate(async (after) => {
+  // Polled until the step's deadline, not a fixed count (a loaded machine).
+  return page.evaluate(async ([after, waitMs]) => {
     const registration = await navigator.serviceWorker.ready;
-    for (let i = 0; i < 200; i++) {
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
       const shown = await registration.getNotifications();
       if (shown.some((n) => n.timestamp > after)) {
         return shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data, timestamp: n.timestamp }));
@@ -220,7 +222,7 @@ function shownAfter(page, after) {
       await new Promise((r) => setTimeout(r, 50));
     }
     return null;
-  }, after);
+  }, [after, STEP_TIMEOUT_MS]);
 }
 
 async function pushOn(browser, [inviteA, inviteB, subscriptionJson]) {
