@@ -23,6 +23,17 @@ pub struct CheckedQuota {
     pub period: Duration,
 }
 
+#[cfg(test)]
+impl CheckedQuota {
+    /// `count` per `secs` seconds, for tests (a zero count panics).
+    pub(crate) fn per(count: u32, secs: u64) -> Self {
+        Self {
+            count: NonZeroU32::new(count).unwrap(),
+            period: Duration::from_secs(secs),
+        }
+    }
+}
+
 impl QuotaSettings {
     /// The quota, or the refusal that names `setting`.
     pub(super) fn check(

@@ -111,19 +111,11 @@ impl GlobalLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::num::NonZeroU32;
     use std::time::Duration;
-
-    fn q(count: u32, secs: u64) -> CheckedQuota {
-        CheckedQuota {
-            count: NonZeroU32::new(count).unwrap(),
-            period: Duration::from_secs(secs),
-        }
-    }
 
     #[test]
     fn a_keyed_limiter_refuses_a_key_past_its_quota_with_its_scope_and_a_wait() {
-        let l = KeyedLimiter::new(q(2, 60), Scope::Client);
+        let l = KeyedLimiter::new(CheckedQuota::per(2, 60), Scope::Client);
         l.check(&"a").unwrap();
         l.check(&"a").unwrap();
         let refused = l.check(&"a").unwrap_err();
@@ -137,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_hashed_limiter_counts_equal_keys_together() {
-        let l = HashedLimiter::new(q(1, 60), Scope::Global);
+        let l = HashedLimiter::new(CheckedQuota::per(1, 60), Scope::Global);
         l.check(("p1_a", 7)).unwrap();
         assert_eq!(l.check(("p1_a", 7)).unwrap_err().scope, Scope::Global);
         l.check(("p1_a", 8)).unwrap();
@@ -145,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_global_limiter_is_one_bucket() {
-        let l = GlobalLimiter::new(q(1, 60), Scope::Global);
+        let l = GlobalLimiter::new(CheckedQuota::per(1, 60), Scope::Global);
         l.check().unwrap();
         assert_eq!(l.check().unwrap_err().scope, Scope::Global);
     }

@@ -138,7 +138,6 @@ impl ChannelLimiter {
 mod tests {
     use super::*;
     use crate::privacy::ClientKeyer;
-    use std::num::NonZeroU32;
 
     #[test]
     fn loopback_is_everyone_only_in_onion_mode_and_mapped_loopback_counts() {
@@ -153,16 +152,9 @@ mod tests {
         assert!(!shared_by_everyone(None, true));
     }
 
-    fn q(count: u32, secs: u64) -> CheckedQuota {
-        CheckedQuota {
-            count: NonZeroU32::new(count).unwrap(),
-            period: Duration::from_secs(secs),
-        }
-    }
-
     #[test]
     fn the_client_after_its_quota_is_refused_and_others_are_not() {
-        let limiter = ChannelLimiter::new(q(3, 3600), q(100, 60));
+        let limiter = ChannelLimiter::new(CheckedQuota::per(3, 3600), CheckedQuota::per(100, 60));
         let keyer = ClientKeyer::new(vec![]);
         let a = keyer.key(Some("1.1.1.1".parse().unwrap()));
         let b = keyer.key(Some("2.2.2.2".parse().unwrap()));
@@ -177,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_client_check_alone_leaves_the_channels_bucket_untouched() {
-        let limiter = ChannelLimiter::new(q(2, 3600), q(1, 3600));
+        let limiter = ChannelLimiter::new(CheckedQuota::per(2, 3600), CheckedQuota::per(1, 3600));
         let keyer = ClientKeyer::new(vec![]);
         for i in 0..5 {
             let ip = Some(format!("192.0.2.{i}").parse().unwrap());
@@ -202,7 +194,7 @@ mod tests {
 
     #[test]
     fn the_global_limit_holds_across_clients() {
-        let limiter = ChannelLimiter::new(q(10, 60), q(2, 60));
+        let limiter = ChannelLimiter::new(CheckedQuota::per(10, 60), CheckedQuota::per(2, 60));
         let keyer = ClientKeyer::new(vec![]);
         limiter
             .check(keyer.key(Some("1.1.1.1".parse().unwrap())))

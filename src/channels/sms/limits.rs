@@ -50,18 +50,10 @@ impl SmsLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn q(count: u32, secs: u64) -> CheckedQuota {
-        CheckedQuota {
-            count: NonZeroU32::new(count).unwrap(),
-            period: Duration::from_secs(secs),
-        }
-    }
 
     #[test]
     fn a_limited_sender_is_told_once_per_window() {
-        let l = SmsLimiter::new(q(2, 3600), q(100, 60));
+        let l = SmsLimiter::new(CheckedQuota::per(2, 3600), CheckedQuota::per(100, 60));
         l.check("p1_a", "+15550000000").unwrap();
         l.check("p1_a", "+15550000000").unwrap();
         assert!(l.check("p1_a", "+15550000000").is_err());
